@@ -1,0 +1,211 @@
+// Package abi is the stage1 contract: the files, arguments, environment and exit
+// codes through which stage0 (the skiff CLI) and any stage1 flavor talk. It is the
+// single Go home of the contract; stage1/README.md is its prose. Every name here
+// carries the interface version that introduced it.
+//
+// stage0 writes the pod directory (PodManifest in pod.json, one OCI runtime-spec
+// config.json per app), takes the pod lock, and execs the stage1 run entrypoint
+// with the pod directory as its working directory. stage1 performs what the
+// manifest describes (mounts, namespaces, cgroups, the apps) and reports back
+// through the files named below.
+package abi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"time"
+
+	"github.com/skiff-project/skiff/internal/atomicfile"
+)
+
+// InterfaceVersion is the newest contract version this build speaks.
+const InterfaceVersion = 1
+
+// Annotations in a stage1 image's manifest that declare its entrypoints (paths
+// relative to the stage1 rootfs) and the contract version it speaks. Since v1.
+const (
+	AnnotationInterfaceVersion = "dev.skiff.stage1.interface-version"
+	AnnotationFlavor           = "dev.skiff.stage1.flavor"
+	AnnotationRun              = "dev.skiff.stage1.run"
+	AnnotationEnter            = "dev.skiff.stage1.enter"
+	AnnotationStop             = "dev.skiff.stage1.stop"
+	AnnotationGC               = "dev.skiff.stage1.gc"
+)
+
+// EnvLockFD names the environment variable that carries the number of the
+// inherited file descriptor on which stage0 holds the pod lock. The run
+// entrypoint keeps it open for the pod's whole life. Since v1.
+const EnvLockFD = "SKIFF_LOCK_FD"
+
+// EnvDebug is set to "1" when the user asked for --debug. Since v1.
+const EnvDebug = "SKIFF_DEBUG"
+
+// Files and directories in the pod directory. Paths are relative to it.
+const (
+	PodManifestFile = "pod.json"    // stage0 writes; v1
+	AppsDir         = "apps"        // apps/NAME/; v1
+	AppSpecFile     = "config.json" // apps/NAME/config.json, an OCI runtime spec; stage0 writes; v1
+	AppExitFile     = "exit.json"   // apps/NAME/exit.json, an AppExit; stage1 writes; v1
+	Stage1Dir       = "stage1"      // private to the stage1 flavor; v1
+	PIDFile         = "pid"         // decimal host pid that enter joins; stage1 writes before ready; v1
+	ReadyFile       = "ready"       // empty marker: all apps started; stage1 writes; v1
+	PodExitFile     = "exit.json"   // the pod's PodExit; stage1 writes when the pod ends; v1
+)
+
+// Exit codes shared by stage0 and stage1 (the podman/docker convention).
+const (
+	ExitSkiffFailure = 125 // skiff or stage1 itself failed
+	ExitCannotExec   = 126 // the app's command exists but cannot be executed
+	ExitNotFound     = 127 // the app's command is not in its image
+)
+
+// Entrypoint names, the keys of Entrypoints.
+const (
+	EntrypointRun   = "run"
+	EntrypointEnter = "enter"
+	EntrypointStop  = "stop"
+	EntrypointGC    = "gc"
+)
+
+// Stage1 describes the stage1 image a pod runs with: where its rootfs comes from
+// and what it declares.
+type Stage1 struct {
+	Name             string            `json:"name"`
+	ImageID          string            `json:"imageID"`
+	Flavor           string            `json:"flavor,omitempty"`
+	InterfaceVersion int               `json:"interfaceVersion"`
+	Entrypoints      map[string]string `json:"entrypoints"`
+	Rootfs           Rootfs            `json:"rootfs"`
+}
+
+// Rootfs describes a root filesystem as a stack of read-only layer directories;
+// stage1 mounts it as an overlay with its upper and work directories inside the
+// pod directory. Layers are absolute host paths, lowest layer first.
+type Rootfs struct {
+	Layers []string `json:"layers"`
+}
+
+// Image names the image an app comes from.
+type Image struct {
+	Name string `json:"name"`
+	ID   string `json:"id"`
+}
+
+// App is one app of a pod. Its process (argv, env, cwd, user, terminal) is in
+// apps/NAME/config.json as an OCI runtime spec.
+type App struct {
+	Name        string            `json:"name"`
+	Image       Image             `json:"image"`
+	Rootfs      Rootfs            `json:"rootfs"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// PodManifest is pod.json: everything stage1 needs to run the pod.
+type PodManifest struct {
+	Version     int               `json:"version"`
+	UUID        string            `json:"uuid"`
+	Created     time.Time         `json:"created"`
+	Stage1      Stage1            `json:"stage1"`
+	Apps        []App             `json:"apps"`
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// AppExit is apps/NAME/exit.json: how one app ended. Signal is set (and Code is
+// 128+signal) when the app was killed by a signal.
+type AppExit struct {
+	App      string    `json:"app"`
+	Code     int       `json:"code"`
+	Signal   string    `json:"signal,omitempty"`
+	ExitedAt time.Time `json:"exitedAt"`
+}
+
+// PodExit is exit.json: how the pod ended. Code is the first failing app's code,
+// or 0 when every app succeeded.
+type PodExit struct {
+	Code     int       `json:"code"`
+	ExitedAt time.Time `json:"exitedAt"`
+}
+
+// RunFlags are what stage0 decided for a pod, passed to the run entrypoint as
+// flags before the UUID. MinVersion says from which interface version each flag
+// exists, so stage0 can drop what an older stage1 does not understand.
+type RunFlags struct {
+	Net         string // "none" or "host"; v1
+	Hostname    string // v1
+	Interactive bool   // v1: the app gets stdin (and the terminal when stdin is one)
+	Debug       bool   // v1
+}
+
+// runFlag is one run flag with the version that introduced it.
+type runFlag struct {
+	name       string
+	minVersion int
+	value      func(RunFlags) (string, bool)
+}
+
+var runFlagTable = []runFlag{
+	{"net", 1, func(f RunFlags) (string, bool) { return f.Net, f.Net != "" }},
+	{"hostname", 1, func(f RunFlags) (string, bool) { return f.Hostname, f.Hostname != "" }},
+	{"interactive", 1, func(f RunFlags) (string, bool) { return "true", f.Interactive }},
+	{"debug", 1, func(f RunFlags) (string, bool) { return "true", f.Debug }},
+}
+
+// Args renders the flags for a stage1 speaking version v. It returns the names of
+// the set flags that v does not support, so stage0 can warn about them.
+func (f RunFlags) Args(v int) (args []string, dropped []string) {
+	for _, rf := range runFlagTable {
+		val, set := rf.value(f)
+		if !set {
+			continue
+		}
+		if v < rf.minVersion {
+			dropped = append(dropped, rf.name)
+			continue
+		}
+		args = append(args, "--"+rf.name+"="+val)
+	}
+	return args, dropped
+}
+
+var appNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ErrBadAppName is returned for an app name that cannot name a unit and a directory.
+var ErrBadAppName = errors.New("app names are 1 to 63 lowercase letters, digits and dashes, not starting or ending with a dash")
+
+// ValidateAppName checks that name can be used for the app's directory and unit.
+func ValidateAppName(name string) error {
+	if !appNameRE.MatchString(name) {
+		return fmt.Errorf("app name %q: %w", name, ErrBadAppName)
+	}
+	return nil
+}
+
+// AppDir is the app's directory inside the pod directory.
+func AppDir(podDir, app string) string {
+	return filepath.Join(podDir, AppsDir, app)
+}
+
+// ReadJSON decodes the JSON file at path into v.
+func ReadJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("parse %s: %w", path, err)
+	}
+	return nil
+}
+
+// WriteJSON writes v to path atomically (see internal/atomicfile).
+func WriteJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(path, append(b, '\n'), 0o644)
+}
