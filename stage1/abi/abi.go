@@ -36,6 +36,11 @@ const (
 	AnnotationGC               = "dev.skiff.stage1.gc"
 )
 
+// AnnotationAppUser, in an app's config.json annotations, keeps the user as the
+// image or the user named it ("name", "uid:gid", "name:group"); stage1 resolves
+// names inside the app's rootfs. Since v1.
+const AnnotationAppUser = "dev.skiff.app.user"
+
 // EnvLockFD names the environment variable that carries the number of the
 // inherited file descriptor on which stage0 holds the pod lock. The run
 // entrypoint keeps it open for the pod's whole life. Since v1.
@@ -208,4 +213,17 @@ func WriteJSON(path string, v any) error {
 		return err
 	}
 	return atomicfile.Write(path, append(b, '\n'), 0o644)
+}
+
+// PodCode is the pod's exit code from its apps' exits: the code of the app that
+// failed first, or 0 when none failed.
+func PodCode(exits []AppExit) int {
+	code := 0
+	var first time.Time
+	for _, x := range exits {
+		if x.Code != 0 && (code == 0 || x.ExitedAt.Before(first)) {
+			code, first = x.Code, x.ExitedAt
+		}
+	}
+	return code
 }

@@ -1,0 +1,103 @@
+// Package prepare turns what the user asked for (images and per-app flags, in
+// rkt's `IMAGE [app flags] [-- ARGS] [--- IMAGE ...]` shape) and what the images
+// say (their OCI configs) into the stage1 contract's files: the pod manifest and
+// one OCI runtime-spec config.json per app. It decides; it performs nothing.
+package prepare
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// AppArgs is one app as given on the command line.
+type AppArgs struct {
+	Image      string
+	Name       string
+	Exec       string
+	Args       []string
+	ArgsGiven  bool // "--" was present, so Args replaces the image's Cmd (even when empty)
+	SetEnv     []string
+	User       string
+	WorkingDir string
+}
+
+// ErrNoImage is returned when the command line names no image.
+var ErrNoImage = errors.New("no image given; usage: skiff run [pod flags] IMAGE [app flags] [-- ARGS] [--- IMAGE ...]")
+
+// AppFlagUsage documents the per-app flags, for --help.
+const AppFlagUsage = `App flags (after the image):
+      --name=NAME           the app's name (default: derived from the image)
+      --exec=PATH           replace the image's entrypoint
+      --set-env=K=V         set an environment variable (repeatable)
+      --user=USER[:GROUP]   run as this user (name or number, resolved in the image)
+      --working-dir=DIR     the app's working directory
+  -- ARGS                   replace the image's cmd with ARGS
+  ---                       start the next app of the same pod`
+
+// ParseApps splits args (everything from the first image on) into apps.
+func ParseApps(args []string) ([]AppArgs, error) {
+	var apps []AppArgs
+	for len(args) > 0 {
+		seg := args
+		next := []string(nil)
+		// "---" always separates apps, even after an app's "--" (rkt's rule).
+		for i, a := range args {
+			if a == "---" {
+				seg, next = args[:i], args[i+1:]
+				break
+			}
+		}
+		app, err := parseApp(seg)
+		if err != nil {
+			return nil, err
+		}
+		apps = append(apps, app)
+		args = next
+	}
+	if len(apps) == 0 {
+		return nil, ErrNoImage
+	}
+	return apps, nil
+}
+
+func parseApp(seg []string) (AppArgs, error) {
+	var a AppArgs
+	if len(seg) == 0 || strings.HasPrefix(seg[0], "-") {
+		return a, ErrNoImage
+	}
+	a.Image = seg[0]
+	rest := seg[1:]
+	for i, s := range rest {
+		if s == "--" {
+			a.Args, a.ArgsGiven = append([]string{}, rest[i+1:]...), true
+			rest = rest[:i]
+			break
+		}
+	}
+	fs := pflag.NewFlagSet("app "+a.Image, pflag.ContinueOnError)
+	fs.SetOutput(discard{})
+	fs.StringVar(&a.Name, "name", "", "")
+	fs.StringVar(&a.Exec, "exec", "", "")
+	fs.StringArrayVar(&a.SetEnv, "set-env", nil, "")
+	fs.StringVar(&a.User, "user", "", "")
+	fs.StringVar(&a.WorkingDir, "working-dir", "", "")
+	if err := fs.Parse(rest); err != nil {
+		return a, fmt.Errorf("app %s: %w (app flags come after the image: --name, --exec, --set-env, --user, --working-dir)", a.Image, err)
+	}
+	if fs.NArg() > 0 {
+		return a, fmt.Errorf("app %s: unexpected argument %q; put the app's arguments after '--'", a.Image, fs.Arg(0))
+	}
+	for _, kv := range a.SetEnv {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+			return a, fmt.Errorf("app %s: --set-env=%q: want NAME=VALUE", a.Image, kv)
+		}
+	}
+	return a, nil
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }

@@ -1,0 +1,240 @@
+// Package appexec is the in-pod side of an app's life, shared by every stage1
+// flavor that runs apps under the pod's systemd: Exec turns the app's service
+// into the app (stdio from stage1, chroot into the app's rootfs, user, env,
+// exec) and RecordExit, run by the service's ExecStopPost, writes how it ended.
+//
+// Paths are as seen inside the stage1 rootfs. The pod directory's apps/ and
+// stage1's run/ directories are bind-mounted under /skiff.
+package appexec
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/moby/sys/user"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/stage1/stdio"
+)
+
+// Paths inside the stage1 rootfs.
+const (
+	SkiffDir    = "/skiff"
+	AppsDir     = SkiffDir + "/apps"     // the pod directory's apps/
+	RunDir      = SkiffDir + "/run"      // stage1's socket directory
+	StdioSocket = RunDir + "/stdio.sock" // see stage1/stdio
+	Stage2Dir   = "/opt/stage2"
+)
+
+// AppRoot is where app's rootfs is mounted inside the stage1 rootfs.
+func AppRoot(app string) string { return filepath.Join(Stage2Dir, app, "rootfs") }
+
+// ExitError carries the exit code app-exec must end with.
+type ExitError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitError) Error() string { return e.Err.Error() }
+func (e *ExitError) Unwrap() error { return e.Err }
+
+func fail(code int, format string, args ...any) error {
+	return &ExitError{Code: code, Err: fmt.Errorf(format, args...)}
+}
+
+// Exec becomes app: it takes its stdio from stage1 (unless inherit is set, as
+// for enter), enters its rootfs, drops to its user and execs args (the app's
+// own command when args is empty). It returns only on failure.
+func Exec(app string, args []string, inherit bool) error {
+	var spec specs.Spec
+	if err := abi.ReadJSON(filepath.Join(AppsDir, app, abi.AppSpecFile), &spec); err != nil {
+		return fail(abi.ExitSkiffFailure, "app %s: read its spec: %v", app, err)
+	}
+	if spec.Process == nil {
+		return fail(abi.ExitSkiffFailure, "app %s: spec has no process", app)
+	}
+	if !inherit {
+		fds, err := stdio.Receive(StdioSocket, app)
+		if err != nil {
+			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
+		}
+		for i, fd := range fds {
+			if err := unix.Dup3(fd, i, 0); err != nil {
+				return fail(abi.ExitSkiffFailure, "app %s: dup stdio: %v", app, err)
+			}
+			unix.Close(fd)
+		}
+	}
+	p := spec.Process
+	if len(args) == 0 {
+		args = p.Args
+	}
+	if len(args) == 0 {
+		return fail(abi.ExitSkiffFailure, "app %s: no command: the image has no entrypoint or cmd; pass one after '--'", app)
+	}
+	if err := unix.Chroot(AppRoot(app)); err != nil {
+		return fail(abi.ExitSkiffFailure, "app %s: chroot into its rootfs: %v", app, err)
+	}
+	env := p.Env
+	u, err := resolveUser(p.User, spec.Annotations[abi.AnnotationAppUser])
+	if err != nil {
+		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
+	}
+	if !hasEnv(env, "HOME") && u.Home != "" {
+		env = append(env, "HOME="+u.Home)
+	}
+	cwd := p.Cwd
+	if cwd == "" {
+		cwd = "/"
+	}
+	if err := os.Chdir(cwd); err != nil {
+		return fail(abi.ExitSkiffFailure, "app %s: working directory %s: %v", app, cwd, err)
+	}
+	if err := dropTo(u); err != nil {
+		return fail(abi.ExitSkiffFailure, "app %s: switch to uid %d gid %d: %v", app, u.Uid, u.Gid, err)
+	}
+	path, err := lookPath(args[0], env)
+	if err != nil {
+		return err
+	}
+	err = syscall.Exec(path, args, env)
+	code := abi.ExitCannotExec
+	if errors.Is(err, syscall.ENOENT) {
+		code = abi.ExitNotFound // e.g. a missing interpreter or loader
+	}
+	return fail(code, "app %s: cannot execute %s: %v", app, args[0], err)
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, key+"=") {
+			return true
+		}
+	}
+	return false
+}
+
+// resolveUser resolves the app's user inside its rootfs (we are chrooted).
+// A name (from the annotation) wins over the numeric ids.
+func resolveUser(u specs.User, named string) (*user.ExecUser, error) {
+	spec := named
+	if spec == "" {
+		spec = fmt.Sprintf("%d:%d", u.UID, u.GID)
+	}
+	defaults := &user.ExecUser{Uid: int(u.UID), Gid: int(u.GID), Home: "/"}
+	eu, err := user.GetExecUserPath(spec, defaults, "/etc/passwd", "/etc/group")
+	if err != nil {
+		return nil, fmt.Errorf("user %q: %w (name it as a number, or add it to the image's /etc/passwd)", spec, err)
+	}
+	for _, g := range u.AdditionalGids {
+		eu.Sgids = append(eu.Sgids, int(g))
+	}
+	return eu, nil
+}
+
+func dropTo(u *user.ExecUser) error {
+	if err := unix.Setgroups(u.Sgids); err != nil {
+		return err
+	}
+	if err := unix.Setgid(u.Gid); err != nil {
+		return err
+	}
+	return unix.Setuid(u.Uid)
+}
+
+// lookPath finds the command in the app's PATH, telling "not found" (127) from
+// "found but not executable" (126).
+func lookPath(cmd string, env []string) (string, error) {
+	if strings.Contains(cmd, "/") {
+		return checkExec(cmd)
+	}
+	path := "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
+			path = v
+		}
+	}
+	var firstErr error
+	for _, dir := range filepath.SplitList(path) {
+		if dir == "" {
+			dir = "."
+		}
+		p, err := checkExec(filepath.Join(dir, cmd))
+		if err == nil {
+			return p, nil
+		}
+		var ee *ExitError
+		if errors.As(err, &ee) && ee.Code == abi.ExitCannotExec && firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr != nil {
+		return "", firstErr
+	}
+	return "", fail(abi.ExitNotFound, "command %q not found in the image (PATH=%s)", cmd, path)
+}
+
+func checkExec(p string) (string, error) {
+	st, err := os.Stat(p)
+	if err != nil {
+		return "", fail(abi.ExitNotFound, "command %s not found in the image", p)
+	}
+	if st.IsDir() || st.Mode()&0o111 == 0 {
+		return "", fail(abi.ExitCannotExec, "cannot execute %s: permission denied", p)
+	}
+	return p, nil
+}
+
+// RecordExit writes apps/APP/exit.json from the variables systemd gives an
+// ExecStopPost command (EXIT_CODE, EXIT_STATUS) and returns the record.
+func RecordExit(app string, getenv func(string) string, now func() abi.AppExit) (abi.AppExit, error) {
+	rec := now()
+	rec.App = app
+	status := getenv("EXIT_STATUS")
+	switch getenv("EXIT_CODE") {
+	case "exited":
+		n, err := strconv.Atoi(status)
+		if err != nil {
+			return rec, fmt.Errorf("app %s: unparsable EXIT_STATUS %q", app, status)
+		}
+		rec.Code = n
+	case "killed", "dumped":
+		rec.Signal = "SIG" + status
+		if n := unix.SignalNum(rec.Signal); n != 0 {
+			rec.Code = 128 + int(n)
+		} else {
+			rec.Code = abi.ExitSkiffFailure
+		}
+	default: // never started
+		rec.Code = abi.ExitSkiffFailure
+	}
+	return rec, abi.WriteJSON(filepath.Join(AppsDir, app, abi.AppExitFile), rec)
+}
+
+// AllExited reports whether every app of the pod has an exit record, and the
+// pod's exit code so far (see PodCode).
+func AllExited() (bool, int, error) {
+	entries, err := os.ReadDir(AppsDir)
+	if err != nil {
+		return false, 0, err
+	}
+	var exits []abi.AppExit
+	for _, e := range entries {
+		var x abi.AppExit
+		if err := abi.ReadJSON(filepath.Join(AppsDir, e.Name(), abi.AppExitFile), &x); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return false, 0, nil
+			}
+			return false, 0, err
+		}
+		exits = append(exits, x)
+	}
+	return true, abi.PodCode(exits), nil
+}

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"time"
+
+	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/stage1/appexec"
+)
+
+// appExecMain is the ExecStart of an app's service (and the command enter runs
+// in the pod): app-exec [--inherit] APP [-- CMD...].
+func appExecMain(args []string) error {
+	fs := flag.NewFlagSet("app-exec", flag.ContinueOnError)
+	inherit := fs.Bool("inherit", false, "keep this process's stdio instead of asking stage1 for the app's")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 {
+		return fmt.Errorf("usage: app-exec [--inherit] APP [-- CMD...]")
+	}
+	return appexec.Exec(fs.Arg(0), fs.Args()[1:], *inherit)
+}
+
+// appExitedMain is the ExecStopPost of an app's service: it records the app's
+// exit and, in a pod of several apps, ends the pod when the last one is done.
+func appExitedMain(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("usage: app-exited APP")
+	}
+	if _, err := appexec.RecordExit(args[0], os.Getenv, func() abi.AppExit {
+		return abi.AppExit{ExitedAt: time.Now().UTC()}
+	}); err != nil {
+		return err
+	}
+	done, code, err := appexec.AllExited()
+	if err != nil || !done {
+		return err
+	}
+	return exec.Command("/usr/bin/systemctl", "--no-block", "exit", strconv.Itoa(code)).Run()
+}

@@ -1,0 +1,60 @@
+// Command stage1 is the default stage1 flavor's one binary. It is installed in
+// the stage1 image at /usr/lib/skiff/stage1, with the entrypoints the image
+// declares (run, enter, stop, gc) and the in-pod helpers (app-exec,
+// app-exited) as symlinks to it; the name it is called by picks the command.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/stage1/appexec"
+	"github.com/skiff-project/skiff/stage1/container"
+)
+
+// commands is the table of what this binary can be called as.
+var commands = map[string]func(args []string) error{
+	abi.EntrypointRun:   runMain,
+	abi.EntrypointStop:  stopMain,
+	abi.EntrypointGC:    gcMain,
+	abi.EntrypointEnter: enterMain,
+	"app-exec":          appExecMain,
+	"app-exited":        appExitedMain,
+}
+
+func main() {
+	if container.IsInit() {
+		container.Init() // libcontainer's re-exec of this binary; never returns
+	}
+	name, args := filepath.Base(os.Args[0]), os.Args[1:]
+	if name == "stage1" && len(args) > 0 { // called as "stage1 COMMAND ..."
+		name, args = args[0], args[1:]
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "stage1: unknown command %q\n", name)
+		os.Exit(abi.ExitSkiffFailure)
+	}
+	if err := cmd(args); err != nil {
+		code := abi.ExitSkiffFailure
+		var ee *appexec.ExitError
+		var ce codeError
+		switch {
+		case errors.As(err, &ee):
+			code = ee.Code
+		case errors.As(err, &ce):
+			os.Exit(int(ce)) // the pod's own exit code, nothing to report
+		}
+		fmt.Fprintf(os.Stderr, "skiff: %v\n", err)
+		os.Exit(code)
+	}
+}
+
+// codeError ends the process with a code and no message: how run reports the
+// pod's exit code.
+type codeError int
+
+func (c codeError) Error() string { return fmt.Sprintf("exit status %d", int(c)) }

@@ -1,0 +1,73 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/stage1/container"
+)
+
+// stopMain: stop [--force] UUID. Asks the pod's systemd to halt (apps get
+// SIGTERM, then SIGKILL after their stop timeout); --force kills the pod now.
+func stopMain(args []string) error {
+	fs := flag.NewFlagSet("stop", flag.ContinueOnError)
+	force := fs.Bool("force", false, "kill the pod at once")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	b, err := os.ReadFile(abi.PIDFile)
+	if err != nil {
+		return fmt.Errorf("pod has no pid yet: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 {
+		return fmt.Errorf("pod pid file holds %q", strings.TrimSpace(string(b)))
+	}
+	sig := sigHalt
+	if *force {
+		sig = unix.SIGKILL
+	}
+	if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
+		return fmt.Errorf("signal pod init %d: %w", pid, err)
+	}
+	return nil
+}
+
+// gcMain: gc UUID. Removes what the pod left on the host (processes, cgroups,
+// libcontainer state), also after a crash of run. Safe to run twice.
+func gcMain(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("usage: gc UUID")
+	}
+	return container.Destroy(abs(s1State), containerID(args[0]))
+}
+
+// enterMain: enter --pid=P --app=NAME -- CMD... Runs CMD inside the app, in the
+// pod's namespaces and cgroup, through app-exec.
+func enterMain(args []string) error {
+	fs := flag.NewFlagSet("enter", flag.ContinueOnError)
+	fs.Int("pid", 0, "the pod's pid (from the pid file)")
+	app := fs.String("app", "", "the app to enter")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var m abi.PodManifest
+	if err := abi.ReadJSON(abi.PodManifestFile, &m); err != nil {
+		return err
+	}
+	if *app == "" && len(m.Apps) == 1 {
+		*app = m.Apps[0].Name
+	}
+	cmd := append([]string{"/usr/lib/skiff/app-exec", "--inherit", *app, "--"}, fs.Args()...)
+	code, err := container.Exec(abs(s1State), containerID(m.UUID), cmd)
+	if err != nil {
+		return err
+	}
+	return codeError(code)
+}

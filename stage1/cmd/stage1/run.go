@@ -1,0 +1,322 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/stage1/appexec"
+	"github.com/skiff-project/skiff/stage1/container"
+	"github.com/skiff-project/skiff/stage1/stdio"
+	"github.com/skiff-project/skiff/stage1/units"
+)
+
+// Paths in the pod directory private to this flavor.
+const (
+	s1Rootfs = abi.Stage1Dir + "/rootfs"
+	s1Upper  = abi.Stage1Dir + "/upper"
+	s1Work   = abi.Stage1Dir + "/work"
+	s1Run    = abi.Stage1Dir + "/run"
+	s1State  = abi.Stage1Dir + "/libcontainer"
+)
+
+// Signals of the pod's systemd (systemd(1)).
+// SIGRTMIN+3 (halt): glibc, which systemd is built with, puts SIGRTMIN at 34.
+var sigHalt = unix.Signal(34 + 3)
+
+type runOpts struct {
+	abi.RunFlags
+	uuid   string
+	podDir string
+}
+
+func parseRun(args []string) (runOpts, error) {
+	var o runOpts
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.StringVar(&o.Net, "net", "none", "none or host")
+	fs.StringVar(&o.Hostname, "hostname", "", "the pod's hostname")
+	fs.BoolVar(&o.Interactive, "interactive", false, "give the app stdin")
+	fs.BoolVar(&o.Debug, "debug", false, "verbose")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() != 1 {
+		return o, fmt.Errorf("usage: run [flags] UUID")
+	}
+	if o.Net != "none" && o.Net != "host" {
+		return o, fmt.Errorf("network %q: this stage1 supports --net=none and --net=host", o.Net)
+	}
+	o.uuid = fs.Arg(0)
+	wd, err := os.Getwd()
+	o.podDir = wd
+	return o, err
+}
+
+// containerID is libcontainer's name for the pod.
+func containerID(uuid string) string { return "skiff-" + uuid }
+
+// runMain runs the pod: it mounts the stage1 rootfs, starts the pod's systemd in
+// a new sandbox with one service per app, hands the apps skiff's stdio, waits
+// for the pod to end and reports the pod's exit code. It holds the pod lock
+// (inherited on SKIFF_LOCK_FD) until it exits.
+func runMain(args []string) error {
+	o, err := parseRun(args)
+	if err != nil {
+		return err
+	}
+	// Pdeathsig follows the thread that started the pod: keep it alive.
+	runtime.LockOSThread()
+	if fd, err := strconv.Atoi(os.Getenv(abi.EnvLockFD)); err == nil {
+		unix.CloseOnExec(fd) // the lock stays with us, never with the pod
+	}
+	var m abi.PodManifest
+	if err := abi.ReadJSON(abi.PodManifestFile, &m); err != nil {
+		return fmt.Errorf("pod %s: %w", o.uuid, err)
+	}
+	r, err := startPod(o, &m)
+	if err != nil {
+		return fmt.Errorf("pod %s: %w", o.uuid, err)
+	}
+	code := r.wait()
+	return codeError(code)
+}
+
+type runningPod struct {
+	o        runOpts
+	m        *abi.PodManifest
+	c        *container.Running
+	srv      *stdio.Server
+	stopping bool
+	mu       sync.Mutex
+}
+
+func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
+	if err := prepareDirs(m); err != nil {
+		return nil, err
+	}
+	var apps []units.App
+	for _, a := range m.Apps {
+		apps = append(apps, units.App{Name: a.Name})
+	}
+	if err := units.Write(s1Upper, units.Options{Apps: apps}); err != nil {
+		return nil, err
+	}
+	rootfs := filepath.Join(o.podDir, s1Rootfs)
+	if err := mountOverlay(m.Stage1.Rootfs.Layers, s1Upper, s1Work, rootfs); err != nil {
+		return nil, fmt.Errorf("mount stage1 rootfs: %w", err)
+	}
+	// The sandbox keeps its own copy of the mount; the host's goes right away,
+	// so a crash of this process leaves no mount behind.
+	defer unix.Unmount(rootfs, unix.MNT_DETACH)
+
+	r := &runningPod{o: o, m: m}
+	srv, err := r.serveStdio()
+	if err != nil {
+		return nil, err
+	}
+	r.srv = srv
+	c, err := container.Start(r.sandbox(rootfs))
+	if err != nil {
+		srv.Close()
+		return nil, err
+	}
+	r.c = c
+	if err := os.WriteFile(abi.PIDFile, []byte(strconv.Itoa(c.Pid())+"\n"), 0o644); err != nil {
+		_ = c.Signal(unix.SIGKILL)
+	}
+	return r, nil
+}
+
+func prepareDirs(m *abi.PodManifest) error {
+	dirs := []string{s1Rootfs, s1Upper, s1Work, s1Run, s1State}
+	for _, a := range m.Apps {
+		d := filepath.Join(abi.AppsDir, a.Name)
+		dirs = append(dirs, filepath.Join(d, "upper"), filepath.Join(d, "work"))
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// overlayOptions renders lowers (lowest first) as overlayfs options.
+func overlayOptions(lowers []string, upper, work string) ([]string, error) {
+	if len(lowers) == 0 {
+		return nil, errors.New("rootfs has no layers")
+	}
+	top := make([]string, len(lowers))
+	for i, l := range lowers {
+		top[len(lowers)-1-i] = l
+	}
+	lower := strings.Join(top, ":")
+	if len(lower) > 3500 { // the kernel takes one page of mount options
+		return nil, fmt.Errorf("rootfs has too many layers (%d) for one overlay mount", len(lowers))
+	}
+	return []string{lower, upper, work}, nil
+}
+
+func mountOverlay(lowers []string, upper, work, target string) error {
+	o, err := overlayOptions(lowers, upper, work)
+	if err != nil {
+		return err
+	}
+	data := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", o[0], abs(o[1]), abs(o[2]))
+	return unix.Mount("overlay", target, "overlay", 0, data)
+}
+
+func abs(p string) string {
+	a, _ := filepath.Abs(p)
+	return a
+}
+
+// sandbox describes the pod's init for the container package.
+func (r *runningPod) sandbox(rootfs string) container.Pod {
+	var mounts []specs.Mount
+	mounts = append(mounts,
+		specs.Mount{Destination: appexec.AppsDir, Type: "bind", Source: abs(abi.AppsDir), Options: []string{"rbind"}},
+		specs.Mount{Destination: appexec.RunDir, Type: "bind", Source: abs(s1Run), Options: []string{"rbind"}})
+	for _, a := range r.m.Apps {
+		o, _ := overlayOptions(a.Rootfs.Layers, "", "")
+		d := abi.AppDir(r.o.podDir, a.Name)
+		mounts = append(mounts, container.AppMounts(appexec.AppRoot(a.Name), strings.Split(o[0], ":"),
+			filepath.Join(d, "upper"), filepath.Join(d, "work"))...)
+	}
+	null, _ := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	logTarget, stderr := "null", null
+	if r.o.Debug {
+		logTarget, stderr = "console", os.Stderr
+	}
+	return container.Pod{
+		ID:          containerID(r.m.UUID),
+		StateRoot:   abs(s1State),
+		Rootfs:      rootfs,
+		Hostname:    r.o.Hostname,
+		HostNetwork: r.o.Net == "host",
+		CgroupsPath: "/skiff/" + r.m.UUID,
+		Mounts:      mounts,
+		Args: []string{"/usr/lib/systemd/systemd", "--unit=" + units.Target,
+			"--log-target=" + logTarget, "--show-status=0"},
+		Env: []string{"container=skiff", "container_uuid=" + r.m.UUID,
+			"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+		Stdio: [3]*os.File{null, stderr, stderr},
+	}
+}
+
+// serveStdio hands each app skiff's stdio (stdin only when interactive) and
+// writes the ready marker once every app has it.
+func (r *runningPod) serveStdio() (*stdio.Server, error) {
+	stdin := os.Stdin
+	if !r.o.Interactive {
+		null, err := os.Open(os.DevNull)
+		if err != nil {
+			return nil, err
+		}
+		stdin = null
+	}
+	files := stdio.Files{Stdin: stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	known := map[string]bool{}
+	for _, a := range r.m.Apps {
+		known[a.Name] = true
+	}
+	var mu sync.Mutex
+	started := map[string]bool{}
+	return stdio.Listen(filepath.Join(s1Run, "stdio.sock"),
+		func(app string) (stdio.Files, bool) { return files, known[app] },
+		func(app string) {
+			mu.Lock()
+			defer mu.Unlock()
+			started[app] = true
+			if len(started) == len(known) {
+				_ = os.WriteFile(abi.ReadyFile, nil, 0o644)
+			}
+		})
+}
+
+// wait forwards stop requests, waits for the pod's init and cleans up.
+func (r *runningPod) wait() int {
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+	go r.forward(sigs)
+	state, _ := r.c.Wait()
+	signal.Stop(sigs)
+	r.srv.Close()
+	if err := r.c.Destroy(); err != nil && r.o.Debug {
+		fmt.Fprintf(os.Stderr, "stage1: destroy pod sandbox: %v\n", err)
+	}
+	code := r.exitCode(state)
+	_ = abi.WriteJSON(abi.PodExitFile, abi.PodExit{Code: code, ExitedAt: time.Now().UTC()})
+	return code
+}
+
+// forward turns SIGTERM/SIGINT into a clean halt of the pod's systemd (apps get
+// SIGTERM, then SIGKILL after their stop timeout); a second signal kills now.
+func (r *runningPod) forward(sigs <-chan os.Signal) {
+	for range sigs {
+		r.mu.Lock()
+		again := r.stopping
+		r.stopping = true
+		r.mu.Unlock()
+		if again {
+			_ = r.c.Signal(unix.SIGKILL)
+			continue
+		}
+		_ = r.c.Signal(sigHalt)
+	}
+}
+
+// exitCode is the pod's exit code: the first failing app's, where apps stopped
+// on request with SIGTERM count as clean; systemd's own status otherwise.
+func (r *runningPod) exitCode(state *os.ProcessState) int {
+	var exits []abi.AppExit
+	for _, a := range r.m.Apps {
+		var x abi.AppExit
+		if err := abi.ReadJSON(filepath.Join(abi.AppsDir, a.Name, abi.AppExitFile), &x); err != nil {
+			continue
+		}
+		if x.Signal == "SIGTERM" && r.haltRequested(state) {
+			x.Code = 0
+		}
+		exits = append(exits, x)
+	}
+	if len(exits) > 0 {
+		return abi.PodCode(exits)
+	}
+	if state == nil {
+		return abi.ExitSkiffFailure
+	}
+	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		if r.haltRequested(state) {
+			return 0
+		}
+		return 128 + int(ws.Signal())
+	}
+	return state.ExitCode()
+}
+
+// haltRequested tells whether the pod ended because someone asked it to: our
+// own signal handler, or skiff stop (the pod's systemd then ends by SIGINT, how
+// a PID namespace's init ends after reboot(2)).
+func (r *runningPod) haltRequested(state *os.ProcessState) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopping {
+		return true
+	}
+	ws, ok := state.Sys().(syscall.WaitStatus)
+	return ok && ws.Signaled() && ws.Signal() == unix.SIGINT
+}

@@ -1,0 +1,226 @@
+// Package container is the default stage1's one door to runc's libcontainer:
+// it turns a Pod (what stage1 decided: rootfs, namespaces, mounts, cgroup) into
+// an OCI runtime spec, starts the pod's init with libcontainer, and destroys
+// what libcontainer created (cgroups, state) — also after a crash, from the
+// state libcontainer keeps on disk. Nothing else in skiff imports libcontainer.
+package container
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+
+	"github.com/moby/sys/capability"
+	_ "github.com/opencontainers/cgroups/devices" // device rules in the pod's cgroup
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	_ "github.com/opencontainers/runc/libcontainer/nsenter" // joins namespaces for enter
+)
+
+// IsInit reports whether this process was started by libcontainer as a
+// container's init; main must then call Init before anything else.
+func IsInit() bool { return len(os.Args) > 1 && os.Args[1] == "init" }
+
+// Init runs libcontainer's init half. It does not return.
+func Init() { libcontainer.Init() }
+
+// Pod is what stage1 decided for the pod's init process and its sandbox.
+type Pod struct {
+	ID          string        // libcontainer id, unique on the host
+	StateRoot   string        // where libcontainer keeps its state (inside the pod dir)
+	Rootfs      string        // the mounted stage1 rootfs
+	Hostname    string        // UTS hostname
+	HostNetwork bool          // share the host's network namespace
+	CgroupsPath string        // e.g. /skiff/UUID
+	Mounts      []specs.Mount // after the base mounts, in order
+	Args        []string      // the init's argv
+	Env         []string      // the init's environment
+	Stdio       [3]*os.File   // the init's stdin, stdout, stderr
+}
+
+// Spec is the OCI runtime spec of the pod's sandbox: new mount, PID, UTS, IPC
+// and cgroup namespaces (and network unless HostNetwork), cgroup2 mounted at
+// /sys/fs/cgroup so the pod's systemd sees a delegated subtree (it writes into
+// the host's v1 roots otherwise), and every capability the host allows (the
+// pod's systemd needs them; apps get less).
+func Spec(p Pod) (*specs.Spec, error) {
+	caps, err := boundingSet()
+	if err != nil {
+		return nil, err
+	}
+	ns := []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace},
+		{Type: specs.UTSNamespace}, {Type: specs.IPCNamespace}, {Type: specs.CgroupNamespace}}
+	if !p.HostNetwork {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
+	return &specs.Spec{
+		Version:  specs.Version,
+		Root:     &specs.Root{Path: p.Rootfs},
+		Hostname: p.Hostname,
+		Process: &specs.Process{
+			Args: p.Args, Env: p.Env, Cwd: "/",
+			Capabilities: &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
+		},
+		Mounts: append(BaseMounts(), p.Mounts...),
+		Linux: &specs.Linux{
+			Namespaces:  ns,
+			CgroupsPath: p.CgroupsPath,
+			Resources:   &specs.LinuxResources{},
+			MaskedPaths: []string{"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"},
+			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
+		},
+	}, nil
+}
+
+// BaseMounts are the API filesystems of the pod's init.
+func BaseMounts() []specs.Mount {
+	nse := []string{"nosuid", "noexec", "nodev"}
+	return []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc", Options: nse},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: nse},
+		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: append([]string{"ro"}, nse...)},
+		{Destination: "/sys/fs/cgroup", Type: "cgroup2", Source: "cgroup2", Options: nse},
+		{Destination: "/run", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=755"}},
+		{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
+	}
+}
+
+// AppMounts are the mounts that make an app's rootfs at dest usable: the
+// overlay of its layers and its own /proc, /sys and a minimal /dev.
+func AppMounts(dest string, lowers []string, upper, work string) []specs.Mount {
+	nse := []string{"nosuid", "noexec", "nodev"}
+	ms := []specs.Mount{
+		{Destination: dest, Type: "overlay", Source: "overlay", Options: []string{
+			"lowerdir=" + strings.Join(lowers, ":"), "upperdir=" + upper, "workdir=" + work}},
+		{Destination: dest + "/proc", Type: "proc", Source: "proc", Options: nse},
+		{Destination: dest + "/sys", Type: "sysfs", Source: "sysfs", Options: append([]string{"ro"}, nse...)},
+		{Destination: dest + "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+	}
+	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		ms = append(ms, specs.Mount{Destination: dest + "/dev/" + d, Type: "bind", Source: "/dev/" + d, Options: []string{"bind", "nosuid", "noexec"}})
+	}
+	return append(ms,
+		specs.Mount{Destination: dest + "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+		specs.Mount{Destination: dest + "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+	)
+}
+
+// boundingSet lists the capabilities in this process's bounding set: asking for
+// one the host withholds (CAP_SYS_RESOURCE on some VMs) makes the start fail.
+func boundingSet() ([]string, error) {
+	var caps []string
+	for _, c := range capability.ListKnown() {
+		in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0)
+		if errors.Is(err, unix.EINVAL) {
+			continue // newer than this kernel
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read capability bounding set: %w", err)
+		}
+		if in == 1 {
+			caps = append(caps, "CAP_"+strings.ToUpper(c.String()))
+		}
+	}
+	return caps, nil
+}
+
+// Running is a started pod init.
+type Running struct {
+	c *libcontainer.Container
+	p *libcontainer.Process
+}
+
+// Start creates the container and execs its init; it returns once the init
+// runs. The pod dies with this process (SIGKILL as parent-death signal), so a
+// killed stage1 never leaves a pod behind.
+func Start(pod Pod) (*Running, error) {
+	spec, err := Spec(pod)
+	if err != nil {
+		return nil, err
+	}
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName: pod.ID, Spec: spec, NoNewKeyring: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("pod sandbox config: %w", err)
+	}
+	config.ParentDeathSignal = int(syscall.SIGKILL)
+	c, err := libcontainer.Create(pod.StateRoot, pod.ID, config)
+	if err != nil {
+		return nil, fmt.Errorf("create pod sandbox: %w", err)
+	}
+	p := &libcontainer.Process{
+		Args: pod.Args, Env: pod.Env, Cwd: "/", Init: true,
+		Stdin: pod.Stdio[0], Stdout: pod.Stdio[1], Stderr: pod.Stdio[2],
+	}
+	if err := c.Run(p); err != nil {
+		_ = c.Destroy()
+		return nil, fmt.Errorf("start pod init: %w", err)
+	}
+	return &Running{c: c, p: p}, nil
+}
+
+// Pid is the init's host pid.
+func (r *Running) Pid() int {
+	pid, _ := r.p.Pid()
+	return pid
+}
+
+// Signal sends sig to the init.
+func (r *Running) Signal(sig os.Signal) error { return r.p.Signal(sig) }
+
+// Wait waits for the init to end.
+func (r *Running) Wait() (*os.ProcessState, error) { return r.p.Wait() }
+
+// Destroy removes the cgroups and state of the ended pod.
+func (r *Running) Destroy() error { return r.c.Destroy() }
+
+// Destroy removes what libcontainer left for id under stateRoot (after a crash
+// of stage1): remaining processes are killed and the cgroups removed. A pod
+// libcontainer never created is not an error.
+func Destroy(stateRoot, id string) error {
+	c, err := libcontainer.Load(stateRoot, id)
+	if err != nil {
+		if errors.Is(err, libcontainer.ErrNotExist) || errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("load pod sandbox state: %w", err)
+	}
+	if st, err := c.Status(); err == nil && st != libcontainer.Stopped {
+		_ = c.Signal(unix.SIGKILL)
+	}
+	return c.Destroy()
+}
+
+// Exec runs argv inside the running pod id (its namespaces and cgroup) with
+// this process's stdio, and returns its exit code.
+func Exec(stateRoot, id string, argv []string) (int, error) {
+	c, err := libcontainer.Load(stateRoot, id)
+	if err != nil {
+		return 0, fmt.Errorf("load pod sandbox: %w", err)
+	}
+	p := &libcontainer.Process{
+		Args: argv, Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, Cwd: "/",
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+	}
+	if err := c.Run(p); err != nil {
+		return 0, fmt.Errorf("exec in pod: %w", err)
+	}
+	st, err := p.Wait()
+	if st == nil {
+		return 0, err
+	}
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal()), nil
+	}
+	return st.ExitCode(), nil
+}

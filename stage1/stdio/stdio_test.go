@@ -1,0 +1,56 @@
+package stdio
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+func TestHandOver(t *testing.T) {
+	dir := t.TempDir()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	null, _ := os.Open(os.DevNull)
+	defer null.Close()
+	started := make(chan string, 1)
+	srv, err := Listen(filepath.Join(dir, "s"), func(app string) (Files, bool) {
+		return Files{null, w, w}, app == "web"
+	}, func(app string) { started <- app })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+
+	if _, err := Receive(filepath.Join(dir, "s"), "nope"); err == nil {
+		t.Fatal("unknown app got descriptors")
+	}
+	fds, err := Receive(filepath.Join(dir, "s"), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := os.NewFile(uintptr(fds[1]), "stdout")
+	if _, err := out.Write([]byte("through\n")); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	os.NewFile(uintptr(fds[0]), "").Close()
+	os.NewFile(uintptr(fds[2]), "").Close()
+	w.Close()
+	buf := make([]byte, 16)
+	n, _ := r.Read(buf)
+	if string(buf[:n]) != "through\n" {
+		t.Fatalf("read %q through the passed pipe", buf[:n])
+	}
+	select {
+	case app := <-started:
+		if app != "web" {
+			t.Fatalf("started reported %q", app)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("started callback not called")
+	}
+}

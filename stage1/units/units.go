@@ -1,0 +1,104 @@
+// Package units writes the systemd units with which a pod's init (systemd, PID 1
+// of the pod) runs the apps: one service per app and a target that pulls them
+// in. Every stage1 flavor that boots systemd uses this package, so the units are
+// the same whether the pod runs in namespaces or in a microVM.
+package units
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// Target is the unit systemd is started with (--unit=...).
+const Target = "skiff.target"
+
+// Dir is where the units live, relative to the stage1 rootfs.
+const Dir = "etc/systemd/system"
+
+// Paths of skiff's helpers inside the stage1 rootfs, run by the units.
+const (
+	AppExecPath   = "/usr/lib/skiff/app-exec"
+	AppExitedPath = "/usr/lib/skiff/app-exited"
+)
+
+// App is what the units need to know about one app.
+type App struct {
+	Name string
+}
+
+// Options shape the pod's units.
+type Options struct {
+	Apps []App
+	// StopTimeout is how long an app gets between SIGTERM and SIGKILL.
+	StopTimeout time.Duration
+}
+
+// ServiceName is the unit that runs app.
+func ServiceName(app string) string { return "skiff-app-" + app + ".service" }
+
+// Write writes the pod's units into root (a stage1 rootfs or its overlay upper
+// directory).
+func Write(root string, o Options) error {
+	dir := filepath.Join(root, Dir)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	files := map[string]string{Target: target(o)}
+	for _, a := range o.Apps {
+		files[ServiceName(a.Name)] = service(a, o)
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			return fmt.Errorf("write unit %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func target(o Options) string {
+	var wants []string
+	for _, a := range o.Apps {
+		wants = append(wants, ServiceName(a.Name))
+	}
+	return fmt.Sprintf(`[Unit]
+Description=skiff pod
+DefaultDependencies=no
+Wants=%s
+`, strings.Join(wants, " "))
+}
+
+// service is one app's unit. The app's stdio does not come from systemd:
+// app-exec receives skiff's own descriptors from stage1 (see stage1/stdio), so
+// output reaches the user unaltered. The pod ends when an app fails or, for a
+// single app, when it exits; app-exited records the exit status first.
+func service(a App, o Options) string {
+	timeout := o.StopTimeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	action := "exit-force"
+	success := "SuccessAction=" + action + "\n"
+	if len(o.Apps) > 1 {
+		success = "" // the pod ends with its last app (see app-exited)
+	}
+	return fmt.Sprintf(`[Unit]
+Description=skiff app %[1]s
+DefaultDependencies=no
+Conflicts=shutdown.target
+Before=shutdown.target
+%[4]sFailureAction=%[3]s
+
+[Service]
+Type=simple
+ExecStart=%[5]s %[1]s
+ExecStopPost=%[6]s %[1]s
+StandardInput=null
+StandardOutput=null
+StandardError=null
+TimeoutStopSec=%[2]d
+Restart=no
+`, a.Name, int(timeout.Seconds()), action, success, AppExecPath, AppExitedPath)
+}
