@@ -1,0 +1,206 @@
+package pod
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/skiff-project/skiff/stage1/abi"
+	"golang.org/x/sys/unix"
+)
+
+// Status is what stage0 and stage1 wrote about a pod, with its sampled state.
+// Zero values mean "not written yet".
+type Status struct {
+	UUID     string
+	State    State
+	PID      int       // from abi.PIDFile
+	Created  time.Time // from the manifest
+	Started  time.Time // mtime of abi.PIDFile
+	Ready    bool      // abi.ReadyFile exists
+	Exited   time.Time // from abi.PodExitFile; zero while it is absent
+	ExitCode int       // the pod's exit code; meaningful when Exited is set
+	Apps     []AppStatus
+}
+
+// AppStatus is one app of the pod, in manifest order.
+type AppStatus struct {
+	Name string
+	Exit *abi.AppExit // nil until stage1 wrote apps/NAME/exit.json
+}
+
+// Manifest reads the pod's pod.json.
+func (p *Pod) Manifest() (*abi.PodManifest, error) {
+	h, err := openPod(p.dataDir, p.UUID, p.Dir, noLock)
+	if err != nil {
+		return nil, err
+	}
+	defer h.f.Close()
+	p.Dir = h.path
+	var m abi.PodManifest
+	if err := readJSONAt(h.f, abi.PodManifestFile, &m); err != nil {
+		return nil, fmt.Errorf("pod %s: manifest: %w", p.UUID, err)
+	}
+	return &m, nil
+}
+
+// Status samples the pod's state and reads what stage1 reported. Files are
+// read relative to the open pod directory, so a pod moved by gc meanwhile is
+// still read consistently.
+func (p *Pod) Status() (*Status, error) {
+	h, err := openPod(p.dataDir, p.UUID, p.Dir, probeLock)
+	if err != nil {
+		return nil, err
+	}
+	defer h.f.Close()
+	p.Dir, p.State = h.path, h.state
+	st := &Status{UUID: p.UUID, State: h.state}
+
+	var m abi.PodManifest
+	switch err := readJSONAt(h.f, abi.PodManifestFile, &m); {
+	case err == nil:
+		st.Created = m.Created
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("pod %s: %w", p.UUID, err)
+	}
+	if err := readPID(h.f, st); err != nil {
+		return nil, fmt.Errorf("pod %s: %w", p.UUID, err)
+	}
+	st.Ready = existsAt(h.f, abi.ReadyFile)
+
+	var pe abi.PodExit
+	switch err := readJSONAt(h.f, abi.PodExitFile, &pe); {
+	case err == nil:
+		st.Exited, st.ExitCode = pe.ExitedAt, pe.Code
+	case !errors.Is(err, os.ErrNotExist):
+		return nil, fmt.Errorf("pod %s: %w", p.UUID, err)
+	}
+	for _, app := range m.Apps {
+		as := AppStatus{Name: app.Name}
+		if err := abi.ValidateAppName(app.Name); err != nil {
+			return nil, fmt.Errorf("pod %s: %w", p.UUID, err)
+		}
+		var ae abi.AppExit
+		switch err := readJSONAt(h.f, filepath.Join(abi.AppsDir, app.Name, abi.AppExitFile), &ae); {
+		case err == nil:
+			as.Exit = &ae
+		case !errors.Is(err, os.ErrNotExist):
+			return nil, fmt.Errorf("pod %s: %w", p.UUID, err)
+		}
+		st.Apps = append(st.Apps, as)
+	}
+	return st, nil
+}
+
+func readPID(dir *os.File, st *Status) error {
+	f, err := openFileAt(dir, abi.PIDFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 64))
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return fmt.Errorf("%s: not a pid: %q", abi.PIDFile, b)
+	}
+	st.PID, st.Started = pid, fi.ModTime()
+	return nil
+}
+
+// waitPoll is how often WaitExit tries the lock again.
+const waitPoll = 100 * time.Millisecond
+
+// WaitExit blocks until the pod is neither preparing nor running, or ctx is
+// done. It polls a shared non-blocking lock on the pod directory, which it
+// keeps open, so the wait follows the pod through prepare → run. It returns
+// at once for a pod in any other state, and refuses a pod whose lock this
+// Pod holds (it would wait for itself).
+func (p *Pod) WaitExit(ctx context.Context) error {
+	if p.lock != nil {
+		return fmt.Errorf("pod %s: cannot wait for a pod whose lock this process holds", p.UUID)
+	}
+	h, err := openPod(p.dataDir, p.UUID, p.Dir, probeLock)
+	if err != nil {
+		return err
+	}
+	defer h.f.Close()
+	p.Dir, p.State = h.path, h.state
+	if !h.locked || (h.state != Preparing && h.state != Running) {
+		return nil
+	}
+	t := time.NewTicker(waitPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		err := flock(h.f, unix.LOCK_SH|unix.LOCK_NB)
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("pod %s: %w", p.UUID, err)
+		}
+		flock(h.f, unix.LOCK_UN)
+		break
+	}
+	// Sample where it ended up; it may have been removed already.
+	if h2, err := openPod(p.dataDir, p.UUID, p.Dir, probeLock); err == nil {
+		h2.f.Close()
+		p.Dir, p.State = h2.path, h2.state
+	}
+	return nil
+}
+
+// openFileAt opens rel beneath the open directory dir, refusing to resolve
+// outside it.
+func openFileAt(dir *os.File, rel string) (*os.File, error) {
+	how := &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
+	}
+	fd, err := unix.Openat2(int(dir.Fd()), rel, how)
+	if errors.Is(err, unix.ENOSYS) {
+		fd, err = unix.Openat(int(dir.Fd()), rel, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	}
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: filepath.Join(dir.Name(), rel), Err: err}
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(dir.Name(), rel)), nil
+}
+
+func readJSONAt(dir *os.File, rel string, v any) error {
+	f, err := openFileAt(dir, rel)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := json.NewDecoder(f).Decode(v); err != nil {
+		return fmt.Errorf("parse %s: %w", f.Name(), err)
+	}
+	return nil
+}
+
+func existsAt(dir *os.File, rel string) bool {
+	var st unix.Stat_t
+	return unix.Fstatat(int(dir.Fd()), rel, &st, unix.AT_SYMLINK_NOFOLLOW) == nil
+}
