@@ -1,0 +1,98 @@
+package layer
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"golang.org/x/sys/unix"
+)
+
+const paxXattrPrefix = "SCHILY.xattr."
+
+// metadata applies ownership, mode, xattrs and times. Ownership comes first
+// because chown clears setuid and setgid bits. Directory times are set last,
+// in finishDirs, since creating their content changes them.
+func (x *extractor) metadata(target string, hdr *tar.Header) error {
+	if err := unix.Lchown(target, hdr.Uid, hdr.Gid); err != nil {
+		return fmt.Errorf("lchown: %w", err)
+	}
+	if hdr.Typeflag != tar.TypeSymlink {
+		if err := unix.Chmod(target, uint32(hdr.Mode&0o7777)); err != nil {
+			return fmt.Errorf("chmod: %w", err)
+		}
+	}
+	if err := setXattrs(target, hdr); err != nil {
+		return err
+	}
+	if hdr.Typeflag == tar.TypeDir {
+		x.dirs = append(x.dirs, hdr)
+		return nil
+	}
+	return setTimes(target, hdr)
+}
+
+func setXattrs(target string, hdr *tar.Header) error {
+	for key, value := range hdr.PAXRecords {
+		name, ok := strings.CutPrefix(key, paxXattrPrefix)
+		if !ok {
+			continue
+		}
+		if strings.HasPrefix(name, "trusted.overlay.") {
+			// Only whiteout conversion may speak to overlayfs; a layer
+			// must not forge opaque dirs, redirects or metacopy.
+			continue
+		}
+		err := unix.Lsetxattr(target, name, []byte(value), 0)
+		if err == nil {
+			continue
+		}
+		if strings.HasPrefix(name, "security.") || errors.Is(err, unix.ENOTSUP) && strings.HasPrefix(name, "user.") {
+			continue // SELinux labels, capabilities on odd filesystems: best effort
+		}
+		return fmt.Errorf("xattr %s: %w", name, err)
+	}
+	return nil
+}
+
+func setTimes(target string, hdr *tar.Header) error {
+	atime := hdr.AccessTime
+	if atime.IsZero() {
+		atime = hdr.ModTime
+	}
+	ts := []unix.Timespec{timespec(atime), timespec(hdr.ModTime)}
+	if err := unix.UtimesNanoAt(unix.AT_FDCWD, target, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		return fmt.Errorf("utimes: %w", err)
+	}
+	return nil
+}
+
+func timespec(t time.Time) unix.Timespec {
+	if t.IsZero() {
+		t = time.Unix(0, 0)
+	}
+	return unix.NsecToTimespec(t.UnixNano())
+}
+
+// finishDirs sets directory times. Names are resolved again: a later entry
+// may have replaced a parent with a symlink, and the kernel would follow it.
+func (x *extractor) finishDirs() error {
+	for _, hdr := range x.dirs {
+		rel, _ := cleanName(hdr.Name) // checked when the entry was created
+		dir, err := securejoin.SecureJoin(x.root, rel)
+		if err != nil {
+			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
+		}
+		if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+			continue // removed or replaced by a later entry
+		}
+		if err := setTimes(dir, hdr); err != nil {
+			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
+		}
+	}
+	return nil
+}
