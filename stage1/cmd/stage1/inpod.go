@@ -6,7 +6,10 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/appexec"
@@ -24,6 +27,20 @@ func appExecMain(args []string) error {
 		return fmt.Errorf("usage: app-exec [--inherit] APP [-- CMD...]")
 	}
 	return appexec.Exec(fs.Arg(0), fs.Args()[1:], *inherit)
+}
+
+// podInitMain is the pod's first process: pod-init CMD... makes the pod die
+// with stage1's run process (SIGKILL as parent-death signal, which survives the
+// exec) and execs CMD, the pod's systemd. libcontainer's own parent-death signal
+// does not reach the init it forks.
+func podInitMain(args []string) error {
+	if len(args) == 0 {
+		return fmt.Errorf("usage: pod-init CMD...")
+	}
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
+		return fmt.Errorf("pod-init: set parent-death signal: %w", err)
+	}
+	return syscall.Exec(args[0], args, os.Environ())
 }
 
 // appExitedMain is the ExecStopPost of an app's service: it records the app's

@@ -23,6 +23,7 @@ var commands = map[string]func(args []string) error{
 	abi.EntrypointEnter: enterMain,
 	"app-exec":          appExecMain,
 	"app-exited":        appExitedMain,
+	"pod-init":          podInitMain,
 }
 
 func main() {

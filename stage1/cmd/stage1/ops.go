@@ -33,6 +33,9 @@ func stopMain(args []string) error {
 	if *force {
 		sig = unix.SIGKILL
 	}
+	if err := os.WriteFile(s1Stop, nil, 0o644); err != nil {
+		return fmt.Errorf("mark the pod as stopping: %w", err)
+	}
 	if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
 		return fmt.Errorf("signal pod init %d: %w", pid, err)
 	}

@@ -31,6 +31,7 @@ const (
 	s1Work   = abi.Stage1Dir + "/work"
 	s1Run    = abi.Stage1Dir + "/run"
 	s1State  = abi.Stage1Dir + "/libcontainer"
+	s1Stop   = abi.Stage1Dir + "/stop-requested" // written by stop before it signals
 )
 
 // Signals of the pod's systemd (systemd(1)).
@@ -209,7 +210,7 @@ func (r *runningPod) sandbox(rootfs string) container.Pod {
 		HostNetwork: r.o.Net == "host",
 		CgroupsPath: "/skiff/" + r.m.UUID,
 		Mounts:      mounts,
-		Args: []string{"/usr/lib/systemd/systemd", "--unit=" + units.Target,
+		Args: []string{"/usr/lib/skiff/stage1", "pod-init", "/usr/lib/systemd/systemd", "--unit=" + units.Target,
 			"--log-target=" + logTarget, "--show-status=0"},
 		Env: []string{"container=skiff", "container_uuid=" + r.m.UUID,
 			"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
@@ -288,7 +289,7 @@ func (r *runningPod) exitCode(state *os.ProcessState) int {
 		if err := abi.ReadJSON(filepath.Join(abi.AppsDir, a.Name, abi.AppExitFile), &x); err != nil {
 			continue
 		}
-		if x.Signal == "SIGTERM" && r.haltRequested(state) {
+		if x.Signal == "SIGTERM" && r.haltRequested() {
 			x.Code = 0
 		}
 		exits = append(exits, x)
@@ -300,7 +301,7 @@ func (r *runningPod) exitCode(state *os.ProcessState) int {
 		return abi.ExitSkiffFailure
 	}
 	if ws, ok := state.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		if r.haltRequested(state) {
+		if r.haltRequested() {
 			return 0
 		}
 		return 128 + int(ws.Signal())
@@ -309,14 +310,13 @@ func (r *runningPod) exitCode(state *os.ProcessState) int {
 }
 
 // haltRequested tells whether the pod ended because someone asked it to: our
-// own signal handler, or skiff stop (the pod's systemd then ends by SIGINT, how
-// a PID namespace's init ends after reboot(2)).
-func (r *runningPod) haltRequested(state *os.ProcessState) bool {
+// own signal handler, or the stop entrypoint (which leaves a marker first).
+func (r *runningPod) haltRequested() bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.stopping {
 		return true
 	}
-	ws, ok := state.Sys().(syscall.WaitStatus)
-	return ok && ws.Signaled() && ws.Signal() == unix.SIGINT
+	_, err := os.Stat(s1Stop)
+	return err == nil
 }

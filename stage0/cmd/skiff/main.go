@@ -1,0 +1,86 @@
+// Command skiff is stage0: the daemonless container runtime's CLI. It fetches
+// and verifies images, prepares pods on disk and execs a stage1 to run them.
+// Errors become one line on stderr and an exit code here, and only here.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skiff-project/skiff/stage1/abi"
+)
+
+// Version is set at build time (-ldflags -X main.Version=...).
+var Version = "dev"
+
+// globals are the flags every verb shares (rkt's set).
+type globals struct {
+	dir          string
+	localConfig  string
+	systemConfig string
+	debug        bool
+	insecure     string
+}
+
+// exitError carries an exit code through cobra without a message of its own
+// (the app's code, or a failure already reported).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return fmt.Sprintf("exit status %d", e.code)
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "skiff",
+		Short: "skiff runs containers as pods, without a daemon",
+		Long: `skiff fetches OCI images, verifies their signatures, renders their root
+filesystems with overlayfs and runs them as pods through a swappable stage1
+(by default: namespaces, cgroups and systemd as the pod's init).`,
+		SilenceUsage:      true,
+		SilenceErrors:     true,
+		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.dir, "dir", "/var/lib/skiff", "skiff's data directory (images and pods)")
+	pf.StringVar(&g.localConfig, "local-config", "/etc/skiff", "the administrator's configuration directory")
+	pf.StringVar(&g.systemConfig, "system-config", "/usr/lib/skiff", "the vendor's configuration directory (and stage1 images)")
+	pf.BoolVar(&g.debug, "debug", false, "print debugging information on stderr")
+	pf.StringVar(&g.insecure, "insecure-options", "", "comma-separated checks to skip: "+strings.Join(insecureNames(), ", "))
+	root.AddCommand(newRunCmd(g), newListCmd(g), newStatusCmd(g), newGCCmd(g), newRmCmd(g),
+		newCatManifestCmd(g), newStopCmd(g), newVersionCmd(g))
+	return root
+}
+
+func main() {
+	root := newRoot()
+	err := root.Execute()
+	if err == nil {
+		return
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintf(os.Stderr, "skiff: %v\n", ee.err)
+		}
+		os.Exit(ee.code)
+	}
+	fmt.Fprintf(os.Stderr, "skiff: %v\n", oneLine(err))
+	os.Exit(abi.ExitSkiffFailure)
+}
+
+func oneLine(err error) string {
+	return strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+}

@@ -1,0 +1,370 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/skiff-project/skiff/stage0/pod"
+	"github.com/skiff-project/skiff/stage0/stage1img"
+	"github.com/skiff-project/skiff/stage1/abi"
+)
+
+// output is the shared --format/--no-legend pair of listing verbs.
+type output struct {
+	format   string
+	noLegend bool
+}
+
+func (o *output) register(c *cobra.Command, legend bool) {
+	c.Flags().StringVar(&o.format, "format", "", `output format: "" (a table) or "json"`)
+	if legend {
+		c.Flags().BoolVar(&o.noLegend, "no-legend", false, "omit the table's header line")
+	}
+}
+
+func (o *output) check() error {
+	if o.format != "" && o.format != "json" {
+		return fmt.Errorf("--format=%s: unknown format; use --format=json or leave it out", o.format)
+	}
+	return nil
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// podView is what list and status show of a pod.
+type podView struct {
+	UUID     string     `json:"uuid"`
+	State    string     `json:"state"`
+	Apps     []appView  `json:"apps"`
+	PID      int        `json:"pid,omitempty"`
+	Ready    bool       `json:"ready"`
+	Created  *time.Time `json:"created,omitempty"`
+	Started  *time.Time `json:"started,omitempty"`
+	Exited   *time.Time `json:"exited,omitempty"`
+	ExitCode *int       `json:"exitCode,omitempty"`
+}
+
+type appView struct {
+	Name     string `json:"name"`
+	Image    string `json:"image"`
+	ImageID  string `json:"imageID"`
+	ExitCode *int   `json:"exitCode,omitempty"`
+	Signal   string `json:"signal,omitempty"`
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func view(p *pod.Pod) podView {
+	v := podView{UUID: p.UUID, State: p.State.String()}
+	m, _ := p.Manifest()
+	st, err := p.Status()
+	if err == nil {
+		v.State, v.PID, v.Ready = st.State.String(), st.PID, st.Ready
+		v.Created, v.Started, v.Exited = timePtr(st.Created), timePtr(st.Started), timePtr(st.Exited)
+		if !st.Exited.IsZero() {
+			c := st.ExitCode
+			v.ExitCode = &c
+		}
+	}
+	if m != nil {
+		for i, a := range m.Apps {
+			av := appView{Name: a.Name, Image: a.Image.Name, ImageID: a.Image.ID}
+			if st != nil && i < len(st.Apps) && st.Apps[i].Exit != nil {
+				c := st.Apps[i].Exit.Code
+				av.ExitCode, av.Signal = &c, st.Apps[i].Exit.Signal
+			}
+			v.Apps = append(v.Apps, av)
+		}
+	}
+	return v
+}
+
+func ago(t *time.Time) string {
+	if t == nil {
+		return "-"
+	}
+	return t.Local().Format("2006-01-02 15:04:05")
+}
+
+func newListCmd(g *globals) *cobra.Command {
+	var o output
+	c := &cobra.Command{
+		Use:   "list",
+		Short: "List pods: UUID, apps, images, state, created, started, exited",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
+			pods, err := pod.List(g.dir)
+			if err != nil {
+				return err
+			}
+			views := make([]podView, 0, len(pods))
+			for _, p := range pods {
+				views = append(views, view(p))
+			}
+			if o.format == "json" {
+				return writeJSON(cmd.OutOrStdout(), views)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			if !o.noLegend {
+				fmt.Fprintln(tw, "UUID\tAPP\tIMAGE\tSTATE\tCREATED\tSTARTED\tEXITED")
+			}
+			for _, v := range views {
+				var names, images []string
+				for _, a := range v.Apps {
+					names, images = append(names, a.Name), append(images, a.Image)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.UUID, strings.Join(names, ","),
+					strings.Join(images, ","), v.State, ago(v.Created), ago(v.Started), ago(v.Exited))
+			}
+			return tw.Flush()
+		},
+	}
+	o.register(c, true)
+	return c
+}
+
+func newStatusCmd(g *globals) *cobra.Command {
+	var o output
+	var wait time.Duration
+	c := &cobra.Command{
+		Use:   "status [--wait[=DURATION]] UUID",
+		Short: "Show a pod's state, pid, timestamps and per-app exit codes",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
+			p, err := pod.Load(g.dir, args[0])
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			if cmd.Flags().Changed("wait") {
+				if err := waitFor(p, wait); err != nil {
+					return err
+				}
+			}
+			v := view(p)
+			if o.format == "json" {
+				return writeJSON(cmd.OutOrStdout(), v)
+			}
+			printStatus(cmd.OutOrStdout(), v)
+			return nil
+		},
+	}
+	o.register(c, false)
+	c.Flags().DurationVar(&wait, "wait", 0, "wait for the pod to exit (at most DURATION; 0 or no value: no limit)")
+	c.Flags().Lookup("wait").NoOptDefVal = "0s"
+	return c
+}
+
+func waitFor(p *pod.Pod, limit time.Duration) error {
+	ctx := context.Background()
+	if limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit)
+		defer cancel()
+	}
+	if err := p.WaitExit(ctx); err != nil {
+		return fmt.Errorf("pod %s: still running after %s", p.UUID, limit)
+	}
+	return nil
+}
+
+func printStatus(w io.Writer, v podView) {
+	fmt.Fprintf(w, "uuid=%s\nstate=%s\n", v.UUID, v.State)
+	if v.PID > 0 {
+		fmt.Fprintf(w, "pid=%d\n", v.PID)
+	}
+	fmt.Fprintf(w, "ready=%t\ncreated=%s\nstarted=%s\nexited=%s\n", v.Ready, ago(v.Created), ago(v.Started), ago(v.Exited))
+	if v.ExitCode != nil {
+		fmt.Fprintf(w, "exit-code=%d\n", *v.ExitCode)
+	}
+	for _, a := range v.Apps {
+		fmt.Fprintf(w, "app-%s=%s", a.Name, a.Image)
+		if a.ExitCode != nil {
+			fmt.Fprintf(w, " exit-code=%d", *a.ExitCode)
+		}
+		if a.Signal != "" {
+			fmt.Fprintf(w, " signal=%s", a.Signal)
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// stage1Op runs one of a pod's stage1 entrypoints with the pod directory as its
+// working directory. A stage1 without that entrypoint has nothing to do.
+func stage1Op(g *globals, p *pod.Pod, name string, args ...string) error {
+	m, err := p.Manifest()
+	if err != nil {
+		return fmt.Errorf("pod %s: %w", p.UUID, err)
+	}
+	if m.Stage1.Entrypoints[name] == "" {
+		return nil
+	}
+	entry, err := stage1img.Entrypoint(m.Stage1, name)
+	if err != nil {
+		return fmt.Errorf("pod %s: %w", p.UUID, err)
+	}
+	cmd := exec.Command(entry, append(args, p.UUID)...)
+	cmd.Args[0] = m.Stage1.Entrypoints[name] // a multi-call stage1 dispatches on it
+	cmd.Dir, cmd.Stdout, cmd.Stderr = p.Dir, os.Stderr, os.Stderr
+	if g.debug {
+		cmd.Env = append(os.Environ(), abi.EnvDebug+"=1")
+	}
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("pod %s: stage1 %s: %w", p.UUID, name, err)
+	}
+	return nil
+}
+
+func newGCCmd(g *globals) *cobra.Command {
+	var grace, expire time.Duration
+	c := &cobra.Command{
+		Use:   "gc [--grace-period=30m]",
+		Short: "Mark exited pods and remove those exited longer than the grace period",
+		Long: `gc moves exited pods to exited-garbage, then removes every pod that has
+been there longer than --grace-period through its stage1's gc entrypoint
+(cgroups, mounts, network) and deletes its directory. Running pods are never
+touched.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			r, err := pod.GC(g.dir, pod.GCOptions{GracePeriod: grace, ExpirePrepared: expire},
+				func(p *pod.Pod) error { return stage1Op(g, p, abi.EntrypointGC) })
+			if err != nil {
+				return err
+			}
+			for _, u := range r.Marked {
+				fmt.Fprintf(cmd.ErrOrStderr(), "marked %s for removal\n", u)
+			}
+			for _, u := range r.Removed {
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", u)
+			}
+			if len(r.Errors) > 0 {
+				for _, e := range r.Errors[1:] {
+					fmt.Fprintf(os.Stderr, "skiff: gc: %v\n", e)
+				}
+				return fmt.Errorf("gc: %w", r.Errors[0])
+			}
+			return nil
+		},
+	}
+	c.Flags().DurationVar(&grace, "grace-period", 30*time.Minute, "how long exited pods are kept before removal")
+	c.Flags().DurationVar(&expire, "expire-prepared", 24*time.Hour, "how long prepared pods are kept")
+	return c
+}
+
+func newRmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm UUID...",
+		Short: "Remove exited pods now (a running pod is refused)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var failed error
+			for _, a := range args {
+				err := removePod(g, a)
+				if err == nil {
+					continue
+				}
+				if failed != nil {
+					fmt.Fprintf(os.Stderr, "skiff: %v\n", failed)
+				}
+				failed = err
+			}
+			return failed
+		},
+	}
+}
+
+func removePod(g *globals, arg string) error {
+	p, err := pod.Load(g.dir, arg)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if err := pod.Remove(p, func(p *pod.Pod) error { return stage1Op(g, p, abi.EntrypointGC) }); err != nil {
+		if errorsIsRunning(err) {
+			return fmt.Errorf("pod %s is running; stop it first with 'skiff stop %s'", p.UUID, p.UUID)
+		}
+		return fmt.Errorf("remove pod %s: %w", p.UUID, err)
+	}
+	fmt.Println(p.UUID)
+	return nil
+}
+
+func newStopCmd(g *globals) *cobra.Command {
+	var force bool
+	c := &cobra.Command{
+		Use:   "stop [--force] UUID...",
+		Short: "Stop running pods: apps get SIGTERM, then SIGKILL after their stop timeout",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, a := range args {
+				p, err := pod.Load(g.dir, a)
+				if err != nil {
+					return err
+				}
+				if p.State != pod.Running {
+					p.Close()
+					return fmt.Errorf("pod %s is %s, not running", p.UUID, p.State)
+				}
+				var extra []string
+				if force {
+					extra = append(extra, "--force")
+				}
+				err = stage1Op(g, p, abi.EntrypointStop, extra...)
+				p.Close()
+				if err != nil {
+					return err
+				}
+				fmt.Println(p.UUID)
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&force, "force", false, "kill the pod at once")
+	return c
+}
+
+func newCatManifestCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cat-manifest UUID",
+		Short: "Print a pod's manifest (pod.json)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := pod.Load(g.dir, args[0])
+			if err != nil {
+				return err
+			}
+			defer p.Close()
+			b, err := os.ReadFile(filepath.Join(p.Dir, abi.PodManifestFile))
+			if err != nil {
+				return fmt.Errorf("pod %s has no manifest yet: %w", p.UUID, err)
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	}
+}

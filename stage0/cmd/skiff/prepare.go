@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/skiff-project/skiff/image/store"
+	"github.com/skiff-project/skiff/stage0/pod"
+	"github.com/skiff-project/skiff/stage0/prepare"
+	"github.com/skiff-project/skiff/stage1/abi"
+)
+
+// preparePod creates the pod directory and writes the stage1 contract's files
+// into it, then moves it to run/. On failure the pod goes to garbage.
+func preparePod(g *globals, f *runFlags, apps []prepare.AppArgs, imgs []*store.Image, s1 abi.Stage1) (*pod.Pod, error) {
+	p, err := pod.New(g.dir)
+	if err != nil {
+		return nil, fmt.Errorf("create pod in %s: %w", g.dir, err)
+	}
+	fail := func(err error) (*pod.Pod, error) {
+		_ = p.Transition(pod.Garbage)
+		p.Close()
+		return nil, err
+	}
+	m := abi.PodManifest{Version: abi.InterfaceVersion, UUID: p.UUID, Created: time.Now().UTC(), Stage1: s1}
+	terminal := f.interactive && term.IsTerminal(int(os.Stdin.Fd()))
+	seen := map[string]bool{}
+	for i, a := range apps {
+		name, err := prepare.AppName(a)
+		if err != nil {
+			return fail(err)
+		}
+		if seen[name] {
+			return fail(fmt.Errorf("two apps are named %q; name them apart with --name", name))
+		}
+		seen[name] = true
+		spec, err := prepare.AppSpec(a, imgs[i].Config.Config, terminal)
+		if err != nil {
+			return fail(err)
+		}
+		dir := abi.AppDir(p.Dir, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fail(err)
+		}
+		if err := abi.WriteJSON(filepath.Join(dir, abi.AppSpecFile), spec); err != nil {
+			return fail(err)
+		}
+		m.Apps = append(m.Apps, abi.App{Name: name, Image: abi.Image{Name: a.Image, ID: imgs[i].ID.String()},
+			Rootfs: abi.Rootfs{Layers: imgs[i].LayerDirs}})
+	}
+	if err := abi.WriteJSON(filepath.Join(p.Dir, abi.PodManifestFile), m); err != nil {
+		return fail(err)
+	}
+	if f.uuidFile != "" {
+		if err := os.WriteFile(f.uuidFile, []byte(p.UUID+"\n"), 0o644); err != nil {
+			return fail(fmt.Errorf("--uuid-file-save: %w", err))
+		}
+	}
+	for _, st := range []pod.State{pod.Prepared, pod.Running} {
+		if err := p.Transition(st); err != nil {
+			return fail(err)
+		}
+	}
+	return p, nil
+}

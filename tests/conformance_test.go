@@ -1,0 +1,258 @@
+//go:build functional
+
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The stage1 conformance suite: what every stage1 flavor must do, driven
+// through bin/skiff only. SKIFF_STAGE1 picks the flavor under test.
+
+func TestRunPrintsAndExitsWithAppCode(t *testing.T) {
+	e := newEnv(t)
+	r := e.skiff(e.runArgs(e.image("busybox"), "--", "/bin/sh", "-c", "echo hi; exit 7")...)
+	if r.code != 7 || r.stdout != "hi\n" {
+		t.Fatalf("exit %d, stdout %q (stderr %q); want 7 and \"hi\\n\"", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestStdoutAndStderrKeepTheirOrder(t *testing.T) {
+	e := newEnv(t)
+	c := e.cmd(e.runArgs(e.image("busybox"), "--", "/bin/sh", "-c",
+		"for i in 1 2 3; do echo out$i; echo err$i >&2; done")...)
+	var both syncBuffer
+	c.Stdout, c.Stderr = &both, &both // one pipe: the order is observable
+	if err := c.Run(); err != nil {
+		t.Fatalf("run: %v: %s", err, both.String())
+	}
+	got := both.String()
+	if i := strings.Index(got, "out1"); i > 0 {
+		got = got[i:] // skip skiff's own warning about the unsigned test image
+	}
+	if got != "out1\nerr1\nout2\nerr2\nout3\nerr3\n" {
+		t.Fatalf("interleaved output %q", got)
+	}
+}
+
+func TestExitCodesForMissingAndUnexecutableCommands(t *testing.T) {
+	e := newEnv(t)
+	e.fails(127, []string{"/no/such/cmd", "not found"}, e.runArgs(e.image("busybox"), "--exec=/no/such/cmd")...)
+	e.fails(127, []string{"nosuchcmd", "not found"}, e.runArgs(e.image("busybox"), "--", "nosuchcmd")...)
+	e.fails(126, []string{"/etc/passwd"}, e.runArgs(e.image("busybox"), "--exec=/etc/passwd")...)
+}
+
+func TestImageConfigAndAppFlags(t *testing.T) {
+	e := newEnv(t)
+	r := e.ok(e.runArgs(e.image("inspect"), "--set-env=FOO=bar", "--working-dir=/tmp", "--", "env", "cwd", "ids")...)
+	for _, want := range []string{"FOO=bar\n", "PATH=", "cwd=/tmp\n", "uid=0\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = e.ok(e.runArgs(e.image("inspect"), "--user=app", "--", "ids")...)
+	if !strings.Contains(r.stdout, "uid=1000\n") {
+		t.Errorf("--user=app: %s", r.stdout)
+	}
+	r = e.ok(e.runArgs(e.image("busybox"), "--exec=/bin/echo", "--", "a", "b")...)
+	if r.stdout != "a b\n" {
+		t.Errorf("--exec: %q", r.stdout)
+	}
+	e.fails(125, []string{"nosuchuser"}, e.runArgs(e.image("inspect"), "--user=nosuchuser", "--", "ids")...)
+}
+
+func TestPodSandbox(t *testing.T) {
+	e := newEnv(t)
+	uuidFile := filepath.Join(t.TempDir(), "uuid")
+	r := e.ok(e.runArgs("--uuid-file-save="+uuidFile, e.image("inspect"), "--", "pid1", "hostname", "cgroups")...)
+	b, err := os.ReadFile(uuidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uuid := strings.TrimSpace(string(b))
+	for _, want := range []string{"pid1=systemd\n", "hostname=skiff-" + uuid[:8] + "\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = e.ok(e.runArgs("--hostname=web1", e.image("inspect"), "--", "hostname")...)
+	if !strings.Contains(r.stdout, "hostname=web1\n") {
+		t.Errorf("--hostname: %s", r.stdout)
+	}
+}
+
+func TestNetworkNoneAndHost(t *testing.T) {
+	e := newEnv(t)
+	r := e.ok(e.runArgs(e.image("busybox"), "--", "/bin/sh", "-c", "ls /sys/class/net")...)
+	if strings.Fields(r.stdout)[0] != "lo" || len(strings.Fields(r.stdout)) != 1 {
+		t.Errorf("--net=none: interfaces %q, want only lo", r.stdout)
+	}
+	host, _ := os.ReadDir("/sys/class/net")
+	r = e.ok(e.runArgs("--net=host", e.image("busybox"), "--", "/bin/sh", "-c", "ls /sys/class/net")...)
+	if len(strings.Fields(r.stdout)) != len(host) {
+		t.Errorf("--net=host: interfaces %q, host has %d", r.stdout, len(host))
+	}
+}
+
+func TestWhiteoutsHideLowerLayers(t *testing.T) {
+	e := newEnv(t)
+	r := e.skiff(e.runArgs(e.image("layered"), "--", "/bin/sh", "-c", "ls -A /data /opaque; test -e /data/deleted && echo STILL-THERE; true")...)
+	if r.code != 0 || strings.Contains(r.stdout, "STILL-THERE") {
+		t.Fatalf("exit %d; a deleted file shows through: %q %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestLifecycleListStatusGCRm(t *testing.T) {
+	e := newEnv(t)
+	uuidFile := filepath.Join(t.TempDir(), "uuid")
+	e.skiff(e.runArgs("--uuid-file-save="+uuidFile, e.image("busybox"), "--", "/bin/sh", "-c", "exit 3")...)
+	b, _ := os.ReadFile(uuidFile)
+	uuid := strings.TrimSpace(string(b))
+	ps := e.pods()
+	if len(ps) != 1 || ps[0].UUID != uuid || ps[0].State != "exited" {
+		t.Fatalf("list: %+v", ps)
+	}
+	st := e.status(uuid[:8])
+	if st.ExitCode == nil || *st.ExitCode != 3 || st.Apps[0].ExitCode == nil || *st.Apps[0].ExitCode != 3 {
+		t.Fatalf("status: %+v", st)
+	}
+	if st.Created == nil || st.Started == nil || st.Exited == nil || st.Exited.Before(*st.Started) {
+		t.Errorf("timestamps: %+v", st)
+	}
+	table := e.ok("list", "--no-legend").stdout
+	if strings.Contains(table, "UUID") || !strings.Contains(table, uuid) {
+		t.Errorf("list --no-legend: %q", table)
+	}
+	e.ok("cat-manifest", uuid)
+	// gc marks first; with a grace period the pod stays.
+	e.ok("gc", "--grace-period=1h")
+	if ps := e.pods(); len(ps) != 1 || ps[0].State != "exited-garbage" {
+		t.Fatalf("after gc --grace-period=1h: %+v", ps)
+	}
+	e.ok("gc", "--grace-period=0s")
+	e.ok("gc", "--grace-period=0s") // twice is fine
+	if ps := e.pods(); len(ps) != 0 {
+		t.Fatalf("after gc: %+v", ps)
+	}
+	e.skiff(e.runArgs("--uuid-file-save="+uuidFile, e.image("busybox"), "--", "/bin/true")...)
+	b, _ = os.ReadFile(uuidFile)
+	e.ok("rm", strings.TrimSpace(string(b)))
+	if ps := e.pods(); len(ps) != 0 {
+		t.Fatalf("after rm: %+v", ps)
+	}
+}
+
+// runningPod starts a long-running pod and waits until it is ready.
+func (e *env) runningPod(extra ...string) (uuid string, wait func() result) {
+	e.t.Helper()
+	uuidFile := filepath.Join(e.t.TempDir(), "uuid")
+	args := e.runArgs(append([]string{"--uuid-file-save=" + uuidFile, e.image("busybox")},
+		append(extra, "--", "/bin/sleep", "600")...)...)
+	c, out, errb := e.startBackground(args...)
+	waitFor(e.t, 20*time.Second, "the pod to be ready", func() bool {
+		b, err := os.ReadFile(uuidFile)
+		if err != nil || len(b) < 36 {
+			return false
+		}
+		uuid = strings.TrimSpace(string(b))
+		return e.status(uuid).Ready
+	})
+	return uuid, func() result {
+		err := c.Wait()
+		r := result{stdout: out.String(), stderr: errb.String(), code: c.ProcessState.ExitCode()}
+		_ = err
+		return r
+	}
+}
+
+func TestSIGTERMStopsThePodCleanly(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			e := newEnv(t)
+			uuid, wait := e.runningPod()
+			if st := e.status(uuid); st.State != "running" || st.PID <= 0 {
+				t.Fatalf("status of a running pod: %+v", st)
+			}
+			e.fails(125, []string{uuid, "running", "skiff stop"}, "rm", uuid)
+			pid := e.runPID(uuid)
+			if err := syscall.Kill(pid, sig); err != nil {
+				t.Fatal(err)
+			}
+			r := wait()
+			if r.code != 0 {
+				t.Fatalf("after %v: exit %d, stderr %q", sig, r.code, r.stderr)
+			}
+			if st := e.status(uuid); st.State != "exited" {
+				t.Fatalf("after %v: %+v", sig, st)
+			}
+		})
+	}
+}
+
+// runPID finds skiff run's own pid (the process that holds the pod lock), the
+// parent of the pod's init.
+func (e *env) runPID(uuid string) int {
+	e.t.Helper()
+	st := e.status(uuid)
+	b, err := os.ReadFile(filepath.Join("/proc", itoa(st.PID), "stat"))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	return atoi(e.t, f[1])
+}
+
+func TestStopCommand(t *testing.T) {
+	e := newEnv(t)
+	uuid, wait := e.runningPod()
+	e.ok("stop", uuid)
+	if r := wait(); r.code != 0 {
+		t.Fatalf("skiff run after skiff stop: exit %d, stderr %q", r.code, r.stderr)
+	}
+	e.fails(125, []string{uuid, "not running"}, "stop", uuid)
+}
+
+func TestSIGKILLedSkiffLeavesNothingAfterGC(t *testing.T) {
+	e := newEnv(t)
+	uuid, wait := e.runningPod()
+	initPID := e.status(uuid).PID
+	if err := syscall.Kill(e.runPID(uuid), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	waitFor(t, 10*time.Second, "the pod's init to die with skiff", func() bool {
+		return syscall.Kill(initPID, 0) != nil
+	})
+	if st := e.status(uuid); st.State != "exited" {
+		t.Fatalf("after SIGKILL: %+v", st)
+	}
+	e.ok("gc", "--grace-period=0s")
+	if ps := e.pods(); len(ps) != 0 {
+		t.Fatalf("pods left: %+v", ps)
+	}
+	if cgs := cgroupsOf(uuid); len(cgs) != 0 {
+		t.Fatalf("cgroups left: %v", cgs)
+	}
+	if ms := mountsUnder(e.dir); len(ms) != 0 {
+		t.Fatalf("mounts left: %v", ms)
+	}
+}
+
+func TestPodCgroupsWhileRunning(t *testing.T) {
+	e := newEnv(t)
+	uuid, wait := e.runningPod()
+	if cgs := cgroupsOf(uuid); len(cgs) == 0 {
+		t.Errorf("running pod %s has no cgroup on the host", uuid)
+	}
+	e.ok("stop", uuid)
+	wait()
+	e.ok("gc", "--grace-period=0s")
+	if cgs := cgroupsOf(uuid); len(cgs) != 0 {
+		t.Errorf("cgroups left after gc: %v", cgs)
+	}
+}
