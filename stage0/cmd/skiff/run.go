@@ -117,7 +117,8 @@ func fetchVerified(ctx context.Context, g *globals, in insecure, s *store.Store,
 
 // verify checks the detached OpenPGP signature beside an image file.
 func verify(g *globals, ref reference.Reference, image string) error {
-	const fix = "trust its signer's key for this image (see 'skiff trust', coming with signature support) or pass --insecure-options=image"
+	fix := fmt.Sprintf("sign it (%s) and trust the signer's armored public key by saving it as %s/FINGERPRINT, or pass --insecure-options=image",
+		trust.SignaturePathFor(ref.Path), filepath.Join(g.localConfig, "trustedkeys", "prefix.d", trustName(ref)))
 	if ref.Transport != reference.OCIArchive {
 		return fmt.Errorf("image %q: signature verification for %s images is not supported yet; %s", image, ref.Transport, "pass --insecure-options=image to run it unverified")
 	}
