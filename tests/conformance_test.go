@@ -256,3 +256,60 @@ func TestPodCgroupsWhileRunning(t *testing.T) {
 		t.Errorf("cgroups left after gc: %v", cgs)
 	}
 }
+
+func TestInteractiveGivesTheAppStdin(t *testing.T) {
+	e := newEnv(t)
+	c := e.cmd(e.runArgs("--interactive", e.image("busybox"), "--", "/bin/sh", "-c", "read line; echo got:$line")...)
+	c.Stdin = strings.NewReader("hello\n")
+	out, err := c.Output()
+	if err != nil || string(out) != "got:hello\n" {
+		t.Fatalf("interactive: %q, %v", out, err)
+	}
+	// Without --interactive the app's stdin is empty.
+	c = e.cmd(e.runArgs(e.image("busybox"), "--", "/bin/sh", "-c", "cat; echo end")...)
+	c.Stdin = strings.NewReader("not for the app\n")
+	out, err = c.Output()
+	if err != nil || string(out) != "end\n" {
+		t.Fatalf("non-interactive: %q, %v", out, err)
+	}
+}
+
+func TestStatusWaitAndEnter(t *testing.T) {
+	e := newEnv(t)
+	uuid, wait := e.runningPod("--user=app")
+	r := e.ok("enter", uuid, "/bin/sh", "-c", "id -u; cat /proc/1/comm; hostname")
+	if r.stdout != "1000\nsystemd\nskiff-"+uuid[:8]+"\n" {
+		t.Errorf("enter: %q", r.stdout)
+	}
+	if r := e.skiff("enter", uuid, "/bin/sh", "-c", "exit 5"); r.code != 5 {
+		t.Errorf("enter exit code %d, want 5", r.code)
+	}
+	e.fails(125, []string{"no app", "nosuch"}, "enter", "--app=nosuch", uuid)
+	e.fails(125, []string{"still running"}, "status", "--wait=200ms", uuid)
+	done := make(chan result, 1)
+	go func() { done <- e.skiff("status", "--wait", "--format=json", uuid) }()
+	e.ok("stop", uuid)
+	wait()
+	select {
+	case r := <-done:
+		if r.code != 0 || !strings.Contains(r.stdout, `"state": "exited"`) {
+			t.Fatalf("status --wait: %+v", r)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("status --wait did not return after the pod exited")
+	}
+	e.fails(125, []string{"not running"}, "enter", uuid, "/bin/true")
+}
+
+func TestVersionAndHelp(t *testing.T) {
+	e := newEnv(t)
+	r := e.ok("version")
+	if !strings.Contains(r.stdout, "stage1 interface version 1") {
+		t.Errorf("version: %q", r.stdout)
+	}
+	for _, verb := range []string{"run", "list", "status", "gc", "rm", "stop", "enter", "cat-manifest", "version"} {
+		if r := e.ok(verb, "--help"); !strings.Contains(r.stdout, "Usage:") {
+			t.Errorf("%s --help: %q", verb, r.stdout)
+		}
+	}
+}

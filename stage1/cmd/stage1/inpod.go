@@ -26,7 +26,11 @@ func appExecMain(args []string) error {
 	if fs.NArg() < 1 {
 		return fmt.Errorf("usage: app-exec [--inherit] APP [-- CMD...]")
 	}
-	return appexec.Exec(fs.Arg(0), fs.Args()[1:], *inherit)
+	cmd := fs.Args()[1:]
+	if len(cmd) > 0 && cmd[0] == "--" {
+		cmd = cmd[1:]
+	}
+	return appexec.Exec(fs.Arg(0), cmd, *inherit)
 }
 
 // podInitMain is the pod's first process: pod-init CMD... makes the pod die
