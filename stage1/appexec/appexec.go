@@ -218,23 +218,23 @@ func RecordExit(app string, getenv func(string) string, now func() abi.AppExit) 
 	return rec, abi.WriteJSON(filepath.Join(AppsDir, app, abi.AppExitFile), rec)
 }
 
-// AllExited reports whether every app of the pod has an exit record, and the
-// pod's exit code so far (see PodCode).
-func AllExited() (bool, int, error) {
+// AllExited reports whether every app of the pod has an exit record, the
+// pod's exit code so far (see PodCode) and how many apps the pod has.
+func AllExited() (done bool, code, apps int, err error) {
 	entries, err := os.ReadDir(AppsDir)
 	if err != nil {
-		return false, 0, err
+		return false, 0, 0, err
 	}
 	var exits []abi.AppExit
 	for _, e := range entries {
 		var x abi.AppExit
 		if err := abi.ReadJSON(filepath.Join(AppsDir, e.Name(), abi.AppExitFile), &x); err != nil {
 			if errors.Is(err, os.ErrNotExist) {
-				return false, 0, nil
+				return false, 0, len(entries), nil
 			}
-			return false, 0, err
+			return false, 0, len(entries), err
 		}
 		exits = append(exits, x)
 	}
-	return true, abi.PodCode(exits), nil
+	return true, abi.PodCode(exits), len(entries), nil
 }

@@ -58,9 +58,9 @@ func appExitedMain(args []string) error {
 	}); err != nil {
 		return err
 	}
-	done, code, err := appexec.AllExited()
-	if err != nil || !done {
-		return err
+	done, code, apps, err := appexec.AllExited()
+	if err != nil || !done || apps == 1 {
+		return err // one app: its unit's SuccessAction/FailureAction ends the pod
 	}
 	return exec.Command("/usr/bin/systemctl", "--no-block", "exit", strconv.Itoa(code)).Run()
 }

@@ -42,10 +42,18 @@ type runOpts struct {
 	abi.RunFlags
 	uuid   string
 	podDir string
+	start  time.Time
+}
+
+// debugf prints a phase of the pod's start with the time since run began.
+func (o runOpts) debugf(format string, args ...any) {
+	if o.Debug {
+		fmt.Fprintf(os.Stderr, "stage1: +%dms %s\n", time.Since(o.start).Milliseconds(), fmt.Sprintf(format, args...))
+	}
 }
 
 func parseRun(args []string) (runOpts, error) {
-	var o runOpts
+	o := runOpts{start: time.Now()}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	fs.StringVar(&o.Net, "net", "none", "none or host")
 	fs.StringVar(&o.Hostname, "hostname", "", "the pod's hostname")
@@ -119,6 +127,7 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 	if err := mountOverlay(m.Stage1.Rootfs.Layers, s1Upper, s1Work, rootfs); err != nil {
 		return nil, fmt.Errorf("mount stage1 rootfs: %w", err)
 	}
+	o.debugf("stage1 rootfs mounted")
 	// The sandbox keeps its own copy of the mount; the host's goes right away,
 	// so a crash of this process leaves no mount behind.
 	defer unix.Unmount(rootfs, unix.MNT_DETACH)
@@ -135,6 +144,7 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 		return nil, err
 	}
 	r.c = c
+	o.debugf("sandbox started, init pid %d", c.Pid())
 	if err := os.WriteFile(abi.PIDFile, []byte(strconv.Itoa(c.Pid())+"\n"), 0o644); err != nil {
 		_ = c.Signal(unix.SIGKILL)
 	}
@@ -242,6 +252,7 @@ func (r *runningPod) serveStdio() (*stdio.Server, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			started[app] = true
+			r.o.debugf("app %s started", app)
 			if len(started) == len(known) {
 				_ = os.WriteFile(abi.ReadyFile, nil, 0o644)
 			}
@@ -254,11 +265,13 @@ func (r *runningPod) wait() int {
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
 	go r.forward(sigs)
 	state, _ := r.c.Wait()
+	r.o.debugf("pod init exited: %v", state)
 	signal.Stop(sigs)
 	r.srv.Close()
 	if err := r.c.Destroy(); err != nil && r.o.Debug {
 		fmt.Fprintf(os.Stderr, "stage1: destroy pod sandbox: %v\n", err)
 	}
+	r.o.debugf("sandbox destroyed")
 	code := r.exitCode(state)
 	_ = abi.WriteJSON(abi.PodExitFile, abi.PodExit{Code: code, ExitedAt: time.Now().UTC()})
 	return code
