@@ -4,7 +4,8 @@
 // (oci-archive:FILE[:REF]). Both read the layout's index.json, choose a
 // manifest by ref name, follow a nested index to this platform, copy and
 // verify the blobs into the store, extract each layer once, and record the
-// image under its names.
+// image under its names. An archive that has not changed since it was last
+// imported is not read again (see cache.go).
 package fetch
 
 import (
@@ -43,9 +44,19 @@ func Import(ctx context.Context, s *store.Store, ref reference.Reference) (*stor
 		}
 		ref.Path = abs
 	}
+	if ref.Transport == reference.OCIArchive {
+		if img := cachedImport(s, ref); img != nil {
+			return img, nil
+		}
+	}
 	img, err := imp(ctx, s, ref)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	if ref.Transport == reference.OCIArchive {
+		if err := rememberImport(s, ref, img); err != nil {
+			return nil, fmt.Errorf("%s: %w", ref, err)
+		}
 	}
 	return img, nil
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -155,5 +156,36 @@ func TestImportErrors(t *testing.T) {
 	_, err := Import(ctx, s, mustParse(t, "docker://quay.io/a/b:1"))
 	if !errors.Is(err, ErrUnsupportedTransport) || !strings.Contains(err.Error(), "docker://quay.io/a/b:1") {
 		t.Errorf("docker: %v", err)
+	}
+}
+
+func TestUnchangedArchiveIsNotReadAgain(t *testing.T) {
+	fx := makeFixture(t)
+	s := openStore(t)
+	ref := mustParse(t, "oci-archive:"+fx.archive+":latest")
+	first, err := Import(context.Background(), s, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Overwrite the archive with garbage of the same size, keeping its inode
+	// and mtime: a cached import must not read it.
+	st, _ := os.Stat(fx.archive)
+	if err := os.WriteFile(fx.archive, make([]byte, st.Size()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chtimes(fx.archive, st.ModTime(), st.ModTime())
+	again, err := Import(context.Background(), s, ref)
+	if err != nil || again.ID != first.ID {
+		t.Fatalf("cached import: %v, %v", again, err)
+	}
+	// Once the file's identity changes it is read again (and now fails).
+	later := st.ModTime().Add(time.Minute)
+	os.Chtimes(fx.archive, later, later)
+	if _, err := Import(context.Background(), s, ref); err == nil {
+		t.Fatal("a changed archive was taken from the cache")
+	}
+	// Another ref of the same file is not the cached one.
+	if cachedImport(s, mustParse(t, "oci-archive:"+fx.archive+":other")) != nil {
+		t.Fatal("the cache ignored the ref")
 	}
 }

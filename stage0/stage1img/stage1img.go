@@ -7,21 +7,18 @@ package stage1img
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 
 	"github.com/skiff-project/skiff/image/fetch"
 	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/image/store"
-	"github.com/skiff-project/skiff/internal/atomicfile"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
@@ -51,74 +48,22 @@ func Find(name, systemDir string) (string, error) {
 		name, ErrNotFound, strings.Join(tried, ", "))
 }
 
-// cacheEntry remembers which image a stage1 file was imported as.
-type cacheEntry struct {
-	Size    int64     `json:"size"`
-	ModTime time.Time `json:"modTime"`
-	ID      string    `json:"id"`
-}
-
-// Load imports the stage1 image at path into s (unless this version of the
-// file already is) and describes it for the pod manifest.
+// Load imports the stage1 image at path into s and describes it for the pod
+// manifest.
 func Load(ctx context.Context, s *store.Store, path string) (abi.Stage1, error) {
 	path, err := filepath.Abs(path)
 	if err != nil {
 		return abi.Stage1{}, err
 	}
-	st, err := os.Stat(path)
-	if err != nil {
-		return abi.Stage1{}, fmt.Errorf("stage1 image %s: %w", path, err)
-	}
-	img, err := cached(s, path, st)
+	ref, err := reference.Parse("oci-archive:" + path)
 	if err != nil {
 		return abi.Stage1{}, err
 	}
-	if img == nil {
-		if img, err = importFile(ctx, s, path, st); err != nil {
-			return abi.Stage1{}, err
-		}
+	img, err := fetch.Import(ctx, s, ref) // an unchanged file is not read again
+	if err != nil {
+		return abi.Stage1{}, fmt.Errorf("import stage1 image: %w", err)
 	}
 	return describe(path, img)
-}
-
-func cachePath(s *store.Store) string { return filepath.Join(s.Dir(), "stage1-cache.json") }
-
-func cached(s *store.Store, path string, st os.FileInfo) (*store.Image, error) {
-	var c map[string]cacheEntry
-	if err := abi.ReadJSON(cachePath(s), &c); err != nil {
-		return nil, nil // no cache yet, or unreadable: import again
-	}
-	e, ok := c[path]
-	if !ok || e.Size != st.Size() || !e.ModTime.Equal(st.ModTime()) {
-		return nil, nil
-	}
-	img, err := s.Lookup(e.ID)
-	if err != nil {
-		return nil, nil // gone from the store
-	}
-	return img, nil
-}
-
-func importFile(ctx context.Context, s *store.Store, path string, st os.FileInfo) (*store.Image, error) {
-	ref, err := reference.Parse("oci-archive:" + path)
-	if err != nil {
-		return nil, err
-	}
-	img, err := fetch.Import(ctx, s, ref)
-	if err != nil {
-		return nil, fmt.Errorf("import stage1 image: %w", err)
-	}
-	var c map[string]cacheEntry
-	_ = abi.ReadJSON(cachePath(s), &c)
-	if c == nil {
-		c = map[string]cacheEntry{}
-	}
-	c[path] = cacheEntry{Size: st.Size(), ModTime: st.ModTime(), ID: img.ID.String()}
-	b, _ := json.MarshalIndent(c, "", "  ")
-	if err := atomicfile.Write(cachePath(s), b, 0o644); err != nil {
-		return nil, err
-	}
-	return img, nil
 }
 
 // describe reads the stage1's declared contract version and entrypoints.
