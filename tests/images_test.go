@@ -1,0 +1,104 @@
+//go:build functional
+
+package tests
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func need(t *testing.T, tools ...string) {
+	t.Helper()
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s is not installed (scripts/install-deps installs it)", tool)
+		}
+	}
+}
+
+func sh(t *testing.T, dir, script string) string {
+	t.Helper()
+	c := exec.Command("/bin/sh", "-ec", script)
+	c.Dir = dir
+	out, err := c.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, out)
+	}
+	return string(out)
+}
+
+// Archives made by other standard tools run, and so do OCI layout directories.
+func TestImagesFromStandardTools(t *testing.T) {
+	need(t, "skopeo", "tar")
+	e := newEnv(t)
+	dir := t.TempDir()
+	src := filepath.Join(e.images, "busybox.oci.tar")
+	sh(t, dir, "skopeo copy --quiet oci-archive:"+src+" oci-archive:skopeo.tar:bb && mkdir layout && tar -C layout -xf "+src)
+	for _, img := range []string{"oci-archive:" + filepath.Join(dir, "skopeo.tar"), "oci-archive:" + filepath.Join(dir, "skopeo.tar") + ":bb", "oci:" + filepath.Join(dir, "layout")} {
+		r := e.skiff(e.runArgs(img, "--", "/bin/echo", "ran")...)
+		if r.code != 0 || r.stdout != "ran\n" {
+			t.Errorf("%s: exit %d, %q, %q", img, r.code, r.stdout, r.stderr)
+		}
+	}
+	e.fails(125, []string{"nosuchref"}, e.runArgs("oci-archive:"+filepath.Join(dir, "skopeo.tar")+":nosuchref")...)
+}
+
+// A signed image runs without --insecure-options once its key is trusted; a
+// tampered one, or one signed by an untrusted key, is refused.
+func TestSignedImageIsVerified(t *testing.T) {
+	need(t, "gpg")
+	e := newEnv(t)
+	dir := t.TempDir()
+	gpg := "gpg --batch --quiet --homedir " + filepath.Join(dir, "gnupg")
+	os.MkdirAll(filepath.Join(dir, "gnupg"), 0o700)
+	t.Cleanup(func() { exec.Command("gpgconf", "--homedir", filepath.Join(dir, "gnupg"), "--kill", "all").Run() })
+	sh(t, dir, gpg+" --passphrase '' --quick-gen-key 'skiff test <t@skiff.invalid>' ed25519 sign never")
+	fpr := strings.TrimSpace(sh(t, dir, gpg+" --with-colons --list-keys | awk -F: '/^fpr/{print tolower($10); exit}'"))
+	image := filepath.Join(dir, "bb.oci.tar")
+	sh(t, dir, "cp "+filepath.Join(e.images, "busybox.oci.tar")+" "+image+" && "+gpg+" --armor --detach-sign "+image)
+
+	run := func(img string) result {
+		args := append(append([]string{"run"}, e.stage1...), "oci-archive:"+img, "--", "/bin/echo", "verified")
+		return e.skiff(args...)
+	}
+	// Signed, but the key is not trusted yet.
+	if r := run(image); r.code != 125 || !strings.Contains(r.stderr, "bb") {
+		t.Fatalf("untrusted signer: exit %d, %q", r.code, r.stderr)
+	}
+	keyDir := filepath.Join(e.local, "trustedkeys", "prefix.d", "bb")
+	os.MkdirAll(keyDir, 0o755)
+	sh(t, dir, gpg+" --armor --export "+fpr+" > "+filepath.Join(keyDir, fpr))
+	if r := run(image); r.code != 0 || r.stdout != "verified\n" || strings.Contains(r.stderr, "WARNING") {
+		t.Fatalf("trusted signer: exit %d, %q, %q", r.code, r.stdout, r.stderr)
+	}
+	// The same bytes under another name are signed for "bb" only.
+	other := filepath.Join(dir, "other.oci.tar")
+	sh(t, dir, "cp "+image+" "+other+" && cp "+image+".asc "+other+".asc")
+	if r := run(other); r.code != 125 || !strings.Contains(r.stderr, "other") {
+		t.Fatalf("signature for another name: exit %d, %q", r.code, r.stderr)
+	}
+	// Tampered content is refused.
+	sh(t, dir, "printf x >> "+image)
+	if r := run(image); r.code != 125 || !strings.Contains(r.stderr, "bb") {
+		t.Fatalf("tampered image: exit %d, %q", r.code, r.stderr)
+	}
+}
+
+// With a terminal on stdin, --interactive gives the app that terminal.
+func TestInteractiveTerminal(t *testing.T) {
+	need(t, "script")
+	e := newEnv(t)
+	args := append(e.globals(), e.runArgs("--interactive", e.image("inspect"), "--", "tty")...)
+	cmd := e.bin + " " + strings.Join(args, " ")
+	c := exec.Command("script", "-qec", cmd, "/dev/null")
+	out, err := c.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if !strings.Contains(string(out), "stdin_tty=true") || !strings.Contains(string(out), "stdout_tty=true") {
+		t.Fatalf("app did not get the terminal: %s", out)
+	}
+}
