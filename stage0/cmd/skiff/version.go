@@ -1,18 +1,14 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"runtime"
 
 	"github.com/spf13/cobra"
 
-	"github.com/skiff-project/skiff/stage0/pod"
 	"github.com/skiff-project/skiff/stage0/stage1img"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
-
-func errorsIsRunning(err error) bool { return errors.Is(err, pod.ErrRunning) }
 
 func newVersionCmd(g *globals) *cobra.Command {
 	var o output
