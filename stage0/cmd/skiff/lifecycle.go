@@ -149,4 +149,3 @@ func newStopCmd(g *globals) *cobra.Command {
 	c.Flags().BoolVar(&force, "force", false, "kill the pod at once")
 	return c
 }
-
