@@ -52,4 +52,3 @@ func trustName(ref reference.Reference) string {
 	}
 	return base
 }
-
