@@ -1,0 +1,120 @@
+// Command skiffbench times skiff side by side with runc, crun, podman and
+// systemd-nspawn, alternating between runtimes on every iteration so machine
+// noise hits all of them alike, and reports medians and skiff/peer ratios as a
+// table, JSON, markdown and a gnuplot bar chart. scripts/bench builds and runs
+// it (make bench); see bench/README.md. It must run as root.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+func main() {
+	var (
+		e     Env
+		quick = flag.Bool("quick", os.Getenv("BENCH_QUICK") == "1", "few iterations (default from BENCH_QUICK=1)")
+		out   = flag.String("out", "bench/results", "results directory")
+		only  = flag.String("only", "", "comma-separated scenarios to run (default: all)")
+	)
+	flag.StringVar(&e.Skiff, "skiff", "bin/skiff", "skiff binary")
+	flag.StringVar(&e.Stage1, "stage1", "bin/stage1-default.oci.tar", "stage1 image")
+	flag.StringVar(&e.Busybox, "busybox", "build/images/busybox.oci.tar", "busybox OCI archive")
+	flag.StringVar(&e.Cache, "cache", "build/bench", "cache directory (the big image)")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "skiffbench: must run as root")
+		os.Exit(2)
+	}
+	for _, p := range []*string{&e.Skiff, &e.Stage1, &e.Busybox, &e.Cache, out} {
+		a, err := filepath.Abs(*p)
+		if err != nil {
+			fatal(err)
+		}
+		*p = a
+	}
+	for _, p := range []string{e.Skiff, e.Stage1, e.Busybox} {
+		if _, err := os.Stat(p); err != nil {
+			fatal(fmt.Errorf("%v (run `make all test-images`)", err))
+		}
+	}
+	if err := os.MkdirAll(e.Cache, 0o755); err != nil {
+		fatal(err)
+	}
+	var err error
+	if e.Tmp, err = os.MkdirTemp("", "skiffbench."); err != nil {
+		fatal(err)
+	}
+
+	m := machine(e.Skiff, *quick) // before the private CONTAINERS_CONF is set
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	results, err := benchAll(ctx, &e, *quick, *only)
+	logf("cleaning up")
+	e.cleanup()
+	if err != nil {
+		fatal(err)
+	}
+	if ctx.Err() != nil {
+		fatal(fmt.Errorf("interrupted"))
+	}
+	fmt.Println()
+	printTable(os.Stdout, m, results)
+	files, err := writeResults(*out, m, results)
+	if err != nil {
+		fatal(err)
+	}
+	fmt.Println("\nwrote", strings.Join(files, " "))
+}
+
+// benchAll builds the shared inputs once and runs every scenario.
+func benchAll(ctx context.Context, e *Env, quick bool, only string) ([]*Result, error) {
+	want := func(name string) bool {
+		return only == "" || strings.Contains(","+only+",", ","+name+",")
+	}
+	logf("building shared inputs in %s", e.Tmp)
+	if err := e.setupPeers(ctx); err != nil {
+		return nil, err
+	}
+	if err := e.buildBig(ctx); err != nil {
+		return nil, fmt.Errorf("big image: %v", err)
+	}
+	var results []*Result
+	for _, sc := range startScenarios(e, quick) {
+		if want(sc.Name) && ctx.Err() == nil {
+			logf("scenario %s (%d iterations)", sc.Name, sc.Iter)
+			results = append(results, runScenario(ctx, sc)...)
+		}
+	}
+	if (want("list-1000") || want("gc-1000")) && ctx.Err() == nil {
+		farm, err := e.newPodFarm(ctx)
+		for _, sc := range podScenarios(e, farm, quick) {
+			if !want(sc.Name) {
+				continue
+			}
+			if err != nil {
+				results = append(results, &Result{Scenario: sc.Name, Runtime: "skiff", Unit: "s", Status: "FAILED: " + err.Error()})
+				continue
+			}
+			logf("scenario %s (%d iterations)", sc.Name, sc.Iter)
+			results = append(results, runScenario(ctx, sc)...)
+		}
+	}
+	if (want("pod-rss") || want("pod-pss")) && ctx.Err() == nil {
+		logf("scenario pod-rss (%d iterations)", itMem.n(quick))
+		results = append(results, memScenario(ctx, e, itMem.n(quick))...)
+		run(ctx, []string{e.Skiff, "--dir=" + e.SkiffDir, "gc", "--grace-period=0s"})
+	}
+	return results, nil
+}
+
+func fatal(err error) {
+	fmt.Fprintln(os.Stderr, "skiffbench:", err)
+	os.Exit(1)
+}

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// memSample is the host memory of one idle pod's processes, in MiB.
+type memSample struct{ pss, rss float64 }
+
+// memScenario measures one idle pod (/bin/sleep 60) per runtime, round-robin:
+// skiff (its own process, which execs into stage1, plus everything below it:
+// systemd and the app) against podman's conmon and the container's process.
+// It yields two result groups: pod-pss (PSS: shared pages split between
+// sharers, the fairer number) and pod-rss.
+func memScenario(ctx context.Context, e *Env, iters int) []*Result {
+	names := []string{"skiff", "podman"}
+	measure := []func(context.Context) (memSample, error){
+		func(ctx context.Context) (memSample, error) { return e.skiffMem(ctx) },
+		func(ctx context.Context) (memSample, error) { return e.podmanMem(ctx) },
+	}
+	pss, rss := make([]*Result, len(names)), make([]*Result, len(names))
+	for i, n := range names {
+		note := "idle pod running /bin/sleep 60; sum over the process tree"
+		pss[i] = &Result{Scenario: "pod-pss", Runtime: n, Unit: "MiB", Status: "ok", Note: note}
+		rss[i] = &Result{Scenario: "pod-rss", Runtime: n, Unit: "MiB", Status: "ok", Note: note}
+	}
+	for it := 0; it < iters && ctx.Err() == nil; it++ {
+		for k := range names {
+			i := (it + k) % len(names)
+			if !pss[i].ok() {
+				continue
+			}
+			m, err := measure[i](ctx)
+			if err != nil {
+				pss[i].Status, rss[i].Status = "FAILED: "+err.Error(), "FAILED: "+err.Error()
+				logf("pod-rss/%s: FAILED: %v", names[i], err)
+				continue
+			}
+			pss[i].Samples = append(pss[i].Samples, m.pss)
+			rss[i].Samples = append(rss[i].Samples, m.rss)
+		}
+	}
+	for _, rs := range [][]*Result{pss, rss} {
+		for _, r := range rs {
+			summarize(r)
+		}
+		addRatios(rs, nil)
+	}
+	return append(pss, rss...)
+}
+
+func (e *Env) skiffMem(ctx context.Context) (memSample, error) {
+	uf := filepath.Join(e.Tmp, fmt.Sprintf("rss-%d.uuid", e.next()))
+	argv := e.skiffArgv(e.SkiffDir, e.Busybox, "none", []string{"/bin/sleep", "60"}, "--uuid-file-save="+uf)
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		return memSample{}, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer func() {
+		if b, err := os.ReadFile(uf); err == nil {
+			run(context.Background(), []string{e.Skiff, "--dir=" + e.SkiffDir, "stop", strings.TrimSpace(string(b))})
+		}
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		}
+	}()
+	root := cmd.Process.Pid
+	tree, err := waitForSleep(ctx, root, done)
+	if err != nil {
+		return memSample{}, fmt.Errorf("%v: %s", err, tail(out.String()))
+	}
+	// The pod's pid file names the pod's init: it must be one of skiff's descendants.
+	b, _ := os.ReadFile(uf)
+	pidb, err := os.ReadFile(filepath.Join(e.SkiffDir, "pods/run", strings.TrimSpace(string(b)), "pid"))
+	if err != nil {
+		return memSample{}, fmt.Errorf("pod pid file: %v", err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(pidb)))
+	if !contains(tree, pid) {
+		return memSample{}, fmt.Errorf("pod pid %d is not below skiff (pid %d)", pid, root)
+	}
+	return memOf(descendants(root)), nil
+}
+
+func (e *Env) podmanMem(ctx context.Context) (memSample, error) {
+	name := fmt.Sprintf("skiffbench-rss-%d", e.next())
+	a := append(append([]string(nil), e.Podman...), "run", "-d", "--network=none", "--name", name, e.PodmanImg, "/bin/sleep", "60")
+	if _, err := must(ctx, a...); err != nil {
+		return memSample{}, err
+	}
+	defer run(context.Background(), append(append([]string(nil), e.Podman...), "rm", "-f", "-t", "0", name))
+	out, err := must(ctx, append(append([]string(nil), e.Podman...), "inspect", "--format", "{{.State.ConmonPid}}", name)...)
+	if err != nil {
+		return memSample{}, err
+	}
+	conmon, err := strconv.Atoi(strings.TrimSpace(out))
+	if err != nil || conmon <= 0 {
+		return memSample{}, fmt.Errorf("conmon pid %q", out)
+	}
+	if _, err := waitForSleep(ctx, conmon, nil); err != nil {
+		return memSample{}, err
+	}
+	return memOf(descendants(conmon)), nil
+}
+
+// waitForSleep waits (up to 30 s) until a process named "sleep" runs below
+// root, then one more second for the pod to settle; it returns the tree.
+func waitForSleep(ctx context.Context, root int, exited <-chan error) ([]int, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		select {
+		case err := <-exited:
+			return nil, fmt.Errorf("exited early (%v)", err)
+		default:
+		}
+		tree := descendants(root)
+		for _, p := range tree {
+			if comm(p) == "sleep" {
+				time.Sleep(time.Second)
+				return descendants(root), nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("no sleep process below pid %d after 30s", root)
+}
+
+// descendants returns root and every process below it.
+func descendants(root int) []int {
+	children := map[int][]int{}
+	ents, _ := os.ReadDir("/proc")
+	for _, d := range ents {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", d.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:]) // state ppid ...
+		if len(f) > 1 {
+			ppid, _ := strconv.Atoi(f[1])
+			children[ppid] = append(children[ppid], pid)
+		}
+	}
+	out := []int{root}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
+}
+
+func comm(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(b))
+}
+
+func contains(s []int, v int) bool {
+	for _, x := range s {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+// memOf sums Pss and Rss from smaps_rollup over pids, in MiB.
+func memOf(pids []int) memSample {
+	var m memSample
+	for _, p := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", p))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			switch f[0] {
+			case "Pss:":
+				m.pss += kb / 1024
+			case "Rss:":
+				m.rss += kb / 1024
+			}
+		}
+	}
+	return m
+}
