@@ -59,6 +59,7 @@ const (
 	PIDFile         = "pid"         // decimal host pid that enter joins; stage1 writes before ready; v1
 	ReadyFile       = "ready"       // empty marker: all apps started; stage1 writes; v1
 	PodExitFile     = "exit.json"   // the pod's PodExit; stage1 writes when the pod ends; v1
+	CleanFile       = "clean"       // empty marker: stage1 has undone everything it did on the host; v1
 )
 
 // Exit codes shared by stage0 and stage1 (the podman/docker convention).
@@ -109,6 +110,30 @@ type App struct {
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
+// Volume kinds.
+const (
+	VolumeHost  = "host"  // a host directory or file, bind-mounted
+	VolumeEmpty = "empty" // a fresh directory in the pod directory (volumes/NAME)
+)
+
+// VolumesDir holds the pod's empty volumes, one directory each. Since v1.
+const VolumesDir = "volumes"
+
+// Volume is a pod volume. Apps mount it through their config.json mounts: a
+// bind mount whose source is the host path (host kind) or VolumesDir/NAME
+// relative to the pod directory (empty kind), which stage1 creates with Mode,
+// UID and GID. Since v1.
+type Volume struct {
+	Name      string `json:"name"`
+	Kind      string `json:"kind"`
+	Source    string `json:"source,omitempty"`
+	ReadOnly  bool   `json:"readOnly,omitempty"`
+	Recursive bool   `json:"recursive,omitempty"`
+	Mode      uint32 `json:"mode,omitempty"`
+	UID       int    `json:"uid,omitempty"`
+	GID       int    `json:"gid,omitempty"`
+}
+
 // PodManifest is pod.json: everything stage1 needs to run the pod.
 type PodManifest struct {
 	Version     int               `json:"version"`
@@ -116,6 +141,7 @@ type PodManifest struct {
 	Created     time.Time         `json:"created"`
 	Stage1      Stage1            `json:"stage1"`
 	Apps        []App             `json:"apps"`
+	Volumes     []Volume          `json:"volumes,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +16,15 @@ import (
 )
 
 // The verbs that act on pods through their stage1: stop, gc, rm.
+
+// stage1GC undoes what the pod's stage1 left on the host, unless the stage1
+// says it already has (abi.CleanFile).
+func stage1GC(g *globals, p *pod.Pod) error {
+	if _, err := os.Stat(filepath.Join(p.Dir, abi.CleanFile)); err == nil {
+		return nil
+	}
+	return stage1Op(g, p, abi.EntrypointGC)
+}
 
 // stage1Op runs one of a pod's stage1 entrypoints with the pod directory as its
 // working directory. A stage1 without that entrypoint has nothing to do.
@@ -54,7 +64,7 @@ touched.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, err := pod.GC(g.dir, pod.GCOptions{GracePeriod: grace, ExpirePrepared: expire},
-				func(p *pod.Pod) error { return stage1Op(g, p, abi.EntrypointGC) })
+				func(p *pod.Pod) error { return stage1GC(g, p) })
 			if err != nil {
 				return err
 			}
@@ -106,7 +116,7 @@ func removePod(g *globals, arg string) error {
 		return err
 	}
 	defer p.Close()
-	if err := pod.Remove(p, func(p *pod.Pod) error { return stage1Op(g, p, abi.EntrypointGC) }); err != nil {
+	if err := pod.Remove(p, func(p *pod.Pod) error { return stage1GC(g, p) }); err != nil {
 		if errors.Is(err, pod.ErrRunning) {
 			return fmt.Errorf("pod %s is running; stop it first with 'skiff stop %s'", p.UUID, p.UUID)
 		}

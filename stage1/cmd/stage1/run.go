@@ -268,8 +268,12 @@ func (r *runningPod) wait() int {
 	r.o.debugf("pod init exited: %v", state)
 	signal.Stop(sigs)
 	r.srv.Close()
-	if err := r.c.Destroy(); err != nil && r.o.Debug {
-		fmt.Fprintf(os.Stderr, "stage1: destroy pod sandbox: %v\n", err)
+	if err := r.c.Destroy(); err != nil {
+		if r.o.Debug {
+			fmt.Fprintf(os.Stderr, "stage1: destroy pod sandbox: %v\n", err)
+		}
+	} else {
+		_ = os.WriteFile(abi.CleanFile, nil, 0o644) // gc has nothing left to undo
 	}
 	r.o.debugf("sandbox destroyed")
 	code := r.exitCode(state)
