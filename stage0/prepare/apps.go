@@ -21,7 +21,16 @@ type AppArgs struct {
 	ArgsGiven  bool // "--" was present, so Args replaces the image's Cmd (even when empty)
 	SetEnv     []string
 	User       string
+	Group      string
+	SuppGIDs   []uint32
 	WorkingDir string
+	CapsRetain []string
+	CapsRemove []string
+	Seccomp    string
+	NoNewPrivs bool
+	Readonly   bool
+	Mounts     []MountArg
+	Resources  Resources
 }
 
 // ErrNoImage is returned when the command line names no image.
@@ -33,7 +42,16 @@ const AppFlagUsage = `App flags (after the image):
       --exec=PATH           replace the image's entrypoint
       --set-env=K=V         set an environment variable (repeatable)
       --user=USER[:GROUP]   run as this user (name or number, resolved in the image)
+      --group=GROUP         run with this primary group
+      --supplementary-gids=N,N  extra groups
       --working-dir=DIR     the app's working directory
+      --mount=volume=NAME,target=PATH  mount a pod volume in this app
+      --readonly-rootfs     make the app's root filesystem read-only
+      --caps-retain=CAP,... keep exactly these capabilities
+      --caps-remove=CAP,... drop these from the default set
+      --seccomp=mode=remove|retain[,errno=E],SYSCALL|@SET,...  the app's syscall filter
+      --no-new-privileges   set no_new_privs (always set for non-root apps)
+      --memory=SIZE --cpu=MILLICORES --cpu-shares=N --pids-limit=N --oom-score-adj=N  limits
   -- ARGS                   replace the image's cmd with ARGS
   ---                       start the next app of the same pod`
 
@@ -79,16 +97,45 @@ func parseApp(seg []string) (AppArgs, error) {
 	}
 	fs := pflag.NewFlagSet("app "+a.Image, pflag.ContinueOnError)
 	fs.SetOutput(discard{})
+	var mounts []string
+	var oom int
 	fs.StringVar(&a.Name, "name", "", "")
 	fs.StringVar(&a.Exec, "exec", "", "")
 	fs.StringArrayVar(&a.SetEnv, "set-env", nil, "")
 	fs.StringVar(&a.User, "user", "", "")
+	fs.StringVar(&a.Group, "group", "", "")
+	fs.UintSliceVar(new([]uint), "supplementary-gids", nil, "")
 	fs.StringVar(&a.WorkingDir, "working-dir", "", "")
+	fs.StringSliceVar(&a.CapsRetain, "caps-retain", nil, "")
+	fs.StringSliceVar(&a.CapsRemove, "caps-remove", nil, "")
+	fs.StringVar(&a.Seccomp, "seccomp", "", "")
+	fs.BoolVar(&a.NoNewPrivs, "no-new-privileges", false, "")
+	fs.BoolVar(&a.Readonly, "readonly-rootfs", false, "")
+	fs.StringArrayVar(&mounts, "mount", nil, "")
+	fs.StringVar(&a.Resources.Memory, "memory", "", "")
+	fs.StringVar(&a.Resources.CPU, "cpu", "", "")
+	fs.Uint64Var(&a.Resources.CPUShares, "cpu-shares", 0, "")
+	fs.Int64Var(&a.Resources.PidsLimit, "pids-limit", 0, "")
+	fs.IntVar(&oom, "oom-score-adj", 0, "")
 	if err := fs.Parse(rest); err != nil {
-		return a, fmt.Errorf("app %s: %w (app flags come after the image: --name, --exec, --set-env, --user, --working-dir)", a.Image, err)
+		return a, fmt.Errorf("app %s: %w (app flags come after the image; see 'skiff run --help')", a.Image, err)
 	}
 	if fs.NArg() > 0 {
 		return a, fmt.Errorf("app %s: unexpected argument %q; put the app's arguments after '--'", a.Image, fs.Arg(0))
+	}
+	if fs.Changed("oom-score-adj") {
+		a.Resources.OOMScoreAdj = &oom
+	}
+	gids, _ := fs.GetUintSlice("supplementary-gids")
+	for _, g := range gids {
+		a.SuppGIDs = append(a.SuppGIDs, uint32(g))
+	}
+	for _, m := range mounts {
+		ma, err := ParseMount(m)
+		if err != nil {
+			return a, fmt.Errorf("app %s: %w", a.Image, err)
+		}
+		a.Mounts = append(a.Mounts, ma)
 	}
 	for _, kv := range a.SetEnv {
 		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {

@@ -15,10 +15,60 @@ import (
 
 const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
+// Pod is what the pod's flags decide for every app.
+type Pod struct {
+	Terminal  bool                  // the apps get the user's terminal
+	Volumes   map[string]abi.Volume // by name
+	Mounts    []MountArg            // pod-wide mounts, for every app
+	NoSeccomp bool                  // --insecure-options=seccomp
+	NoPaths   bool                  // --insecure-options=paths: no masked or read-only /proc and /sys paths
+}
+
+// Masked and read-only kernel paths of an app, as runc and rkt have them.
+var (
+	maskedPaths = []string{"/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+		"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"}
+	readonlyPaths = []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"}
+)
+
 // AppSpec is the OCI runtime spec stage1 runs the app with: the image's config
 // with the user's flags on top (docker's rules: --exec replaces the entrypoint
-// and the cmd, "-- ARGS" replaces the cmd).
-func AppSpec(a AppArgs, img ocispec.ImageConfig, terminal bool) (*specs.Spec, error) {
+// and the cmd, "-- ARGS" replaces the cmd), and the app's isolation. It also
+// returns the empty volumes it made for volumes the image declares.
+func AppSpec(name string, a AppArgs, img ocispec.ImageConfig, p Pod) (*specs.Spec, []abi.Volume, error) {
+	s, err := processSpec(a, img, p.Terminal)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.Process.Capabilities, err = Capabilities(a.CapsRetain, a.CapsRemove); err != nil {
+		return nil, nil, fmt.Errorf("app %s: %w", name, err)
+	}
+	s.Process.NoNewPrivileges = a.NoNewPrivs
+	s.Process.OOMScoreAdj = a.Resources.OOMScoreAdj
+	s.Root.Readonly = a.Readonly
+	s.Linux = &specs.Linux{}
+	if s.Linux.Resources, err = a.Resources.LinuxResources(); err != nil {
+		return nil, nil, fmt.Errorf("app %s: %w", name, err)
+	}
+	if !p.NoSeccomp {
+		if s.Linux.Seccomp, err = Seccomp(a.Seccomp); err != nil {
+			return nil, nil, fmt.Errorf("app %s: %w", name, err)
+		}
+	} else if a.Seccomp != "" {
+		return nil, nil, fmt.Errorf("app %s: --seccomp and --insecure-options=seccomp exclude each other", name)
+	}
+	if !p.NoPaths {
+		s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = maskedPaths, readonlyPaths
+	}
+	mounts, added, err := AppMounts(name, p.Volumes, append(append([]MountArg{}, p.Mounts...), a.Mounts...), img.Volumes)
+	if err != nil {
+		return nil, nil, err
+	}
+	s.Mounts = mounts
+	return s, added, nil
+}
+
+func processSpec(a AppArgs, img ocispec.ImageConfig, terminal bool) (*specs.Spec, error) {
 	args := append(append([]string{}, img.Entrypoint...), img.Cmd...)
 	switch {
 	case a.Exec != "":
@@ -43,6 +93,13 @@ func AppSpec(a AppArgs, img ocispec.ImageConfig, terminal bool) (*specs.Spec, er
 	if a.User != "" {
 		userStr = a.User
 	}
+	if a.Group != "" {
+		name, _, _ := strings.Cut(userStr, ":")
+		if name == "" {
+			name = "0"
+		}
+		userStr = name + ":" + a.Group
+	}
 	u, named, err := parseUser(userStr)
 	if err != nil {
 		return nil, fmt.Errorf("app %s: %w", a.Image, err)
@@ -55,6 +112,7 @@ func AppSpec(a AppArgs, img ocispec.ImageConfig, terminal bool) (*specs.Spec, er
 		},
 		Root: &specs.Root{Path: "rootfs"},
 	}
+	s.Process.User.AdditionalGids = a.SuppGIDs
 	if named {
 		s.Annotations = map[string]string{abi.AnnotationAppUser: userStr}
 	}

@@ -148,10 +148,11 @@ type PodManifest struct {
 // AppExit is apps/NAME/exit.json: how one app ended. Signal is set (and Code is
 // 128+signal) when the app was killed by a signal.
 type AppExit struct {
-	App      string    `json:"app"`
-	Code     int       `json:"code"`
-	Signal   string    `json:"signal,omitempty"`
-	ExitedAt time.Time `json:"exitedAt"`
+	App       string    `json:"app"`
+	Code      int       `json:"code"`
+	Signal    string    `json:"signal,omitempty"`
+	OOMKilled bool      `json:"oomKilled,omitempty"` // the kernel's OOM killer ended it (over its memory limit)
+	ExitedAt  time.Time `json:"exitedAt"`
 }
 
 // PodExit is exit.json: how the pod ended. Code is the first failing app's code,

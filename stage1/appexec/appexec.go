@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -53,6 +54,9 @@ func fail(code int, format string, args ...any) error {
 // for enter), enters its rootfs, drops to its user and execs args (the app's
 // own command when args is empty). It returns only on failure.
 func Exec(app string, args []string, inherit bool) error {
+	// Credentials, no_new_privs and seccomp filters belong to a thread: do all
+	// of it, and the exec, on this one.
+	runtime.LockOSThread()
 	var spec specs.Spec
 	if err := abi.ReadJSON(filepath.Join(AppsDir, app, abi.AppSpecFile), &spec); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: read its spec: %v", app, err)
@@ -97,8 +101,8 @@ func Exec(app string, args []string, inherit bool) error {
 	if err := os.Chdir(cwd); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: working directory %s: %v", app, cwd, err)
 	}
-	if err := dropTo(u); err != nil {
-		return fail(abi.ExitSkiffFailure, "app %s: switch to uid %d gid %d: %v", app, u.Uid, u.Gid, err)
+	if err := isolate(&spec, u); err != nil {
+		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 	}
 	path, err := lookPath(args[0], env)
 	if err != nil {
@@ -137,16 +141,6 @@ func resolveUser(u specs.User, named string) (*user.ExecUser, error) {
 		eu.Sgids = append(eu.Sgids, int(g))
 	}
 	return eu, nil
-}
-
-func dropTo(u *user.ExecUser) error {
-	if err := unix.Setgroups(u.Sgids); err != nil {
-		return err
-	}
-	if err := unix.Setgid(u.Gid); err != nil {
-		return err
-	}
-	return unix.Setuid(u.Uid)
 }
 
 // lookPath finds the command in the app's PATH, telling "not found" (127) from

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -94,13 +95,27 @@ func BaseMounts() []specs.Mount {
 	}
 }
 
-// AppMounts are the mounts that make an app's rootfs at dest usable: the
-// overlay of its layers and its own /proc, /sys and a minimal /dev.
-func AppMounts(dest string, lowers []string, upper, work string) []specs.Mount {
+// App is what the sandbox needs to know to give an app its filesystem.
+type App struct {
+	Root          string        // where the app's rootfs is mounted, in the stage1 rootfs
+	Lowers        []string      // the image's layer directories, topmost first
+	Upper, Work   string        // the overlay's upper and work directories
+	Mounts        []specs.Mount // volumes: Destination inside the app, Source a host path
+	Readonly      bool          // the rootfs is read-only (volumes keep their own mode)
+	MaskedPaths   []string      // kernel paths hidden from the app
+	ReadonlyPaths []string      // kernel paths the app may only read
+}
+
+// AppMounts are the mounts that make an app's rootfs: the overlay of its
+// layers, its own /proc, /sys and a minimal /dev, its volumes, the kernel paths
+// it must not see or change, and finally a read-only remount when asked.
+// stage1Rootfs is the stage1 rootfs as the sandbox sees it before pivot_root.
+func AppMounts(stage1Rootfs string, a App) []specs.Mount {
+	dest := a.Root
 	nse := []string{"nosuid", "noexec", "nodev"}
 	ms := []specs.Mount{
 		{Destination: dest, Type: "overlay", Source: "overlay", Options: []string{
-			"lowerdir=" + strings.Join(lowers, ":"), "upperdir=" + upper, "workdir=" + work}},
+			"lowerdir=" + strings.Join(a.Lowers, ":"), "upperdir=" + a.Upper, "workdir=" + a.Work}},
 		{Destination: dest + "/proc", Type: "proc", Source: "proc", Options: nse},
 		{Destination: dest + "/sys", Type: "sysfs", Source: "sysfs", Options: append([]string{"ro"}, nse...)},
 		{Destination: dest + "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
@@ -108,10 +123,42 @@ func AppMounts(dest string, lowers []string, upper, work string) []specs.Mount {
 	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
 		ms = append(ms, specs.Mount{Destination: dest + "/dev/" + d, Type: "bind", Source: "/dev/" + d, Options: []string{"bind", "nosuid", "noexec"}})
 	}
-	return append(ms,
+	ms = append(ms,
 		specs.Mount{Destination: dest + "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
 		specs.Mount{Destination: dest + "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 	)
+	for _, m := range a.Mounts {
+		m.Destination = filepath.Join(dest, m.Destination)
+		ms = append(ms, m)
+	}
+	ms = append(ms, kernelPathMounts(stage1Rootfs, dest, a.MaskedPaths, a.ReadonlyPaths)...)
+	if a.Readonly {
+		ms = append(ms, specs.Mount{Destination: dest, Type: "bind", Source: filepath.Join(stage1Rootfs, dest), Options: []string{"rbind", "ro"}})
+	}
+	return ms
+}
+
+// kernelPathMounts hides masked paths (files behind /dev/null, directories
+// behind an empty read-only tmpfs) and makes read-only paths read-only. Paths
+// this kernel does not have are skipped.
+func kernelPathMounts(stage1Rootfs, dest string, masked, readonly []string) []specs.Mount {
+	var ms []specs.Mount
+	for _, p := range masked {
+		st, err := os.Stat(p) // the host's /proc and /sys: the same kernel
+		switch {
+		case err != nil:
+		case st.IsDir():
+			ms = append(ms, specs.Mount{Destination: dest + p, Type: "tmpfs", Source: "tmpfs", Options: []string{"ro", "nosuid", "nodev", "noexec", "size=0"}})
+		default:
+			ms = append(ms, specs.Mount{Destination: dest + p, Type: "bind", Source: "/dev/null", Options: []string{"bind", "ro"}})
+		}
+	}
+	for _, p := range readonly {
+		if _, err := os.Stat(p); err == nil {
+			ms = append(ms, specs.Mount{Destination: dest + p, Type: "bind", Source: filepath.Join(stage1Rootfs, dest, p), Options: []string{"rbind", "ro"}})
+		}
+	}
+	return ms
 }
 
 // boundingSet lists the capabilities in this process's bounding set: asking for

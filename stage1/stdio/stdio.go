@@ -24,23 +24,28 @@ type Files struct {
 	Stdin, Stdout, Stderr *os.File
 }
 
+// Handler answers one app's request: pid is the requesting process (as this
+// process sees it), which is about to become the app. It returns the app's
+// files, or an error that app-exec reports and fails with.
+type Handler func(app string, pid int) (Files, error)
+
 // Server answers app-exec's requests on a unix socket.
 type Server struct {
 	ln      *net.UnixListener
-	lookup  func(app string) (Files, bool)
+	handle  Handler
 	started func(app string)
 	wg      sync.WaitGroup
 }
 
-// Listen serves on path. lookup says which files an app gets; started is called
-// once an app has received them (it is about to exec).
-func Listen(path string, lookup func(app string) (Files, bool), started func(app string)) (*Server, error) {
+// Listen serves on path. handle decides what an app gets; started is called
+// once an app has received its files (it is about to exec).
+func Listen(path string, handle Handler, started func(app string)) (*Server, error) {
 	_ = os.Remove(path)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", path, err)
 	}
-	s := &Server{ln: ln, lookup: lookup, started: started}
+	s := &Server{ln: ln, handle: handle, started: started}
 	s.wg.Add(1)
 	go s.serve()
 	return s, nil
@@ -60,20 +65,28 @@ func (s *Server) serve() {
 		if err != nil {
 			return
 		}
-		s.handle(c)
+		s.serveConn(c)
 	}
 }
 
-func (s *Server) handle(c *net.UnixConn) {
+func (s *Server) serveConn(c *net.UnixConn) {
 	defer c.Close()
 	line, err := bufio.NewReader(c).ReadString('\n')
 	if err != nil {
 		return
 	}
 	app := strings.TrimSpace(line)
-	f, ok := s.lookup(app)
-	if !ok {
-		_, _ = c.Write([]byte("unknown app\n"))
+	pid := 0
+	if raw, err := c.SyscallConn(); err == nil {
+		_ = raw.Control(func(fd uintptr) {
+			if cred, err := unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED); err == nil {
+				pid = int(cred.Pid)
+			}
+		})
+	}
+	f, err := s.handle(app, pid)
+	if err != nil {
+		_, _ = c.Write([]byte("error: " + strings.ReplaceAll(err.Error(), "\n", " ") + "\n"))
 		return
 	}
 	rights := unix.UnixRights(int(f.Stdin.Fd()), int(f.Stdout.Fd()), int(f.Stderr.Fd()))
@@ -85,8 +98,8 @@ func (s *Server) handle(c *net.UnixConn) {
 	}
 }
 
-// ErrRefused is returned when stage1 does not know the app.
-var ErrRefused = errors.New("stage1 refused to hand over stdio")
+// ErrRefused is returned when stage1 refuses the app (its reason follows).
+var ErrRefused = errors.New("stage1 refused to start the app")
 
 // Receive asks the server at path for app's descriptors and returns them as
 // raw fds in the order stdin, stdout, stderr.
@@ -100,14 +113,14 @@ func Receive(path, app string) ([3]int, error) {
 	if _, err := c.Write([]byte(app + "\n")); err != nil {
 		return fds, err
 	}
-	buf := make([]byte, 64)
+	buf := make([]byte, 4096)
 	oob := make([]byte, unix.CmsgSpace(3*4))
 	n, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
 	if err != nil {
 		return fds, fmt.Errorf("receive stdio: %w", err)
 	}
-	if string(buf[:n]) != "ok\n" {
-		return fds, fmt.Errorf("app %q: %w", app, ErrRefused)
+	if reply := string(buf[:n]); reply != "ok\n" {
+		return fds, fmt.Errorf("%w: %s", ErrRefused, strings.TrimSpace(strings.TrimPrefix(reply, "error: ")))
 	}
 	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
 	if err != nil || len(msgs) != 1 {

@@ -1,8 +1,10 @@
 package stdio
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -17,16 +19,22 @@ func TestHandOver(t *testing.T) {
 	null, _ := os.Open(os.DevNull)
 	defer null.Close()
 	started := make(chan string, 1)
-	srv, err := Listen(filepath.Join(dir, "s"), func(app string) (Files, bool) {
-		return Files{null, w, w}, app == "web"
+	srv, err := Listen(filepath.Join(dir, "s"), func(app string, pid int) (Files, error) {
+		if app != "web" {
+			return Files{}, fmt.Errorf("no app %q", app)
+		}
+		if pid != os.Getpid() {
+			return Files{}, fmt.Errorf("peer pid %d, want %d", pid, os.Getpid())
+		}
+		return Files{null, w, w}, nil
 	}, func(app string) { started <- app })
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer srv.Close()
 
-	if _, err := Receive(filepath.Join(dir, "s"), "nope"); err == nil {
-		t.Fatal("unknown app got descriptors")
+	if _, err := Receive(filepath.Join(dir, "s"), "nope"); err == nil || !strings.Contains(err.Error(), `no app "nope"`) {
+		t.Fatalf("unknown app: %v", err)
 	}
 	fds, err := Receive(filepath.Join(dir, "s"), "web")
 	if err != nil {

@@ -27,6 +27,12 @@ const (
 // App is what the units need to know about one app.
 type App struct {
 	Name string
+	// Limits, applied by the pod's systemd where it has the controllers (pure
+	// cgroup v2 hosts); elsewhere stage1 enforces them from the host.
+	MemoryMax int64 // bytes
+	CPUQuota  int64 // percent of one CPU
+	TasksMax  int64
+	CPUWeight uint64
 }
 
 // Options shape the pod's units.
@@ -79,10 +85,13 @@ func service(a App, o Options) string {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
+	// One app: its end is the pod's end. Several: a failure stops the others
+	// cleanly (exit.target pulls in shutdown.target, which the apps conflict
+	// with); success ends the pod with the last app (see app-exited).
 	action := "exit-force"
 	success := "SuccessAction=" + action + "\n"
 	if len(o.Apps) > 1 {
-		success = "" // the pod ends with its last app (see app-exited)
+		action, success = "exit", ""
 	}
 	return fmt.Sprintf(`[Unit]
 Description=skiff app %[1]s
@@ -100,5 +109,22 @@ StandardOutput=null
 StandardError=null
 TimeoutStopSec=%[2]d
 Restart=no
-`, a.Name, int(timeout.Seconds()), action, success, AppExecPath, AppExitedPath)
+%[7]s`, a.Name, int(timeout.Seconds()), action, success, AppExecPath, AppExitedPath, limits(a))
+}
+
+func limits(a App) string {
+	var b strings.Builder
+	if a.MemoryMax > 0 {
+		fmt.Fprintf(&b, "MemoryMax=%d\n", a.MemoryMax)
+	}
+	if a.CPUQuota > 0 {
+		fmt.Fprintf(&b, "CPUQuota=%d%%\n", a.CPUQuota)
+	}
+	if a.CPUWeight > 0 {
+		fmt.Fprintf(&b, "CPUWeight=%d\n", a.CPUWeight)
+	}
+	if a.TasksMax > 0 {
+		fmt.Fprintf(&b, "TasksMax=%d\n", a.TasksMax)
+	}
+	return b.String()
 }

@@ -9,10 +9,12 @@ import (
 // insecureOptions are the checks --insecure-options can skip. Each one skipped
 // is announced on stderr every time.
 var insecureOptions = map[string]string{
-	"image": "image signature verification",
-	"tls":   "TLS certificate verification",
-	"http":  "the refusal of plain HTTP",
-	"all":   "every check above",
+	"image":   "image signature verification",
+	"tls":     "TLS certificate verification",
+	"http":    "the refusal of plain HTTP",
+	"seccomp": "the apps' seccomp filters",
+	"paths":   "masked and read-only /proc and /sys paths in the apps",
+	"all":     "every check above",
 }
 
 func insecureNames() []string {

@@ -57,11 +57,12 @@ type podView struct {
 }
 
 type appView struct {
-	Name     string `json:"name"`
-	Image    string `json:"image"`
-	ImageID  string `json:"imageID"`
-	ExitCode *int   `json:"exitCode,omitempty"`
-	Signal   string `json:"signal,omitempty"`
+	Name      string `json:"name"`
+	Image     string `json:"image"`
+	ImageID   string `json:"imageID"`
+	ExitCode  *int   `json:"exitCode,omitempty"`
+	Signal    string `json:"signal,omitempty"`
+	OOMKilled bool   `json:"oomKilled,omitempty"`
 }
 
 func timePtr(t time.Time) *time.Time {
@@ -88,7 +89,7 @@ func view(p *pod.Pod) podView {
 			av := appView{Name: a.Name, Image: a.Image.Name, ImageID: a.Image.ID}
 			if st != nil && i < len(st.Apps) && st.Apps[i].Exit != nil {
 				c := st.Apps[i].Exit.Code
-				av.ExitCode, av.Signal = &c, st.Apps[i].Exit.Signal
+				av.ExitCode, av.Signal, av.OOMKilled = &c, st.Apps[i].Exit.Signal, st.Apps[i].Exit.OOMKilled
 			}
 			v.Apps = append(v.Apps, av)
 		}
@@ -207,6 +208,9 @@ func printStatus(w io.Writer, v podView) {
 		}
 		if a.Signal != "" {
 			fmt.Fprintf(w, " signal=%s", a.Signal)
+		}
+		if a.OOMKilled {
+			fmt.Fprint(w, " oom-killed=true")
 		}
 		fmt.Fprintln(w)
 	}

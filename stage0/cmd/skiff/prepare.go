@@ -6,17 +6,17 @@ import (
 	"path/filepath"
 	"time"
 
-	"golang.org/x/term"
-
 	"github.com/skiff-project/skiff/image/store"
 	"github.com/skiff-project/skiff/stage0/pod"
 	"github.com/skiff-project/skiff/stage0/prepare"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
-// preparePod creates the pod directory and writes the stage1 contract's files
-// into it, then moves it to run/. On failure the pod goes to garbage.
-func preparePod(g *globals, f *runFlags, apps []prepare.AppArgs, imgs []*store.Image, s1 abi.Stage1) (*pod.Pod, error) {
+// writePod creates the pod directory and writes the stage1 contract's files
+// into it, then moves it to prepared/ (still locked). On failure the pod goes
+// to garbage.
+func writePod(g *globals, f *prepareFlags, apps []prepare.AppArgs, imgs []*store.Image, s1 abi.Stage1,
+	pd prepare.Pod, vols []abi.Volume) (*pod.Pod, error) {
 	p, err := pod.New(g.dir)
 	if err != nil {
 		return nil, fmt.Errorf("create pod in %s: %w", g.dir, err)
@@ -26,8 +26,7 @@ func preparePod(g *globals, f *runFlags, apps []prepare.AppArgs, imgs []*store.I
 		p.Close()
 		return nil, err
 	}
-	m := abi.PodManifest{Version: abi.InterfaceVersion, UUID: p.UUID, Created: time.Now().UTC(), Stage1: s1}
-	terminal := f.interactive && term.IsTerminal(int(os.Stdin.Fd()))
+	m := abi.PodManifest{Version: abi.InterfaceVersion, UUID: p.UUID, Created: time.Now().UTC(), Stage1: s1, Volumes: vols}
 	seen := map[string]bool{}
 	for i, a := range apps {
 		name, err := prepare.AppName(a)
@@ -38,10 +37,11 @@ func preparePod(g *globals, f *runFlags, apps []prepare.AppArgs, imgs []*store.I
 			return fail(fmt.Errorf("two apps are named %q; name them apart with --name", name))
 		}
 		seen[name] = true
-		spec, err := prepare.AppSpec(a, imgs[i].Config.Config, terminal)
+		spec, added, err := prepare.AppSpec(name, a, imgs[i].Config.Config, pd)
 		if err != nil {
 			return fail(err)
 		}
+		m.Volumes = append(m.Volumes, added...)
 		dir := abi.AppDir(p.Dir, name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fail(err)
@@ -60,10 +60,8 @@ func preparePod(g *globals, f *runFlags, apps []prepare.AppArgs, imgs []*store.I
 			return fail(fmt.Errorf("--uuid-file-save: %w", err))
 		}
 	}
-	for _, st := range []pod.State{pod.Prepared, pod.Running} {
-		if err := p.Transition(st); err != nil {
-			return fail(err)
-		}
+	if err := p.Transition(pod.Prepared); err != nil {
+		return fail(err)
 	}
 	return p, nil
 }

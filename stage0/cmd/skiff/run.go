@@ -8,6 +8,7 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/skiff-project/skiff/image/fetch"
 	"github.com/skiff-project/skiff/image/reference"
@@ -18,14 +19,46 @@ import (
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
-// runFlags are run's pod flags (they come before the first image).
+// runFlags are run's pod flags (they come before the first image): those that
+// shape the pod (also prepare's) and those that start it (also run-prepared's).
 type runFlags struct {
+	prepareFlags
+	startFlags
+}
+
+type prepareFlags struct {
+	uuidFile   string
+	stage1Path string
+	stage1Name string
+	volumes    []string
+	mounts     []string
+}
+
+type startFlags struct {
 	net         string
 	hostname    string
 	interactive bool
-	uuidFile    string
-	stage1Path  string
-	stage1Name  string
+}
+
+func (f *prepareFlags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&f.uuidFile, "uuid-file-save", "", "write the pod's UUID to this file")
+	fl.StringVar(&f.stage1Path, "stage1-path", "", "run with the stage1 image in this file")
+	fl.StringVar(&f.stage1Name, "stage1-name", stage1img.DefaultName, "run with the installed stage1 of this name")
+	fl.StringArrayVar(&f.volumes, "volume", nil, "a pod volume: NAME,kind=host,source=PATH[,readOnly=true] | NAME,kind=empty[,mode=0755,uid=N,gid=N] | SOURCE:TARGET[:ro]")
+	fl.StringArrayVar(&f.mounts, "mount", nil, "mount a volume in every app: volume=NAME,target=PATH")
+}
+
+func (f *startFlags) register(fl *pflag.FlagSet) {
+	fl.StringVar(&f.net, "net", "none", `the pod's network: "none" (loopback only) or "host"`)
+	fl.StringVar(&f.hostname, "hostname", "", "the pod's hostname (default: skiff-UUID-PREFIX)")
+	fl.BoolVar(&f.interactive, "interactive", false, "give the app stdin (and the terminal, when stdin is one)")
+}
+
+func (f *startFlags) check() error {
+	if f.net != "none" && f.net != "host" {
+		return fmt.Errorf("--net=%s: unknown network; use --net=none or --net=host", f.net)
+	}
+	return nil
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -46,50 +79,87 @@ Images: ` + reference.Forms + `
 		RunE: func(cmd *cobra.Command, args []string) error { return runRun(cmd.Context(), g, f, args) },
 	}
 	c.Flags().SetInterspersed(false) // app flags follow the image
-	fl := c.Flags()
-	fl.StringVar(&f.net, "net", "none", `the pod's network: "none" (loopback only) or "host"`)
-	fl.StringVar(&f.hostname, "hostname", "", "the pod's hostname (default: skiff-UUID-PREFIX)")
-	fl.BoolVar(&f.interactive, "interactive", false, "give the app stdin (and the terminal, when stdin is one)")
-	fl.StringVar(&f.uuidFile, "uuid-file-save", "", "write the pod's UUID to this file")
-	fl.StringVar(&f.stage1Path, "stage1-path", "", "run with the stage1 image in this file")
-	fl.StringVar(&f.stage1Name, "stage1-name", stage1img.DefaultName, "run with the installed stage1 of this name")
+	f.prepareFlags.register(c.Flags())
+	f.startFlags.register(c.Flags())
 	return c
 }
 
 func runRun(ctx context.Context, g *globals, f *runFlags, args []string) error {
+	if err := f.startFlags.check(); err != nil {
+		return err
+	}
+	p, s1, err := preparePod(ctx, g, &f.prepareFlags, args)
+	if err != nil {
+		return err
+	}
+	if err := p.Transition(pod.Running); err != nil {
+		return err
+	}
+	return execStage1(g, &f.startFlags, p, s1)
+}
+
+// preparePod fetches and verifies the images, loads the stage1 and writes the
+// prepared pod.
+func preparePod(ctx context.Context, g *globals, f *prepareFlags, args []string) (*pod.Pod, abi.Stage1, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if f.net != "none" && f.net != "host" {
-		return fmt.Errorf("--net=%s: unknown network; use --net=none or --net=host", f.net)
-	}
 	apps, err := prepare.ParseApps(args)
 	if err != nil {
-		return err
+		return nil, abi.Stage1{}, err
 	}
 	in, err := parseInsecure(g.insecure)
 	if err != nil {
-		return err
+		return nil, abi.Stage1{}, err
+	}
+	pd, vols, err := podOptions(f, in)
+	if err != nil {
+		return nil, abi.Stage1{}, err
 	}
 	s, err := store.Open(filepath.Join(g.dir, "images"))
 	if err != nil {
-		return fmt.Errorf("open image store in %s: %w", g.dir, err)
+		return nil, abi.Stage1{}, fmt.Errorf("open image store in %s: %w", g.dir, err)
 	}
 	imgs := make([]*store.Image, len(apps))
 	for i, a := range apps {
 		if imgs[i], err = fetchVerified(ctx, g, in, s, a.Image); err != nil {
-			return err
+			return nil, abi.Stage1{}, err
 		}
 	}
 	s1, err := loadStage1(ctx, g, f, s)
 	if err != nil {
-		return err
+		return nil, abi.Stage1{}, err
 	}
-	p, err := preparePod(g, f, apps, imgs, s1)
-	if err != nil {
-		return err
+	p, err := writePod(g, f, apps, imgs, s1, pd, vols)
+	return p, s1, err
+}
+
+// podOptions turns the pod flags into what every app's spec needs.
+func podOptions(f *prepareFlags, in insecure) (prepare.Pod, []abi.Volume, error) {
+	pd := prepare.Pod{Volumes: map[string]abi.Volume{}, NoSeccomp: in.skips("seccomp"), NoPaths: in.skips("paths")}
+	var vols []abi.Volume
+	for _, v := range f.volumes {
+		vol, m, err := prepare.ParseVolume(v)
+		if err != nil {
+			return pd, nil, err
+		}
+		if _, dup := pd.Volumes[vol.Name]; dup {
+			return pd, nil, fmt.Errorf("--volume: two volumes are named %q", vol.Name)
+		}
+		pd.Volumes[vol.Name] = vol
+		vols = append(vols, vol)
+		if m != nil {
+			pd.Mounts = append(pd.Mounts, *m)
+		}
 	}
-	return execStage1(g, f, p, s1)
+	for _, m := range f.mounts {
+		ma, err := prepare.ParseMount(m)
+		if err != nil {
+			return pd, nil, err
+		}
+		pd.Mounts = append(pd.Mounts, ma)
+	}
+	return pd, vols, nil
 }
 
 // fetchVerified imports image into the store after checking its signature
@@ -112,7 +182,7 @@ func fetchVerified(ctx context.Context, g *globals, in insecure, s *store.Store,
 	return img, nil
 }
 
-func loadStage1(ctx context.Context, g *globals, f *runFlags, s *store.Store) (abi.Stage1, error) {
+func loadStage1(ctx context.Context, g *globals, f *prepareFlags, s *store.Store) (abi.Stage1, error) {
 	path := f.stage1Path
 	if path == "" {
 		var err error
@@ -125,7 +195,7 @@ func loadStage1(ctx context.Context, g *globals, f *runFlags, s *store.Store) (a
 
 // execStage1 hands the process over to stage1's run entrypoint, with the pod
 // lock on an inherited descriptor. It returns only on failure.
-func execStage1(g *globals, f *runFlags, p *pod.Pod, s1 abi.Stage1) error {
+func execStage1(g *globals, f *startFlags, p *pod.Pod, s1 abi.Stage1) error {
 	entry, err := stage1img.Entrypoint(s1, abi.EntrypointRun)
 	if err != nil {
 		return err

@@ -106,6 +106,7 @@ func runMain(args []string) error {
 type runningPod struct {
 	o        runOpts
 	m        *abi.PodManifest
+	specs    map[string]*specs.Spec // each app's config.json
 	c        *container.Running
 	srv      *stdio.Server
 	stopping bool
@@ -116,9 +117,18 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 	if err := prepareDirs(m); err != nil {
 		return nil, err
 	}
+	if err := makeVolumes(m.Volumes); err != nil {
+		return nil, err
+	}
+	r := &runningPod{o: o, m: m, specs: map[string]*specs.Spec{}}
 	var apps []units.App
 	for _, a := range m.Apps {
-		apps = append(apps, units.App{Name: a.Name})
+		var s specs.Spec
+		if err := abi.ReadJSON(filepath.Join(abi.AppsDir, a.Name, abi.AppSpecFile), &s); err != nil {
+			return nil, fmt.Errorf("app %s: %w", a.Name, err)
+		}
+		r.specs[a.Name] = &s
+		apps = append(apps, unitApp(a.Name, &s))
 	}
 	if err := units.Write(s1Upper, units.Options{Apps: apps}); err != nil {
 		return nil, err
@@ -132,13 +142,16 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 	// so a crash of this process leaves no mount behind.
 	defer unix.Unmount(rootfs, unix.MNT_DETACH)
 
-	r := &runningPod{o: o, m: m}
+	sb, err := r.sandbox(rootfs)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := r.serveStdio()
 	if err != nil {
 		return nil, err
 	}
 	r.srv = srv
-	c, err := container.Start(r.sandbox(rootfs))
+	c, err := container.Start(sb)
 	if err != nil {
 		srv.Close()
 		return nil, err
@@ -149,6 +162,28 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 		_ = c.Signal(unix.SIGKILL)
 	}
 	return r, nil
+}
+
+// unitApp is what the app's unit needs from its spec.
+func unitApp(name string, spec *specs.Spec) units.App {
+	u := units.App{Name: name}
+	if spec.Linux == nil || spec.Linux.Resources == nil {
+		return u
+	}
+	r := spec.Linux.Resources
+	if r.Memory != nil && r.Memory.Limit != nil {
+		u.MemoryMax = *r.Memory.Limit
+	}
+	if r.CPU != nil && r.CPU.Quota != nil && r.CPU.Period != nil && *r.CPU.Period > 0 {
+		u.CPUQuota = *r.CPU.Quota * 100 / int64(*r.CPU.Period)
+	}
+	if r.CPU != nil && r.CPU.Shares != nil && *r.CPU.Shares >= 2 {
+		u.CPUWeight = 1 + (*r.CPU.Shares-2)*9999/262142 // systemd's shares-to-weight mapping
+	}
+	if r.Pids != nil && r.Pids.Limit != nil {
+		u.TasksMax = *r.Pids.Limit
+	}
+	return u
 }
 
 func prepareDirs(m *abi.PodManifest) error {
@@ -196,18 +231,22 @@ func abs(p string) string {
 }
 
 // sandbox describes the pod's init for the container package.
-func (r *runningPod) sandbox(rootfs string) container.Pod {
-	var mounts []specs.Mount
-	mounts = append(mounts,
-		specs.Mount{Destination: appexec.AppsDir, Type: "bind", Source: abs(abi.AppsDir), Options: []string{"rbind"}},
-		specs.Mount{Destination: appexec.RunDir, Type: "bind", Source: abs(s1Run), Options: []string{"rbind"}})
-	for _, a := range r.m.Apps {
-		o, _ := overlayOptions(a.Rootfs.Layers, "", "")
-		d := abi.AppDir(r.o.podDir, a.Name)
-		mounts = append(mounts, container.AppMounts(appexec.AppRoot(a.Name), strings.Split(o[0], ":"),
-			filepath.Join(d, "upper"), filepath.Join(d, "work"))...)
+func (r *runningPod) sandbox(rootfs string) (container.Pod, error) {
+	mounts := []specs.Mount{
+		{Destination: appexec.AppsDir, Type: "bind", Source: abs(abi.AppsDir), Options: []string{"rbind"}},
+		{Destination: appexec.RunDir, Type: "bind", Source: abs(s1Run), Options: []string{"rbind"}},
 	}
-	null, _ := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	for _, a := range r.m.Apps {
+		app, err := r.appFS(a)
+		if err != nil {
+			return container.Pod{}, fmt.Errorf("app %s: %w", a.Name, err)
+		}
+		mounts = append(mounts, container.AppMounts(rootfs, app)...)
+	}
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return container.Pod{}, err
+	}
 	logTarget, stderr := "null", null
 	if r.o.Debug {
 		logTarget, stderr = "console", os.Stderr
@@ -225,7 +264,58 @@ func (r *runningPod) sandbox(rootfs string) container.Pod {
 		Env: []string{"container=skiff", "container_uuid=" + r.m.UUID,
 			"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
 		Stdio: [3]*os.File{null, stderr, stderr},
+	}, nil
+}
+
+// appFS describes an app's filesystem from its manifest entry and its spec.
+func (r *runningPod) appFS(a abi.App) (container.App, error) {
+	spec := r.specs[a.Name]
+	o, err := overlayOptions(a.Rootfs.Layers, "", "")
+	if err != nil {
+		return container.App{}, err
 	}
+	d := abi.AppDir(r.o.podDir, a.Name)
+	app := container.App{
+		Root: appexec.AppRoot(a.Name), Lowers: strings.Split(o[0], ":"),
+		Upper: filepath.Join(d, "upper"), Work: filepath.Join(d, "work"),
+	}
+	if spec.Root != nil {
+		app.Readonly = spec.Root.Readonly
+	}
+	if spec.Linux != nil {
+		app.MaskedPaths, app.ReadonlyPaths = spec.Linux.MaskedPaths, spec.Linux.ReadonlyPaths
+	}
+	for _, m := range spec.Mounts {
+		if !filepath.IsAbs(m.Source) { // an empty volume: relative to the pod directory
+			m.Source = filepath.Join(r.o.podDir, m.Source)
+		}
+		app.Mounts = append(app.Mounts, m)
+	}
+	return app, nil
+}
+
+// makeVolumes creates the pod's empty volumes and checks its host volumes.
+func makeVolumes(vols []abi.Volume) error {
+	for _, v := range vols {
+		switch v.Kind {
+		case abi.VolumeEmpty:
+			dir := filepath.Join(abi.VolumesDir, v.Name)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			if err := os.Chmod(dir, os.FileMode(v.Mode)); err != nil {
+				return err
+			}
+			if err := os.Chown(dir, v.UID, v.GID); err != nil {
+				return err
+			}
+		case abi.VolumeHost:
+			if _, err := os.Stat(v.Source); err != nil {
+				return fmt.Errorf("volume %s: host source: %w", v.Name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // serveStdio hands each app skiff's stdio (stdin only when interactive) and
@@ -247,7 +337,15 @@ func (r *runningPod) serveStdio() (*stdio.Server, error) {
 	var mu sync.Mutex
 	started := map[string]bool{}
 	return stdio.Listen(filepath.Join(s1Run, "stdio.sock"),
-		func(app string) (stdio.Files, bool) { return files, known[app] },
+		func(app string, pid int) (stdio.Files, error) {
+			if !known[app] {
+				return stdio.Files{}, fmt.Errorf("pod has no app %q", app)
+			}
+			if err := applyLimits(r.m.UUID, app, pid, r.specs[app]); err != nil {
+				return stdio.Files{}, err
+			}
+			return files, nil
+		},
 		func(app string) {
 			mu.Lock()
 			defer mu.Unlock()
@@ -267,6 +365,7 @@ func (r *runningPod) wait() int {
 	state, _ := r.c.Wait()
 	r.o.debugf("pod init exited: %v", state)
 	signal.Stop(sigs)
+	r.recordOOMKills()
 	r.srv.Close()
 	if err := r.c.Destroy(); err != nil {
 		if r.o.Debug {
@@ -279,6 +378,23 @@ func (r *runningPod) wait() int {
 	code := r.exitCode(state)
 	_ = abi.WriteJSON(abi.PodExitFile, abi.PodExit{Code: code, ExitedAt: time.Now().UTC()})
 	return code
+}
+
+// recordOOMKills marks the exit records of apps the OOM killer hit (read
+// before the pod's cgroups go away).
+func (r *runningPod) recordOOMKills() {
+	for _, a := range r.m.Apps {
+		if !oomKilled(r.m.UUID, a.Name) {
+			continue
+		}
+		path := filepath.Join(abi.AppsDir, a.Name, abi.AppExitFile)
+		var x abi.AppExit
+		if err := abi.ReadJSON(path, &x); err != nil {
+			x = abi.AppExit{App: a.Name, Code: 137, Signal: "SIGKILL", ExitedAt: time.Now().UTC()}
+		}
+		x.OOMKilled = true
+		_ = abi.WriteJSON(path, x)
+	}
 }
 
 // forward turns SIGTERM/SIGINT into a clean halt of the pod's systemd (apps get

@@ -1,0 +1,88 @@
+package appexec
+
+import (
+	"fmt"
+
+	"github.com/moby/sys/user"
+	"github.com/opencontainers/runc/libcontainer/capabilities"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/seccomp"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// isolate drops to the app's user with the app's capabilities, sets
+// no_new_privs and loads its seccomp filter — in runc's order: bounding set,
+// keep-caps across the uid switch, capability sets, no_new_privs, filter last
+// (right before exec, so the filter does not constrain this setup). Loading a
+// filter needs no_new_privs or CAP_SYS_ADMIN: an app without no_new_privs
+// gets its filter first, while this process still has CAP_SYS_ADMIN.
+// A non-root app keeps its bounding set but gets empty effective, permitted
+// and inheritable sets, and always gets no_new_privs.
+func isolate(spec *specs.Spec, u *user.ExecUser) error {
+	p := spec.Process
+	nnp := p.NoNewPrivileges || u.Uid != 0
+	if !nnp {
+		if err := loadSeccomp(spec); err != nil {
+			return err
+		}
+	}
+	caps := &configs.Capabilities{}
+	if p.Capabilities != nil {
+		caps.Bounding = p.Capabilities.Bounding
+		if u.Uid == 0 {
+			caps.Effective, caps.Permitted = p.Capabilities.Effective, p.Capabilities.Permitted
+			caps.Inheritable = p.Capabilities.Inheritable
+		}
+	}
+	w, err := capabilities.New(caps)
+	if err != nil {
+		return fmt.Errorf("capabilities: %w", err)
+	}
+	if p.Capabilities != nil {
+		if err := w.ApplyBoundingSet(); err != nil {
+			return fmt.Errorf("capability bounding set: %w", err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
+		return err
+	}
+	if err := unix.Setgroups(u.Sgids); err != nil {
+		return fmt.Errorf("supplementary groups %v: %w", u.Sgids, err)
+	}
+	if err := unix.Setresgid(u.Gid, u.Gid, u.Gid); err != nil {
+		return fmt.Errorf("gid %d: %w", u.Gid, err)
+	}
+	if err := unix.Setresuid(u.Uid, u.Uid, u.Uid); err != nil {
+		return fmt.Errorf("uid %d: %w", u.Uid, err)
+	}
+	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
+		return err
+	}
+	if p.Capabilities != nil {
+		if err := w.ApplyCaps(); err != nil {
+			return fmt.Errorf("capabilities: %w", err)
+		}
+	}
+	if !nnp {
+		return nil
+	}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("no_new_privs: %w", err)
+	}
+	return loadSeccomp(spec)
+}
+
+func loadSeccomp(spec *specs.Spec) error {
+	if spec.Linux != nil && spec.Linux.Seccomp != nil {
+		cfg, err := specconv.SetupSeccomp(spec.Linux.Seccomp)
+		if err != nil {
+			return fmt.Errorf("seccomp profile: %w", err)
+		}
+		if _, err := seccomp.InitSeccomp(cfg); err != nil {
+			return fmt.Errorf("seccomp filter: %w (check the syscall names in --seccomp)", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/fs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Per-app limits. On a host whose controllers live in cgroup v1 (legacy or
+// hybrid, like this project's CI machine) the pod's systemd only sees a
+// controller-less cgroup2 tree, so stage1 enforces an app's limits from the
+// host: when the app checks in for its stdio, its process joins
+// /skiff/UUID/app-NAME in the memory, cpu and pids v1 hierarchies (and only
+// those: its cgroup2 group stays the one its systemd service owns). On a pure
+// cgroup v2 host the units carry the limits and the pod's systemd applies them
+// (see stage1/units).
+
+// appCgroupName is an app's cgroup below the pod's.
+func appCgroupName(uuid, app string) string { return "/skiff/" + uuid + "/app-" + app }
+
+// v1Resources converts what the app's spec asks for; ok is false when it asks
+// for nothing.
+func v1Resources(r *specs.LinuxResources) (res *cgroups.Resources, subsystems []string) {
+	res = &cgroups.Resources{}
+	if r == nil {
+		return res, nil
+	}
+	if r.Memory != nil && r.Memory.Limit != nil {
+		res.Memory = *r.Memory.Limit
+		subsystems = append(subsystems, "memory")
+	}
+	if r.CPU != nil {
+		if r.CPU.Quota != nil && r.CPU.Period != nil {
+			res.CpuQuota, res.CpuPeriod = *r.CPU.Quota, *r.CPU.Period
+		}
+		if r.CPU.Shares != nil {
+			res.CpuShares = *r.CPU.Shares
+		}
+		if res.CpuQuota != 0 || res.CpuShares != 0 {
+			subsystems = append(subsystems, "cpu")
+		}
+	}
+	if r.Pids != nil && r.Pids.Limit != nil {
+		limit := *r.Pids.Limit
+		res.PidsLimit = &limit
+		subsystems = append(subsystems, "pids")
+	}
+	return res, subsystems
+}
+
+// applyLimits puts pid into the app's limited cgroups (v1 hosts) and sets its
+// OOM score adjustment.
+func applyLimits(uuid, app string, pid int, spec *specs.Spec) error {
+	if spec.Process != nil && spec.Process.OOMScoreAdj != nil {
+		adj := strconv.Itoa(*spec.Process.OOMScoreAdj)
+		if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte(adj), 0); err != nil {
+			if errors.Is(err, os.ErrPermission) || errors.Is(err, os.ErrInvalid) {
+				return fmt.Errorf("--oom-score-adj=%s: %w (lowering it needs CAP_SYS_RESOURCE, which this host may withhold)", adj, err)
+			}
+			return fmt.Errorf("--oom-score-adj=%s: %w", adj, err)
+		}
+	}
+	if cgroups.IsCgroup2UnifiedMode() || spec.Linux == nil {
+		return nil
+	}
+	res, subsystems := v1Resources(spec.Linux.Resources)
+	if len(subsystems) == 0 {
+		return nil
+	}
+	paths := map[string]string{}
+	for _, sub := range subsystems {
+		mnt, err := cgroups.FindCgroupMountpoint("", sub)
+		if err != nil {
+			return fmt.Errorf("limits need the %s cgroup controller: %w", sub, err)
+		}
+		paths[sub] = filepath.Join(mnt, appCgroupName(uuid, app))
+	}
+	m, err := fs.NewManager(&cgroups.Cgroup{Resources: res}, paths)
+	if err != nil {
+		return err
+	}
+	if err := m.Apply(pid); err != nil {
+		return fmt.Errorf("join the app's cgroups: %w", err)
+	}
+	if err := m.Set(res); err != nil {
+		return fmt.Errorf("set the app's limits: %w", err)
+	}
+	return nil
+}
+
+// oomKilled tells whether the kernel's OOM killer killed a process of the
+// app's memory cgroup (v1: memory.oom_control's oom_kill counter).
+func oomKilled(uuid, app string) bool {
+	mnt, err := cgroups.FindCgroupMountpoint("", "memory")
+	if err != nil {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join(mnt, appCgroupName(uuid, app), "memory.oom_control"))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			n, _ := strconv.Atoi(v)
+			return n > 0
+		}
+	}
+	return false
+}
