@@ -1,0 +1,157 @@
+package networking
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseNetFlag(t *testing.T) {
+	good := map[string]Net{
+		"none":    {Mode: ModeNone},
+		"host":    {Mode: ModeHost},
+		"default": {Mode: ModeCNI, Networks: []Attachment{{Name: "default"}}},
+		"a,b:IP=10.1.2.3;X=y": {Mode: ModeCNI, Networks: []Attachment{{Name: "a"},
+			{Name: "b", Args: [][2]string{{"IP", "10.1.2.3"}, {"X", "y"}}}}},
+	}
+	for in, want := range good {
+		got, err := ParseNetFlag(in)
+		if err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("ParseNetFlag(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+		if got.String() != in {
+			t.Errorf("%q round-trips as %q", in, got.String())
+		}
+	}
+	bad := map[string]string{
+		"":                            "empty",
+		"default,host":                `"host" cannot be combined`,
+		"a,a":                         "given twice",
+		"a:IP=10.0.0.1,b:IP=10.0.0.1": "duplicate IP=10.0.0.1",
+		"a:IP=nope":                   "not an IP",
+		"a:noequals":                  "not KEY=VALUE",
+		"bad name!":                   "invalid network name",
+	}
+	for in, want := range bad {
+		if _, err := ParseNetFlag(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("ParseNetFlag(%q) = %v; want an error with %q", in, err, want)
+		}
+	}
+}
+
+func TestParsePort(t *testing.T) {
+	good := map[string]PortMapping{
+		"8080:80":               {HostPort: 8080, PodPort: 80, Protocol: "tcp"},
+		"53:53/udp":             {HostPort: 53, PodPort: 53, Protocol: "udp"},
+		"127.0.0.1:8080:80/tcp": {HostIP: "127.0.0.1", HostPort: 8080, PodPort: 80, Protocol: "tcp"},
+		"[::1]:8080:80":         {HostIP: "::1", HostPort: 8080, PodPort: 80, Protocol: "tcp"},
+		"http:8080":             {Name: "http", HostPort: 8080, Protocol: "tcp"},
+	}
+	for in, want := range good {
+		got, err := ParsePort(in)
+		if err != nil || got != want {
+			t.Errorf("ParsePort(%q) = %+v, %v; want %+v", in, got, err, want)
+		}
+		if again, _ := ParsePort(got.String()); again != got {
+			t.Errorf("%q round-trips as %q", in, got.String())
+		}
+	}
+	for _, in := range []string{"80", "0:80", "8080:70000", "8080:80/sctp", "x.y:8080:80", "1:2:3:4", "[::1:80:80"} {
+		if _, err := ParsePort(in); err == nil || !strings.HasPrefix(err.Error(), "port "+in+":") {
+			t.Errorf("ParsePort(%q) = %v; want an error naming the port", in, err)
+		}
+	}
+}
+
+func TestPortsNeedAPodNetwork(t *testing.T) {
+	p := []PortMapping{{HostPort: 8080, PodPort: 80, Protocol: "tcp"}}
+	for _, m := range []Mode{ModeHost, ModeNone} {
+		if err := (Net{Mode: m}).CheckPorts(p); err == nil || !strings.Contains(err.Error(), "port 8080:80/tcp") {
+			t.Errorf("--net=%s --port: %v", m, err)
+		}
+	}
+	if err := (Net{Mode: ModeCNI}).CheckPorts(p); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestResolvConf(t *testing.T) {
+	host := []byte("# host\nnameserver 127.0.0.53\nnameserver 192.0.2.53\nsearch lan\noptions edns0\n")
+	cni := NetworkResult{}
+	cni.DNS.Nameservers = []string{"10.0.0.53"}
+	cni.DNS.Search = []string{"cluster"}
+	cases := []struct {
+		o    DNSOptions
+		nets []NetworkResult
+		want string
+	}{
+		{DNSOptions{Servers: []string{"none"}}, nil, ""},
+		{DNSOptions{Servers: []string{"host"}}, nil, string(host)},
+		{DNSOptions{Servers: []string{"1.1.1.1"}, Search: []string{"corp"}, Options: []string{"ndots:2"}}, []NetworkResult{cni},
+			"nameserver 1.1.1.1\nsearch corp\noptions ndots:2\n"},
+		{DNSOptions{}, []NetworkResult{cni}, "nameserver 10.0.0.53\nsearch cluster\noptions edns0\n"},
+		{DNSOptions{}, nil, "nameserver 192.0.2.53\nsearch lan\noptions edns0\n"},
+	}
+	for _, c := range cases {
+		got := string(ResolvConf(c.o, host, c.nets...))
+		got = strings.TrimPrefix(got, "# written by skiff\n")
+		if got != c.want {
+			t.Errorf("ResolvConf(%+v) = %q; want %q", c.o, got, c.want)
+		}
+	}
+	if err := (DNSOptions{Servers: []string{"host", "1.1.1.1"}}).Validate(); err == nil {
+		t.Error("--dns=host,1.1.1.1 accepted")
+	}
+}
+
+func TestHosts(t *testing.T) {
+	e, err := ParseHostsEntry("10.0.0.9=db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(Hosts("web1.corp", []netip.Addr{netip.MustParseAddr("172.16.28.2")}, []HostEntry{e}))
+	for _, w := range []string{"127.0.0.1\tlocalhost\n", "172.16.28.2\tweb1.corp web1\n", "10.0.0.9\tdb\n"} {
+		if !strings.Contains(got, w) {
+			t.Errorf("hosts %q lacks %q", got, w)
+		}
+	}
+	if !strings.Contains(string(Hosts("solo", nil, nil)), "127.0.1.1\tsolo\n") {
+		t.Error("no address: hostname not on 127.0.1.1")
+	}
+	for _, bad := range []string{"db", "x=db", "10.0.0.9=", "10.0.0.9=a b"} {
+		if _, err := ParseHostsEntry(bad); err == nil {
+			t.Errorf("ParseHostsEntry(%q) accepted", bad)
+		}
+	}
+}
+
+// Files are read in lexical order and the first directory wins; a file named
+// like a built-in network replaces it; .conf files are single-plugin lists.
+func TestLoadNetworks(t *testing.T) {
+	local, system := t.TempDir(), t.TempDir()
+	write := func(dir, name, s string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(local, "20-a.conflist", `{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"bridge"}]}`)
+	write(local, "10-a.conflist", `{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"ptp"}]}`)
+	write(system, "a.conflist", `{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"macvlan"}]}`)
+	write(system, "b.conf", `{"cniVersion":"1.0.0","name":"b","type":"ipvlan"}`)
+	write(system, "default.conflist", `{"cniVersion":"1.0.0","name":"default","plugins":[{"type":"vlan"}]}`)
+	got, err := loadNetworks([]string{"a", "b", "default", "default-restricted"}, []string{local, system}, "/ipam")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"ptp", "ipvlan", "vlan", "ptp"} {
+		if typ := got[i].list.Plugins[0].Network.Type; typ != want {
+			t.Errorf("network %s: first plugin %s, want %s", got[i].list.Name, typ, want)
+		}
+	}
+	if got[3].source != "built-in" || !strings.Contains(string(got[3].list.Bytes), `"dataDir":"/ipam"`) {
+		t.Errorf("default-restricted: %s %s", got[3].source, got[3].list.Bytes)
+	}
+}

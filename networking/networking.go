@@ -1,0 +1,394 @@
+// Package networking gives a pod its network: a persistent network namespace
+// attached to CNI networks through libcni and the standard plugin binaries,
+// port forwarding (the portmap plugin), and the pod's resolv.conf and hosts.
+//
+// Map:
+//   - flags.go: --net and --port parsing (stage0 validates, stage1 re-reads).
+//   - config.go: network configurations: built-in default and
+//     default-restricted, .conflist/.conf files in net.d directories.
+//   - networking.go: Setup and Teardown, the only calls that change the host.
+//   - state.go: what Teardown needs, written under the pod's state directory
+//     before each step, so Teardown works after a crash of whoever called Setup.
+//   - netns.go: the persistent namespace (a bind mount, like `ip netns add`).
+//   - dns.go: resolv.conf and hosts contents.
+package networking
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/utils"
+	"github.com/containernetworking/cni/pkg/version"
+)
+
+// Request is what a pod's network is made of.
+type Request struct {
+	PodUUID    string        // CNI container ID; names the netns
+	StateDir   string        // e.g. POD/stage1/net; created; Teardown reads it
+	ConfDirs   []string      // searched in order, e.g. LOCAL_CONFIG/net.d then SYSTEM_CONFIG/net.d
+	PluginDirs []string      // nil: DefaultPluginDirs()
+	NetNSDir   string        // "": DefaultNetNSDir
+	IPAMDir    string        // host-local leases of built-in networks; "": DefaultIPAMDir
+	Networks   []Attachment  // eth0, eth1, … in order; at least one
+	Ports      []PortMapping // forwarded to the first network whose plugins take portMappings
+	Log        io.Writer     // plugins' stderr; nil discards it
+}
+
+// Result is a pod's network once set up.
+type Result struct {
+	NetNS    string          `json:"netns"` // bind-mounted namespace: join it by path
+	Networks []NetworkResult `json:"networks"`
+}
+
+// NetworkResult is what one network gave the pod.
+type NetworkResult struct {
+	Name     string         `json:"name"`
+	IfName   string         `json:"ifName"`
+	IPs      []netip.Prefix `json:"ips,omitempty"`
+	Gateways []netip.Addr   `json:"gateways,omitempty"`
+	DNS      types.DNS      `json:"dns,omitempty"`
+}
+
+// IPs lists the pod's addresses, network by network.
+func (r *Result) IPs() []netip.Addr {
+	var ips []netip.Addr
+	for _, n := range r.Networks {
+		for _, p := range n.IPs {
+			ips = append(ips, p.Addr())
+		}
+	}
+	return ips
+}
+
+// NetworkError is a failure of one network.
+type NetworkError struct {
+	Network string
+	Err     error
+}
+
+func (e *NetworkError) Error() string {
+	return oneLine(fmt.Sprintf("network %q: %v", e.Network, e.Err))
+}
+func (e *NetworkError) Unwrap() error { return e.Err }
+
+// PortError is a failure of one port forwarding.
+type PortError struct {
+	Port PortMapping
+	Err  error
+}
+
+func (e *PortError) Error() string { return oneLine(fmt.Sprintf("port %s: %v", e.Port, e.Err)) }
+func (e *PortError) Unwrap() error { return e.Err }
+
+// Sentinels of Setup's errors.
+var (
+	ErrPortInUse      = errors.New("host port is already in use")
+	ErrNoPortForward  = errors.New("no network of the pod forwards ports")
+	ErrAlreadySetUp   = errors.New("network state already exists")
+	ErrNoNetworks     = errors.New("no networks to attach")
+	ErrUnresolvedPort = errors.New("named port not resolved to a pod port")
+)
+
+func oneLine(s string) string {
+	s = strings.TrimSpace(strings.ReplaceAll(s, "\r", ""))
+	return strings.Join(strings.FieldsFunc(s, func(r rune) bool { return r == '\n' }), "; ")
+}
+
+func (r *Request) defaults() {
+	if r.PluginDirs == nil {
+		r.PluginDirs = DefaultPluginDirs()
+	}
+	if r.NetNSDir == "" {
+		r.NetNSDir = DefaultNetNSDir
+	}
+	if r.IPAMDir == "" {
+		r.IPAMDir = DefaultIPAMDir
+	}
+	if r.Log == nil {
+		r.Log = io.Discard
+	}
+}
+
+// Setup creates the pod's network namespace (bind-mounted at
+// NetNSDir/PodUUID, lo up) and runs CNI ADD for each network in order
+// (eth0, eth1, …). Everything is checked that can be before anything is
+// changed (networks exist and parse, plugins exist, host ports are free); on a
+// later failure Setup undoes what it did and returns an error naming the
+// network or port. The state it writes under StateDir lets Teardown undo it all
+// even if this process dies.
+func Setup(ctx context.Context, req Request) (_ *Result, err error) {
+	req.defaults()
+	if err := utils.ValidateContainerID(req.PodUUID); err != nil {
+		return nil, fmt.Errorf("pod %q: %w", req.PodUUID, err)
+	}
+	if len(req.Networks) == 0 {
+		return nil, ErrNoNetworks
+	}
+	names := make([]string, len(req.Networks))
+	for i, a := range req.Networks {
+		names[i] = a.Name
+	}
+	confs, err := loadNetworks(names, req.ConfDirs, req.IPAMDir)
+	if err != nil {
+		return nil, err
+	}
+	for i, c := range confs {
+		if err := checkPlugins(c.list, req.PluginDirs); err != nil {
+			return nil, &NetworkError{Network: names[i], Err: err}
+		}
+	}
+	portNet, err := checkPorts(req.Ports, confs)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(req.StateDir, 0o755); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(filepath.Join(req.StateDir, stateFile)); err == nil {
+		return nil, fmt.Errorf("pod %s: %w in %s; tear it down first", req.PodUUID, ErrAlreadySetUp, req.StateDir)
+	}
+	st := &state{Version: stateVersion, PodUUID: req.PodUUID, NetNS: filepath.Join(req.NetNSDir, req.PodUUID),
+		PluginDirs: req.PluginDirs}
+	if err := st.write(req.StateDir); err != nil { // before the netns: a crash leaves nothing unnamed
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			if cerr := teardown(context.WithoutCancel(ctx), req.StateDir, st, req.Log); cerr != nil {
+				err = fmt.Errorf("%w; undoing it also failed, 'skiff gc' retries: %v", err, cerr)
+			}
+		}
+	}()
+	if err := createNetNS(st.NetNS); err != nil {
+		return nil, fmt.Errorf("pod %s: network namespace: %w", req.PodUUID, err)
+	}
+	cni := newCNI(req.StateDir, st.PluginDirs, req.Log)
+	res := &Result{NetNS: st.NetNS}
+	for i, c := range confs {
+		a := attached{Name: names[i], IfName: "eth" + strconv.Itoa(i), Config: c.list.Bytes, Args: cniArgs(req.Networks[i].Args)}
+		if i == portNet {
+			a.CapabilityArgs = map[string]any{"portMappings": req.Ports}
+		}
+		st.Networks = append(st.Networks, a)
+		if err := st.write(req.StateDir); err != nil {
+			return nil, err
+		}
+		r, err := cni.AddNetworkList(ctx, c.list, st.runtimeConf(a))
+		if err != nil {
+			return nil, &NetworkError{Network: names[i], Err: err}
+		}
+		nr, err := networkResult(a, r)
+		if err != nil {
+			return nil, &NetworkError{Network: names[i], Err: err}
+		}
+		st.Networks[i].Result = &nr
+		res.Networks = append(res.Networks, nr)
+	}
+	if err := st.write(req.StateDir); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Teardown undoes Setup from what StateDir records: CNI DEL for each network
+// in reverse order, then the network namespace. It works after a crash of the
+// process that called Setup, when the namespace is already gone, and when
+// there is nothing to do (no state); running it twice is fine. What fails
+// stays recorded, so a later Teardown retries it.
+func Teardown(ctx context.Context, stateDir string) error {
+	st, err := readState(stateDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return teardown(ctx, stateDir, st, io.Discard)
+}
+
+// Load reads the result of a Setup from stateDir (for status).
+func Load(stateDir string) (*Result, error) {
+	st, err := readState(stateDir)
+	if err != nil {
+		return nil, err
+	}
+	res := &Result{NetNS: st.NetNS}
+	for _, a := range st.Networks {
+		if a.Result != nil {
+			res.Networks = append(res.Networks, *a.Result)
+		}
+	}
+	return res, nil
+}
+
+func teardown(ctx context.Context, stateDir string, st *state, log io.Writer) error {
+	cni := newCNI(stateDir, st.PluginDirs, log)
+	netns := st.NetNS
+	if !netNSExists(netns) {
+		ifaces := map[string][]netip.Prefix{}
+		for _, a := range st.Networks {
+			if a.Result != nil {
+				ifaces[a.IfName] = a.Result.IPs
+			}
+		}
+		if len(ifaces) == 0 || standInNetNS(netns, ifaces) != nil {
+			netns = "" // plugins then release what they can (the IPAM lease)
+		}
+	}
+	var failed []attached
+	var msgs []string
+	for i := len(st.Networks) - 1; i >= 0; i-- {
+		a := st.Networks[i]
+		l, err := libcni.NetworkConfFromBytes(a.Config)
+		if err == nil {
+			rt := st.runtimeConf(a)
+			rt.NetNS = netns
+			if cached, _ := cni.GetNetworkListCachedResult(l, rt); cached == nil && netns != "" {
+				l = withPrevResult(l, observedResult(netns, a.IfName, l.CNIVersion))
+			}
+			err = cni.DelNetworkList(ctx, l, rt)
+		}
+		if err != nil {
+			failed = append([]attached{a}, failed...)
+			msgs = append(msgs, (&NetworkError{Network: a.Name, Err: err}).Error())
+		}
+	}
+	if err := removeNetNS(st.NetNS); err != nil {
+		msgs = append(msgs, err.Error())
+	}
+	if len(msgs) > 0 {
+		st.Networks = failed
+		_ = st.write(stateDir)
+		return fmt.Errorf("pod %s: network teardown: %s", st.PodUUID, strings.Join(msgs, "; "))
+	}
+	if err := os.RemoveAll(filepath.Join(stateDir, cacheDir)); err != nil {
+		return err
+	}
+	if err := os.Remove(filepath.Join(stateDir, stateFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	_ = os.Remove(stateDir) // only if empty
+	return nil
+}
+
+// withPrevResult gives each plugin of l prevResult r (libcni adds its cached
+// result only when it has one).
+func withPrevResult(l *libcni.NetworkConfigList, r types.Result) *libcni.NetworkConfigList {
+	if r == nil {
+		return l
+	}
+	out := *l
+	out.Plugins = nil
+	for _, p := range l.Plugins {
+		q, err := libcni.InjectConf(p, map[string]any{"prevResult": r})
+		if err != nil {
+			return l
+		}
+		out.Plugins = append(out.Plugins, q)
+	}
+	return &out
+}
+
+func newCNI(stateDir string, pluginDirs []string, log io.Writer) *libcni.CNIConfig {
+	exec := &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: log}, PluginDecoder: version.PluginDecoder{}}
+	return libcni.NewCNIConfigWithCacheDir(pluginDirs, filepath.Join(stateDir, cacheDir), exec)
+}
+
+// cniArgs adds IgnoreUnknown=1 to args, as every runtime does: a plugin
+// that does not know IP= (bridge, ptp) then leaves it to the one that does
+// (host-local).
+func cniArgs(args [][2]string) [][2]string {
+	if len(args) == 0 {
+		return nil
+	}
+	return append([][2]string{{"IgnoreUnknown", "1"}}, args...)
+}
+
+// checkPorts validates the port mappings and tries to bind each host port
+// (portmap's DNAT would silently shadow a host service). It returns the index
+// of the network that forwards them (-1 without ports).
+func checkPorts(ports []PortMapping, confs []netConfig) (int, error) {
+	if len(ports) == 0 {
+		return -1, nil
+	}
+	seen := map[string]bool{}
+	for _, p := range ports {
+		if p.PodPort == 0 {
+			return -1, &PortError{Port: p, Err: ErrUnresolvedPort}
+		}
+		key := fmt.Sprintf("%d/%s", p.HostPort, p.Protocol)
+		if seen[key] {
+			return -1, &PortError{Port: p, Err: fmt.Errorf("host port %s is forwarded twice", key)}
+		}
+		seen[key] = true
+		if err := tryBind(p); err != nil {
+			return -1, &PortError{Port: p, Err: fmt.Errorf("%w (%v); choose another host port", ErrPortInUse, err)}
+		}
+	}
+	for i, c := range confs {
+		if hasCapability(c.list, "portMappings") {
+			return i, nil
+		}
+	}
+	return -1, &PortError{Port: ports[0], Err: fmt.Errorf("%w: no plugin of the pod's networks declares the portMappings capability (add portmap)", ErrNoPortForward)}
+}
+
+func tryBind(p PortMapping) error {
+	addr := net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort))
+	if p.Protocol == "udp" {
+		c, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
+
+// networkResult keeps what a pod's user cares about from a CNI result: the
+// addresses of the pod's own interfaces, gateways, DNS.
+func networkResult(a attached, r types.Result) (NetworkResult, error) {
+	nr := NetworkResult{Name: a.Name, IfName: a.IfName}
+	cr, err := current.NewResultFromResult(r)
+	if err != nil {
+		return nr, fmt.Errorf("read result: %w", err)
+	}
+	for _, ip := range cr.IPs {
+		if ip.Interface != nil && *ip.Interface < len(cr.Interfaces) && cr.Interfaces[*ip.Interface].Sandbox == "" {
+			continue // the host side
+		}
+		if p, ok := prefixOf(ip.Address); ok {
+			nr.IPs = append(nr.IPs, p)
+		}
+		if g, ok := netip.AddrFromSlice(ip.Gateway); ok {
+			nr.Gateways = append(nr.Gateways, g.Unmap())
+		}
+	}
+	nr.DNS = cr.DNS
+	return nr, nil
+}
+
+func prefixOf(n net.IPNet) (netip.Prefix, bool) {
+	a, ok := netip.AddrFromSlice(n.IP)
+	if !ok {
+		return netip.Prefix{}, false
+	}
+	ones, _ := n.Mask.Size()
+	return netip.PrefixFrom(a.Unmap(), ones), true
+}
