@@ -13,9 +13,10 @@ type GCOptions struct {
 	// GracePeriod is how long a pod marked exited-garbage stays (and can
 	// still be inspected) before it is swept.
 	GracePeriod time.Duration
-	// ExpirePrepared, when positive, sends prepared pods older than it to
-	// garbage; zero keeps prepared pods forever. A prepared pod's age is its
-	// directory's mtime, which preparation sets by writing pod.json.
+	// ExpirePrepared sends prepared pods older than it to garbage (zero: all
+	// of them); a negative value keeps prepared pods forever. A prepared pod's
+	// age is its directory's mtime, which preparation sets by writing pod.json.
+	// A pod being run (locked) is never taken.
 	ExpirePrepared time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -71,8 +72,8 @@ func GC(dataDir string, opts GCOptions, stage1GC func(p *Pod) error) (GCReport, 
 		opts.Now = time.Now
 	}
 	for _, rule := range markRules {
-		if rule.dir == dirPrepared && opts.ExpirePrepared <= 0 {
-			continue // a zero age would mean "all of them"
+		if rule.dir == dirPrepared && opts.ExpirePrepared < 0 {
+			continue
 		}
 		mark(dataDir, rule, opts, &r)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/opencontainers/runc/libcontainer/seccomp"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	libseccomp "github.com/seccomp/libseccomp-golang"
 	"golang.org/x/sys/unix"
 )
 
@@ -74,8 +75,33 @@ func isolate(spec *specs.Spec, u *user.ExecUser) error {
 	return loadSeccomp(spec)
 }
 
+// seccompArches are where a syscall name may come from: a name no supported
+// architecture knows is a typo, which libseccomp would silently ignore.
+var seccompArches = []libseccomp.ScmpArch{libseccomp.ArchAMD64, libseccomp.ArchX86, libseccomp.ArchX32}
+
+func checkSyscallNames(s *specs.LinuxSeccomp) error {
+	for _, sc := range s.Syscalls {
+		for _, name := range sc.Names {
+			known := false
+			for _, arch := range seccompArches {
+				if _, err := libseccomp.GetSyscallFromNameByArch(name, arch); err == nil {
+					known = true
+					break
+				}
+			}
+			if !known {
+				return fmt.Errorf("seccomp: unknown syscall %q; check --seccomp", name)
+			}
+		}
+	}
+	return nil
+}
+
 func loadSeccomp(spec *specs.Spec) error {
 	if spec.Linux != nil && spec.Linux.Seccomp != nil {
+		if err := checkSyscallNames(spec.Linux.Seccomp); err != nil {
+			return err
+		}
 		cfg, err := specconv.SetupSeccomp(spec.Linux.Seccomp)
 		if err != nil {
 			return fmt.Errorf("seccomp profile: %w", err)

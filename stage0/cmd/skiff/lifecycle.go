@@ -84,7 +84,7 @@ touched.`,
 		},
 	}
 	c.Flags().DurationVar(&grace, "grace-period", 30*time.Minute, "how long exited pods are kept before removal")
-	c.Flags().DurationVar(&expire, "expire-prepared", 24*time.Hour, "how long prepared pods are kept")
+	c.Flags().DurationVar(&expire, "expire-prepared", 24*time.Hour, "how long prepared pods are kept (negative: forever)")
 	return c
 }
 

@@ -52,6 +52,9 @@ func writePod(g *globals, f *prepareFlags, apps []prepare.AppArgs, imgs []*store
 		m.Apps = append(m.Apps, abi.App{Name: name, Image: abi.Image{Name: a.Image, ID: imgs[i].ID.String()},
 			Rootfs: abi.Rootfs{Layers: imgs[i].LayerDirs}})
 	}
+	if err := checkVolumesUsed(vols, apps, pd); err != nil {
+		return fail(err)
+	}
 	if err := abi.WriteJSON(filepath.Join(p.Dir, abi.PodManifestFile), m); err != nil {
 		return fail(err)
 	}
@@ -64,4 +67,24 @@ func writePod(g *globals, f *prepareFlags, apps []prepare.AppArgs, imgs []*store
 		return fail(err)
 	}
 	return p, nil
+}
+
+// checkVolumesUsed refuses a --volume that no app mounts: a typo would
+// otherwise go unnoticed.
+func checkVolumesUsed(vols []abi.Volume, apps []prepare.AppArgs, pd prepare.Pod) error {
+	used := map[string]bool{}
+	for _, m := range pd.Mounts {
+		used[m.Volume] = true
+	}
+	for _, a := range apps {
+		for _, m := range a.Mounts {
+			used[m.Volume] = true
+		}
+	}
+	for _, v := range vols {
+		if !used[v.Name] {
+			return fmt.Errorf("volume %q is not mounted by any app; add --mount=volume=%s,target=PATH", v.Name, v.Name)
+		}
+	}
+	return nil
 }

@@ -74,26 +74,31 @@ func applyLimits(uuid, app string, pid int, spec *specs.Spec) error {
 	if len(subsystems) == 0 {
 		return nil
 	}
-	paths := map[string]string{}
 	for _, sub := range subsystems {
 		mnt, err := cgroups.FindCgroupMountpoint("", sub)
 		if err != nil {
 			return fmt.Errorf("limits need the %s cgroup controller: %w", sub, err)
 		}
-		paths[sub] = filepath.Join(mnt, appCgroupName(uuid, app))
-	}
-	m, err := fs.NewManager(&cgroups.Cgroup{Resources: res}, paths)
-	if err != nil {
-		return err
-	}
-	if err := m.Apply(pid); err != nil {
-		return fmt.Errorf("join the app's cgroups: %w", err)
-	}
-	if err := m.Set(res); err != nil {
-		return fmt.Errorf("set the app's limits: %w", err)
+		path := filepath.Join(mnt, appCgroupName(uuid, app))
+		ctl := v1Controllers[sub]
+		if err := ctl.Apply(path, res, pid); err != nil {
+			return fmt.Errorf("join the app's %s cgroup: %w", sub, err)
+		}
+		if err := ctl.Set(path, res); err != nil {
+			return fmt.Errorf("set the app's %s limits: %w", sub, err)
+		}
 	}
 	return nil
 }
+
+// v1Controller is the part of a cgroup v1 controller stage1 uses.
+type v1Controller interface {
+	Apply(path string, r *cgroups.Resources, pid int) error
+	Set(path string, r *cgroups.Resources) error
+}
+
+// v1Controllers are the controllers per-app limits use.
+var v1Controllers = map[string]v1Controller{"memory": &fs.MemoryGroup{}, "cpu": &fs.CpuGroup{}, "pids": &fs.PidsGroup{}}
 
 // oomKilled tells whether the kernel's OOM killer killed a process of the
 // app's memory cgroup (v1: memory.oom_control's oom_kill counter).

@@ -342,6 +342,8 @@ func (r *runningPod) serveStdio() (*stdio.Server, error) {
 				return stdio.Files{}, fmt.Errorf("pod has no app %q", app)
 			}
 			if err := applyLimits(r.m.UUID, app, pid, r.specs[app]); err != nil {
+				// app-exec has no stdio yet: say it here, on skiff's stderr.
+				fmt.Fprintf(os.Stderr, "skiff: app %s: %v\n", app, err)
 				return stdio.Files{}, err
 			}
 			return files, nil
