@@ -20,7 +20,7 @@ const maxJSON = 8 << 20
 // maxIndexDepth bounds nested indexes.
 const maxIndexDepth = 4
 
-func importLayoutDir(ctx context.Context, s *store.Store, ref reference.Reference) (*store.Image, error) {
+func importLayoutDir(ctx context.Context, s *store.Store, ref reference.Reference, _ Options) (*store.Image, error) {
 	src, err := openDirSource(ref.Path)
 	if err != nil {
 		return nil, err
@@ -29,7 +29,7 @@ func importLayoutDir(ctx context.Context, s *store.Store, ref reference.Referenc
 	return importLayout(ctx, s, src, ref)
 }
 
-func importLayoutArchive(ctx context.Context, s *store.Store, ref reference.Reference) (*store.Image, error) {
+func importLayoutArchive(ctx context.Context, s *store.Store, ref reference.Reference, _ Options) (*store.Image, error) {
 	src, err := openArchiveSource(ref.Path)
 	if err != nil {
 		return nil, err

@@ -26,15 +26,13 @@ func isIndex(mt string) bool { return mt == ocispec.MediaTypeImageIndex || mt ==
 
 func isManifest(mt string) bool { return mt == ocispec.MediaTypeImageManifest || mt == dockerManifest }
 
-// checkLayerType accepts plain and gzip layers; zstd is refused clearly.
+// checkLayerType accepts plain, gzip and zstd layers.
 func checkLayerType(mt string) error {
 	switch mt {
-	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerGzip, dockerLayer,
+	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerGzip, dockerLayer, ocispec.MediaTypeImageLayerZstd,
 		ocispec.MediaTypeImageLayerNonDistributable, ocispec.MediaTypeImageLayerNonDistributableGzip, //nolint:staticcheck // still found in images
-		dockerForeignLayer:
+		ocispec.MediaTypeImageLayerNonDistributableZstd, dockerForeignLayer: //nolint:staticcheck // still found in images
 		return nil
-	case ocispec.MediaTypeImageLayerZstd, ocispec.MediaTypeImageLayerNonDistributableZstd: //nolint:staticcheck // still found in images
-		return fmt.Errorf("%w: zstd layers (%s)", ErrUnsupportedMediaType, mt)
 	}
 	return fmt.Errorf("%w: layer %q", ErrUnsupportedMediaType, mt)
 }

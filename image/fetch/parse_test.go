@@ -26,8 +26,12 @@ func TestParseManifest(t *testing.T) {
 		}
 	}
 	zstd := strings.Replace(manifestOK, "tar+gzip", "tar+zstd", 1)
-	if _, err := ParseManifest([]byte(zstd)); !errors.Is(err, ErrUnsupportedMediaType) || !strings.Contains(err.Error(), "zstd") {
+	if _, err := ParseManifest([]byte(zstd)); err != nil {
 		t.Errorf("zstd layer: %v", err)
+	}
+	odd := strings.Replace(manifestOK, "tar+gzip", "tar+lz4", 1)
+	if _, err := ParseManifest([]byte(odd)); !errors.Is(err, ErrUnsupportedMediaType) || !strings.Contains(err.Error(), "lz4") {
+		t.Errorf("lz4 layer: %v", err)
 	}
 	for _, bad := range []string{`{}`, `{"schemaVersion":2}`, strings.Replace(manifestOK, testDigest, "sha256:12", 1), `[`} {
 		if _, err := ParseManifest([]byte(bad)); err == nil {

@@ -1,8 +1,9 @@
-// Package layer extracts one image layer (a tar, plain or gzip-compressed)
+// Package layer extracts one image layer (a tar, plain, gzip or zstd)
 // into an empty directory, computing its diffID while it streams, and turns
 // OCI whiteouts into overlayfs whiteouts so the directory can be used as an
 // overlay lowerdir as is. No entry can create or change anything outside
-// that directory.
+// that directory. Flatten merges such directories into one plain tree (for
+// image extract and render).
 package layer
 
 import (
@@ -20,6 +21,7 @@ import (
 	"sync"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
@@ -31,8 +33,8 @@ const (
 	opaqueXattr    = "trusted.overlay.opaque"
 )
 
-// ErrUnsupportedCompression is returned for zstd and other compressions that
-// skiff does not decompress yet.
+// ErrUnsupportedCompression is wrapped by errors for layer compressions skiff
+// does not decompress (today: none is detected besides gzip and zstd).
 var ErrUnsupportedCompression = errors.New("unsupported layer compression")
 
 // ErrUnsafeEntry is wrapped by errors for tar entries that would escape the
@@ -43,7 +45,7 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 // Extract extracts the layer read from r into dir, which must exist and be
 // empty, and returns the layer's diffID: the sha256 of the uncompressed tar.
-// gzip compression is detected from the stream. On error dir holds a partial
+// gzip and zstd compression are detected from the stream. On error dir holds a partial
 // extraction that the caller removes.
 func Extract(dir string, r io.Reader) (digest.Digest, error) {
 	root, err := filepath.Abs(dir)
@@ -101,7 +103,11 @@ func decompress(r io.Reader) (io.Reader, func(), error) {
 		}
 		return bufio.NewReaderSize(zr, 1<<16), func() { zr.Close() }, nil
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
-		return nil, nil, fmt.Errorf("%w: zstd", ErrUnsupportedCompression)
+		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<27))
+		if err != nil {
+			return nil, nil, fmt.Errorf("layer zstd header: %w", err)
+		}
+		return bufio.NewReaderSize(zr, 1<<16), zr.Close, nil
 	}
 	return br, func() {}, nil
 }

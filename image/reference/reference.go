@@ -24,7 +24,8 @@ const (
 	Docker        Transport = "docker"         // docker://HOST[:PORT]/REPO[:TAG|@DIGEST]
 	DockerArchive Transport = "docker-archive" // docker-archive:FILE[:REF], "docker save" output
 	ACI           Transport = "aci"            // FILE.aci, an appc image
-	HTTPS         Transport = "https"          // https://URL, an appc image over HTTPS
+	HTTPS         Transport = "https"          // https://URL (or http://URL), an appc image over HTTP(S)
+	AppcName      Transport = "appc"           // HOST[:PORT]/PATH[:VERSION], an appc name found by discovery
 )
 
 // ErrInvalid is wrapped by every error Parse returns.
@@ -32,16 +33,17 @@ var ErrInvalid = errors.New("invalid image reference")
 
 // Forms is the help text listing the accepted forms.
 const Forms = "oci:DIR[:REF], oci-archive:FILE[:REF], docker://HOST[:PORT]/REPO[:TAG|@DIGEST], " +
-	"docker-archive:FILE[:REF], FILE.aci or https://URL"
+	"docker-archive:FILE[:REF], FILE.aci, https://URL or an appc name DOMAIN/PATH[:VERSION]"
 
 // Reference is a parsed image source. Which fields are set depends on Transport.
 type Reference struct {
 	Transport Transport
 	Path      string        // oci, oci-archive, docker-archive, aci: the file or directory, as given
 	Ref       string        // oci, oci-archive, docker-archive: the image's ref name, "" if none
-	Host      string        // docker: registry host[:port], "docker.io" by default
+	Host      string        // docker: registry host[:port], "docker.io" by default; appc: discovery host[:port]
 	Repo      string        // docker: repository, "library/x" for official docker.io images
-	Tag       string        // docker: tag, "latest" when neither tag nor digest is given
+	Tag       string        // docker: tag, "latest" when neither tag nor digest is given; appc: version label, "" if none
+	Name      string        // appc: the image name (Host without its port, then the path)
 	Digest    digest.Digest // docker: manifest digest, "" if none
 	URL       string        // https: the URL
 }
@@ -71,7 +73,7 @@ func parse(s string) (Reference, error) {
 	switch {
 	case strings.HasPrefix(s, "docker://"):
 		return parseDocker(strings.TrimPrefix(s, "docker://"))
-	case strings.HasPrefix(s, "https://"):
+	case strings.HasPrefix(s, "https://"), strings.HasPrefix(s, "http://"):
 		return parseHTTPS(s)
 	}
 	for _, t := range []Transport{OCIArchive, OCI, DockerArchive} {
@@ -81,6 +83,9 @@ func parse(s string) (Reference, error) {
 	}
 	if strings.HasSuffix(s, ".aci") && !strings.Contains(s, "://") {
 		return Reference{Transport: ACI, Path: s}, nil
+	}
+	if host, _, ok := strings.Cut(s, "/"); ok && !strings.Contains(s, "://") && (strings.ContainsAny(host, ".:") || host == "localhost") {
+		return parseAppcName(s)
 	}
 	return Reference{}, errors.New("no transport; use one of " + Forms)
 }
@@ -143,6 +148,33 @@ func parseHTTPS(s string) (Reference, error) {
 	return Reference{Transport: HTTPS, URL: u.String()}, nil
 }
 
+// acIdentifierRE is appc's AC Identifier grammar (spec/types.md).
+var acIdentifierRE = regexp.MustCompile(`^[a-z0-9]+(?:[-._~/][a-z0-9]+)*$`)
+
+// parseAppcName parses HOST[:PORT]/PATH[:VERSION]. The port only says where
+// discovery connects (e.g. a test server on 127.0.0.1:PORT); it is not part
+// of the image name.
+func parseAppcName(s string) (Reference, error) {
+	hostport, rest, _ := strings.Cut(s, "/")
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+		rest, s = rest[:i], rest[i+1:]
+		if !tagRE.MatchString(s) {
+			return Reference{}, fmt.Errorf("appc: invalid version %q", s)
+		}
+	} else {
+		s = ""
+	}
+	if !hostRE.MatchString(hostport) || strings.HasPrefix(hostport, "[") {
+		return Reference{}, fmt.Errorf("appc: invalid host %q", hostport)
+	}
+	host, _, _ := strings.Cut(hostport, ":")
+	name := host + "/" + rest
+	if !acIdentifierRE.MatchString(name) || len(name) > 255 {
+		return Reference{}, fmt.Errorf("appc: invalid image name %q (lowercase letters, digits and -._~/)", name)
+	}
+	return Reference{Transport: AppcName, Host: hostport, Name: name, Tag: s}, nil
+}
+
 // String returns the canonical form of r; Parse(r.String()) gives r back.
 func (r Reference) String() string {
 	switch r.Transport {
@@ -164,6 +196,13 @@ func (r Reference) String() string {
 		return r.Path
 	case HTTPS:
 		return r.URL
+	case AppcName:
+		host, _, _ := strings.Cut(r.Name, "/")
+		s := r.Host + strings.TrimPrefix(r.Name, host)
+		if r.Tag != "" {
+			s += ":" + r.Tag
+		}
+		return s
 	}
 	return ""
 }

@@ -23,6 +23,10 @@ func TestParse(t *testing.T) {
 			Reference{Transport: Docker, Host: "localhost", Repo: "a", Digest: digest.Digest("sha256:" + digestHex)}},
 		{"etcd-v3.aci", Reference{Transport: ACI, Path: "etcd-v3.aci"}},
 		{"https://example.com/x.aci", Reference{Transport: HTTPS, URL: "https://example.com/x.aci"}},
+		{"http://example.com/x.aci", Reference{Transport: HTTPS, URL: "http://example.com/x.aci"}},
+		{"example.com/app", Reference{Transport: AppcName, Host: "example.com", Name: "example.com/app"}},
+		{"example.com/a/b:1.0", Reference{Transport: AppcName, Host: "example.com", Name: "example.com/a/b", Tag: "1.0"}},
+		{"127.0.0.1:8443/app:v1", Reference{Transport: AppcName, Host: "127.0.0.1:8443", Name: "127.0.0.1/app", Tag: "v1"}},
 	} {
 		got, err := Parse(tc.in)
 		if err != nil {
@@ -41,7 +45,7 @@ func TestParseErrors(t *testing.T) {
 	for _, in := range []string{
 		"", "busybox", "/tmp/x.tar", "oci:", "oci::latest", "oci:/x:", "oci:/x:bad ref",
 		"docker://Busybox", "docker://x@sha256:12", "docker://a/b:bad:tag", "https://",
-		"ftp://x/y.aci",
+		"ftp://x/y.aci", "example.com/App", "example.com/a:b:c", "./x/y", "[::1]/x", "x.y/a:",
 	} {
 		_, err := Parse(in)
 		if err == nil {
@@ -62,6 +66,7 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"oci:/l:latest", "oci-archive:a.tar:b:c", "docker://quay.io:5000/a/b:t",
 		"docker://a@sha256:" + digestHex, "x.aci", "https://h/p?q=1#f", "docker-archive:x",
+		"example.com/app:1.0", "127.0.0.1:1/a/b",
 	} {
 		f.Add(s)
 	}

@@ -6,12 +6,18 @@
 //	images/sha256/MANIFEST.json    one record per image (the manifest digest is its ID)
 //	refs.json                      image names → IDs
 //	lock                           flock guarding records and refs
+//	gc.lock                        shared by fetches (Hold), exclusive for Prune and Verify
+//	locks/sha256/HEX               one flock per blob, so a blob is downloaded once (LockBlob)
 //	tmp/                           blobs and layers being written
 //
 // Blobs and layers are written under tmp/ and renamed into place once
 // verified, so a name always matches its content; whoever loses a race to
-// rename discards their copy. Fetchers use the primitives PutBlob, PutLayer
-// and EnsureLayer, then AddImage; stage0 uses Lookup, List and Touch.
+// rename discards their copy. Fetchers Hold the store and use the primitives
+// LockBlob, PutBlob, PutLayer and EnsureLayer, then AddImage; stage0 uses
+// Lookup, List and Touch, and for the image verbs RemoveImage, Prune, Verify,
+// and Export. Prune removes only what no image record references and
+// no Hold protects, so a crash or a kill at any point leaves a store whose
+// names all match their content.
 package store
 
 import (
@@ -37,7 +43,7 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("image store %s: %w", dir, err)
 	}
 	s := &Store{dir: abs}
-	for _, d := range []string{"blobs/sha256", "layers/sha256", "images/sha256", "tmp"} {
+	for _, d := range []string{"blobs/sha256", "layers/sha256", "images/sha256", "locks/sha256", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(abs, d), 0o755); err != nil {
 			return nil, fmt.Errorf("image store %s: %w", abs, err)
 		}
@@ -68,13 +74,59 @@ func (s *Store) path(kind string, d digest.Digest, suffix string) (string, error
 
 // withLock runs fn holding the store's exclusive lock.
 func (s *Store) withLock(fn func() error) error {
-	f, err := os.OpenFile(filepath.Join(s.dir, "lock"), os.O_RDWR|os.O_CREATE, 0o644)
+	unlock, err := flock(filepath.Join(s.dir, "lock"), unix.LOCK_EX)
 	if err != nil {
-		return err
-	}
-	defer f.Close() // releases the lock
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		return fmt.Errorf("lock image store: %w", err)
 	}
+	defer unlock()
 	return fn()
+}
+
+// flock opens (creating) the file at p and locks it with how.
+func flock(p string, how int) (unlock func(), err error) {
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), how); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { f.Close() }, nil // closing releases the lock
+}
+
+// Hold keeps Prune and Verify away until release is called: a fetch holds
+// the store while it writes blobs and layers that no image record names yet.
+// Holds are shared; any number of fetches run at once.
+func (s *Store) Hold() (release func(), err error) {
+	release, err = flock(filepath.Join(s.dir, "gc.lock"), unix.LOCK_SH)
+	if err != nil {
+		return nil, fmt.Errorf("hold image store: %w", err)
+	}
+	return release, nil
+}
+
+// exclusive waits for every Hold to be released and keeps new ones out
+// until unlock is called.
+func (s *Store) exclusive() (unlock func(), err error) {
+	unlock, err = flock(filepath.Join(s.dir, "gc.lock"), unix.LOCK_EX)
+	if err != nil {
+		return nil, fmt.Errorf("lock image store for gc: %w", err)
+	}
+	return unlock, nil
+}
+
+// LockBlob takes the blob's own lock, waiting while another process or
+// goroutine holds it, so that a blob wanted by two fetches at once is
+// downloaded once: the second finds it stored when it gets the lock.
+func (s *Store) LockBlob(d digest.Digest) (unlock func(), err error) {
+	p, err := s.path("locks", d, "")
+	if err != nil {
+		return nil, err
+	}
+	unlock, err = flock(p, unix.LOCK_EX)
+	if err != nil {
+		return nil, fmt.Errorf("lock blob %s: %w", d, err)
+	}
+	return unlock, nil
 }

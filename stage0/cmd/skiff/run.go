@@ -27,6 +27,7 @@ type runFlags struct {
 }
 
 type prepareFlags struct {
+	fetchFlags
 	uuidFile   string
 	stage1Path string
 	stage1Name string
@@ -41,6 +42,7 @@ type startFlags struct {
 }
 
 func (f *prepareFlags) register(fl *pflag.FlagSet) {
+	f.fetchFlags.register(fl, "new")
 	fl.StringVar(&f.uuidFile, "uuid-file-save", "", "write the pod's UUID to this file")
 	fl.StringVar(&f.stage1Path, "stage1-path", "", "run with the stage1 image in this file")
 	fl.StringVar(&f.stage1Name, "stage1-name", stage1img.DefaultName, "run with the installed stage1 of this name")
@@ -122,7 +124,7 @@ func preparePod(ctx context.Context, g *globals, f *prepareFlags, args []string)
 	}
 	imgs := make([]*store.Image, len(apps))
 	for i, a := range apps {
-		if imgs[i], err = fetchVerified(ctx, g, in, s, a.Image); err != nil {
+		if imgs[i], err = fetchVerified(ctx, g, in, &f.fetchFlags, s, a.Image); err != nil {
 			return nil, abi.Stage1{}, err
 		}
 	}
@@ -163,18 +165,26 @@ func podOptions(f *prepareFlags, in insecure) (prepare.Pod, []abi.Volume, error)
 }
 
 // fetchVerified imports image into the store after checking its signature
-// (unless --insecure-options=image).
-func fetchVerified(ctx context.Context, g *globals, in insecure, s *store.Store, image string) (*store.Image, error) {
+// (unless --insecure-options=image), as the pull policy says.
+func fetchVerified(ctx context.Context, g *globals, in insecure, f *fetchFlags, s *store.Store, image string) (*store.Image, error) {
 	ref, err := reference.Parse(image)
 	if err != nil {
 		return nil, err
+	}
+	opts, err := f.options(g, in)
+	if err != nil {
+		return nil, err
+	}
+	if isAppc(ref.Transport) {
+		return fetchAppc(ctx, g, in, opts.Pull, s, ref, image)
 	}
 	if in.skips("image") {
 		fmt.Fprintf(os.Stderr, "skiff: WARNING: signature verification of image %q skipped (--insecure-options=image)\n", image)
 	} else if err := verify(g, ref, image); err != nil {
 		return nil, err
 	}
-	img, err := fetch.Import(ctx, s, ref)
+	warnInsecureTransport(in, ref, image)
+	img, err := fetch.Import(ctx, s, ref, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -1,13 +1,19 @@
 package main
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/skiff-project/skiff/image/appc"
+	"github.com/skiff-project/skiff/image/fetch"
 	"github.com/skiff-project/skiff/image/reference"
+	"github.com/skiff-project/skiff/image/store"
 	"github.com/skiff-project/skiff/image/trust"
 )
 
@@ -51,4 +57,95 @@ func trustName(ref reference.Reference) string {
 		base = base[:i]
 	}
 	return base
+}
+
+// isAppc reports whether images of transport t are appc images, which are
+// fetched, verified and imported by fetchAppc.
+func isAppc(t reference.Transport) bool {
+	return t == reference.ACI || t == reference.HTTPS || t == reference.AppcName
+}
+
+// fetchAppc brings an appc image into the store: it opens the .aci file (or
+// downloads the URL, or discovers the name), verifies the signature for the
+// name in the image's own manifest unless --insecure-options=image, and
+// imports the verified bytes.
+// Under --pull-policy=new a URL or a name already in the store is not
+// fetched again (a file always is: it is cheap and may have changed).
+func fetchAppc(ctx context.Context, g *globals, in insecure, pull fetch.PullPolicy, s *store.Store, ref reference.Reference, image string) (*store.Image, error) {
+	if pull == fetch.PullNever || pull == fetch.PullNew && ref.Transport != reference.ACI {
+		img, err := s.Lookup(ref.String())
+		if err == nil {
+			return img, nil
+		}
+		if pull == fetch.PullNever {
+			return nil, fmt.Errorf("image %q: %w and --pull-policy=never; fetch it first ('skiff fetch %s')", image, fetch.ErrNotInStore, image)
+		}
+	}
+	if ref.Transport != reference.ACI {
+		if in.skips("tls") {
+			fmt.Fprintf(os.Stderr, "skiff: WARNING: TLS certificate verification skipped for image %q (--insecure-options=tls)\n", image)
+		}
+		if in.skips("http") {
+			fmt.Fprintf(os.Stderr, "skiff: WARNING: plain HTTP allowed for image %q (--insecure-options=http)\n", image)
+		}
+	}
+	release, err := s.Hold() // image gc keeps away from the download and the unrecorded layer
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	opts := appc.Options{TmpDir: appc.TmpDir(s), InsecureTLS: in.skips("tls"), AllowHTTP: in.skips("http")}
+	src, err := appc.Open(ctx, ref, opts)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: %w%s", image, err, fetchHint(err))
+	}
+	defer src.Close()
+	if in.skips("image") {
+		fmt.Fprintf(os.Stderr, "skiff: WARNING: signature verification of image %q skipped (--insecure-options=image)\n", image)
+	} else if err := verifyAppc(g, src, image); err != nil {
+		return nil, err
+	}
+	img, err := appc.Import(ctx, s, src)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: %w", image, err)
+	}
+	_ = s.Touch(img.ID)
+	return img, nil
+}
+
+// fetchHint names the insecure option that would get past a refusal.
+func fetchHint(err error) string {
+	var cert *tls.CertificateVerificationError
+	switch {
+	case errors.As(err, &cert):
+		return "; if you trust this server anyway, pass --insecure-options=tls"
+	case errors.Is(err, appc.ErrPlainHTTP):
+		return "; pass --insecure-options=http to allow it"
+	}
+	return ""
+}
+
+// verifyAppc checks an appc image's signature for the name in its manifest.
+func verifyAppc(g *globals, src *appc.Source, image string) error {
+	name := src.Manifest.Name
+	fix := fmt.Sprintf("trust the signer's armored public key for %q by saving it as %s/FINGERPRINT",
+		name, filepath.Join(g.localConfig, "trustedkeys", "prefix.d", name))
+	if len(src.PubKeys) > 0 {
+		fix += " (the publisher offers keys at " + strings.Join(src.PubKeys, ", ") + ")"
+	}
+	fix += ", or pass --insecure-options=image"
+	ks := trust.Keystore{LocalDir: g.localConfig, SystemDir: g.systemConfig}
+	err := src.Verify(func(name string, signed, sig io.Reader) error {
+		_, err := ks.VerifyDetached(name, signed, sig)
+		return err
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, trust.ErrUnsigned):
+		return fmt.Errorf("image %q is not signed (no %s); sign it and %s", image, src.SignatureOrigin, fix)
+	case errors.Is(err, trust.ErrNoTrustedKeys), errors.Is(err, trust.ErrUntrustedSigner):
+		return fmt.Errorf("%s: %w; %s", image, err, fix)
+	}
+	return fmt.Errorf("%s: %w", image, err)
 }
