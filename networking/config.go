@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -30,42 +31,58 @@ var ErrUnknownNetwork = errors.New("no such network")
 // ErrPluginNotFound: a plugin binary is in none of the plugin directories.
 var ErrPluginNotFound = errors.New("plugin not found")
 
-// builtin returns the conflist of a built-in network, with its host-local
-// leases kept in ipamDir.
+// builtinOptions shape the built-in networks for one pod: plugins the pod does
+// not need are left out, since every plugin costs iptables calls at ADD and DEL.
+type builtinOptions struct {
+	ipamDir  string // host-local leases
+	ports    bool   // the pod forwards ports: chain portmap
+	firewall bool   // the host's FORWARD policy drops: chain the firewall plugin
+}
+
+// builtin returns the conflist of a built-in network.
 //
 //   - default: ptp veth, host-local in DefaultSubnet, a default route,
-//     masquerade (ipMasq), port forwarding (portmap with snat, so 127.0.0.1
-//     works) and the firewall plugin (accepts the pod's traffic in FORWARD).
+//     masquerade (ipMasq); port forwarding (portmap with snat, so 127.0.0.1
+//     works) when the pod forwards ports; the firewall plugin (accepts the
+//     pod's traffic in FORWARD) when the host's FORWARD policy is DROP.
 //   - default-restricted: ptp, host-local in DefaultRestrictedSubnet, no
 //     default route and no masquerade: the pod reaches the host, nothing
 //     further; port forwarding still works.
-func builtin(name, ipamDir string) ([]byte, bool) {
+func builtin(name string, o builtinOptions) ([]byte, bool) {
 	ipam := func(subnet string, routes ...map[string]string) map[string]any {
-		m := map[string]any{"type": "host-local", "ranges": [][]map[string]string{{{"subnet": subnet}}}, "dataDir": ipamDir}
+		m := map[string]any{"type": "host-local", "ranges": [][]map[string]string{{{"subnet": subnet}}}, "dataDir": o.ipamDir}
 		if len(routes) > 0 {
 			m["routes"] = routes
 		}
 		return m
 	}
-	portmap := map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true}
 	var plugins []any
 	switch name {
 	case NetDefault:
-		plugins = []any{
-			map[string]any{"type": "ptp", "ipMasq": true, "ipam": ipam(DefaultSubnet, map[string]string{"dst": "0.0.0.0/0"})},
-			portmap,
-			map[string]any{"type": "firewall", "backend": "iptables"},
+		plugins = []any{map[string]any{"type": "ptp", "ipMasq": true, "ipam": ipam(DefaultSubnet, map[string]string{"dst": "0.0.0.0/0"})}}
+		if o.firewall {
+			plugins = append(plugins, map[string]any{"type": "firewall", "backend": "iptables"})
 		}
 	case NetDefaultRestricted:
-		plugins = []any{
-			map[string]any{"type": "ptp", "ipMasq": false, "ipam": ipam(DefaultRestrictedSubnet)},
-			portmap,
-		}
+		plugins = []any{map[string]any{"type": "ptp", "ipMasq": false, "ipam": ipam(DefaultRestrictedSubnet)}}
 	default:
 		return nil, false
 	}
+	if o.ports {
+		plugins = append(plugins, map[string]any{"type": "portmap", "capabilities": map[string]bool{"portMappings": true}, "snat": true})
+	}
 	b, err := json.Marshal(map[string]any{"cniVersion": "1.0.0", "name": name, "plugins": plugins})
 	return b, err == nil
+}
+
+// forwardDrops tells whether the host's iptables FORWARD policy is DROP, so a
+// NATed pod needs the firewall plugin to let its traffic through.
+func forwardDrops() bool {
+	out, err := exec.Command("iptables", "-w", "-S", "FORWARD", "1").Output()
+	if err != nil {
+		return false
+	}
+	return strings.HasPrefix(string(out), "-P FORWARD DROP")
 }
 
 // netConfig is one network's configuration, ready for libcni.
@@ -78,7 +95,7 @@ type netConfig struct {
 // order, each in lexical order) whose "name" matches, else a built-in one.
 // Every .conflist and .conf in confDirs must parse: a broken file is an error
 // even when another network is asked for, so it is found early.
-func loadNetworks(names, confDirs []string, ipamDir string) ([]netConfig, error) {
+func loadNetworks(names, confDirs []string, bo builtinOptions) ([]netConfig, error) {
 	found := map[string]netConfig{}
 	for _, dir := range confDirs {
 		files, err := libcni.ConfFiles(dir, []string{".conflist", ".conf", ".json"})
@@ -99,7 +116,10 @@ func loadNetworks(names, confDirs []string, ipamDir string) ([]netConfig, error)
 	for _, name := range names {
 		c, ok := found[name]
 		if !ok {
-			b, isBuiltin := builtin(name, ipamDir)
+			if name == NetDefault && !bo.firewall {
+				bo.firewall = forwardDrops()
+			}
+			b, isBuiltin := builtin(name, bo)
 			if !isBuiltin {
 				return nil, &NetworkError{Network: name, Err: fmt.Errorf("%w: no .conflist or .conf named %q in %s and no built-in one (built-in: %s, %s)",
 					ErrUnknownNetwork, name, strings.Join(confDirs, ", "), NetDefault, NetDefaultRestricted)}

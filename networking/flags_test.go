@@ -142,7 +142,7 @@ func TestLoadNetworks(t *testing.T) {
 	write(system, "a.conflist", `{"cniVersion":"1.0.0","name":"a","plugins":[{"type":"macvlan"}]}`)
 	write(system, "b.conf", `{"cniVersion":"1.0.0","name":"b","type":"ipvlan"}`)
 	write(system, "default.conflist", `{"cniVersion":"1.0.0","name":"default","plugins":[{"type":"vlan"}]}`)
-	got, err := loadNetworks([]string{"a", "b", "default", "default-restricted"}, []string{local, system}, "/ipam")
+	got, err := loadNetworks([]string{"a", "b", "default", "default-restricted"}, []string{local, system}, builtinOptions{ipamDir: "/ipam", ports: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,10 +46,51 @@ type Request struct {
 	Log        io.Writer     // plugins' stderr; nil discards it
 }
 
+// Check tells, without changing anything, whether Setup would find the
+// networks n names and their plugins: stage0 calls it to refuse a bad --net
+// before it writes a pod.
+func Check(n Net, confDirs, pluginDirs []string) error {
+	if n.Mode != ModeCNI {
+		return nil
+	}
+	names := make([]string, len(n.Networks))
+	for i, a := range n.Networks {
+		names[i] = a.Name
+	}
+	confs, err := loadNetworks(names, confDirs, builtinOptions{})
+	if err != nil {
+		return err
+	}
+	if pluginDirs == nil {
+		pluginDirs = DefaultPluginDirs()
+	}
+	for i, c := range confs {
+		if err := checkPlugins(c.list, pluginDirs); err != nil {
+			return &NetworkError{Network: names[i], Err: err}
+		}
+	}
+	return nil
+}
+
 // Result is a pod's network once set up.
 type Result struct {
 	NetNS    string          `json:"netns"` // bind-mounted namespace: join it by path
 	Networks []NetworkResult `json:"networks"`
+	reserved []io.Closer     // the forwarded host ports, bound so nobody else takes them
+}
+
+// Release gives up the host ports the pod holds (as podman's conmon does, the
+// process that set the network up keeps each forwarded port bound for the
+// pod's life, so a second pod or a host service cannot take it; they are
+// released when that process ends, or here).
+func (r *Result) Release() {
+	if r == nil {
+		return
+	}
+	for _, c := range r.reserved {
+		c.Close()
+	}
+	r.reserved = nil
 }
 
 // NetworkResult is what one network gave the pod.
@@ -140,7 +181,7 @@ func Setup(ctx context.Context, req Request) (_ *Result, err error) {
 	for i, a := range req.Networks {
 		names[i] = a.Name
 	}
-	confs, err := loadNetworks(names, req.ConfDirs, req.IPAMDir)
+	confs, err := loadNetworks(names, req.ConfDirs, builtinOptions{ipamDir: req.IPAMDir, ports: len(req.Ports) > 0})
 	if err != nil {
 		return nil, err
 	}
@@ -149,10 +190,15 @@ func Setup(ctx context.Context, req Request) (_ *Result, err error) {
 			return nil, &NetworkError{Network: names[i], Err: err}
 		}
 	}
-	portNet, err := checkPorts(req.Ports, confs)
+	portNet, reserved, err := reservePorts(req.Ports, confs)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if err != nil {
+			(&Result{reserved: reserved}).Release()
+		}
+	}()
 	if err := os.MkdirAll(req.StateDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -175,7 +221,7 @@ func Setup(ctx context.Context, req Request) (_ *Result, err error) {
 		return nil, fmt.Errorf("pod %s: network namespace: %w", req.PodUUID, err)
 	}
 	cni := newCNI(req.StateDir, st.PluginDirs, req.Log)
-	res := &Result{NetNS: st.NetNS}
+	res := &Result{NetNS: st.NetNS, reserved: reserved}
 	for i, c := range confs {
 		a := attached{Name: names[i], IfName: "eth" + strconv.Itoa(i), Config: c.list.Bytes, Args: cniArgs(req.Networks[i].Args)}
 		if i == portNet {
@@ -316,49 +362,50 @@ func cniArgs(args [][2]string) [][2]string {
 	return append([][2]string{{"IgnoreUnknown", "1"}}, args...)
 }
 
-// checkPorts validates the port mappings and tries to bind each host port
-// (portmap's DNAT would silently shadow a host service). It returns the index
-// of the network that forwards them (-1 without ports).
-func checkPorts(ports []PortMapping, confs []netConfig) (int, error) {
+// reservePorts validates the port mappings and binds each host port, which
+// both checks that it is free (portmap's DNAT would silently shadow a host
+// service or another pod) and keeps it for this pod. It returns the index of
+// the network that forwards them (-1 without ports) and the bound sockets.
+func reservePorts(ports []PortMapping, confs []netConfig) (_ int, reserved []io.Closer, err error) {
 	if len(ports) == 0 {
-		return -1, nil
+		return -1, nil, nil
 	}
+	defer func() {
+		if err != nil {
+			(&Result{reserved: reserved}).Release()
+			reserved = nil
+		}
+	}()
 	seen := map[string]bool{}
 	for _, p := range ports {
 		if p.PodPort == 0 {
-			return -1, &PortError{Port: p, Err: ErrUnresolvedPort}
+			return -1, reserved, &PortError{Port: p, Err: ErrUnresolvedPort}
 		}
 		key := fmt.Sprintf("%d/%s", p.HostPort, p.Protocol)
 		if seen[key] {
-			return -1, &PortError{Port: p, Err: fmt.Errorf("host port %s is forwarded twice", key)}
+			return -1, reserved, &PortError{Port: p, Err: fmt.Errorf("host port %s is forwarded twice", key)}
 		}
 		seen[key] = true
-		if err := tryBind(p); err != nil {
-			return -1, &PortError{Port: p, Err: fmt.Errorf("%w (%v); choose another host port", ErrPortInUse, err)}
+		c, err := bindPort(p)
+		if err != nil {
+			return -1, reserved, &PortError{Port: p, Err: fmt.Errorf("%w (%v); choose another host port", ErrPortInUse, err)}
 		}
+		reserved = append(reserved, c)
 	}
 	for i, c := range confs {
 		if hasCapability(c.list, "portMappings") {
-			return i, nil
+			return i, reserved, nil
 		}
 	}
-	return -1, &PortError{Port: ports[0], Err: fmt.Errorf("%w: no plugin of the pod's networks declares the portMappings capability (add portmap)", ErrNoPortForward)}
+	return -1, reserved, &PortError{Port: ports[0], Err: fmt.Errorf("%w: no plugin of the pod's networks declares the portMappings capability (add portmap)", ErrNoPortForward)}
 }
 
-func tryBind(p PortMapping) error {
+func bindPort(p PortMapping) (io.Closer, error) {
 	addr := net.JoinHostPort(p.HostIP, strconv.Itoa(p.HostPort))
 	if p.Protocol == "udp" {
-		c, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return err
-		}
-		return c.Close()
+		return net.ListenPacket("udp", addr)
 	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	return l.Close()
+	return net.Listen("tcp", addr)
 }
 
 // networkResult keeps what a pod's user cares about from a CNI result: the

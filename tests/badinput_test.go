@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 )
 
@@ -32,7 +33,7 @@ func TestBadInput(t *testing.T) {
 	e.fails(125, []string{garbage}, e.runArgs("oci-archive:"+garbage)...)
 	e.fails(125, []string{emptyLayout}, e.runArgs("oci:"+emptyLayout)...)
 	e.fails(125, []string{"bb.tar", "oci-archive:"}, e.runArgs("bb.tar")...)
-	e.fails(125, []string{"--net=bogus"}, e.runArgs("--net=bogus", e.image("busybox"))...)
+	e.fails(125, []string{"bogus", "no such network"}, e.runArgs("--net=bogus", e.image("busybox"))...)
 	e.fails(125, []string{"--insecure-options", "bogus"}, "--insecure-options=bogus", "run", e.image("busybox"))
 	e.fails(125, []string{"no image"}, e.runArgs()...)
 	e.fails(125, []string{"--bogus"}, e.runArgs(e.image("busybox"), "--bogus")...)
@@ -72,3 +73,5 @@ func TestAmbiguousUUIDPrefix(t *testing.T) {
 	}
 	t.Fatal("17 pods and no shared first digit")
 }
+
+func syscallKill(pid int) error { return syscall.Kill(pid, syscall.SIGKILL) }

@@ -88,7 +88,7 @@ func TestPodSandbox(t *testing.T) {
 
 func TestNetworkNoneAndHost(t *testing.T) {
 	e := newEnv(t)
-	r := e.ok(e.runArgs(e.image("busybox"), "--", "/bin/sh", "-c", "ls /sys/class/net")...)
+	r := e.ok(e.runArgs("--net=none", e.image("busybox"), "--", "/bin/sh", "-c", "ls /sys/class/net")...)
 	if strings.Fields(r.stdout)[0] != "lo" || len(strings.Fields(r.stdout)) != 1 {
 		t.Errorf("--net=none: interfaces %q, want only lo", r.stdout)
 	}

@@ -140,6 +140,11 @@ type podJSON struct {
 		ExitCode *int   `json:"exitCode"`
 		Signal   string `json:"signal"`
 	} `json:"apps"`
+	Networks []struct {
+		Name   string   `json:"name"`
+		IfName string   `json:"ifName"`
+		IPs    []string `json:"ips"`
+	} `json:"networks"`
 	Created *time.Time `json:"created"`
 	Started *time.Time `json:"started"`
 	Exited  *time.Time `json:"exited"`

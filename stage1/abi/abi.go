@@ -166,10 +166,17 @@ type PodExit struct {
 // flags before the UUID. MinVersion says from which interface version each flag
 // exists, so stage0 can drop what an older stage1 does not understand.
 type RunFlags struct {
-	Net         string // "none" or "host"; v1
-	Hostname    string // v1
-	Interactive bool   // v1: the app gets stdin (and the terminal when stdin is one)
-	Debug       bool   // v1
+	Net         string   // "none", "host", or CNI networks "default", "a,b:IP=10.1.2.3"; v1
+	Hostname    string   // v1
+	Interactive bool     // v1: the app gets stdin (and the terminal when stdin is one)
+	Debug       bool     // v1
+	Ports       []string // [HOSTIP:]HOSTPORT:PODPORT[/PROTO], repeated; v1
+	DNS         []string // servers, or "host" (the host's resolv.conf) or "none" (the image's); v1
+	DNSSearch   []string // v1
+	DNSOpt      []string // v1
+	HostsEntry  []string // IP=NAME, repeated; v1
+	NetConfDirs []string // where named networks' .conflist files are, in priority order; v1
+	DataDir     string   // skiff's data directory (CNI IPAM state lives below it); v1
 }
 
 // runFlag is one run flag with the version that introduced it.
@@ -179,11 +186,28 @@ type runFlag struct {
 	value      func(RunFlags) (string, bool)
 }
 
+// runList is a repeated run flag.
+type runList struct {
+	name       string
+	minVersion int
+	values     func(RunFlags) []string
+}
+
 var runFlagTable = []runFlag{
 	{"net", 1, func(f RunFlags) (string, bool) { return f.Net, f.Net != "" }},
 	{"hostname", 1, func(f RunFlags) (string, bool) { return f.Hostname, f.Hostname != "" }},
 	{"interactive", 1, func(f RunFlags) (string, bool) { return "true", f.Interactive }},
 	{"debug", 1, func(f RunFlags) (string, bool) { return "true", f.Debug }},
+	{"data-dir", 1, func(f RunFlags) (string, bool) { return f.DataDir, f.DataDir != "" }},
+}
+
+var runListTable = []runList{
+	{"port", 1, func(f RunFlags) []string { return f.Ports }},
+	{"dns", 1, func(f RunFlags) []string { return f.DNS }},
+	{"dns-search", 1, func(f RunFlags) []string { return f.DNSSearch }},
+	{"dns-opt", 1, func(f RunFlags) []string { return f.DNSOpt }},
+	{"hosts-entry", 1, func(f RunFlags) []string { return f.HostsEntry }},
+	{"net-conf-dir", 1, func(f RunFlags) []string { return f.NetConfDirs }},
 }
 
 // Args renders the flags for a stage1 speaking version v. It returns the names of
@@ -200,7 +224,28 @@ func (f RunFlags) Args(v int) (args []string, dropped []string) {
 		}
 		args = append(args, "--"+rf.name+"="+val)
 	}
+	for _, rl := range runListTable {
+		vals := rl.values(f)
+		if len(vals) > 0 && v < rl.minVersion {
+			dropped = append(dropped, rl.name)
+			continue
+		}
+		for _, val := range vals {
+			args = append(args, "--"+rl.name+"="+val)
+		}
+	}
 	return args, dropped
+}
+
+// NetworksFile is networks.json, a []NetworkStatus: the pod's networks as
+// stage1 set them up (stage0 shows them in status). Since v1.
+const NetworksFile = "networks.json"
+
+// NetworkStatus is one network the pod is attached to.
+type NetworkStatus struct {
+	Name   string   `json:"name"`
+	IfName string   `json:"ifName"`
+	IPs    []string `json:"ips"` // CIDR notation
 }
 
 var appNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)

@@ -37,6 +37,7 @@ type Pod struct {
 	Rootfs      string        // the mounted stage1 rootfs
 	Hostname    string        // UTS hostname
 	HostNetwork bool          // share the host's network namespace
+	NetNSPath   string        // join this network namespace (set up by stage1) instead of a new one
 	CgroupsPath string        // e.g. /skiff/UUID
 	Mounts      []specs.Mount // after the base mounts, in order
 	Args        []string      // the init's argv
@@ -57,7 +58,7 @@ func Spec(p Pod) (*specs.Spec, error) {
 	ns := []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.MountNamespace},
 		{Type: specs.UTSNamespace}, {Type: specs.IPCNamespace}, {Type: specs.CgroupNamespace}}
 	if !p.HostNetwork {
-		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: p.NetNSPath})
 	}
 	return &specs.Spec{
 		Version:  specs.Version,

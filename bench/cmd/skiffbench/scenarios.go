@@ -56,8 +56,7 @@ func startScenarios(e *Env, quick bool) []*Scenario {
 		Name: "run-net", App: appTrue, Probe: probeNet, ProbeWant: "eth0", Warmup: 1, Iter: itRunNet.n(quick),
 		Note: "default network (podman: CNI bridge)",
 		Runtimes: []*Runtime{
-			// When skiff gets --net=default, replace NA with: Argv: skiff("default", e.Busybox),
-			{Name: "skiff", NA: "not implemented"},
+			{Name: "skiff", Argv: skiff("default", e.Busybox)},
 			{Name: "podman (CNI bridge)", Argv: func(app []string) []string { return e.podmanArgv("", app) }},
 		},
 	}

@@ -45,15 +45,16 @@ func writeJSON(w io.Writer, v any) error {
 
 // podView is what list and status show of a pod.
 type podView struct {
-	UUID     string     `json:"uuid"`
-	State    string     `json:"state"`
-	Apps     []appView  `json:"apps"`
-	PID      int        `json:"pid,omitempty"`
-	Ready    bool       `json:"ready"`
-	Created  *time.Time `json:"created,omitempty"`
-	Started  *time.Time `json:"started,omitempty"`
-	Exited   *time.Time `json:"exited,omitempty"`
-	ExitCode *int       `json:"exitCode,omitempty"`
+	UUID     string              `json:"uuid"`
+	State    string              `json:"state"`
+	Apps     []appView           `json:"apps"`
+	PID      int                 `json:"pid,omitempty"`
+	Ready    bool                `json:"ready"`
+	Created  *time.Time          `json:"created,omitempty"`
+	Started  *time.Time          `json:"started,omitempty"`
+	Exited   *time.Time          `json:"exited,omitempty"`
+	ExitCode *int                `json:"exitCode,omitempty"`
+	Networks []abi.NetworkStatus `json:"networks,omitempty"`
 }
 
 type appView struct {
@@ -84,6 +85,7 @@ func view(p *pod.Pod) podView {
 			v.ExitCode = &c
 		}
 	}
+	_ = abi.ReadJSON(filepath.Join(p.Dir, abi.NetworksFile), &v.Networks) // absent before the network is up
 	if m != nil {
 		for i, a := range m.Apps {
 			av := appView{Name: a.Name, Image: a.Image.Name, ImageID: a.Image.ID}
@@ -200,6 +202,9 @@ func printStatus(w io.Writer, v podView) {
 	fmt.Fprintf(w, "ready=%t\ncreated=%s\nstarted=%s\nexited=%s\n", v.Ready, ago(v.Created), ago(v.Started), ago(v.Exited))
 	if v.ExitCode != nil {
 		fmt.Fprintf(w, "exit-code=%d\n", *v.ExitCode)
+	}
+	for _, n := range v.Networks {
+		fmt.Fprintf(w, "network-%s=%s %s\n", n.Name, n.IfName, strings.Join(n.IPs, ","))
 	}
 	for _, a := range v.Apps {
 		fmt.Fprintf(w, "app-%s=%s", a.Name, a.Image)

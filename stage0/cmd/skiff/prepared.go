@@ -44,7 +44,7 @@ func newRunPreparedCmd(g *globals) *cobra.Command {
 		Short: "Run a prepared pod in the foreground; exits with the pod's exit code",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := f.check(); err != nil {
+			if err := f.check(g); err != nil {
 				return err
 			}
 			p, err := pod.Load(g.dir, args[0])

@@ -13,6 +13,7 @@ import (
 	"github.com/skiff-project/skiff/image/fetch"
 	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/image/store"
+	"github.com/skiff-project/skiff/networking"
 	"github.com/skiff-project/skiff/stage0/pod"
 	"github.com/skiff-project/skiff/stage0/prepare"
 	"github.com/skiff-project/skiff/stage0/stage1img"
@@ -39,6 +40,11 @@ type startFlags struct {
 	net         string
 	hostname    string
 	interactive bool
+	ports       []string
+	dns         []string
+	dnsSearch   []string
+	dnsOpt      []string
+	hostsEntry  []string
 }
 
 func (f *prepareFlags) register(fl *pflag.FlagSet) {
@@ -51,16 +57,59 @@ func (f *prepareFlags) register(fl *pflag.FlagSet) {
 }
 
 func (f *startFlags) register(fl *pflag.FlagSet) {
-	fl.StringVar(&f.net, "net", "none", `the pod's network: "none" (loopback only) or "host"`)
+	fl.StringVar(&f.net, "net", networking.NetDefault, `the pod's network: "default" (private, NATed), "default-restricted" (host-reachable only), "host", "none" (loopback only), or named networks from net.d: "a,b:IP=10.1.2.3"`)
 	fl.StringVar(&f.hostname, "hostname", "", "the pod's hostname (default: skiff-UUID-PREFIX)")
 	fl.BoolVar(&f.interactive, "interactive", false, "give the app stdin (and the terminal, when stdin is one)")
+	fl.StringArrayVar(&f.ports, "port", nil, "forward a host port: [HOSTIP:]HOSTPORT:PODPORT[/tcp|udp] (repeatable)")
+	fl.StringSliceVar(&f.dns, "dns", nil, `DNS servers for the apps, or "host" (the host's resolv.conf) or "none" (the image's)`)
+	fl.StringSliceVar(&f.dnsSearch, "dns-search", nil, "DNS search domains")
+	fl.StringSliceVar(&f.dnsOpt, "dns-opt", nil, "resolv.conf options")
+	fl.StringArrayVar(&f.hostsEntry, "hosts-entry", nil, "an /etc/hosts entry IP=NAME (repeatable)")
 }
 
-func (f *startFlags) check() error {
-	if f.net != "none" && f.net != "host" {
-		return fmt.Errorf("--net=%s: unknown network; use --net=none or --net=host", f.net)
+// check validates the start flags before anything is written.
+func (f *startFlags) check(g *globals) error {
+	n, err := networking.ParseNetFlag(f.net)
+	if err != nil {
+		return err
+	}
+	if err := networking.Check(n, netConfDirs(g), nil); err != nil {
+		return err
+	}
+	var ports []networking.PortMapping
+	for _, p := range f.ports {
+		pm, err := networking.ParsePort(p)
+		if err != nil {
+			return err
+		}
+		if pm.PodPort == 0 {
+			return fmt.Errorf("--port=%s: named ports need an appc image's port names, which this pod's images do not give; use HOSTPORT:PODPORT", p)
+		}
+		ports = append(ports, pm)
+	}
+	if err := n.CheckPorts(ports); err != nil {
+		return err
+	}
+	if err := (networking.DNSOptions{Servers: f.dns, Search: f.dnsSearch, Options: f.dnsOpt}).Validate(); err != nil {
+		return err
+	}
+	for _, h := range f.hostsEntry {
+		if _, err := networking.ParseHostsEntry(h); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// netConfDirs are where named networks are configured, administrator's first.
+func netConfDirs(g *globals) []string {
+	var dirs []string
+	for _, d := range []string{g.localConfig, g.systemConfig} {
+		if abs, err := filepath.Abs(filepath.Join(d, "net.d")); err == nil {
+			dirs = append(dirs, abs)
+		}
+	}
+	return dirs
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -87,7 +136,7 @@ Images: ` + reference.Forms + `
 }
 
 func runRun(ctx context.Context, g *globals, f *runFlags, args []string) error {
-	if err := f.startFlags.check(); err != nil {
+	if err := f.startFlags.check(g); err != nil {
 		return err
 	}
 	p, s1, err := preparePod(ctx, g, &f.prepareFlags, args)
@@ -214,7 +263,14 @@ func execStage1(g *globals, f *startFlags, p *pod.Pod, s1 abi.Stage1) error {
 	if hostname == "" {
 		hostname = "skiff-" + p.UUID[:8]
 	}
-	flags := abi.RunFlags{Net: f.net, Hostname: hostname, Interactive: f.interactive, Debug: g.debug}
+	// stage1 runs in the pod directory: give it absolute paths.
+	dataDir, err := filepath.Abs(g.dir)
+	if err != nil {
+		return err
+	}
+	flags := abi.RunFlags{Net: f.net, Hostname: hostname, Interactive: f.interactive, Debug: g.debug,
+		Ports: f.ports, DNS: f.dns, DNSSearch: f.dnsSearch, DNSOpt: f.dnsOpt, HostsEntry: f.hostsEntry,
+		NetConfDirs: netConfDirs(g), DataDir: dataDir}
 	args, dropped := flags.Args(s1.InterfaceVersion)
 	for _, d := range dropped {
 		fmt.Fprintf(os.Stderr, "skiff: WARNING: stage1 %s does not support --%s; ignored\n", s1.Name, d)

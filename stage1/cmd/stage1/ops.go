@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -9,6 +11,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/networking"
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/container"
 )
@@ -48,7 +51,9 @@ func gcMain(args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("usage: gc UUID")
 	}
-	return container.Destroy(abs(s1State), containerID(args[0]))
+	errDestroy := container.Destroy(abs(s1State), containerID(args[0]))
+	errNet := networking.Teardown(context.Background(), abs(s1Net))
+	return errors.Join(errDestroy, errNet)
 }
 
 // enterMain: enter --pid=P --app=NAME -- CMD... Runs CMD inside the app, in the

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/networking"
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/appexec"
 	"github.com/skiff-project/skiff/stage1/container"
@@ -43,6 +45,9 @@ type runOpts struct {
 	uuid   string
 	podDir string
 	start  time.Time
+	ports  []networking.PortMapping
+	dns    networking.DNSOptions
+	hosts  []networking.HostEntry
 }
 
 // debugf prints a phase of the pod's start with the time since run began.
@@ -55,19 +60,41 @@ func (o runOpts) debugf(format string, args ...any) {
 func parseRun(args []string) (runOpts, error) {
 	o := runOpts{start: time.Now()}
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.StringVar(&o.Net, "net", "none", "none or host")
+	fs.StringVar(&o.Net, "net", "none", "none, host or CNI networks")
 	fs.StringVar(&o.Hostname, "hostname", "", "the pod's hostname")
 	fs.BoolVar(&o.Interactive, "interactive", false, "give the app stdin")
 	fs.BoolVar(&o.Debug, "debug", false, "verbose")
+	fs.StringVar(&o.DataDir, "data-dir", "", "skiff's data directory")
+	list := func(name string, dst *[]string) {
+		fs.Func(name, "repeatable", func(v string) error { *dst = append(*dst, v); return nil })
+	}
+	list("port", &o.Ports)
+	list("dns", &o.DNS)
+	list("dns-search", &o.DNSSearch)
+	list("dns-opt", &o.DNSOpt)
+	list("hosts-entry", &o.HostsEntry)
+	list("net-conf-dir", &o.NetConfDirs)
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() != 1 {
 		return o, fmt.Errorf("usage: run [flags] UUID")
 	}
-	if o.Net != "none" && o.Net != "host" {
-		return o, fmt.Errorf("network %q: this stage1 supports --net=none and --net=host", o.Net)
+	for _, p := range o.Ports {
+		pm, err := networking.ParsePort(p)
+		if err != nil {
+			return o, err
+		}
+		o.ports = append(o.ports, pm)
 	}
+	for _, h := range o.HostsEntry {
+		he, err := networking.ParseHostsEntry(h)
+		if err != nil {
+			return o, err
+		}
+		o.hosts = append(o.hosts, he)
+	}
+	o.dns = networking.DNSOptions{Servers: o.DNS, Search: o.DNSSearch, Options: o.DNSOpt}
 	o.uuid = fs.Arg(0)
 	wd, err := os.Getwd()
 	o.podDir = wd
@@ -107,6 +134,7 @@ type runningPod struct {
 	o        runOpts
 	m        *abi.PodManifest
 	specs    map[string]*specs.Spec // each app's config.json
+	net      *podNet
 	c        *container.Running
 	srv      *stdio.Server
 	stopping bool
@@ -114,46 +142,38 @@ type runningPod struct {
 }
 
 func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
-	if err := prepareDirs(m); err != nil {
-		return nil, err
-	}
-	if err := makeVolumes(m.Volumes); err != nil {
-		return nil, err
-	}
 	r := &runningPod{o: o, m: m, specs: map[string]*specs.Spec{}}
-	var apps []units.App
-	for _, a := range m.Apps {
-		var s specs.Spec
-		if err := abi.ReadJSON(filepath.Join(abi.AppsDir, a.Name, abi.AppSpecFile), &s); err != nil {
-			return nil, fmt.Errorf("app %s: %w", a.Name, err)
-		}
-		r.specs[a.Name] = &s
-		apps = append(apps, unitApp(a.Name, &s))
-	}
-	if err := units.Write(s1Upper, units.Options{Apps: apps}); err != nil {
+	if err := r.writeUnits(); err != nil {
 		return nil, err
 	}
 	rootfs := filepath.Join(o.podDir, s1Rootfs)
 	if err := mountOverlay(m.Stage1.Rootfs.Layers, s1Upper, s1Work, rootfs); err != nil {
 		return nil, fmt.Errorf("mount stage1 rootfs: %w", err)
 	}
-	o.debugf("stage1 rootfs mounted")
 	// The sandbox keeps its own copy of the mount; the host's goes right away,
 	// so a crash of this process leaves no mount behind.
 	defer unix.Unmount(rootfs, unix.MNT_DETACH)
-
+	o.debugf("stage1 rootfs mounted")
+	var err error
+	if r.net, err = setupNet(context.Background(), o, m); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if r.c == nil {
+			r.net.teardown() // the pod never started: nothing of its network stays
+		}
+	}()
+	o.debugf("network %s set up", o.Net)
 	sb, err := r.sandbox(rootfs)
 	if err != nil {
 		return nil, err
 	}
-	srv, err := r.serveStdio()
-	if err != nil {
+	if r.srv, err = r.serveStdio(); err != nil {
 		return nil, err
 	}
-	r.srv = srv
 	c, err := container.Start(sb)
 	if err != nil {
-		srv.Close()
+		r.srv.Close()
 		return nil, err
 	}
 	r.c = c
@@ -162,6 +182,27 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 		_ = c.Signal(unix.SIGKILL)
 	}
 	return r, nil
+}
+
+// writeUnits reads the apps' specs, makes the pod's directories and volumes,
+// and writes the units into the stage1 rootfs's upper directory.
+func (r *runningPod) writeUnits() error {
+	if err := prepareDirs(r.m); err != nil {
+		return err
+	}
+	if err := makeVolumes(r.m.Volumes); err != nil {
+		return err
+	}
+	var apps []units.App
+	for _, a := range r.m.Apps {
+		var s specs.Spec
+		if err := abi.ReadJSON(filepath.Join(abi.AppsDir, a.Name, abi.AppSpecFile), &s); err != nil {
+			return fmt.Errorf("app %s: %w", a.Name, err)
+		}
+		r.specs[a.Name] = &s
+		apps = append(apps, unitApp(a.Name, &s))
+	}
+	return units.Write(s1Upper, units.Options{Apps: apps})
 }
 
 // unitApp is what the app's unit needs from its spec.
@@ -241,6 +282,7 @@ func (r *runningPod) sandbox(rootfs string) (container.Pod, error) {
 		if err != nil {
 			return container.Pod{}, fmt.Errorf("app %s: %w", a.Name, err)
 		}
+		app.Mounts = append(app.Mounts, r.net.files...)
 		mounts = append(mounts, container.AppMounts(rootfs, app)...)
 	}
 	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
@@ -256,7 +298,8 @@ func (r *runningPod) sandbox(rootfs string) (container.Pod, error) {
 		StateRoot:   abs(s1State),
 		Rootfs:      rootfs,
 		Hostname:    r.o.Hostname,
-		HostNetwork: r.o.Net == "host",
+		HostNetwork: r.net.mode == networking.ModeHost,
+		NetNSPath:   r.net.netNSPath(),
 		CgroupsPath: "/skiff/" + r.m.UUID,
 		Mounts:      mounts,
 		Args: []string{"/usr/lib/skiff/stage1", "pod-init", "/usr/lib/systemd/systemd", "--unit=" + units.Target,
@@ -369,10 +412,10 @@ func (r *runningPod) wait() int {
 	signal.Stop(sigs)
 	r.recordOOMKills()
 	r.srv.Close()
-	if err := r.c.Destroy(); err != nil {
-		if r.o.Debug {
-			fmt.Fprintf(os.Stderr, "stage1: destroy pod sandbox: %v\n", err)
-		}
+	errDestroy := r.c.Destroy()
+	errNet := r.net.teardown()
+	if err := errors.Join(errDestroy, errNet); err != nil {
+		fmt.Fprintf(os.Stderr, "skiff: pod %s: %v; 'skiff gc' will retry\n", r.m.UUID, err)
 	} else {
 		_ = os.WriteFile(abi.CleanFile, nil, 0o644) // gc has nothing left to undo
 	}
