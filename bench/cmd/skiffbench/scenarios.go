@@ -16,6 +16,7 @@ var (
 	itGC       = iters{1, 5}
 	itMem      = iters{1, 3}
 	itRunBig   = iters{5, 20}
+	itFetchBig = iters{1, 3}
 	itFirstRun = iters{1, 3}
 )
 
@@ -60,9 +61,7 @@ func startScenarios(e *Env, quick bool) []*Scenario {
 			{Name: "podman (CNI bridge)", Argv: func(app []string) []string { return e.podmanArgv("", app) }},
 		},
 	}
-	fetchBig := &Scenario{
-		Name: "fetch-big", Runtimes: []*Runtime{{Name: "skiff", NA: "needs docker:// fetch"}},
-	}
+	fetchBig := e.fetchScenario(quick)
 	runBig := &Scenario{
 		Name: "run-big", App: appTrue, Probe: probeOK, ProbeWant: marker, Warmup: 1, Iter: itRunBig.n(quick),
 		Note: "image already imported: rendering should not grow with image size",
