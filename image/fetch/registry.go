@@ -87,13 +87,23 @@ func newRegistry(s *store.Store, ref reference.Reference, opts Options) (*regist
 }
 
 func (r *registry) fetch(ctx context.Context) (*store.Image, error) {
+	return r.fetchPinned(ctx, r.ref.Digest)
+}
+
+// fetchPinned imports the image whose top manifest has digest pinned (the
+// ref's tag when pinned is ""), recording it under the ref's name.
+func (r *registry) fetchPinned(ctx context.Context, pinned digest.Digest) (*store.Image, error) {
 	defer r.progress.stop()
 	var target name.Reference = r.repo.Tag(r.ref.Tag)
-	if r.ref.Digest != "" {
-		target = r.repo.Digest(r.ref.Digest.String())
+	if pinned != "" {
+		target = r.repo.Digest(pinned.String())
 	}
-	id, m, err := r.manifest(ctx, target, r.ref.Digest, 0)
+	res, err := r.resolve(ctx, target, pinned, 0)
 	if err != nil {
+		return nil, err
+	}
+	id, m := res.Digests[len(res.Digests)-1], res.manifest
+	if err := r.s.PutBlob(id, int64(len(res.raw)), strings.NewReader(string(res.raw))); err != nil {
 		return nil, err
 	}
 	if err := r.blob(ctx, m.Config); err != nil {
@@ -127,43 +137,152 @@ func (r *registry) fetch(ctx context.Context) (*store.Image, error) {
 	return r.s.AddImage(id, []string{r.ref.String()})
 }
 
-// manifest fetches and stores the manifest target names, following an index
-// to linux and this architecture, and returns its digest (the image ID).
-func (r *registry) manifest(ctx context.Context, target name.Reference, want digest.Digest, depth int) (digest.Digest, ocispec.Manifest, error) {
-	var m ocispec.Manifest
+// Resolved is what a reference names in a registry: the digest of the
+// manifest the tag (or digest) names and, when that is an index, the digests
+// down to the manifest of linux and this architecture, which is the image.
+type Resolved struct {
+	Digests []digest.Digest // top first; the last is the image manifest (the image ID)
+
+	manifest ocispec.Manifest
+	raw      []byte
+}
+
+// resolve fetches the manifest target names, following an index to linux
+// and this architecture, without storing anything. Each manifest's content
+// must have the digest it was asked by (want, when not "").
+func (r *registry) resolve(ctx context.Context, target name.Reference, want digest.Digest, depth int) (Resolved, error) {
 	if depth > maxIndexDepth {
-		return "", m, fmt.Errorf("indexes nested deeper than %d", maxIndexDepth)
+		return Resolved{}, fmt.Errorf("indexes nested deeper than %d", maxIndexDepth)
 	}
 	desc, err := r.puller.Get(ctx, target)
 	if err != nil {
-		return "", m, err
+		return Resolved{}, err
 	}
 	d := digest.FromBytes(desc.Manifest)
 	if want != "" && d != want {
-		return "", m, fmt.Errorf("manifest %s: content has digest %s", want, d)
+		return Resolved{}, fmt.Errorf("manifest %s: content has digest %s", want, d)
 	}
 	mt := string(desc.MediaType)
 	switch {
 	case isIndex(mt):
 		idx, err := ParseIndex(desc.Manifest)
 		if err != nil {
-			return "", m, fmt.Errorf("index %s: %w", d, err)
+			return Resolved{}, fmt.Errorf("index %s: %w", d, err)
 		}
 		sub, err := selectPlatform(idx)
 		if err != nil {
-			return "", m, fmt.Errorf("index %s: %w", d, err)
+			return Resolved{}, fmt.Errorf("index %s: %w", d, err)
 		}
-		return r.manifest(ctx, r.repo.Digest(sub.Digest.String()), sub.Digest, depth+1)
+		res, err := r.resolve(ctx, r.repo.Digest(sub.Digest.String()), sub.Digest, depth+1)
+		res.Digests = append([]digest.Digest{d}, res.Digests...)
+		return res, err
 	case isManifest(mt):
-		if m, err = ParseManifest(desc.Manifest); err != nil {
-			return "", m, fmt.Errorf("manifest %s: %w", d, err)
+		m, err := ParseManifest(desc.Manifest)
+		if err != nil {
+			return Resolved{}, fmt.Errorf("manifest %s: %w", d, err)
 		}
 		if m.MediaType == "" {
 			m.MediaType = mt
 		}
-		return d, m, r.s.PutBlob(d, int64(len(desc.Manifest)), strings.NewReader(string(desc.Manifest)))
+		return Resolved{Digests: []digest.Digest{d}, manifest: m, raw: desc.Manifest}, nil
 	}
-	return "", m, fmt.Errorf("manifest %s: %w: %q", d, ErrUnsupportedMediaType, mt)
+	return Resolved{}, fmt.Errorf("manifest %s: %w: %q", d, ErrUnsupportedMediaType, mt)
+}
+
+// ErrManifestUnknown is returned by Remote.Manifest for a tag the
+// repository does not have.
+var ErrManifestUnknown = errors.New("manifest unknown")
+
+// Remote reads one repository of a registry with the credentials, TLS and
+// HTTP options an import uses, so that a caller can look at what a reference
+// names (and its signatures) before importing exactly that.
+type Remote struct {
+	r    *registry
+	opts Options
+}
+
+// NewRemote prepares access to ref's repository; nothing is fetched yet.
+func NewRemote(ref reference.Reference, opts Options) (*Remote, error) {
+	if ref.Transport != reference.Docker {
+		return nil, fmt.Errorf("%s: not a registry reference", ref)
+	}
+	quiet := opts
+	quiet.Progress = nil // progress starts with Import
+	r, err := newRegistry(nil, ref, quiet)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	return &Remote{r: r, opts: opts}, nil
+}
+
+// Resolve returns what the reference names now, storing nothing.
+func (rm *Remote) Resolve(ctx context.Context) (Resolved, error) {
+	var target name.Reference = rm.r.repo.Tag(rm.r.ref.Tag)
+	if rm.r.ref.Digest != "" {
+		target = rm.r.repo.Digest(rm.r.ref.Digest.String())
+	}
+	res, err := rm.r.resolve(ctx, target, rm.r.ref.Digest, 0)
+	if err != nil {
+		return Resolved{}, fmt.Errorf("%s: %w", rm.r.ref, rm.r.explain(err))
+	}
+	return res, nil
+}
+
+// Manifest returns the raw manifest at tag in the repository and its media
+// type, or an error matching ErrManifestUnknown.
+func (rm *Remote) Manifest(ctx context.Context, tag string) ([]byte, string, error) {
+	desc, err := rm.r.puller.Get(ctx, rm.r.repo.Tag(tag))
+	if err != nil {
+		var terr *transport.Error
+		if errors.As(err, &terr) && terr.StatusCode == http.StatusNotFound {
+			return nil, "", fmt.Errorf("%s:%s: %w", rm.r.repo, tag, ErrManifestUnknown)
+		}
+		return nil, "", fmt.Errorf("%s:%s: %w", rm.r.repo, tag, rm.r.explain(err))
+	}
+	if len(desc.Manifest) > maxJSON {
+		return nil, "", fmt.Errorf("%s:%s: manifest larger than %d bytes", rm.r.repo, tag, maxJSON)
+	}
+	return desc.Manifest, string(desc.MediaType), nil
+}
+
+// Blob returns blob d of the repository, at most max bytes, checked
+// against d.
+func (rm *Remote) Blob(ctx context.Context, d digest.Digest, max int64) ([]byte, error) {
+	rc, err := rm.r.open(ctx, d)
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", d, rm.r.explain(err))
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("blob %s: %w", d, err)
+	}
+	if int64(len(data)) > max {
+		return nil, fmt.Errorf("blob %s: larger than %d bytes", d, max)
+	}
+	if digest.FromBytes(data) != d {
+		return nil, fmt.Errorf("blob %s: content does not match its digest", d)
+	}
+	return data, nil
+}
+
+// Import brings the image whose top manifest has digest top (as Resolve
+// returned it) into s under the reference's name: a tag that moved since
+// Resolve does not change what is imported.
+func (rm *Remote) Import(ctx context.Context, s *store.Store, top digest.Digest) (*store.Image, error) {
+	release, err := s.Hold()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	r := *rm.r
+	r.s = s
+	r.progress = newProgress(rm.opts, rm.r.ref.String())
+	img, err := r.fetchPinned(ctx, top)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", rm.r.ref, r.explain(err))
+	}
+	return img, nil
 }
 
 // open starts downloading blob d; the reader fails at its end if the content
@@ -222,6 +341,9 @@ func (r *registry) layer(ctx context.Context, l ocispec.Descriptor, diffID diges
 // storeStreaming stores the blob read from src and, when extract is set,
 // extracts it at the same time through a pipe. The layer directory is
 // verified by its diffID, the blob by its digest; either failing fails both.
+// The blob is read to its end even when extraction fails first, so that
+// content that does not match its digest is reported as that (the cause),
+// not as whatever the extraction made of it.
 func storeStreaming(s *store.Store, l ocispec.Descriptor, diffID digest.Digest, src io.Reader, extract bool) error {
 	if !extract {
 		return s.PutBlob(l.Digest, l.Size, src)
@@ -236,12 +358,31 @@ func storeStreaming(s *store.Store, l ocispec.Descriptor, diffID digest.Digest, 
 		pr.CloseWithError(err)
 		layerErr <- err
 	}()
-	blobErr := s.PutBlob(l.Digest, l.Size, io.TeeReader(src, pw))
+	blobErr := s.PutBlob(l.Digest, l.Size, io.TeeReader(src, &untilFailed{w: pw}))
 	pw.CloseWithError(blobErr)
-	if err := <-layerErr; err != nil && !errors.Is(err, io.ErrClosedPipe) {
-		return err
+	lerr := <-layerErr
+	if blobErr != nil {
+		return blobErr
 	}
-	return blobErr
+	if lerr != nil && !errors.Is(lerr, io.ErrClosedPipe) {
+		return lerr
+	}
+	return nil
+}
+
+// untilFailed writes to w until a write fails, then discards.
+type untilFailed struct {
+	w      io.Writer
+	failed bool
+}
+
+func (u *untilFailed) Write(p []byte) (int, error) {
+	if !u.failed {
+		if _, err := u.w.Write(p); err != nil {
+			u.failed = true
+		}
+	}
+	return len(p), nil
 }
 
 // httpGuard refuses plain HTTP unless allowed, and names the option when an
@@ -279,15 +420,15 @@ func (k credsKeychain) Resolve(target authn.Resource) (authn.Authenticator, erro
 // explain turns a registry failure into one line saying what went wrong
 // and, where there is one, what to do.
 func (r *registry) explain(err error) error {
+	// Certificate errors first: for a loopback or private-network host the
+	// library tries https and http at once, and when https fails on the
+	// certificate, http is refused too; the registry speaks TLS, so naming
+	// http would be the wrong advice.
+	if cause := certError(err); cause != nil {
+		return fmt.Errorf("TLS certificate of registry %s does not verify (%s); pass --insecure-options=tls to skip the check", r.ref.Host, firstLine(cause))
+	}
 	if errors.Is(err, ErrPlainHTTP) {
 		return ErrPlainHTTP
-	}
-	var unknownCA x509.UnknownAuthorityError
-	var hostErr x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	var verify *tls.CertificateVerificationError
-	if errors.As(err, &unknownCA) || errors.As(err, &hostErr) || errors.As(err, &invalid) || errors.As(err, &verify) {
-		return fmt.Errorf("TLS certificate of registry %s does not verify (%s); pass --insecure-options=tls to skip the check", r.ref.Host, firstLine(err))
 	}
 	var terr *transport.Error
 	if !errors.As(err, &terr) {
@@ -316,6 +457,25 @@ func (r *registry) explain(err error) error {
 		return fmt.Errorf("registry %s failed: %d %s%s", r.ref.Host, code, http.StatusText(code), what)
 	}
 	return fmt.Errorf("registry %s: %d %s%s", r.ref.Host, terr.StatusCode, http.StatusText(terr.StatusCode), what)
+}
+
+// certError returns the certificate verification failure in err, or nil.
+func certError(err error) error {
+	var verify *tls.CertificateVerificationError
+	var unknownCA x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &verify):
+		return verify
+	case errors.As(err, &unknownCA):
+		return unknownCA
+	case errors.As(err, &hostErr):
+		return hostErr
+	case errors.As(err, &invalid):
+		return invalid
+	}
+	return nil
 }
 
 func firstLine(err error) string {
