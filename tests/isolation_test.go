@@ -203,3 +203,16 @@ func TestPrepareAndRunPrepared(t *testing.T) {
 		t.Errorf("pods left after gc: %+v", ps)
 	}
 }
+
+func TestEnterWaitsForAStartingPod(t *testing.T) {
+	e := newEnv(t)
+	uf := filepath.Join(t.TempDir(), "uuid")
+	c, _, _ := e.startBackground(e.runArgs("--uuid-file-save="+uf, e.image("busybox"), "--", "/bin/sleep", "600")...)
+	waitFor(t, 20*time.Second, "the pod's UUID", func() bool { _, err := os.Stat(uf); return err == nil })
+	// Right away: the pod may not have its pid yet; enter waits for it.
+	if r := e.ok("enter", uuidOf(t, uf), "/bin/echo", "in"); r.stdout != "in\n" {
+		t.Errorf("enter: %q", r.stdout)
+	}
+	e.ok("stop", uuidOf(t, uf))
+	c.Wait()
+}

@@ -99,12 +99,21 @@ func TestPortForwardingAndPodToPod(t *testing.T) {
 	if got := get("127.0.0.1"); got != "served-from-pod\n" {
 		t.Errorf("via 127.0.0.1: %q", got)
 	}
+	if hostIP := hostAddress(t); hostIP != "" {
+		if got := get(hostIP); got != "served-from-pod\n" {
+			t.Errorf("via the host's address %s: %q", hostIP, got)
+		}
+	}
 	// Another pod on default reaches this one by its address.
 	st := e.status(uuid)
 	if len(st.Networks) != 1 || len(st.Networks[0].IPs) != 1 {
 		t.Fatalf("status networks: %+v", st.Networks)
 	}
 	ip, _, _ := strings.Cut(st.Networks[0].IPs[0], "/")
+	// The host reaches the pod's address directly.
+	if out, err := exec.Command("curl", "-s", "--max-time", "5", "http://"+ip+":8080/").Output(); err != nil || string(out) != "served-from-pod\n" {
+		t.Errorf("host to pod %s: %q, %v", ip, out, err)
+	}
 	r := e.ok(e.runArgs(e.image("busybox"), "--", "/bin/sh", "-c", "wget -q -O - http://"+ip+":8080/")...)
 	if r.stdout != "served-from-pod\n" {
 		t.Errorf("pod to pod: %q", r.stdout)
@@ -180,4 +189,44 @@ func TestNetworkTeardownAfterSIGKILL(t *testing.T) {
 	if l := netLeaks(t, uuid); len(l) > 0 {
 		t.Errorf("left after gc: %v", l)
 	}
+}
+
+// hostAddress is the host's own (non-loopback) source address, if it has one.
+func hostAddress(t *testing.T) string {
+	out, err := exec.Command("ip", "-4", "route", "get", "192.0.2.1").Output()
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(out))
+	for i, w := range f {
+		if w == "src" && i+1 < len(f) {
+			return f[i+1]
+		}
+	}
+	return ""
+}
+
+// rkt's --port=NAME:HOSTPORT forwards to the port an appc image names.
+func TestNamedPortOfAnAppcImage(t *testing.T) {
+	e := newEnv(t)
+	b := newACIBuilder(t, e)
+	m := manifest("skiff.invalid/web", nil)
+	m["app"].(map[string]any)["exec"] = []string{"/bin/sh", "-c", "mkdir -p /tmp/www && echo named-port > /tmp/www/index.html && httpd -f -p 8080 -h /tmp/www"}
+	m["app"].(map[string]any)["user"], m["app"].(map[string]any)["group"] = "0", "0"
+	aci := b.build("web.aci", m, false)
+	port := freePort(t)
+	uf := filepath.Join(t.TempDir(), "uuid")
+	c, _, errb := e.startBackground(e.runArgs("--uuid-file-save="+uf, fmt.Sprintf("--port=http:%d", port), aci)...)
+	var body []byte
+	waitFor(t, 20*time.Second, "the named port", func() bool {
+		out, err := exec.Command("curl", "-s", "--max-time", "2", fmt.Sprintf("http://127.0.0.1:%d/", port)).Output()
+		body = out
+		return err == nil && len(out) > 0
+	})
+	if string(body) != "named-port\n" {
+		t.Errorf("named port: %q (%s)", body, errb.String())
+	}
+	e.ok("stop", uuidOf(t, uf))
+	c.Wait()
+	e.fails(125, []string{"nosuchport"}, e.runArgs("--port=nosuchport:18081", aci)...)
 }

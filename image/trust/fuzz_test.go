@@ -48,7 +48,8 @@ func TestSeedSignatures(t *testing.T) {
 			t.Errorf("%s: signer %s", sig, fingerprintOf(e))
 		}
 		_, err = verify(k, "example.org/app", content, readTestdata(t, sig))
-		wantErr(t, err, ErrNoTrustedKeys, "example.org/app")
+		// No key applies to the name; the signer's key is trusted for another prefix.
+		wantErr(t, err, ErrUntrustedSigner, "example.org/app")
 		_, err = verify(k, "example.com/app", append(content, 0), readTestdata(t, sig))
 		wantErr(t, err, ErrBadSignature, "example.com/app")
 	}

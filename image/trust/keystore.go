@@ -27,11 +27,26 @@ const maxKeySize = 1 << 20
 // Either may be empty to mean "none".
 type Keystore struct{ LocalDir, SystemDir string }
 
-// KeysFor returns the keys trusted for imageName: those in root.d and those of
-// every prefix directory whose prefix is imageName or a whole-segment prefix of
-// it, from both trees, without vendor keys masked by empty admin files. Each
-// key appears once. An empty list with a nil error means no key is trusted.
+// KeysFor returns the OpenPGP keys trusted for imageName: those in root.d
+// and those of every prefix directory whose prefix is imageName or a
+// whole-segment prefix of it, from both trees, without vendor keys masked by
+// empty admin files. Each key appears once. An empty list with a nil error
+// means no key is trusted.
 func (k Keystore) KeysFor(imageName string) (openpgp.EntityList, error) {
+	files, err := k.gather(openpgpKind, imageName)
+	if err != nil {
+		return nil, err
+	}
+	var keys openpgp.EntityList
+	for _, f := range files {
+		keys = append(keys, f.key.(*openpgp.Entity))
+	}
+	return keys, nil
+}
+
+// gather returns the keys of kind trusted for imageName, admin keys first,
+// each once, without masked vendor keys.
+func (k Keystore) gather(kind keyKind, imageName string) ([]keyFile, error) {
 	segs, err := splitName(imageName)
 	if err != nil {
 		return nil, fmt.Errorf("image %q: %w", imageName, err)
@@ -44,90 +59,145 @@ func (k Keystore) KeysFor(imageName string) (openpgp.EntityList, error) {
 	var admin, vendor []keyFile
 	masked := make(map[string]bool)
 	for _, d := range dirs {
-		files, err := readKeyDir(k.LocalDir, d)
+		files, err := readKeyDir(k.LocalDir, kind, d)
 		if err != nil {
 			return nil, fmt.Errorf("image %q: %w", imageName, err)
 		}
 		for _, f := range files {
-			if f.entity == nil {
+			if f.key == nil {
 				masked[f.fingerprint] = true
 			} else {
 				admin = append(admin, f)
 			}
 		}
-		files, err = readKeyDir(k.SystemDir, d)
+		files, err = readKeyDir(k.SystemDir, kind, d)
 		if err != nil {
 			return nil, fmt.Errorf("image %q: %w", imageName, err)
 		}
 		for _, f := range files {
-			if f.entity != nil {
+			if f.key != nil {
 				vendor = append(vendor, f)
 			}
 		}
 	}
 
-	var keys openpgp.EntityList
+	var keys []keyFile
 	seen := make(map[string]bool)
 	for _, f := range admin {
 		if !seen[f.fingerprint] {
 			seen[f.fingerprint] = true
-			keys = append(keys, f.entity)
+			keys = append(keys, f)
 		}
 	}
 	for _, f := range vendor {
 		if !seen[f.fingerprint] && !masked[f.fingerprint] {
 			seen[f.fingerprint] = true
-			keys = append(keys, f.entity)
+			keys = append(keys, f)
 		}
 	}
 	return keys, nil
 }
 
-// Add trusts the one public key read from key (armored or binary) for image
-// names under prefix, or for every image if root is true (prefix must then be
-// empty). It writes the key, armored, atomically to
+// keyKind is one kind of trusted key: where its tree starts under
+// CONFIG/trustedkeys/ and how a key file is parsed into its fingerprint and
+// key.
+type keyKind struct {
+	name  string // "openpgp" or "cosign", as --list shows it
+	base  string // "" for OpenPGP (rkt's layout), "cosign.d" for cosign keys
+	parse func(data []byte) (fingerprint string, key any, err error)
+}
+
+var (
+	openpgpKind = keyKind{name: KindOpenPGP, parse: func(data []byte) (string, any, error) {
+		e, err := parseKey(data)
+		if err != nil {
+			return "", nil, err
+		}
+		return hex.EncodeToString(e.PrimaryKey.Fingerprint), e, nil
+	}}
+	cosignKind = keyKind{name: KindCosign, base: "cosign.d", parse: func(data []byte) (string, any, error) {
+		c, err := ParseCosignKey(data)
+		if err != nil {
+			return "", nil, err
+		}
+		return c.Fingerprint, c, nil
+	}}
+	// keyKinds are every kind, in the order --list shows them.
+	keyKinds = []keyKind{openpgpKind, cosignKind}
+)
+
+// Kinds of key, as Entry.Kind names them.
+const (
+	KindOpenPGP = "openpgp"
+	KindCosign  = "cosign"
+)
+
+// treeDir is CONFIG/trustedkeys[/BASE] for kind.
+func treeDir(configDir string, kind keyKind) string {
+	return filepath.Join(configDir, "trustedkeys", kind.base)
+}
+
+// relDir is the directory under a kind's tree for a root key or a prefix.
+func relDir(prefix string, root bool) (string, error) {
+	switch {
+	case root && prefix != "":
+		return "", fmt.Errorf("a root key takes no prefix, got %q", prefix)
+	case root:
+		return "root.d", nil
+	}
+	segs, err := splitName(prefix)
+	if err != nil {
+		return "", fmt.Errorf("prefix %q: %w", prefix, err)
+	}
+	return filepath.Join(append([]string{"prefix.d"}, segs...)...), nil
+}
+
+// Add trusts the one OpenPGP public key read from key (armored or binary)
+// for image names under prefix, or for every image if root is true (prefix
+// must then be empty). It writes the key, armored, atomically to
 // LocalDir/trustedkeys/{root.d,prefix.d/PREFIX}/FINGERPRINT, replacing an
 // earlier copy or a masking empty file, and returns the fingerprint. Only the
 // public part of a key is ever written.
 func (k Keystore) Add(prefix string, root bool, key io.Reader) (fingerprint string, err error) {
-	if k.LocalDir == "" {
-		return "", errors.New("trusting key: no local configuration directory")
-	}
-	dir := "root.d"
-	switch {
-	case root && prefix != "":
-		return "", fmt.Errorf("trusting key: a root key takes no prefix, got %q", prefix)
-	case !root:
-		segs, err := splitName(prefix)
-		if err != nil {
-			return "", fmt.Errorf("trusting key for prefix %q: %w", prefix, err)
-		}
-		dir = filepath.Join(append([]string{"prefix.d"}, segs...)...)
-	}
-
-	data, err := io.ReadAll(io.LimitReader(key, maxKeySize+1))
-	if err != nil {
-		return "", fmt.Errorf("trusting key: reading key: %w", err)
-	}
-	e, err := parseKey(data)
+	e, err := ReadOpenPGPKey(key)
 	if err != nil {
 		return "", fmt.Errorf("trusting key: %w", err)
 	}
 	fingerprint = hex.EncodeToString(e.PrimaryKey.Fingerprint)
-
 	armored, err := armoredPublicKey(e)
 	if err != nil {
 		return "", fmt.Errorf("trusting key %s: %w", strings.ToUpper(fingerprint), err)
 	}
+	return fingerprint, k.write(openpgpKind, prefix, root, fingerprint, armored)
+}
 
-	full := filepath.Join(k.LocalDir, "trustedkeys", dir)
+// ReadOpenPGPKey reads exactly one OpenPGP public key, armored or binary,
+// from r (for showing it before it is trusted).
+func ReadOpenPGPKey(r io.Reader) (*openpgp.Entity, error) {
+	data, err := io.ReadAll(io.LimitReader(r, maxKeySize+1))
+	if err != nil {
+		return nil, fmt.Errorf("reading key: %w", err)
+	}
+	return parseKey(data)
+}
+
+// write stores a key file of kind atomically in the admin tree.
+func (k Keystore) write(kind keyKind, prefix string, root bool, fingerprint string, data []byte) error {
+	if k.LocalDir == "" {
+		return errors.New("trusting key: no local configuration directory")
+	}
+	rel, err := relDir(prefix, root)
+	if err != nil {
+		return fmt.Errorf("trusting key: %w", err)
+	}
+	full := filepath.Join(treeDir(k.LocalDir, kind), rel)
 	if err := os.MkdirAll(full, 0o755); err != nil {
-		return "", fmt.Errorf("trusting key %s: %w", strings.ToUpper(fingerprint), err)
+		return fmt.Errorf("trusting key %s: %w", strings.ToUpper(fingerprint), err)
 	}
-	if err := atomicfile.Write(filepath.Join(full, fingerprint), armored, 0o644); err != nil {
-		return "", fmt.Errorf("trusting key %s: %w", strings.ToUpper(fingerprint), err)
+	if err := atomicfile.Write(filepath.Join(full, fingerprint), data, 0o644); err != nil {
+		return fmt.Errorf("trusting key %s: %w", strings.ToUpper(fingerprint), err)
 	}
-	return fingerprint, nil
+	return nil
 }
 
 // armoredPublicKey serializes the public part of e, armored.
@@ -147,20 +217,20 @@ func armoredPublicKey(e *openpgp.Entity) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// keyFile is one entry of a key directory; entity is nil for an empty file.
+// keyFile is one entry of a key directory; key is nil for an empty file.
 type keyFile struct {
 	fingerprint string
-	entity      *openpgp.Entity
+	key         any // *openpgp.Entity or *CosignKey
 }
 
-// readKeyDir reads the key files directly inside configDir/trustedkeys/rel.
-// Subdirectories (longer prefixes) and hidden files are skipped; a missing
-// directory holds no keys.
-func readKeyDir(configDir, rel string) ([]keyFile, error) {
+// readKeyDir reads the key files of kind directly inside rel of configDir's
+// tree. Subdirectories (longer prefixes) and hidden files are skipped; a
+// missing directory holds no keys.
+func readKeyDir(configDir string, kind keyKind, rel string) ([]keyFile, error) {
 	if configDir == "" {
 		return nil, nil
 	}
-	dir := filepath.Join(configDir, "trustedkeys", rel)
+	dir := filepath.Join(treeDir(configDir, kind), rel)
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -175,27 +245,37 @@ func readKeyDir(configDir, rel string) ([]keyFile, error) {
 		if strings.HasPrefix(name, ".") || isDir(de, path) {
 			continue
 		}
-		if !isFingerprint(name) {
-			return nil, fmt.Errorf("trusted key file %s: name is not a lowercase hex key fingerprint", path)
-		}
-		data, err := readBounded(path)
+		f, err := readKeyFile(kind, path)
 		if err != nil {
-			return nil, fmt.Errorf("reading trusted key: %w", err)
+			return nil, err
 		}
-		if len(data) == 0 {
-			files = append(files, keyFile{fingerprint: name})
-			continue
-		}
-		e, err := parseKey(data)
-		if err != nil {
-			return nil, fmt.Errorf("trusted key file %s: %w", path, err)
-		}
-		if got := hex.EncodeToString(e.PrimaryKey.Fingerprint); got != name {
-			return nil, fmt.Errorf("trusted key file %s: holds key %s, not the key its name says", path, strings.ToUpper(got))
-		}
-		files = append(files, keyFile{fingerprint: name, entity: e})
+		files = append(files, f)
 	}
 	return files, nil
+}
+
+// readKeyFile reads one key file, checking that its name is its key's
+// fingerprint.
+func readKeyFile(kind keyKind, path string) (keyFile, error) {
+	name := filepath.Base(path)
+	if !isFingerprint(name) {
+		return keyFile{}, fmt.Errorf("trusted key file %s: name is not a lowercase hex key fingerprint", path)
+	}
+	data, err := readBounded(path)
+	if err != nil {
+		return keyFile{}, fmt.Errorf("reading trusted key: %w", err)
+	}
+	if len(data) == 0 {
+		return keyFile{fingerprint: name}, nil
+	}
+	got, key, err := kind.parse(data)
+	if err != nil {
+		return keyFile{}, fmt.Errorf("trusted key file %s: %w", path, err)
+	}
+	if got != name {
+		return keyFile{}, fmt.Errorf("trusted key file %s: holds key %s, not the key its name says", path, strings.ToUpper(got))
+	}
+	return keyFile{fingerprint: name, key: key}, nil
 }
 
 // isDir reports whether de is a directory or a symbolic link to one.

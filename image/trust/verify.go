@@ -75,12 +75,16 @@ func (k Keystore) VerifyDetached(imageName string, signed io.Reader, signature i
 	if err != nil {
 		return nil, err
 	}
+	body, issuer, sigErr := readSignature(signature)
 	if len(keys) == 0 {
+		if sigErr == nil {
+			if prefix := k.openpgpSignerElsewhere(issuerID(body)); prefix != "" {
+				return nil, fail(ErrUntrustedSigner, nil, "signed by key %s which is trusted only for %s, not for %q", issuer, prefix, imageName)
+			}
+		}
 		return nil, fail(ErrNoTrustedKeys, nil, "no key is trusted for %q", imageName)
 	}
-
-	body, issuer, err := readSignature(signature)
-	if err != nil {
+	if err := sigErr; err != nil {
 		var ioErr *readError
 		if errors.As(err, &ioErr) {
 			return nil, fmt.Errorf("image %q: reading signature: %w", imageName, ioErr.err)
@@ -103,6 +107,9 @@ func (k Keystore) VerifyDetached(imageName string, signed io.Reader, signature i
 	case errors.Is(err, pgperrors.ErrUnknownIssuer):
 		if len(keys.KeysById(issuerID(body))) > 0 {
 			return nil, fail(ErrUntrustedSigner, err, "signed by key %s which is trusted for %q but not usable for signing", key, imageName)
+		}
+		if prefix := k.openpgpSignerElsewhere(issuerID(body)); prefix != "" {
+			return nil, fail(ErrUntrustedSigner, err, "signed by key %s which is trusted only for %s, not for %q", key, prefix, imageName)
 		}
 		return nil, fail(ErrUntrustedSigner, err, "signed by key %s which is not trusted for %q", key, imageName)
 	case errors.Is(err, pgperrors.ErrKeyRevoked):
@@ -206,4 +213,19 @@ func (e *errReader) Read(p []byte) (int, error) {
 		e.err = err
 	}
 	return n, err
+}
+
+// openpgpSignerElsewhere returns the prefix of a trusted OpenPGP key with
+// (a subkey of) key ID id, or "".
+func (k Keystore) openpgpSignerElsewhere(id uint64) string {
+	entries, err := k.List()
+	if err != nil || id == 0 {
+		return ""
+	}
+	for _, e := range entries {
+		if ent, ok := e.key.(*openpgp.Entity); ok && !e.Masked && len(openpgp.EntityList{ent}.KeysById(id)) > 0 {
+			return e.DisplayPrefix()
+		}
+	}
+	return ""
 }

@@ -77,17 +77,20 @@ func TestVerifyPrefixKey(t *testing.T) {
 			t.Errorf("%s: signer = %s, want %s", image, got, f.prefix)
 		}
 	}
-	// No key at all applies to these names.
+	// No key at all applies to these names: the signer is trusted for another prefix only.
 	for _, image := range []string{"example.com/apple", "example.com", "example.com/ap", "other.org/example.com/app"} {
 		_, err := verify(k, image, content, sig)
-		wantErr(t, err, ErrNoTrustedKeys, image)
+		wantErr(t, err, ErrUntrustedSigner, image)
+		if !strings.Contains(err.Error(), "trusted only for example.com/app") {
+			t.Errorf("%s: %v", image, err)
+		}
 	}
 
 	// With a root key present, the prefix key is still not trusted beyond its prefix.
 	writeKey(t, k.LocalDir, "root.d", f.export(t, f.root, true), f.root)
 	_, err := verify(k, "example.com/apple", content, sig)
 	wantErr(t, err, ErrUntrustedSigner, "example.com/apple")
-	want := fmt.Sprintf(`image "example.com/apple": signed by key %s which is not trusted for "example.com/apple"`, strings.ToUpper(f.prefix))
+	want := fmt.Sprintf(`image "example.com/apple": signed by key %s which is trusted only for example.com/app, not for "example.com/apple"`, strings.ToUpper(f.prefix))
 	if err.Error() != want {
 		t.Errorf("err = %q\nwant  %q", err, want)
 	}

@@ -18,6 +18,9 @@ type GCOptions struct {
 	// age is its directory's mtime, which preparation sets by writing pod.json.
 	// A pod being run (locked) is never taken.
 	ExpirePrepared time.Duration
+	// MarkOnly runs the mark phase only: nothing is removed (what a unit's
+	// ExecStopPost runs, so that the grace period starts when the pod ends).
+	MarkOnly bool
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -77,8 +80,10 @@ func GC(dataDir string, opts GCOptions, stage1GC func(p *Pod) error) (GCReport, 
 		}
 		mark(dataDir, rule, opts, &r)
 	}
-	sweep(dataDir, dirExitedGarbage, ExitedGarbage, opts.GracePeriod, opts, stage1GC, &r)
-	sweep(dataDir, dirGarbage, Garbage, 0, opts, stage1GC, &r)
+	if !opts.MarkOnly {
+		sweep(dataDir, dirExitedGarbage, ExitedGarbage, opts.GracePeriod, opts, stage1GC, &r)
+		sweep(dataDir, dirGarbage, Garbage, 0, opts, stage1GC, &r)
+	}
 	return r, errors.Join(r.Errors...)
 }
 

@@ -41,6 +41,16 @@ const (
 // names inside the app's rootfs. Since v1.
 const AnnotationAppUser = "dev.skiff.app.user"
 
+// AnnotationAppNotify, set to "true" in an app's config.json annotations, says
+// that the app speaks sd_notify: stage1 gives it a NOTIFY_SOCKET and counts it
+// ready only once it has sent READY=1. stage0 sets it when the image declares
+// it (label or annotation "dev.skiff.notify=true", or appc's
+// "appc.io/executor/supports-systemd-notify=true"). Since v1.
+const AnnotationAppNotify = "dev.skiff.notify"
+
+// AnnotationAppcNotify is appc's (and rkt's) name for the same declaration. Since v1.
+const AnnotationAppcNotify = "appc.io/executor/supports-systemd-notify"
+
 // EnvLockFD names the environment variable that carries the number of the
 // inherited file descriptor on which stage0 holds the pod lock. The run
 // entrypoint keeps it open for the pod's whole life. Since v1.
@@ -51,15 +61,17 @@ const EnvDebug = "SKIFF_DEBUG"
 
 // Files and directories in the pod directory. Paths are relative to it.
 const (
-	PodManifestFile = "pod.json"    // stage0 writes; v1
-	AppsDir         = "apps"        // apps/NAME/; v1
-	AppSpecFile     = "config.json" // apps/NAME/config.json, an OCI runtime spec; stage0 writes; v1
-	AppExitFile     = "exit.json"   // apps/NAME/exit.json, an AppExit; stage1 writes; v1
-	Stage1Dir       = "stage1"      // private to the stage1 flavor; v1
-	PIDFile         = "pid"         // decimal host pid that enter joins; stage1 writes before ready; v1
-	ReadyFile       = "ready"       // empty marker: all apps started; stage1 writes; v1
-	PodExitFile     = "exit.json"   // the pod's PodExit; stage1 writes when the pod ends; v1
-	CleanFile       = "clean"       // empty marker: stage1 has undone everything it did on the host; v1
+	PodManifestFile = "pod.json"     // stage0 writes; v1
+	AppsDir         = "apps"         // apps/NAME/; v1
+	AppSpecFile     = "config.json"  // apps/NAME/config.json, an OCI runtime spec; stage0 writes; v1
+	AppExitFile     = "exit.json"    // apps/NAME/exit.json, an AppExit; stage1 writes; v1
+	Stage1Dir       = "stage1"       // private to the stage1 flavor; v1
+	PIDFile         = "pid"          // decimal host pid that enter joins; stage1 writes before ready; v1
+	ReadyFile       = "ready"        // empty marker: all apps started, and notify apps sent READY=1; stage1 writes; v1
+	LogFile         = "logs/pod.log" // the apps' output as LogEntry lines; stage1 writes; v1
+	LogFileRotated  = LogFile + ".1" // the previous LogFile, once it reached its size cap; v1
+	PodExitFile     = "exit.json"    // the pod's PodExit; stage1 writes when the pod ends; v1
+	CleanFile       = "clean"        // empty marker: stage1 has undone everything it did on the host; v1
 )
 
 // Exit codes shared by stage0 and stage1 (the podman/docker convention).
@@ -176,7 +188,12 @@ type RunFlags struct {
 	DNSOpt      []string // v1
 	HostsEntry  []string // IP=NAME, repeated; v1
 	NetConfDirs []string // where named networks' .conflist files are, in priority order; v1
-	DataDir     string   // skiff's data directory (CNI IPAM state lives below it); v1
+	// StopTimeout is how long each app gets between SIGTERM and SIGKILL when
+	// the pod stops (zero: stage1's default, 10s). v1.
+	StopTimeout time.Duration
+	// ListenFDsApp names the app that receives the socket-activated
+	// descriptors run inherits (LISTEN_FDS); empty: the first app. v1.
+	ListenFDsApp string
 }
 
 // runFlag is one run flag with the version that introduced it.
@@ -198,7 +215,8 @@ var runFlagTable = []runFlag{
 	{"hostname", 1, func(f RunFlags) (string, bool) { return f.Hostname, f.Hostname != "" }},
 	{"interactive", 1, func(f RunFlags) (string, bool) { return "true", f.Interactive }},
 	{"debug", 1, func(f RunFlags) (string, bool) { return "true", f.Debug }},
-	{"data-dir", 1, func(f RunFlags) (string, bool) { return f.DataDir, f.DataDir != "" }},
+	{"stop-timeout", 1, func(f RunFlags) (string, bool) { return f.StopTimeout.String(), f.StopTimeout > 0 }},
+	{"listen-fds-app", 1, func(f RunFlags) (string, bool) { return f.ListenFDsApp, f.ListenFDsApp != "" }},
 }
 
 var runListTable = []runList{

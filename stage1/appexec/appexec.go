@@ -50,8 +50,9 @@ func fail(code int, format string, args ...any) error {
 	return &ExitError{Code: code, Err: fmt.Errorf(format, args...)}
 }
 
-// Exec becomes app: it takes its stdio from stage1 (unless inherit is set, as
-// for enter), enters its rootfs, drops to its user and execs args (the app's
+// Exec becomes app: it takes its stdio, socket-activated descriptors (fd 3 on)
+// and their environment (LISTEN_FDS, LISTEN_FDNAMES, NOTIFY_SOCKET, ...) from
+// stage1 (unless inherit is set, as for enter), enters its rootfs, drops to its user and execs args (the app's
 // own command when args is empty). It returns only on failure.
 func Exec(app string, args []string, inherit bool) error {
 	// Credentials, no_new_privs and seccomp filters belong to a thread: do all
@@ -64,17 +65,16 @@ func Exec(app string, args []string, inherit bool) error {
 	if spec.Process == nil {
 		return fail(abi.ExitSkiffFailure, "app %s: spec has no process", app)
 	}
+	var extraEnv []string
 	if !inherit {
-		fds, err := stdio.Receive(StdioSocket, app)
+		got, err := stdio.Receive(StdioSocket, app)
 		if err != nil {
 			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 		}
-		for i, fd := range fds {
-			if err := unix.Dup3(fd, i, 0); err != nil {
-				return fail(abi.ExitSkiffFailure, "app %s: dup stdio: %v", app, err)
-			}
-			unix.Close(fd)
+		if err := stdio.Place(got.FDs); err != nil {
+			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 		}
+		extraEnv = got.Env
 	}
 	p := spec.Process
 	if len(args) == 0 {
@@ -86,7 +86,7 @@ func Exec(app string, args []string, inherit bool) error {
 	if err := unix.Chroot(AppRoot(app)); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: chroot into its rootfs: %v", app, err)
 	}
-	env := p.Env
+	env := append(append([]string{}, p.Env...), extraEnv...)
 	u, err := resolveUser(p.User, spec.Annotations[abi.AnnotationAppUser])
 	if err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
@@ -108,12 +108,27 @@ func Exec(app string, args []string, inherit bool) error {
 	if err != nil {
 		return err
 	}
+	if hasEnv(env, "LISTEN_FDS") {
+		// The socket-activation protocol names the process the fds are for:
+		// this one, which exec turns into the app with the same pid.
+		env = append(withoutEnv(env, "LISTEN_PID"), "LISTEN_PID="+strconv.Itoa(os.Getpid()))
+	}
 	err = syscall.Exec(path, args, env)
 	code := abi.ExitCannotExec
 	if errors.Is(err, syscall.ENOENT) {
 		code = abi.ExitNotFound // e.g. a missing interpreter or loader
 	}
 	return fail(code, "app %s: cannot execute %s: %v", app, args[0], err)
+}
+
+func withoutEnv(env []string, key string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, key+"=") {
+			out = append(out, kv)
+		}
+	}
+	return out
 }
 
 func hasEnv(env []string, key string) bool {

@@ -26,8 +26,9 @@ func TestHandOver(t *testing.T) {
 		if pid != os.Getpid() {
 			return Files{}, fmt.Errorf("peer pid %d, want %d", pid, os.Getpid())
 		}
-		return Files{null, w, w}, nil
-	}, func(app string) { started <- app })
+		return Files{Stdin: null, Stdout: w, Stderr: w, Extra: []*os.File{null},
+			Env: []string{"LISTEN_FDS=1", "A=b\nc"}}, nil
+	}, func(app string, _ int) { started <- app })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,10 +37,15 @@ func TestHandOver(t *testing.T) {
 	if _, err := Receive(filepath.Join(dir, "s"), "nope"); err == nil || !strings.Contains(err.Error(), `no app "nope"`) {
 		t.Fatalf("unknown app: %v", err)
 	}
-	fds, err := Receive(filepath.Join(dir, "s"), "web")
+	got, err := Receive(filepath.Join(dir, "s"), "web")
 	if err != nil {
 		t.Fatal(err)
 	}
+	fds := got.FDs
+	if len(fds) != 4 || strings.Join(got.Env, ",") != "LISTEN_FDS=1,A=b c" {
+		t.Fatalf("received %d fds, env %q", len(fds), got.Env)
+	}
+	os.NewFile(uintptr(fds[3]), "").Close()
 	out := os.NewFile(uintptr(fds[1]), "stdout")
 	if _, err := out.Write([]byte("through\n")); err != nil {
 		t.Fatal(err)

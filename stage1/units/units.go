@@ -107,9 +107,9 @@ ExecStopPost=%[6]s %[1]s
 StandardInput=null
 StandardOutput=null
 StandardError=null
-TimeoutStopSec=%[2]d
+TimeoutStopSec=%[2]dms
 Restart=no
-%[7]s`, a.Name, int(timeout.Seconds()), action, success, AppExecPath, AppExitedPath, limits(a))
+%[7]s`, a.Name, timeout.Milliseconds(), action, success, AppExecPath, AppExitedPath, limits(a))
 }
 
 func limits(a App) string {

@@ -75,6 +75,7 @@ func init() {
 		"stdout":      {[]string{"TEXT"}, "print TEXT and a newline to stdout", cmdStdout},
 		"stderr":      {[]string{"TEXT"}, "print TEXT and a newline to stderr", cmdStderr},
 		"notify":      {[]string{"TEXT"}, `send TEXT ("\n" escapes become newlines) to $NOTIFY_SOCKET; notify=sent`, cmdNotify},
+		"serve-fd3":   {[]string{"N"}, "accept N connections on the inherited listening socket fd 3, answer each with served=I; served=I per connection", cmdServeFD3},
 	}
 }
 
@@ -410,5 +411,30 @@ func cmdNotify(args []string) error {
 		return err
 	}
 	kv("notify", "sent")
+	return nil
+}
+
+func cmdServeFD3(args []string) error {
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 0 {
+		return fmt.Errorf("%w: count %q is not a number", errUsage, args[0])
+	}
+	ln, err := net.FileListener(os.NewFile(3, "listen-fd-3"))
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	for i := 1; i <= n; i++ {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c, "served=%d\n", i)
+		c.Close()
+		if err != nil {
+			return err
+		}
+		kv("served", strconv.Itoa(i))
+	}
 	return nil
 }

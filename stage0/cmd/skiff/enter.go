@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -43,15 +44,12 @@ pod has several apps.`,
 }
 
 func enterPod(g *globals, p *pod.Pod, app string, argv []string) error {
-	if p.State != pod.Running {
+	if p.State != pod.Running && p.State != pod.Preparing {
 		return fmt.Errorf("pod %s is %s, not running; only a running pod can be entered", p.UUID, p.State)
 	}
-	st, err := p.Status()
+	st, err := waitStarted(p, 5*time.Second)
 	if err != nil {
 		return err
-	}
-	if st.PID <= 0 {
-		return fmt.Errorf("pod %s is still starting (no pid yet); try again", p.UUID)
 	}
 	m, err := p.Manifest()
 	if err != nil {
@@ -83,4 +81,26 @@ func enterPod(g *globals, p *pod.Pod, app string, argv []string) error {
 		return &exitError{code: ee.ExitCode()}
 	}
 	return err
+}
+
+// waitStarted waits, briefly, for a starting pod to have its pid: enter right
+// after run should not fail on a race.
+func waitStarted(p *pod.Pod, limit time.Duration) (*pod.Status, error) {
+	deadline := time.Now().Add(limit)
+	for {
+		st, err := p.Status()
+		if err != nil {
+			return nil, err
+		}
+		if st.PID > 0 {
+			return st, nil
+		}
+		if st.State != pod.Running && st.State != pod.Preparing {
+			return nil, fmt.Errorf("pod %s is %s, not running; only a running pod can be entered", p.UUID, st.State)
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("pod %s has not started within %s; see 'skiff status %s'", p.UUID, limit, p.UUID)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

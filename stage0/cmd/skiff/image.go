@@ -391,19 +391,26 @@ func newImageVerifyCmd(g *globals) *cobra.Command {
 blob in the store when no NAME is given) and checks that their layers are
 extracted. Each corrupt or missing entry is reported on stdout and removed,
 with the images that need it, so that fetching them again repairs them; then
-verify exits with status 125. It exits 0 when everything matches.`,
+verify exits with status 125. It exits 0 when everything matches.
+
+For each NAME given, the image's signature is also verified again where its
+material can be found: a docker:// name's cosign signature in the registry,
+for the stored manifest (or the index its tag still leads to it through),
+with the keys trusted now. A registry that cannot be reached is reported but
+does not fail verify; images from files are verified only when fetched.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := openStore(g)
 			if err != nil {
 				return err
 			}
 			var ids []digest.Digest
+			var imgs []*store.Image
 			for _, name := range args {
 				img, err := s.Lookup(name)
 				if err != nil {
 					return err
 				}
-				ids = append(ids, img.ID)
+				ids, imgs = append(ids, img.ID), append(imgs, img)
 			}
 			problems, err := s.Verify(ids)
 			out := cmd.OutOrStdout()
@@ -421,7 +428,11 @@ verify exits with status 125. It exits 0 when everything matches.`,
 				return fmt.Errorf("image store: %d corrupt entries removed; fetch the affected images again", len(problems))
 			}
 			fmt.Fprintln(out, "all blobs match their digests")
-			return nil
+			refused, err := reverifyStored(cmd.Context(), g, out, imgs)
+			if err == nil && refused > 0 {
+				err = fmt.Errorf("%d image names failed signature re-verification; see above, and remove them with 'skiff image rm' or trust their signer with 'skiff trust'", refused)
+			}
+			return err
 		},
 	}
 }

@@ -54,16 +54,18 @@ func stage1Op(g *globals, p *pod.Pod, name string, args ...string) error {
 
 func newGCCmd(g *globals) *cobra.Command {
 	var grace, expire time.Duration
+	var markOnly bool
 	c := &cobra.Command{
-		Use:   "gc [--grace-period=30m]",
+		Use:   "gc [--grace-period=30m] [--mark-only]",
 		Short: "Mark exited pods and remove those exited longer than the grace period",
 		Long: `gc moves exited pods to exited-garbage, then removes every pod that has
 been there longer than --grace-period through its stage1's gc entrypoint
 (cgroups, mounts, network) and deletes its directory. Running pods are never
-touched.`,
+touched. --mark-only only marks (a unit's ExecStopPost runs it, so the grace
+period of the unit's pod starts when it ends).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			r, err := pod.GC(g.dir, pod.GCOptions{GracePeriod: grace, ExpirePrepared: expire},
+			r, err := pod.GC(g.dir, pod.GCOptions{GracePeriod: grace, ExpirePrepared: expire, MarkOnly: markOnly},
 				func(p *pod.Pod) error { return stage1GC(g, p) })
 			if err != nil {
 				return err
@@ -85,6 +87,7 @@ touched.`,
 	}
 	c.Flags().DurationVar(&grace, "grace-period", 30*time.Minute, "how long exited pods are kept before removal")
 	c.Flags().DurationVar(&expire, "expire-prepared", 24*time.Hour, "how long prepared pods are kept (negative: forever)")
+	c.Flags().BoolVar(&markOnly, "mark-only", false, "only mark exited pods for removal; remove nothing")
 	return c
 }
 

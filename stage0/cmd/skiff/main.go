@@ -61,7 +61,8 @@ filesystems with overlayfs and runs them as pods through a swappable stage1
 	pf.StringVar(&g.insecure, "insecure-options", "", "comma-separated checks to skip: "+strings.Join(insecureNames(), ", "))
 	root.AddCommand(newRunCmd(g), newListCmd(g), newStatusCmd(g), newGCCmd(g), newRmCmd(g),
 		newCatManifestCmd(g), newStopCmd(g), newEnterCmd(g), newVersionCmd(g),
-		newPrepareCmd(g), newRunPreparedCmd(g), newFetchCmd(g), newImageCmd(g))
+		newPrepareCmd(g), newRunPreparedCmd(g), newFetchCmd(g), newImageCmd(g), newTrustCmd(g),
+		newLogsCmd(g), newGenerateCmd(g))
 	return root
 }
 

@@ -148,9 +148,9 @@ func newListCmd(g *globals) *cobra.Command {
 
 func newStatusCmd(g *globals) *cobra.Command {
 	var o output
-	var wait time.Duration
+	var wait, waitReadyLimit time.Duration
 	c := &cobra.Command{
-		Use:   "status [--wait[=DURATION]] UUID",
+		Use:   "status [--wait[=DURATION]] [--wait-ready[=DURATION]] UUID",
 		Short: "Show a pod's state, pid, timestamps and per-app exit codes",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -162,6 +162,11 @@ func newStatusCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer p.Close()
+			if cmd.Flags().Changed("wait-ready") {
+				if err := waitReady(g, p, waitReadyLimit); err != nil {
+					return err
+				}
+			}
 			if cmd.Flags().Changed("wait") {
 				if err := waitFor(p, wait); err != nil {
 					return err
@@ -178,6 +183,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 	o.register(c, false)
 	c.Flags().DurationVar(&wait, "wait", 0, "wait for the pod to exit (at most DURATION; 0 or no value: no limit)")
 	c.Flags().Lookup("wait").NoOptDefVal = "0s"
+	c.Flags().DurationVar(&waitReadyLimit, "wait-ready", 0, "wait for the pod to be ready: its apps started, and those that speak sd_notify sent READY=1 (at most DURATION; 0 or no value: no limit)")
+	c.Flags().Lookup("wait-ready").NoOptDefVal = "0s"
 	return c
 }
 

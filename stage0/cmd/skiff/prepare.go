@@ -41,6 +41,7 @@ func writePod(g *globals, f *prepareFlags, apps []prepare.AppArgs, imgs []*store
 		if err != nil {
 			return fail(err)
 		}
+		markNotify(spec, imgs[i])
 		m.Volumes = append(m.Volumes, added...)
 		dir := abi.AppDir(p.Dir, name)
 		if err := os.MkdirAll(dir, 0o755); err != nil {

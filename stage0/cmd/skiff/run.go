@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/skiff-project/skiff/image/appc"
 	"github.com/skiff-project/skiff/image/fetch"
 	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/image/store"
@@ -45,6 +49,8 @@ type startFlags struct {
 	dnsSearch   []string
 	dnsOpt      []string
 	hostsEntry  []string
+	stopTimeout time.Duration
+	listenApp   string
 }
 
 func (f *prepareFlags) register(fl *pflag.FlagSet) {
@@ -65,6 +71,8 @@ func (f *startFlags) register(fl *pflag.FlagSet) {
 	fl.StringSliceVar(&f.dnsSearch, "dns-search", nil, "DNS search domains")
 	fl.StringSliceVar(&f.dnsOpt, "dns-opt", nil, "resolv.conf options")
 	fl.StringArrayVar(&f.hostsEntry, "hosts-entry", nil, "an /etc/hosts entry IP=NAME (repeatable)")
+	fl.DurationVar(&f.stopTimeout, "stop-timeout", 10*time.Second, "on stop (skiff stop, SIGTERM, SIGINT), how long each app gets between SIGTERM and SIGKILL")
+	fl.StringVar(&f.listenApp, "listen-fds-app", "", "the app that receives socket-activated descriptors (LISTEN_FDS) as fd 3 on (default: the first app)")
 }
 
 // check validates the start flags before anything is written.
@@ -82,10 +90,7 @@ func (f *startFlags) check(g *globals) error {
 		if err != nil {
 			return err
 		}
-		if pm.PodPort == 0 {
-			return fmt.Errorf("--port=%s: named ports need an appc image's port names, which this pod's images do not give; use HOSTPORT:PODPORT", p)
-		}
-		ports = append(ports, pm)
+		ports = append(ports, pm) // a named port (NAME:HOSTPORT) is resolved once the images are known
 	}
 	if err := n.CheckPorts(ports); err != nil {
 		return err
@@ -99,6 +104,57 @@ func (f *startFlags) check(g *globals) error {
 		}
 	}
 	return nil
+}
+
+// resolvePortNames turns rkt's --port=NAME:HOSTPORT into HOSTPORT:PODPORT/PROTO
+// with the port of that name an app's appc image declares.
+func resolvePortNames(g *globals, p *pod.Pod, ports []string) ([]string, error) {
+	out := make([]string, 0, len(ports))
+	for _, ps := range ports {
+		pm, err := networking.ParsePort(ps)
+		if err != nil {
+			return nil, err
+		}
+		if pm.PodPort == 0 {
+			if pm.PodPort, pm.Protocol, err = namedPort(g, p, pm.Name); err != nil {
+				return nil, fmt.Errorf("--port=%s: %w", ps, err)
+			}
+		}
+		out = append(out, pm.String())
+	}
+	return out, nil
+}
+
+// namedPort finds the port an app's image declares under name (appc ports are
+// kept as image labels on import).
+func namedPort(g *globals, p *pod.Pod, name string) (int, string, error) {
+	m, err := p.Manifest()
+	if err != nil {
+		return 0, "", err
+	}
+	s, err := store.Open(filepath.Join(g.dir, "images"))
+	if err != nil {
+		return 0, "", err
+	}
+	for _, a := range m.Apps {
+		img, err := s.Lookup(a.Image.ID)
+		if err != nil {
+			continue
+		}
+		v, ok := img.Config.Config.Labels[appc.LabelPort+name]
+		if !ok {
+			continue
+		}
+		v, _, _ = strings.Cut(v, "+")         // "+socket-activated"
+		port, proto, _ := strings.Cut(v, "/") // "80/tcp" or "8000-8010/tcp"
+		first, _, _ := strings.Cut(port, "-")
+		n, err := strconv.Atoi(first)
+		if err != nil {
+			return 0, "", fmt.Errorf("image of app %s declares port %s as %q", a.Name, name, v)
+		}
+		return n, proto, nil
+	}
+	return 0, "", fmt.Errorf("no app's image declares a port named %q (appc images name their ports)", name)
 }
 
 // netConfDirs are where named networks are configured, administrator's first.
@@ -227,13 +283,21 @@ func fetchVerified(ctx context.Context, g *globals, in insecure, f *fetchFlags, 
 	if isAppc(ref.Transport) {
 		return fetchAppc(ctx, g, in, opts.Pull, s, ref, image)
 	}
-	if in.skips("image") {
+	var img *store.Image
+	switch {
+	case in.skips("image"):
 		fmt.Fprintf(os.Stderr, "skiff: WARNING: signature verification of image %q skipped (--insecure-options=image)\n", image)
-	} else if err := verify(g, ref, image); err != nil {
-		return nil, err
+		warnInsecureTransport(in, ref, image)
+		img, err = fetch.Import(ctx, s, ref, opts)
+	case ref.Transport == reference.Docker:
+		warnInsecureTransport(in, ref, image)
+		img, err = fetchRegistryVerified(ctx, g, opts, s, ref, image)
+	default:
+		if err := verify(g, ref, image); err != nil {
+			return nil, err
+		}
+		img, err = fetch.Import(ctx, s, ref, opts)
 	}
-	warnInsecureTransport(in, ref, image)
-	img, err := fetch.Import(ctx, s, ref, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -263,14 +327,13 @@ func execStage1(g *globals, f *startFlags, p *pod.Pod, s1 abi.Stage1) error {
 	if hostname == "" {
 		hostname = "skiff-" + p.UUID[:8]
 	}
-	// stage1 runs in the pod directory: give it absolute paths.
-	dataDir, err := filepath.Abs(g.dir)
+	ports, err := resolvePortNames(g, p, f.ports)
 	if err != nil {
 		return err
 	}
 	flags := abi.RunFlags{Net: f.net, Hostname: hostname, Interactive: f.interactive, Debug: g.debug,
-		Ports: f.ports, DNS: f.dns, DNSSearch: f.dnsSearch, DNSOpt: f.dnsOpt, HostsEntry: f.hostsEntry,
-		NetConfDirs: netConfDirs(g), DataDir: dataDir}
+		Ports: ports, DNS: f.dns, DNSSearch: f.dnsSearch, DNSOpt: f.dnsOpt, HostsEntry: f.hostsEntry,
+		NetConfDirs: netConfDirs(g), StopTimeout: f.stopTimeout, ListenFDsApp: f.listenApp}
 	args, dropped := flags.Args(s1.InterfaceVersion)
 	for _, d := range dropped {
 		fmt.Fprintf(os.Stderr, "skiff: WARNING: stage1 %s does not support --%s; ignored\n", s1.Name, d)

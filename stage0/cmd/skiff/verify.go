@@ -17,17 +17,17 @@ import (
 	"github.com/skiff-project/skiff/image/trust"
 )
 
-// verify checks the detached OpenPGP signature beside an image file.
+// verify checks the detached OpenPGP signature beside an image file
+// (oci-archive:, docker-archive:) before it is imported.
 func verify(g *globals, ref reference.Reference, image string) error {
-	fix := fmt.Sprintf("sign it (%s) and trust the signer's armored public key by saving it as %s/FINGERPRINT, or pass --insecure-options=image",
-		trust.SignaturePathFor(ref.Path), filepath.Join(g.localConfig, "trustedkeys", "prefix.d", trustName(ref)))
-	if ref.Transport != reference.OCIArchive {
-		return fmt.Errorf("image %q: signature verification for %s images is not supported yet; %s", image, ref.Transport, "pass --insecure-options=image to run it unverified")
+	name := trustName(ref)
+	if ref.Transport != reference.OCIArchive && ref.Transport != reference.DockerArchive {
+		return fmt.Errorf("image %q: signature verification for %s images is not supported (sign an oci-archive: or docker-archive: file instead); pass --insecure-options=image to run it unverified", image, ref.Transport)
 	}
 	sigPath := trust.SignaturePathFor(ref.Path)
 	sig, err := os.Open(sigPath)
 	if errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("image %q is not signed (no %s); %s", image, sigPath, fix)
+		return fmt.Errorf("image %q is not signed (no %s); %s", image, sigPath, openpgpFix(g, trust.ErrUnsigned, name, nil))
 	}
 	if err != nil {
 		return fmt.Errorf("image %q: signature: %w", image, err)
@@ -39,10 +39,29 @@ func verify(g *globals, ref reference.Reference, image string) error {
 	}
 	defer content.Close()
 	ks := trust.Keystore{LocalDir: g.localConfig, SystemDir: g.systemConfig}
-	if _, err := ks.VerifyDetached(trustName(ref), content, sig); err != nil {
-		return fmt.Errorf("%w; %s", err, fix)
+	if _, err := ks.VerifyDetached(name, content, sig); err != nil {
+		return fmt.Errorf("%s: %w; %s", image, err, openpgpFix(g, err, name, nil))
 	}
 	return nil
+}
+
+// openpgpFix says what to do about a refused OpenPGP-signed image whose
+// signer must be trusted for name; offered lists keys a publisher offers.
+func openpgpFix(g *globals, err error, name string, offered []string) string {
+	trustCmd := fmt.Sprintf("'skiff trust --prefix=%s KEYFILE' (it is saved in %s/)", name,
+		filepath.Join(g.localConfig, "trustedkeys", "prefix.d", name))
+	if len(offered) > 0 {
+		trustCmd += " (the publisher offers keys at " + strings.Join(offered, ", ") + ")"
+	}
+	switch {
+	case errors.Is(err, trust.ErrUnsigned):
+		return "sign it with 'gpg --armor --detach-sign' and trust the key with " + trustCmd + ", or pass --insecure-options=image"
+	case errors.Is(err, trust.ErrNoTrustedKeys), errors.Is(err, trust.ErrUntrustedSigner):
+		return "if you trust the signer, trust its public key with " + trustCmd + ", or pass --insecure-options=image"
+	case errors.Is(err, trust.ErrKeyExpired), errors.Is(err, trust.ErrKeyRevoked):
+		return "get the image signed again by a valid key and trust that key with " + trustCmd + ", or pass --insecure-options=image"
+	}
+	return "fetch the image and its signature again from a source you trust, or pass --insecure-options=image"
 }
 
 // trustName is the name an image file's signer must be trusted for: its ref
@@ -128,12 +147,6 @@ func fetchHint(err error) string {
 // verifyAppc checks an appc image's signature for the name in its manifest.
 func verifyAppc(g *globals, src *appc.Source, image string) error {
 	name := src.Manifest.Name
-	fix := fmt.Sprintf("trust the signer's armored public key for %q by saving it as %s/FINGERPRINT",
-		name, filepath.Join(g.localConfig, "trustedkeys", "prefix.d", name))
-	if len(src.PubKeys) > 0 {
-		fix += " (the publisher offers keys at " + strings.Join(src.PubKeys, ", ") + ")"
-	}
-	fix += ", or pass --insecure-options=image"
 	ks := trust.Keystore{LocalDir: g.localConfig, SystemDir: g.systemConfig}
 	err := src.Verify(func(name string, signed, sig io.Reader) error {
 		_, err := ks.VerifyDetached(name, signed, sig)
@@ -143,9 +156,7 @@ func verifyAppc(g *globals, src *appc.Source, image string) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, trust.ErrUnsigned):
-		return fmt.Errorf("image %q is not signed (no %s); sign it and %s", image, src.SignatureOrigin, fix)
-	case errors.Is(err, trust.ErrNoTrustedKeys), errors.Is(err, trust.ErrUntrustedSigner):
-		return fmt.Errorf("%s: %w; %s", image, err, fix)
+		return fmt.Errorf("image %q is not signed (no %s); %s", image, src.SignatureOrigin, openpgpFix(g, err, name, src.PubKeys))
 	}
-	return fmt.Errorf("%s: %w", image, err)
+	return fmt.Errorf("%s: %w; %s", image, err, openpgpFix(g, err, name, src.PubKeys))
 }

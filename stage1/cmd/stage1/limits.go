@@ -23,7 +23,7 @@ import (
 // (see stage1/units).
 
 // appCgroupName is an app's cgroup below the pod's.
-func appCgroupName(uuid, app string) string { return "/skiff/" + uuid + "/app-" + app }
+func appCgroupName(podCgroup, app string) string { return podCgroup + "/app-" + app }
 
 // v1Resources converts what the app's spec asks for; ok is false when it asks
 // for nothing.
@@ -57,7 +57,7 @@ func v1Resources(r *specs.LinuxResources) (res *cgroups.Resources, subsystems []
 
 // applyLimits puts pid into the app's limited cgroups (v1 hosts) and sets its
 // OOM score adjustment.
-func applyLimits(uuid, app string, pid int, spec *specs.Spec) error {
+func applyLimits(podCgroup, app string, pid int, spec *specs.Spec) error {
 	if spec.Process != nil && spec.Process.OOMScoreAdj != nil {
 		adj := strconv.Itoa(*spec.Process.OOMScoreAdj)
 		if err := os.WriteFile(fmt.Sprintf("/proc/%d/oom_score_adj", pid), []byte(adj), 0); err != nil {
@@ -79,7 +79,7 @@ func applyLimits(uuid, app string, pid int, spec *specs.Spec) error {
 		if err != nil {
 			return fmt.Errorf("limits need the %s cgroup controller: %w", sub, err)
 		}
-		path := filepath.Join(mnt, appCgroupName(uuid, app))
+		path := filepath.Join(mnt, appCgroupName(podCgroup, app))
 		ctl := v1Controllers[sub]
 		if err := ctl.Apply(path, res, pid); err != nil {
 			return fmt.Errorf("join the app's %s cgroup: %w", sub, err)
@@ -102,12 +102,12 @@ var v1Controllers = map[string]v1Controller{"memory": &fs.MemoryGroup{}, "cpu": 
 
 // oomKilled tells whether the kernel's OOM killer killed a process of the
 // app's memory cgroup (v1: memory.oom_control's oom_kill counter).
-func oomKilled(uuid, app string) bool {
+func oomKilled(podCgroup, app string) bool {
 	mnt, err := cgroups.FindCgroupMountpoint("", "memory")
 	if err != nil {
 		return false
 	}
-	b, err := os.ReadFile(filepath.Join(mnt, appCgroupName(uuid, app), "memory.oom_control"))
+	b, err := os.ReadFile(filepath.Join(mnt, appCgroupName(podCgroup, app), "memory.oom_control"))
 	if err != nil {
 		return false
 	}

@@ -33,12 +33,12 @@ func setupNet(ctx context.Context, o runOpts, m *abi.PodManifest) (*podNet, erro
 	}
 	n := &podNet{mode: nf.Mode}
 	if nf.Mode == networking.ModeCNI {
+		// The built-in networks' address leases are host-wide (the networking
+		// package's default directory), whatever skiff's --dir: pods of two
+		// data directories must not get the same address.
 		req := networking.Request{
 			PodUUID: m.UUID, StateDir: abs(s1Net), ConfDirs: o.NetConfDirs, Networks: nf.Networks,
-			Ports: o.ports, IPAMDir: filepath.Join(o.DataDir, "cni", "networks"),
-		}
-		if o.DataDir == "" {
-			req.IPAMDir = ""
+			Ports: o.ports,
 		}
 		if o.Debug {
 			req.Log = os.Stderr

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -32,16 +33,16 @@ func stopMain(args []string) error {
 	if err != nil || pid <= 1 {
 		return fmt.Errorf("pod pid file holds %q", strings.TrimSpace(string(b)))
 	}
-	sig := sigHalt
-	if *force {
-		sig = unix.SIGKILL
-	}
 	if err := os.WriteFile(s1Stop, nil, 0o644); err != nil {
 		return fmt.Errorf("mark the pod as stopping: %w", err)
 	}
-	if err := unix.Kill(pid, sig); err != nil && err != unix.ESRCH {
-		return fmt.Errorf("signal pod init %d: %w", pid, err)
+	if *force {
+		if err := unix.Kill(pid, unix.SIGKILL); err != nil && err != unix.ESRCH {
+			return fmt.Errorf("kill pod init %d: %w", pid, err)
+		}
+		return nil
 	}
+	haltPod(pid, podHaltGrace(), nil) // returns once the pod's init is gone
 	return nil
 }
 
@@ -51,7 +52,13 @@ func gcMain(args []string) error {
 	if len(args) != 1 {
 		return fmt.Errorf("usage: gc UUID")
 	}
+	// Right after run was killed its pod may still be dying (the parent-death
+	// signal is asynchronous): give it a moment.
 	errDestroy := container.Destroy(abs(s1State), containerID(args[0]))
+	for deadline := time.Now().Add(5 * time.Second); errDestroy != nil && time.Now().Before(deadline); {
+		time.Sleep(100 * time.Millisecond)
+		errDestroy = container.Destroy(abs(s1State), containerID(args[0]))
+	}
 	errNet := networking.Teardown(context.Background(), abs(s1Net))
 	return errors.Join(errDestroy, errNet)
 }

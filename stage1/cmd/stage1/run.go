@@ -64,7 +64,8 @@ func parseRun(args []string) (runOpts, error) {
 	fs.StringVar(&o.Hostname, "hostname", "", "the pod's hostname")
 	fs.BoolVar(&o.Interactive, "interactive", false, "give the app stdin")
 	fs.BoolVar(&o.Debug, "debug", false, "verbose")
-	fs.StringVar(&o.DataDir, "data-dir", "", "skiff's data directory")
+	fs.DurationVar(&o.StopTimeout, "stop-timeout", 0, "time between SIGTERM and SIGKILL for each app")
+	fs.StringVar(&o.ListenFDsApp, "listen-fds-app", "", "the app that gets the socket-activated descriptors")
 	list := func(name string, dst *[]string) {
 		fs.Func(name, "repeatable", func(v string) error { *dst = append(*dst, v); return nil })
 	}
@@ -131,19 +132,32 @@ func runMain(args []string) error {
 }
 
 type runningPod struct {
-	o        runOpts
-	m        *abi.PodManifest
-	specs    map[string]*specs.Spec // each app's config.json
-	net      *podNet
-	c        *container.Running
-	srv      *stdio.Server
-	stopping bool
-	mu       sync.Mutex
+	o      runOpts
+	m      *abi.PodManifest
+	specs  map[string]*specs.Spec // each app's config.json
+	gone   chan struct{}          // closed once the pod's init has been reaped
+	net    *podNet
+	c      *container.Running
+	srv    *stdio.Server
+	ready  *readiness
+	cgroup string // the pod's cgroup path (see cgroup.go)
+	hand   *handover
+	// unregister undoes the registration with systemd-machined.
+	unregister func()
+	stopping   bool
+	mu         sync.Mutex
 }
 
 func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
-	r := &runningPod{o: o, m: m, specs: map[string]*specs.Spec{}}
+	r := &runningPod{o: o, m: m, specs: map[string]*specs.Spec{}, cgroup: choosePodCgroup(o, m.UUID), gone: make(chan struct{})}
 	if err := r.writeUnits(); err != nil {
+		return nil, err
+	}
+	var err error
+	if r.hand, err = newHandover(o, m); err != nil {
+		return nil, err
+	}
+	if r.ready, err = newReadiness(o, m, r.specs); err != nil {
 		return nil, err
 	}
 	rootfs := filepath.Join(o.podDir, s1Rootfs)
@@ -154,7 +168,6 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 	// so a crash of this process leaves no mount behind.
 	defer unix.Unmount(rootfs, unix.MNT_DETACH)
 	o.debugf("stage1 rootfs mounted")
-	var err error
 	if r.net, err = setupNet(context.Background(), o, m); err != nil {
 		return nil, err
 	}
@@ -181,6 +194,7 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 	if err := os.WriteFile(abi.PIDFile, []byte(strconv.Itoa(c.Pid())+"\n"), 0o644); err != nil {
 		_ = c.Signal(unix.SIGKILL)
 	}
+	r.unregister = registerMachine(o, m, c.Pid(), rootfs)
 	return r, nil
 }
 
@@ -202,7 +216,8 @@ func (r *runningPod) writeUnits() error {
 		r.specs[a.Name] = &s
 		apps = append(apps, unitApp(a.Name, &s))
 	}
-	return units.Write(s1Upper, units.Options{Apps: apps})
+	saveStopTimeout(r.o.StopTimeout)
+	return units.Write(s1Upper, units.Options{Apps: apps, StopTimeout: r.o.StopTimeout})
 }
 
 // unitApp is what the app's unit needs from its spec.
@@ -283,6 +298,7 @@ func (r *runningPod) sandbox(rootfs string) (container.Pod, error) {
 			return container.Pod{}, fmt.Errorf("app %s: %w", a.Name, err)
 		}
 		app.Mounts = append(app.Mounts, r.net.files...)
+		app.Mounts = append(app.Mounts, r.ready.mount(a.Name)...)
 		mounts = append(mounts, container.AppMounts(rootfs, app)...)
 	}
 	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
@@ -300,7 +316,7 @@ func (r *runningPod) sandbox(rootfs string) (container.Pod, error) {
 		Hostname:    r.o.Hostname,
 		HostNetwork: r.net.mode == networking.ModeHost,
 		NetNSPath:   r.net.netNSPath(),
-		CgroupsPath: "/skiff/" + r.m.UUID,
+		CgroupsPath: r.cgroup,
 		Mounts:      mounts,
 		Args: []string{"/usr/lib/skiff/stage1", "pod-init", "/usr/lib/systemd/systemd", "--unit=" + units.Target,
 			"--log-target=" + logTarget, "--show-status=0"},
@@ -361,57 +377,45 @@ func makeVolumes(vols []abi.Volume) error {
 	return nil
 }
 
-// serveStdio hands each app skiff's stdio (stdin only when interactive) and
-// writes the ready marker once every app has it.
+// serveStdio hands each app its descriptors (see handover) and tells
+// readiness when it has them.
 func (r *runningPod) serveStdio() (*stdio.Server, error) {
-	stdin := os.Stdin
-	if !r.o.Interactive {
-		null, err := os.Open(os.DevNull)
-		if err != nil {
-			return nil, err
-		}
-		stdin = null
-	}
-	files := stdio.Files{Stdin: stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 	known := map[string]bool{}
 	for _, a := range r.m.Apps {
 		known[a.Name] = true
 	}
-	var mu sync.Mutex
-	started := map[string]bool{}
 	return stdio.Listen(filepath.Join(s1Run, "stdio.sock"),
 		func(app string, pid int) (stdio.Files, error) {
 			if !known[app] {
 				return stdio.Files{}, fmt.Errorf("pod has no app %q", app)
 			}
-			if err := applyLimits(r.m.UUID, app, pid, r.specs[app]); err != nil {
+			if err := applyLimits(r.cgroup, app, pid, r.specs[app]); err != nil {
 				// app-exec has no stdio yet: say it here, on skiff's stderr.
 				fmt.Fprintf(os.Stderr, "skiff: app %s: %v\n", app, err)
 				return stdio.Files{}, err
 			}
-			return files, nil
+			return r.hand.files(app, r.ready.env(app)), nil
 		},
-		func(app string) {
-			mu.Lock()
-			defer mu.Unlock()
-			started[app] = true
-			r.o.debugf("app %s started", app)
-			if len(started) == len(known) {
-				_ = os.WriteFile(abi.ReadyFile, nil, 0o644)
-			}
+		func(app string, pid int) {
+			r.hand.started(app, pid)
+			r.ready.appStarted(app)
 		})
 }
 
 // wait forwards stop requests, waits for the pod's init and cleans up.
 func (r *runningPod) wait() int {
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2)
 	go r.forward(sigs)
 	state, _ := r.c.Wait()
+	close(r.gone)
 	r.o.debugf("pod init exited: %v", state)
 	signal.Stop(sigs)
 	r.recordOOMKills()
 	r.srv.Close()
+	r.ready.close()
+	r.hand.finish()
+	r.unregister()
 	errDestroy := r.c.Destroy()
 	errNet := r.net.teardown()
 	if err := errors.Join(errDestroy, errNet); err != nil {
@@ -429,7 +433,7 @@ func (r *runningPod) wait() int {
 // before the pod's cgroups go away).
 func (r *runningPod) recordOOMKills() {
 	for _, a := range r.m.Apps {
-		if !oomKilled(r.m.UUID, a.Name) {
+		if !oomKilled(r.cgroup, a.Name) {
 			continue
 		}
 		path := filepath.Join(abi.AppsDir, a.Name, abi.AppExitFile)
@@ -443,9 +447,15 @@ func (r *runningPod) recordOOMKills() {
 }
 
 // forward turns SIGTERM/SIGINT into a clean halt of the pod's systemd (apps get
-// SIGTERM, then SIGKILL after their stop timeout); a second signal kills now.
+// SIGTERM, then SIGKILL after their stop timeout); a second one kills now.
+// SIGHUP, SIGUSR1 and SIGUSR2 go to each app's main process.
 func (r *runningPod) forward(sigs <-chan os.Signal) {
-	for range sigs {
+	for sig := range sigs {
+		if s := sig.(unix.Signal); s != unix.SIGTERM && s != unix.SIGINT {
+			r.hand.signal(s)
+			continue
+		}
+		r.ready.stopping()
 		r.mu.Lock()
 		again := r.stopping
 		r.stopping = true
@@ -454,7 +464,7 @@ func (r *runningPod) forward(sigs <-chan os.Signal) {
 			_ = r.c.Signal(unix.SIGKILL)
 			continue
 		}
-		_ = r.c.Signal(sigHalt)
+		go haltPod(r.c.Pid(), podHaltGrace(), r.gone)
 	}
 }
 

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/skiff-project/skiff/stage1/abi"
+)
+
+// Readiness, sd_notify in both directions.
+//
+// Outwards, run is skiff: when its NOTIFY_SOCKET is set (a Type=notify unit),
+// it sends READY=1 with MAINPID=its own pid once the pod is ready, and passes
+// the apps' STATUS= and WATCHDOG= messages on. Inwards, each app that declares
+// notify support (abi.AnnotationAppNotify in its spec) gets its own datagram
+// socket, stage1/notify/APP in the pod directory, bind-mounted at
+// appNotifySocket in its rootfs and named by its NOTIFY_SOCKET. The pod is
+// ready when every app has started and every notify app has sent READY=1;
+// run then writes abi.ReadyFile too.
+
+// appNotifySocket is where a notify app finds its socket, in its rootfs.
+const appNotifySocket = "/run/skiff/notify"
+
+const s1Notify = abi.Stage1Dir + "/notify"
+
+// readiness tracks the apps' start and READY=1.
+type readiness struct {
+	o       runOpts
+	mu      sync.Mutex
+	apps    int
+	notify  map[string]bool // apps that declared notify support
+	started map[string]bool
+	ready   map[string]bool // notify apps that sent READY=1
+	done    bool
+	socks   []*net.UnixConn
+}
+
+func notifyApp(s *specs.Spec) bool {
+	return s.Annotations[abi.AnnotationAppNotify] == "true"
+}
+
+// newReadiness opens the sockets of the notify apps.
+func newReadiness(o runOpts, m *abi.PodManifest, sp map[string]*specs.Spec) (*readiness, error) {
+	r := &readiness{o: o, apps: len(m.Apps), notify: map[string]bool{},
+		started: map[string]bool{}, ready: map[string]bool{}}
+	for _, a := range m.Apps {
+		if !notifyApp(sp[a.Name]) {
+			continue
+		}
+		r.notify[a.Name] = true
+		if err := os.MkdirAll(s1Notify, 0o755); err != nil {
+			return nil, err
+		}
+		path := filepath.Join(s1Notify, a.Name) // relative: sun_path is short
+		_ = os.Remove(path)
+		c, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+		if err != nil {
+			r.close()
+			return nil, fmt.Errorf("app %s: notify socket: %w", a.Name, err)
+		}
+		// Any user in the app may notify, as with NotifyAccess=all.
+		_ = os.Chmod(path, 0o777)
+		r.socks = append(r.socks, c)
+		go r.serve(a.Name, c)
+	}
+	return r, nil
+}
+
+// mount is the bind mount of app's socket into its rootfs (none for an app
+// that does not notify).
+func (r *readiness) mount(app string) []specs.Mount {
+	if !r.notify[app] {
+		return nil
+	}
+	return []specs.Mount{{Destination: appNotifySocket, Type: "bind",
+		Source: abs(filepath.Join(s1Notify, app)), Options: []string{"bind"}}}
+}
+
+// env is what app's environment gets for readiness.
+func (r *readiness) env(app string) []string {
+	if !r.notify[app] {
+		return nil
+	}
+	env := []string{"NOTIFY_SOCKET=" + appNotifySocket}
+	// The unit's watchdog, when it is ours: the app pings through us.
+	if usec := os.Getenv("WATCHDOG_USEC"); usec != "" {
+		if pid := os.Getenv("WATCHDOG_PID"); pid == "" || pid == strconv.Itoa(os.Getpid()) {
+			env = append(env, "WATCHDOG_USEC="+usec)
+		}
+	}
+	return env
+}
+
+// serve reads one app's notifications.
+func (r *readiness) serve(app string, c *net.UnixConn) {
+	buf := make([]byte, 4096)
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			return
+		}
+		var pass []string
+		for _, line := range bytes.Split(buf[:n], []byte("\n")) {
+			kv := string(line)
+			switch {
+			case kv == "READY=1":
+				r.mark(app, true)
+			case strings.HasPrefix(kv, "STATUS="), strings.HasPrefix(kv, "WATCHDOG="),
+				strings.HasPrefix(kv, "EXTEND_TIMEOUT_USEC="):
+				pass = append(pass, kv)
+			}
+		}
+		if len(pass) > 0 {
+			r.o.debugf("app %s notifies %q", app, pass)
+			_, _ = daemon.SdNotify(false, strings.Join(pass, "\n"))
+		}
+	}
+}
+
+// appStarted records that app has its stdio and is about to exec.
+func (r *readiness) appStarted(app string) {
+	r.o.debugf("app %s started", app)
+	r.mark(app, false)
+}
+
+func (r *readiness) mark(app string, ready bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ready {
+		r.ready[app] = true
+		r.o.debugf("app %s is ready", app)
+	} else {
+		r.started[app] = true
+	}
+	if r.done || len(r.started) < r.apps {
+		return
+	}
+	for a := range r.notify {
+		if !r.ready[a] {
+			return
+		}
+	}
+	r.done = true
+	_ = os.WriteFile(abi.ReadyFile, nil, 0o644)
+	_, _ = daemon.SdNotify(false, fmt.Sprintf("READY=1\nMAINPID=%d", os.Getpid()))
+}
+
+// stopping tells the unit the pod is on its way down.
+func (r *readiness) stopping() {
+	_, _ = daemon.SdNotify(false, "STOPPING=1")
+}
+
+func (r *readiness) close() {
+	for _, c := range r.socks {
+		c.Close()
+	}
+}

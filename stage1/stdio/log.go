@@ -1,0 +1,188 @@
+package stdio
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/skiff-project/skiff/stage1/abi"
+)
+
+// The pod's log. An app's stdout and stderr are pipes whose reader, a Tee in
+// stage1's run process, writes every chunk unaltered to skiff's own stdout or
+// stderr as soon as it arrives and appends it, line by line with the time, the
+// app and the stream, to abi.LogFile. Order is kept within each pipe; when
+// skiff's stdout and stderr are one file the app gets one pipe for both, so
+// the order between them is kept too. A terminal is handed over directly and
+// not logged: the app needs it as its terminal.
+
+// DefaultLogMax is the size at which the log is rotated (one old file kept).
+const DefaultLogMax = 8 << 20
+
+// maxLine is the longest line kept as one entry; longer ones are split into
+// parts (tag "P").
+const maxLine = 16 << 10
+
+// Log is the pod's log file, shared by all its tees.
+type Log struct {
+	mu   sync.Mutex
+	path string
+	max  int64
+	f    *os.File
+	size int64
+}
+
+// OpenLog opens (appending) the log at path, rotating it to path.1 when it
+// grows beyond max bytes.
+func OpenLog(path string, max int64) (*Log, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open pod log: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &Log{path: path, max: max, f: f, size: st.Size()}, nil
+}
+
+// append writes b (whole entries) with one write; it rotates first when b
+// would take the file beyond its cap. Errors are dropped: the log never stops
+// the app's output.
+func (l *Log) append(b []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return
+	}
+	if l.size > 0 && l.size+int64(len(b)) > l.max {
+		if err := os.Rename(l.path, l.path+".1"); err == nil {
+			if f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o640); err == nil {
+				l.f.Close()
+				l.f, l.size = f, 0
+			}
+		}
+	}
+	n, _ := l.f.Write(b)
+	l.size += int64(n)
+}
+
+// Close closes the log file.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.f == nil {
+		return nil
+	}
+	err := l.f.Close()
+	l.f = nil
+	return err
+}
+
+// Tee is one pipe an app writes to.
+type Tee struct {
+	w    *os.File // the app's end
+	done chan struct{}
+}
+
+// Tee makes a pipe whose reader copies to out (nil: nowhere) and logs lines
+// as app's stream. Give W to the app; call CloseWriter once no new app process
+// can get it, then Wait.
+func (l *Log) Tee(app, stream string, out *os.File) (*Tee, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	t := &Tee{w: w, done: make(chan struct{})}
+	go func() {
+		defer close(t.done)
+		defer r.Close()
+		l.copy(r, out, app, stream)
+	}()
+	return t, nil
+}
+
+// W is the pipe's write end, for the app.
+func (t *Tee) W() *os.File { return t.w }
+
+// CloseWriter closes this process's copy of the write end: the tee ends when
+// every app process holding it has ended too.
+func (t *Tee) CloseWriter() { t.w.Close() }
+
+// Wait waits for the tee to have copied everything, at most timeout.
+func (t *Tee) Wait(timeout time.Duration) bool {
+	select {
+	case <-t.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+func (l *Log) copy(r, out *os.File, app, stream string) {
+	buf := make([]byte, 64<<10)
+	var line, entries []byte
+	entry := abi.LogEntry{App: app, Stream: stream}
+	emit := func(text []byte, partial bool) {
+		for len(text) > maxLine || (partial && len(text) == maxLine) {
+			entry.Text, entry.Partial = text[:maxLine], true
+			entries = entry.Append(entries)
+			text = text[maxLine:]
+		}
+		if len(text) > 0 || !partial {
+			entry.Text, entry.Partial = text, partial
+			entries = entry.Append(entries)
+		}
+	}
+	for {
+		n, err := r.Read(buf)
+		if n > 0 {
+			chunk := buf[:n]
+			if out != nil {
+				if _, werr := out.Write(chunk); errors.Is(werr, syscall.EPIPE) {
+					out = nil // the reader went away: so does our end, and the app gets EPIPE
+					err = werr
+				}
+			}
+			entry.Time = time.Now()
+			entries = entries[:0]
+			for len(chunk) > 0 {
+				i := bytes.IndexByte(chunk, '\n')
+				if i < 0 {
+					line = append(line, chunk...)
+					break
+				}
+				line = append(line, chunk[:i]...)
+				chunk = chunk[i+1:]
+				emit(line, false)
+				line = line[:0]
+			}
+			if len(line) >= maxLine { // the whole parts of a long unfinished line
+				n := len(line) - len(line)%maxLine
+				emit(line[:n], true)
+				line = append(line[:0], line[n:]...)
+			}
+			if len(entries) > 0 {
+				l.append(entries)
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if len(line) > 0 { // output that ended without a newline
+		entries = entries[:0]
+		entry.Time = time.Now()
+		emit(line, true)
+		l.append(entries)
+	}
+}
