@@ -30,6 +30,23 @@ type testRegistry struct {
 // "auth:" section (indented by two spaces).
 func startRegistry(t *testing.T, authYAML string) *testRegistry {
 	t.Helper()
+	r := serveRegistry(t, "", authYAML)
+	waitFor(t, 10*time.Second, "the registry to listen on "+r.host, func() bool {
+		resp, err := http.Get("http://" + r.host + "/v2/")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return true
+	})
+	return r
+}
+
+// serveRegistry starts docker-registry with its own config bound to a free
+// loopback port: httpExtra is added to the config's "http:" section (e.g.
+// tls), authYAML is its "auth:" section. It is stopped when the test ends.
+func serveRegistry(t *testing.T, httpExtra, authYAML string) *testRegistry {
+	t.Helper()
 	need(t, "docker-registry", "skopeo")
 	dir := t.TempDir()
 	r := &testRegistry{host: freeAddr(t), dir: dir, log: filepath.Join(dir, "registry.log")}
@@ -43,7 +60,7 @@ storage:
     enabled: true
 http:
   addr: %s
-`, filepath.Join(dir, "data"), r.host)
+`, filepath.Join(dir, "data"), r.host) + httpExtra
 	if authYAML != "" {
 		cfg += "auth:\n" + authYAML
 	}
@@ -65,14 +82,6 @@ http:
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		logf.Close()
-	})
-	waitFor(t, 10*time.Second, "the registry to listen on "+r.host, func() bool {
-		resp, err := http.Get("http://" + r.host + "/v2/")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return true
 	})
 	return r
 }

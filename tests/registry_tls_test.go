@@ -15,10 +15,8 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -62,43 +60,8 @@ func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string) {
 // self-signed certificate for 127.0.0.1, on a free loopback port.
 func startTLSRegistry(t *testing.T) *testRegistry {
 	t.Helper()
-	need(t, "docker-registry", "skopeo")
-	dir := t.TempDir()
-	certFile, keyFile := selfSignedCert(t, dir)
-	r := &testRegistry{host: freeAddr(t), dir: dir, log: filepath.Join(dir, "registry.log")}
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: info
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-  tls:
-    certificate: %s
-    key: %s
-`, filepath.Join(dir, "data"), r.host, certFile, keyFile)
-	cfgPath := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(r.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command("docker-registry", "serve", cfgPath)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logf.Close()
-	})
+	certFile, keyFile := selfSignedCert(t, t.TempDir())
+	r := serveRegistry(t, fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", certFile, keyFile), "")
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // the test's own self-signed registry
 	waitFor(t, 10*time.Second, "the TLS registry to listen on "+r.host, func() bool {
