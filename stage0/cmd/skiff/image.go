@@ -261,11 +261,7 @@ stored, as a tar of an OCI image layout; 'skiff run oci-archive:FILE' and
 "latest", or by the tag of a registry NAME.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(g)
-			if err != nil {
-				return err
-			}
-			img, err := s.Lookup(args[0])
+			s, img, err := lookupImage(g, args[0])
 			if err != nil {
 				return err
 			}
@@ -305,11 +301,7 @@ whiteouts and opaque directories: DIR holds the root filesystem a pod's app
 sees. DIR must not exist or be empty.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(g)
-			if err != nil {
-				return err
-			}
-			img, err := s.Lookup(args[0])
+			s, img, err := lookupImage(g, args[0])
 			if err != nil {
 				return err
 			}
@@ -365,11 +357,7 @@ func newImageCatManifestCmd(g *globals) *cobra.Command {
 		Short: "Print an image's manifest as stored",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			s, err := openStore(g)
-			if err != nil {
-				return err
-			}
-			img, err := s.Lookup(args[0])
+			s, img, err := lookupImage(g, args[0])
 			if err != nil {
 				return err
 			}
@@ -435,4 +423,17 @@ does not fail verify; images from files are verified only when fetched.`,
 			return err
 		},
 	}
+}
+
+// lookupImage opens the store and finds the image a verb names.
+func lookupImage(g *globals, name string) (*store.Store, *store.Image, error) {
+	s, err := openStore(g)
+	if err != nil {
+		return nil, nil, err
+	}
+	img, err := s.Lookup(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	return s, img, nil
 }
