@@ -80,6 +80,20 @@ func TestSignedImageIsVerified(t *testing.T) {
 	if r := run(other); r.code != 125 || !strings.Contains(r.stderr, "other") {
 		t.Fatalf("signature for another name: exit %d, %q", r.code, r.stderr)
 	}
+	// --signature names a signature kept elsewhere (rkt's flag).
+	elsewhere := filepath.Join(dir, "sigs", "bb.sig")
+	sh(t, dir, "mkdir -p sigs && mv "+image+".asc "+elsewhere)
+	if r := run(image); r.code != 125 || !strings.Contains(r.stderr, "not signed") {
+		t.Fatalf("signature moved away: exit %d, %q", r.code, r.stderr)
+	}
+	args := append(append([]string{"run"}, e.stage1...), "oci-archive:"+image, "--signature="+elsewhere, "--", "/bin/echo", "verified")
+	if r := e.skiff(args...); r.code != 0 || r.stdout != "verified\n" {
+		t.Fatalf("--signature: exit %d, %q, %q", r.code, r.stdout, r.stderr)
+	}
+	if r := e.skiff("fetch", "--signature="+other+".asc", "oci-archive:"+image); r.code != 0 {
+		t.Fatalf("fetch --signature: exit %d, %q", r.code, r.stderr)
+	}
+	sh(t, dir, "mv "+elsewhere+" "+image+".asc")
 	// Tampered content is refused.
 	sh(t, dir, "printf x >> "+image)
 	if r := run(image); r.code != 125 || !strings.Contains(r.stderr, "bb") {

@@ -31,6 +31,7 @@ type AppArgs struct {
 	Readonly   bool
 	Mounts     []MountArg
 	Resources  Resources
+	Signature  string // --signature: the image file's detached signature
 }
 
 // ErrNoImage is returned when the command line names no image.
@@ -40,6 +41,7 @@ var ErrNoImage = errors.New("no image given; usage: skiff run [pod flags] IMAGE 
 const AppFlagUsage = `App flags (after the image):
       --name=NAME           the app's name (default: derived from the image)
       --exec=PATH           replace the image's entrypoint
+      --signature=FILE      the image file's detached signature (default: FILE.asc beside it)
       --set-env=K=V         set an environment variable (repeatable)
       --user=USER[:GROUP]   run as this user (name or number, resolved in the image)
       --group=GROUP         run with this primary group
@@ -101,6 +103,7 @@ func parseApp(seg []string) (AppArgs, error) {
 	var oom int
 	fs.StringVar(&a.Name, "name", "", "")
 	fs.StringVar(&a.Exec, "exec", "", "")
+	fs.StringVar(&a.Signature, "signature", "", "")
 	fs.StringArrayVar(&a.SetEnv, "set-env", nil, "")
 	fs.StringVar(&a.User, "user", "", "")
 	fs.StringVar(&a.Group, "group", "", "")

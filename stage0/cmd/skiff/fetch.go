@@ -20,6 +20,7 @@ import (
 type fetchFlags struct {
 	pullPolicy string
 	quiet      bool
+	signature  string // fetch only: the image file's detached signature
 }
 
 func (f *fetchFlags) register(fl *pflag.FlagSet, defaultPolicy string) {
@@ -81,8 +82,11 @@ otherwise, nothing with --quiet.`,
 			if ctx == nil {
 				ctx = context.Background()
 			}
+			if f.signature != "" && len(args) != 1 {
+				return fmt.Errorf("--signature names the signature of one image; fetch the images one by one")
+			}
 			for _, image := range args {
-				img, err := fetchVerified(ctx, g, in, f, s, image)
+				img, err := fetchVerified(ctx, g, in, f, s, image, f.signature)
 				if err != nil {
 					return err
 				}
@@ -92,6 +96,7 @@ otherwise, nothing with --quiet.`,
 		},
 	}
 	f.register(c.Flags(), "new")
+	c.Flags().StringVar(&f.signature, "signature", "", "the image file's detached signature (default: FILE.asc beside it)")
 	return c
 }
 

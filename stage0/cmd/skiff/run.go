@@ -229,7 +229,7 @@ func preparePod(ctx context.Context, g *globals, f *prepareFlags, args []string)
 	}
 	imgs := make([]*store.Image, len(apps))
 	for i, a := range apps {
-		if imgs[i], err = fetchVerified(ctx, g, in, &f.fetchFlags, s, a.Image); err != nil {
+		if imgs[i], err = fetchVerified(ctx, g, in, &f.fetchFlags, s, a.Image, a.Signature); err != nil {
 			return nil, abi.Stage1{}, err
 		}
 	}
@@ -270,18 +270,23 @@ func podOptions(f *prepareFlags, in insecure) (prepare.Pod, []abi.Volume, error)
 }
 
 // fetchVerified imports image into the store after checking its signature
-// (unless --insecure-options=image), as the pull policy says.
-func fetchVerified(ctx context.Context, g *globals, in insecure, f *fetchFlags, s *store.Store, image string) (*store.Image, error) {
+// (unless --insecure-options=image), as the pull policy says. sigFile, when
+// set, is the image file's detached signature (--signature), instead of the
+// one beside it.
+func fetchVerified(ctx context.Context, g *globals, in insecure, f *fetchFlags, s *store.Store, image, sigFile string) (*store.Image, error) {
 	ref, err := reference.Parse(image)
 	if err != nil {
 		return nil, err
+	}
+	if sigFile != "" && ref.Transport == reference.Docker {
+		return nil, fmt.Errorf("image %q: --signature is for image files and URLs; registry images are verified with their cosign signatures", image)
 	}
 	opts, err := f.options(g, in)
 	if err != nil {
 		return nil, err
 	}
 	if isAppc(ref.Transport) {
-		return fetchAppc(ctx, g, in, opts.Pull, s, ref, image)
+		return fetchAppc(ctx, g, in, opts.Pull, s, ref, image, sigFile)
 	}
 	var img *store.Image
 	switch {
@@ -293,7 +298,7 @@ func fetchVerified(ctx context.Context, g *globals, in insecure, f *fetchFlags, 
 		warnInsecureTransport(in, ref, image)
 		img, err = fetchRegistryVerified(ctx, g, opts, s, ref, image)
 	default:
-		if err := verify(g, ref, image); err != nil {
+		if err := verify(g, ref, image, sigFile); err != nil {
 			return nil, err
 		}
 		img, err = fetch.Import(ctx, s, ref, opts)

@@ -19,12 +19,15 @@ import (
 
 // verify checks the detached OpenPGP signature beside an image file
 // (oci-archive:, docker-archive:) before it is imported.
-func verify(g *globals, ref reference.Reference, image string) error {
+func verify(g *globals, ref reference.Reference, image, sigFile string) error {
 	name := trustName(ref)
 	if ref.Transport != reference.OCIArchive && ref.Transport != reference.DockerArchive {
 		return fmt.Errorf("image %q: signature verification for %s images is not supported (sign an oci-archive: or docker-archive: file instead); pass --insecure-options=image to run it unverified", image, ref.Transport)
 	}
 	sigPath := trust.SignaturePathFor(ref.Path)
+	if sigFile != "" {
+		sigPath = sigFile
+	}
 	sig, err := os.Open(sigPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("image %q is not signed (no %s); %s", image, sigPath, openpgpFix(g, trust.ErrUnsigned, name, nil))
@@ -90,7 +93,7 @@ func isAppc(t reference.Transport) bool {
 // imports the verified bytes.
 // Under --pull-policy=new a URL or a name already in the store is not
 // fetched again (a file always is: it is cheap and may have changed).
-func fetchAppc(ctx context.Context, g *globals, in insecure, pull fetch.PullPolicy, s *store.Store, ref reference.Reference, image string) (*store.Image, error) {
+func fetchAppc(ctx context.Context, g *globals, in insecure, pull fetch.PullPolicy, s *store.Store, ref reference.Reference, image, sigFile string) (*store.Image, error) {
 	if pull == fetch.PullNever || pull == fetch.PullNew && ref.Transport != reference.ACI {
 		img, err := s.Lookup(ref.String())
 		if err == nil {
@@ -117,6 +120,12 @@ func fetchAppc(ctx context.Context, g *globals, in insecure, pull fetch.PullPoli
 	src, err := appc.Open(ctx, ref, opts)
 	if err != nil {
 		return nil, fmt.Errorf("image %q: %w%s", image, err, fetchHint(err))
+	}
+	if sigFile != "" {
+		if src.Signature, err = os.ReadFile(sigFile); err != nil {
+			return nil, fmt.Errorf("image %q: --signature: %w", image, err)
+		}
+		src.SignatureOrigin = sigFile
 	}
 	defer src.Close()
 	if in.skips("image") {
