@@ -68,7 +68,7 @@ filesystems with overlayfs and runs them as pods through a swappable stage1
 
 func main() {
 	root := newRoot()
-	err := root.Execute()
+	cmd, err := root.ExecuteC()
 	if err == nil {
 		return
 	}
@@ -79,10 +79,32 @@ func main() {
 		}
 		os.Exit(ee.code)
 	}
-	fmt.Fprintf(os.Stderr, "skiff: %v\n", oneLine(err))
+	msg := oneLine(err)
+	if isUsageError(msg) {
+		msg += fmt.Sprintf("; see '%s --help'", cmd.CommandPath())
+	}
+	fmt.Fprintf(os.Stderr, "skiff: %s\n", msg)
 	os.Exit(abi.ExitSkiffFailure)
 }
 
+// isUsageError tells cobra's own complaints about the command line (wrong
+// number of arguments, unknown verb or flag), which deserve a pointer to help.
+func isUsageError(msg string) bool {
+	for _, s := range []string{"arg(s)", "unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument"} {
+		if strings.Contains(msg, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// oneLine folds a multi-line error (cobra's suggestions) into one line.
 func oneLine(err error) string {
-	return strings.ReplaceAll(strings.TrimSpace(err.Error()), "\n", "; ")
+	var parts []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			parts = append(parts, l)
+		}
+	}
+	return strings.ReplaceAll(strings.Join(parts, " "), " Did you mean this? ", "; did you mean: ")
 }
