@@ -74,6 +74,7 @@ func TestDependencyRules(t *testing.T) {
 	}{
 		{"./stage1/...", []string{mod + "image", mod + "stage0", "github.com/ProtonMail/go-crypto", "golang.org/x/crypto/openpgp"}, nil},
 		{"./stage0/...", []string{mod + "stage1", mod + "stage1-kvm"}, []string{mod + "stage1/abi"}},
+		{"./stage1-kvm/...", []string{mod + "image", mod + "stage0", "github.com/ProtonMail/go-crypto", "golang.org/x/crypto/openpgp"}, nil},
 	}
 	root := repoRoot(t)
 	for _, r := range rules {

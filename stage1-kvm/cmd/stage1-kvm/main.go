@@ -1,0 +1,58 @@
+// Command stage1-kvm is the kvm stage1 flavor's one static binary. On the host
+// it is the run, stop, gc and enter entrypoints (installed at
+// /usr/lib/skiff/stage1-kvm with the entrypoints as symlinks; the name it is
+// called by picks the command). Inside the microVM it is /init, PID 1 of the
+// guest (package guest).
+//
+// The pod runs in a QEMU microvm booted from the image's own kernel
+// (an uncompressed vmlinux, PVH entry) and initramfs. The pod directory and
+// each app's rootfs (an overlay run mounts on the host, in a mount namespace
+// of its own so nothing outlives it) reach the guest over virtio-9p; each
+// app's stdout and stderr come back over virtio-serial ports into the same
+// log tee as the default flavor's (stage1/stdio).
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/skiff-project/skiff/stage1-kvm/guest"
+	"github.com/skiff-project/skiff/stage1/abi"
+)
+
+var commands = map[string]func(args []string) error{
+	abi.EntrypointRun:   runMain,
+	abi.EntrypointStop:  stopMain,
+	abi.EntrypointGC:    gcMain,
+	abi.EntrypointEnter: enterMain,
+}
+
+func main() {
+	if os.Getpid() == 1 {
+		guest.Init() // PID 1 of the microVM; never returns
+	}
+	name, args := filepath.Base(os.Args[0]), os.Args[1:]
+	if name == "stage1-kvm" && len(args) > 0 {
+		name, args = args[0], args[1:]
+	}
+	cmd, ok := commands[name]
+	if !ok {
+		fmt.Fprintf(os.Stderr, "stage1-kvm: unknown command %q\n", name)
+		os.Exit(abi.ExitSkiffFailure)
+	}
+	if err := cmd(args); err != nil {
+		var ce codeError
+		if errors.As(err, &ce) {
+			os.Exit(int(ce))
+		}
+		fmt.Fprintf(os.Stderr, "skiff: %v\n", err)
+		os.Exit(abi.ExitSkiffFailure)
+	}
+}
+
+// codeError ends the process with a code and no message.
+type codeError int
+
+func (c codeError) Error() string { return fmt.Sprintf("exit status %d", int(c)) }

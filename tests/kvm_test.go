@@ -1,0 +1,177 @@
+//go:build functional && kvm
+
+package tests
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The kvm stage1 flavor (stage1-kvm/): the same pod in a QEMU microvm with its
+// own kernel. Run with `go test -tags 'functional kvm' ./tests -run KVM` and
+// SKIFF_BIN, SKIFF_TEST_IMAGES set as for the other functional tests;
+// SKIFF_KVM_STAGE1 names the image (default: bin/stage1-kvm.oci.tar of this
+// checkout, built by scripts/build-stage1-kvm). The VM runs under TCG where
+// KVM cannot boot a stock kernel, so each pod takes a few seconds.
+
+// kvmEnv is a test env that runs pods with the kvm stage1.
+func kvmEnv(t *testing.T) *env {
+	t.Helper()
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86; scripts/install-deps)")
+	}
+	img := os.Getenv("SKIFF_KVM_STAGE1")
+	if img == "" {
+		img, _ = filepath.Abs("../bin/stage1-kvm.oci.tar")
+	}
+	if _, err := os.Stat(img); err != nil {
+		t.Skipf("no kvm stage1 image at %s (build it with scripts/build-stage1-kvm, or set SKIFF_KVM_STAGE1): %v", img, err)
+	}
+	e := newEnv(t)
+	e.stage1 = []string{"--stage1-path=" + img, "--net=none"}
+	return e
+}
+
+func hostKernel(t *testing.T) string {
+	var u syscall.Utsname
+	if err := syscall.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	var b []byte
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		b = append(b, byte(c))
+	}
+	return string(b)
+}
+
+func TestKVMGuestKernelOutputAndExitCode(t *testing.T) {
+	e := kvmEnv(t)
+	start := time.Now()
+	r := e.skiff(e.runArgs(e.image("busybox"), "--", "/bin/sh", "-c", "uname -r; echo hi; echo oops >&2; exit 7")...)
+	t.Logf("pod took %v", time.Since(start))
+	lines := strings.Split(r.stdout, "\n")
+	if r.code != 7 || len(lines) != 3 || lines[1] != "hi" {
+		t.Fatalf("exit %d, stdout %q (stderr %q); want 7 and \"RELEASE\\nhi\\n\"", r.code, r.stdout, r.stderr)
+	}
+	if host := hostKernel(t); lines[0] == "" || lines[0] == host {
+		t.Errorf("guest kernel release %q, host's %q: want a release of the guest's own kernel", lines[0], host)
+	}
+	if !strings.Contains(r.stderr, "oops\n") {
+		t.Errorf("stderr %q lacks the app's \"oops\"", r.stderr)
+	}
+	ps := e.pods()
+	if len(ps) != 1 || ps[0].ExitCode == nil || *ps[0].ExitCode != 7 ||
+		len(ps[0].Apps) != 1 || ps[0].Apps[0].ExitCode == nil || *ps[0].Apps[0].ExitCode != 7 {
+		t.Errorf("list: %+v", ps)
+	}
+	if out := e.ok("logs", ps[0].UUID).stdout; !strings.Contains(out, "hi") {
+		t.Errorf("logs lack the app's output: %q", out)
+	}
+}
+
+func TestKVMCommandNotFound(t *testing.T) {
+	e := kvmEnv(t)
+	e.fails(127, []string{"nosuchcmd", "not found"}, e.runArgs(e.image("busybox"), "--", "nosuchcmd")...)
+}
+
+// qemuOf says whether a process whose command line names pod uuid exists.
+func qemuOf(uuid string) bool {
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, d := range dirs {
+		if b, err := os.ReadFile(d); err == nil && bytes.Contains(b, []byte("guest=skiff-"+uuid)) {
+			if st, err := os.ReadFile(filepath.Join(filepath.Dir(d), "stat")); err == nil && !bytes.Contains(st, []byte(") Z ")) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// startLong starts a pod that runs until stopped and returns its process and UUID.
+func startLong(t *testing.T, e *env) (*exec.Cmd, string) {
+	t.Helper()
+	c := e.cmd(e.runArgs(e.image("busybox"), "--", "/bin/sh", "-c", "echo up; sleep 1000")...)
+	var out syncBuffer
+	c.Stdout, c.Stderr = &out, &out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(out.String(), "up\n"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("pod did not start: %s", out.String())
+		}
+	}
+	ps := e.pods()
+	if len(ps) != 1 {
+		t.Fatalf("pods: %+v", ps)
+	}
+	if !qemuOf(ps[0].UUID) {
+		t.Fatalf("no qemu process for pod %s", ps[0].UUID)
+	}
+	return c, ps[0].UUID
+}
+
+func TestKVMStop(t *testing.T) {
+	e := kvmEnv(t)
+	c, uuid := startLong(t, e)
+	e.ok("stop", uuid)
+	done := make(chan error, 1)
+	go func() { done <- c.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("skiff run after stop: %v (want exit 0)", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("skiff run still there 30 s after stop")
+	}
+	if qemuOf(uuid) {
+		t.Errorf("qemu of pod %s still running after stop", uuid)
+	}
+	e.ok("gc", "--grace-period=0")
+}
+
+func TestKVMGCAfterSIGKILL(t *testing.T) {
+	e := kvmEnv(t)
+	c, uuid := startLong(t, e)
+	_ = c.Process.Signal(syscall.SIGKILL)
+	_ = c.Wait()
+	e.ok("gc", "--grace-period=0")
+	e.ok("gc", "--grace-period=0")
+	for deadline := time.Now().Add(5 * time.Second); qemuOf(uuid); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("qemu of pod %s still running after SIGKILL of skiff and gc", uuid)
+		}
+	}
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(b, []byte(uuid)) {
+		t.Errorf("a mount of pod %s is left on the host", uuid)
+	}
+	if ps := e.pods(); len(ps) != 0 {
+		t.Errorf("pods left after gc: %+v", ps)
+	}
+}
+
+func TestKVMCannotExecute(t *testing.T) {
+	e := kvmEnv(t)
+	e.fails(126, []string{"/etc/passwd"}, e.runArgs(e.image("busybox"), "--exec=/etc/passwd")...)
+}
+
+func TestKVMImageConfigAndAppFlags(t *testing.T) {
+	e := kvmEnv(t)
+	r := e.ok(e.runArgs(e.image("inspect"), "--set-env=FOO=bar", "--working-dir=/tmp", "--", "env", "cwd", "ids")...)
+	for _, want := range []string{"FOO=bar\n", "PATH=", "cwd=/tmp\n", "uid=0\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+}
