@@ -13,7 +13,9 @@ package abi
 import (
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -253,6 +255,35 @@ func (f RunFlags) Args(v int) (args []string, dropped []string) {
 		}
 	}
 	return args, dropped
+}
+
+// ParseRunFlags reads what Args wrote: the run entrypoint's flags and its
+// UUID argument. Every flavor parses its argv with it, so the flags stage0
+// renders and the flags a stage1 understands cannot drift apart. --net
+// defaults to "none".
+func ParseRunFlags(args []string) (RunFlags, string, error) {
+	var f RunFlags
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&f.Net, "net", "none", "")
+	fs.StringVar(&f.Hostname, "hostname", "", "")
+	fs.BoolVar(&f.Interactive, "interactive", false, "")
+	fs.BoolVar(&f.Debug, "debug", false, "")
+	fs.DurationVar(&f.StopTimeout, "stop-timeout", 0, "")
+	fs.StringVar(&f.ListenFDsApp, "listen-fds-app", "", "")
+	lists := map[string]*[]string{"port": &f.Ports, "dns": &f.DNS, "dns-search": &f.DNSSearch,
+		"dns-opt": &f.DNSOpt, "hosts-entry": &f.HostsEntry, "net-conf-dir": &f.NetConfDirs}
+	for _, rl := range runListTable {
+		dst := lists[rl.name]
+		fs.Func(rl.name, "", func(v string) error { *dst = append(*dst, v); return nil })
+	}
+	if err := fs.Parse(args); err != nil {
+		return f, "", fmt.Errorf("run flags: %w", err)
+	}
+	if fs.NArg() != 1 {
+		return f, "", errors.New("usage: run [flags] UUID")
+	}
+	return f, fs.Arg(0), nil
 }
 
 // NetworksFile is networks.json, a []NetworkStatus: the pod's networks as

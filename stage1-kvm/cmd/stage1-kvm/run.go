@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -57,35 +56,19 @@ func (o runOpts) debugf(format string, args ...any) {
 }
 
 func parseRun(args []string) (runOpts, error) {
-	o := runOpts{start: time.Now()}
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.StringVar(&o.net, "net", "none", "none (the only network supported so far)")
-	fs.BoolVar(&o.interactive, "interactive", false, "give the app stdin (not supported yet)")
-	fs.BoolVar(&o.debug, "debug", false, "verbose")
-	// Accepted for the contract's sake; not acted on yet.
-	fs.String("hostname", "", "")
-	fs.Duration("stop-timeout", 0, "")
-	fs.String("listen-fds-app", "", "")
-	var ignored []string
-	for _, n := range []string{"port", "dns", "dns-search", "dns-opt", "hosts-entry", "net-conf-dir"} {
-		fs.Func(n, "repeatable", func(v string) error { ignored = append(ignored, n); return nil })
+	rf, uuid, err := abi.ParseRunFlags(args)
+	if err != nil {
+		return runOpts{}, err
 	}
-	if err := fs.Parse(args); err != nil {
-		return o, err
+	if len(rf.Ports) > 0 {
+		return runOpts{}, errors.New("the kvm stage1 does not forward ports yet (--port)")
 	}
-	if fs.NArg() != 1 {
-		return o, errors.New("usage: run [flags] UUID")
+	if rf.Net != "none" {
+		return runOpts{}, fmt.Errorf("the kvm stage1 supports only --net=none so far (got %q)", rf.Net)
 	}
-	for _, n := range ignored {
-		if n == "port" {
-			return o, errors.New("the kvm stage1 does not forward ports yet (--port)")
-		}
-	}
-	if o.net != "none" {
-		return o, fmt.Errorf("the kvm stage1 supports only --net=none so far (got %q)", o.net)
-	}
-	o.uuid = fs.Arg(0)
-	var err error
+	// --hostname, --stop-timeout, --listen-fds-app and the DNS flags are
+	// accepted for the contract's sake and not acted on yet.
+	o := runOpts{net: rf.Net, debug: rf.Debug, interactive: rf.Interactive, uuid: uuid, start: time.Now()}
 	o.podDir, err = os.Getwd()
 	return o, err
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -58,29 +57,11 @@ func (o runOpts) debugf(format string, args ...any) {
 }
 
 func parseRun(args []string) (runOpts, error) {
-	o := runOpts{start: time.Now()}
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.StringVar(&o.Net, "net", "none", "none, host or CNI networks")
-	fs.StringVar(&o.Hostname, "hostname", "", "the pod's hostname")
-	fs.BoolVar(&o.Interactive, "interactive", false, "give the app stdin")
-	fs.BoolVar(&o.Debug, "debug", false, "verbose")
-	fs.DurationVar(&o.StopTimeout, "stop-timeout", 0, "time between SIGTERM and SIGKILL for each app")
-	fs.StringVar(&o.ListenFDsApp, "listen-fds-app", "", "the app that gets the socket-activated descriptors")
-	list := func(name string, dst *[]string) {
-		fs.Func(name, "repeatable", func(v string) error { *dst = append(*dst, v); return nil })
+	rf, uuid, err := abi.ParseRunFlags(args)
+	if err != nil {
+		return runOpts{}, err
 	}
-	list("port", &o.Ports)
-	list("dns", &o.DNS)
-	list("dns-search", &o.DNSSearch)
-	list("dns-opt", &o.DNSOpt)
-	list("hosts-entry", &o.HostsEntry)
-	list("net-conf-dir", &o.NetConfDirs)
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
-	if fs.NArg() != 1 {
-		return o, fmt.Errorf("usage: run [flags] UUID")
-	}
+	o := runOpts{RunFlags: rf, uuid: uuid, start: time.Now()}
 	for _, p := range o.Ports {
 		pm, err := networking.ParsePort(p)
 		if err != nil {
@@ -96,7 +77,6 @@ func parseRun(args []string) (runOpts, error) {
 		o.hosts = append(o.hosts, he)
 	}
 	o.dns = networking.DNSOptions{Servers: o.DNS, Search: o.DNSSearch, Options: o.DNSOpt}
-	o.uuid = fs.Arg(0)
 	wd, err := os.Getwd()
 	o.podDir = wd
 	return o, err
