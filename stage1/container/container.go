@@ -99,7 +99,7 @@ func BaseMounts() []specs.Mount {
 // App is what the sandbox needs to know to give an app its filesystem.
 type App struct {
 	Root          string        // where the app's rootfs is mounted, in the stage1 rootfs
-	Lowers        []string      // the image's layer directories, topmost first
+	Lowerdir      string        // the overlay's lowerdir (see internal/overlay)
 	Upper, Work   string        // the overlay's upper and work directories
 	Mounts        []specs.Mount // volumes: Destination inside the app, Source a host path
 	Readonly      bool          // the rootfs is read-only (volumes keep their own mode)
@@ -116,7 +116,7 @@ func AppMounts(stage1Rootfs string, a App) []specs.Mount {
 	nse := []string{"nosuid", "noexec", "nodev"}
 	ms := []specs.Mount{
 		{Destination: dest, Type: "overlay", Source: "overlay", Options: []string{
-			"lowerdir=" + strings.Join(a.Lowers, ":"), "upperdir=" + a.Upper, "workdir=" + a.Work}},
+			"lowerdir=" + a.Lowerdir, "upperdir=" + a.Upper, "workdir=" + a.Work}},
 		{Destination: dest + "/proc", Type: "proc", Source: "proc", Options: nse},
 		{Destination: dest + "/sys", Type: "sysfs", Source: "sysfs", Options: append([]string{"ro"}, nse...)},
 		{Destination: dest + "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},

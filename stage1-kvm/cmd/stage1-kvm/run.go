@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/internal/overlay"
 	"github.com/skiff-project/skiff/stage1-kvm/guest"
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/stdio"
@@ -329,16 +330,9 @@ func qemuArgs(dir, accel string, o runOpts) []string {
 }
 
 func mountOverlay(lowers []string, upper, work, target string) error {
-	if len(lowers) == 0 {
-		return errors.New("rootfs has no layers")
-	}
-	top := make([]string, len(lowers))
-	for i, l := range lowers {
-		top[len(lowers)-1-i] = l
-	}
-	data := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", strings.Join(top, ":"), upper, work)
-	if len(data) > 4000 {
-		return fmt.Errorf("rootfs has too many layers (%d) for one overlay mount", len(lowers))
+	data, err := overlay.Options(lowers, upper, work)
+	if err != nil {
+		return err
 	}
 	return unix.Mount("overlay", target, "overlay", 0, data)
 }

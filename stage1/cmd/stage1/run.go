@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -17,6 +16,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/internal/overlay"
 	"github.com/skiff-project/skiff/networking"
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/appexec"
@@ -236,28 +236,11 @@ func prepareDirs(m *abi.PodManifest) error {
 	return nil
 }
 
-// overlayOptions renders lowers (lowest first) as overlayfs options.
-func overlayOptions(lowers []string, upper, work string) ([]string, error) {
-	if len(lowers) == 0 {
-		return nil, errors.New("rootfs has no layers")
-	}
-	top := make([]string, len(lowers))
-	for i, l := range lowers {
-		top[len(lowers)-1-i] = l
-	}
-	lower := strings.Join(top, ":")
-	if len(lower) > 3500 { // the kernel takes one page of mount options
-		return nil, fmt.Errorf("rootfs has too many layers (%d) for one overlay mount", len(lowers))
-	}
-	return []string{lower, upper, work}, nil
-}
-
 func mountOverlay(lowers []string, upper, work, target string) error {
-	o, err := overlayOptions(lowers, upper, work)
+	data, err := overlay.Options(lowers, abs(upper), abs(work))
 	if err != nil {
 		return err
 	}
-	data := fmt.Sprintf("lowerdir=%s,upperdir=%s,workdir=%s", o[0], abs(o[1]), abs(o[2]))
 	return unix.Mount("overlay", target, "overlay", 0, data)
 }
 
@@ -309,13 +292,13 @@ func (r *runningPod) sandbox(rootfs string) (container.Pod, error) {
 // appFS describes an app's filesystem from its manifest entry and its spec.
 func (r *runningPod) appFS(a abi.App) (container.App, error) {
 	spec := r.specs[a.Name]
-	o, err := overlayOptions(a.Rootfs.Layers, "", "")
+	lower, err := overlay.Lowerdir(a.Rootfs.Layers)
 	if err != nil {
 		return container.App{}, err
 	}
 	d := abi.AppDir(r.o.podDir, a.Name)
 	app := container.App{
-		Root: appexec.AppRoot(a.Name), Lowers: strings.Split(o[0], ":"),
+		Root: appexec.AppRoot(a.Name), Lowerdir: lower,
 		Upper: filepath.Join(d, "upper"), Work: filepath.Join(d, "work"),
 	}
 	if spec.Root != nil {
