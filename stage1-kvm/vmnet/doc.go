@@ -15,7 +15,8 @@
 // through tapN, to QEMU (which holds the tap's file) and the guest's
 // virtio-net NIC; every frame the guest sends leaves through ethN. The guest's
 // NIC has ethN's MAC, MTU, addresses and routes ([Iface], which the host
-// writes into the guest's configuration for the guest to apply), so for the host's veth end, the host's routes, portmap's DNAT (from
+// writes into the guest's configuration and [Configure] applies inside the
+// guest), so for the host's veth end, the host's routes, portmap's DNAT (from
 // 127.0.0.1 too), the masquerade rules and other pods, the guest is the pod:
 // the CNI plugins and their configuration do not change at all.
 //
@@ -65,7 +66,9 @@
 //
 // Guest: a virtio-net driver. Debian's kernel builds it as a module; the
 // initramfs must load failover, net_failover and virtio_net, in that order,
-// after the virtio transport (virtio_mmio on microvm).
+// after the virtio transport (virtio_mmio on microvm). The guest's init calls
+// [Configure] once the modules are loaded and before it starts the apps; it
+// uses netlink only (the guest has no ip binary).
 //
 // Use:
 //
@@ -76,4 +79,7 @@
 //		args = append(args, l.QEMUArgs(fmt.Sprintf("net%d", i), 3+i)...)
 //	}
 //	// after QEMU started: close every l.Tap (QEMU holds its own copy)
+//
+//	// guest (init), after loading the modules:
+//	err := vmnet.Configure(cfg.Net)
 package vmnet
