@@ -60,9 +60,9 @@
 //
 // Host kernel: tun, sch_ingress, cls_u32 and act_mirred (cls_matchall is not
 // needed: a u32 filter with one zero key matches everything). The taps are
-// opened without IFF_VNET_HDR, so QEMU must not be asked for vnet_hdr
-// ([Link.QEMUArgs] renders the arguments); the host kernel then segments and
-// checksums, for the tap, what the veth passes with offloads.
+// opened without IFF_VNET_HDR; QEMU, given the tap's fd, sees that itself
+// ([Link.QEMUArgs] renders its arguments), and the host kernel segments and
+// checksums in software what the veth passes with offloads.
 //
 // Guest: a virtio-net driver. Debian's kernel builds it as a module; the
 // initramfs must load failover, net_failover and virtio_net, in that order,
@@ -75,8 +75,9 @@
 //	// host (stage1-kvm run), after networking.Setup:
 //	links, err := vmnet.Attach(res.NetNS, ifNames) // ifNames from res.Networks[i].IfName
 //	cfg.Net = vmnet.Ifaces(links)                  // into the guest's config file
-//	for i, l := range links {                      // cmd.ExtraFiles[i] = l.Tap: fd 3+i in QEMU
-//		args = append(args, l.QEMUArgs(fmt.Sprintf("net%d", i), 3+i)...)
+//	for i, l := range links {
+//		cmd.ExtraFiles = append(cmd.ExtraFiles, l.Tap) // QEMU's fd 3+index
+//		args = append(args, l.QEMUArgs(fmt.Sprintf("net%d", i), 2+len(cmd.ExtraFiles))...)
 //	}
 //	// after QEMU started: close every l.Tap (QEMU holds its own copy)
 //

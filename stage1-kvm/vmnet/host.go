@@ -66,38 +66,46 @@ func Ifaces(links []Link) []Iface {
 //
 // It works on a locked OS thread that joins the namespace and goes back to
 // the caller's namespace afterwards.
-func Attach(netnsPath string, ifNames []string) (links []Link, err error) {
-	err = ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
-		var ifaces []nsIface
-		for _, name := range ifNames {
-			i, err := readIface(name)
-			if err != nil {
-				return fmt.Errorf("%s in netns %s: %w", name, netnsPath, err)
-			}
-			ifaces = append(ifaces, i)
-		}
-		var done []*attachment
-		for i, ifc := range ifaces {
-			a, err := attach(ifc, "tap"+strconv.Itoa(i))
-			if err != nil {
-				for j := len(done) - 1; j >= 0; j-- {
-					done[j].undo()
-				}
-				return fmt.Errorf("%s in netns %s: %w", ifc.Name, netnsPath, err)
-			}
-			done = append(done, a)
-		}
-		for _, a := range done {
-			links = append(links, Link{Iface: a.iface.Iface, TapName: a.tap.Name, Tap: a.tap.Fds[0]})
-		}
-		return nil
+func Attach(netnsPath string, ifNames []string) ([]Link, error) {
+	var links []Link
+	var inner error // attachAll's, which names the namespace itself
+	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+		links, inner = attachAll(netnsPath, ifNames)
+		return inner
 	})
+	if inner != nil {
+		return nil, inner
+	}
 	if err != nil {
-		var nsErr ns.NSPathNotExistErr
-		if errors.As(err, &nsErr) {
-			return nil, fmt.Errorf("netns %s: %w", netnsPath, err)
+		return nil, fmt.Errorf("netns %s: %w", netnsPath, err)
+	}
+	return links, nil
+}
+
+// attachAll is Attach in the calling thread's namespace, netnsPath.
+func attachAll(netnsPath string, ifNames []string) ([]Link, error) {
+	var ifaces []nsIface
+	for _, name := range ifNames {
+		i, err := readIface(name)
+		if err != nil {
+			return nil, fmt.Errorf("%s in netns %s: %w", name, netnsPath, err)
 		}
-		return nil, err
+		ifaces = append(ifaces, i)
+	}
+	var done []*attachment
+	for i, ifc := range ifaces {
+		a, err := attach(ifc, "tap"+strconv.Itoa(i))
+		if err != nil {
+			for j := len(done) - 1; j >= 0; j-- {
+				done[j].undo()
+			}
+			return nil, fmt.Errorf("%s in netns %s: %w", ifc.Name, netnsPath, err)
+		}
+		done = append(done, a)
+	}
+	links := make([]Link, len(done))
+	for i, a := range done {
+		links[i] = Link{Iface: a.iface.Iface, TapName: a.tap.Name, Tap: a.tap.Fds[0]}
 	}
 	return links, nil
 }
@@ -112,7 +120,7 @@ type nsIface struct {
 func readIface(name string) (nsIface, error) {
 	l, err := netlink.LinkByName(name)
 	if err != nil {
-		return nsIface{}, err
+		return nsIface{}, fmt.Errorf("no such interface: %w", err)
 	}
 	attrs := l.Attrs()
 	if len(attrs.HardwareAddr) != 6 {
