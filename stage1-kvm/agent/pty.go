@@ -1,0 +1,93 @@
+package agent
+
+import (
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+)
+
+// openPty opens a new pseudo-terminal pair through /dev/ptmx, sized ws when
+// ws is not zero. The master stays non-blocking (the runtime poller reads
+// it), so it is only ever used through its SyscallConn, never Fd. The
+// slave is opened with TIOCGPTPEER (no /dev/pts lookup: it works in a chroot
+// whose /dev has no pts) or, on kernels before 4.13, by its /dev/pts path. A
+// devpts must be mounted at /dev/pts beside the /dev/ptmx used.
+func openPty(ws Winsize) (master, slave *os.File, err error) {
+	master, err = os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open a pty: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			master.Close()
+		}
+	}()
+	var sfd int
+	err = ptyControl(master, func(fd int) error {
+		if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+			return fmt.Errorf("unlock the pty: %w", err)
+		}
+		r, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.TIOCGPTPEER, uintptr(unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC))
+		if errno == 0 {
+			sfd = int(r)
+			return nil
+		}
+		n, err := unix.IoctlGetInt(fd, unix.TIOCGPTN)
+		if err != nil {
+			return fmt.Errorf("pty number: %w", err)
+		}
+		sfd, err = unix.Open(fmt.Sprintf("/dev/pts/%d", n), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return fmt.Errorf("open /dev/pts/%d: %w", n, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	slave = os.NewFile(uintptr(sfd), "pty")
+	if ws != (Winsize{}) {
+		if err = setWinsize(master, ws); err != nil {
+			slave.Close()
+			return nil, nil, err
+		}
+	}
+	return master, slave, nil
+}
+
+// ptyControl runs f on f's descriptor without making it blocking.
+func ptyControl(f *os.File, fn func(fd int) error) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = fn(int(fd)) }); err != nil {
+		return err
+	}
+	return ferr
+}
+
+func setWinsize(master *os.File, ws Winsize) error {
+	return ptyControl(master, func(fd int) error {
+		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: ws.Rows, Col: ws.Cols})
+	})
+}
+
+// sendEOF passes the end of stdin on to a terminal: its EOF character
+// (normally ^D), which ends a read at the start of a line, when the terminal
+// is in canonical mode; nothing in raw mode, where no byte means "end".
+func sendEOF(master *os.File) {
+	var eof byte
+	_ = ptyControl(master, func(fd int) error {
+		t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+		if err == nil && t.Lflag&unix.ICANON != 0 {
+			eof = t.Cc[unix.VEOF]
+		}
+		return err
+	})
+	if eof != 0 {
+		_, _ = master.Write([]byte{eof})
+	}
+}
