@@ -65,20 +65,20 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest, stdio Stdio) (code i
 	if !req.TTY {
 		stdio.Resize = nil
 	}
-	return c.call(ctx, &request{Op: OpExec, Exec: &req}, stdio)
+	return c.call(ctx, &request{Op: opExec, Exec: &req}, stdio)
 }
 
 // Signal sends sig to app's main process in the guest, or to every app's
 // when app is empty.
 func (c *Client) Signal(ctx context.Context, app string, sig syscall.Signal) error {
-	_, err := c.call(ctx, &request{Op: OpSignal, Signal: &signalRequest{App: app, Signal: signalName(sig)}}, Stdio{})
+	_, err := c.call(ctx, &request{Op: opSignal, Signal: &signalRequest{App: app, Signal: signalName(sig)}}, Stdio{})
 	return err
 }
 
 // Stop asks the guest to stop the pod and returns once the guest has told the
 // apps; the pod has stopped when the VM has exited (QEMU ends).
 func (c *Client) Stop(ctx context.Context, req StopRequest) error {
-	_, err := c.call(ctx, &request{Op: OpStop, Stop: &req}, Stdio{})
+	_, err := c.call(ctx, &request{Op: opStop, Stop: &req}, Stdio{})
 	return err
 }
 
@@ -86,7 +86,7 @@ func (c *Client) Stop(ctx context.Context, req StopRequest) error {
 // app's stdin, and returns once the guest has passed it all on. As with
 // Exec, a Read of r in progress when Stdin returns early is dropped.
 func (c *Client) Stdin(ctx context.Context, app string, r io.Reader) error {
-	_, err := c.call(ctx, &request{Op: OpStdin, Stdin: &stdinRequest{App: app}}, Stdio{Stdin: r})
+	_, err := c.call(ctx, &request{Op: opStdin, Stdin: &stdinRequest{App: app}}, Stdio{Stdin: r})
 	return err
 }
 

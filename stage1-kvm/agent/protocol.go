@@ -21,10 +21,10 @@ const Version = 1
 
 // Operations named by a request.
 const (
-	OpExec   = "exec"
-	OpSignal = "signal"
-	OpStop   = "stop"
-	OpStdin  = "stdin"
+	opExec   = "exec"
+	opSignal = "signal"
+	opStop   = "stop"
+	opStdin  = "stdin"
 )
 
 // frameType is the first byte of a frame. Types 0x0X travel host to guest,
@@ -215,20 +215,20 @@ func decodeRequest(p []byte) (*request, error) {
 	}
 	var ok bool
 	switch req.Op {
-	case OpExec:
+	case opExec:
 		ok = req.Exec != nil && len(req.Exec.Args) > 0
-	case OpSignal:
+	case opSignal:
 		ok = req.Signal != nil
 		if ok && unix.SignalNum(req.Signal.Signal) == 0 {
 			return nil, fmt.Errorf("unknown signal %q", req.Signal.Signal)
 		}
-	case OpStop:
+	case opStop:
 		ok = req.Stop != nil
-	case OpStdin:
+	case opStdin:
 		ok = req.Stdin != nil
 	default:
 		return nil, fmt.Errorf("unknown operation %q (this guest's agent speaks protocol version %d: %s, %s, %s, %s)",
-			req.Op, Version, OpExec, OpSignal, OpStop, OpStdin)
+			req.Op, Version, opExec, opSignal, opStop, opStdin)
 	}
 	if !ok {
 		return nil, protocolErrorf("request %q without its arguments", req.Op)

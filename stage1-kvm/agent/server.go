@@ -203,9 +203,9 @@ func serveStream(st net.Conn, h Handler) {
 	c.ctx, c.hangup = context.WithCancel(context.Background())
 	defer c.hangup()
 	switch req.Op {
-	case OpExec:
+	case opExec:
 		c.stdin, c.resize = newStdinQueue(w), make(chan Winsize, 1)
-	case OpStdin:
+	case opStdin:
 		c.stdin = newStdinQueue(w)
 	}
 	go c.readLoop()
@@ -233,18 +233,18 @@ func serveStream(st net.Conn, h Handler) {
 
 func (c *call) dispatch(h Handler, req *request) (int, error) {
 	switch req.Op {
-	case OpExec:
+	case opExec:
 		return h.Exec(c.ctx, *req.Exec, Stdio{
 			Stdin:  c.stdin,
 			Stdout: dataWriter{c.w, frameStdout},
 			Stderr: dataWriter{c.w, frameStderr},
 			Resize: c.resize,
 		})
-	case OpSignal:
+	case opSignal:
 		return 0, h.Signal(c.ctx, req.Signal.App, unix.SignalNum(req.Signal.Signal))
-	case OpStop:
+	case opStop:
 		return 0, h.Stop(c.ctx, *req.Stop)
-	case OpStdin:
+	case opStdin:
 		return 0, h.Stdin(c.ctx, req.Stdin.App, c.stdin)
 	}
 	return 0, fmt.Errorf("unknown operation %q", req.Op) // decodeRequest let it through: a bug
