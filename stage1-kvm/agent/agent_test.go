@@ -650,3 +650,50 @@ func TestNoLeaks(t *testing.T) {
 	buf := make([]byte, 1<<20)
 	t.Fatalf("%d goroutines before, %d after:\n%s", before, after, buf[:runtime.Stack(buf, true)])
 }
+
+// notConnectedYet reads as a virtio-serial port does before the host's end
+// is connected: end of file, a few times.
+type notConnectedYet struct {
+	*net.UnixConn
+	mu  sync.Mutex
+	eof int
+}
+
+func (p *notConnectedYet) Read(b []byte) (int, error) {
+	p.mu.Lock()
+	if p.eof > 0 {
+		p.eof--
+		p.mu.Unlock()
+		return 0, io.EOF
+	}
+	p.mu.Unlock()
+	return p.UnixConn.Read(b)
+}
+
+func TestVirtioPortWaitsForHost(t *testing.T) {
+	host, guest := socketpair(t)
+	port := newVirtioPort(&notConnectedYet{UnixConn: guest, eof: 5})
+	served := make(chan error, 1)
+	go func() { served <- Serve(port, &fakeHandler{}) }()
+	sock := filepath.Join(t.TempDir(), "agent.sock")
+	b, err := NewBroker(host, sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if err := NewClient(sock).Stop(ctxT(t), StopRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	// Closing the guest's end stops Serve, also while it waits for a host.
+	port.Close()
+	select {
+	case <-served:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after the port was closed")
+	}
+	p := newVirtioPort(&notConnectedYet{UnixConn: guest, eof: 1 << 30})
+	go func() { time.Sleep(50 * time.Millisecond); p.Close() }()
+	if _, err := p.Read(make([]byte, 1)); !errors.Is(err, os.ErrClosed) {
+		t.Fatalf("read of a closed port that has no host: %v", err)
+	}
+}

@@ -46,7 +46,7 @@
 // Guest, in the init (a devpts must be mounted at /dev/pts for ttys):
 //
 //	port, err := agent.OpenPort(agent.PortName, 5*time.Second)
-//	err = agent.Serve(port, handler) // returns when the port ends
+//	err = agent.Serve(port, handler) // returns once port is closed (or fails)
 //	// handler.Exec: build an *exec.Cmd for the app (chroot, user, env), then
 //	//	return agent.RunCmd(ctx, cmd, req, stdio, agent.CmdOptions{})
 //

@@ -85,14 +85,21 @@ func yamuxConfig() *yamux.Config {
 
 // OpenPort opens the guest's end of the virtio-serial port called name,
 // waiting up to timeout for it to appear (its name is in
-// /sys/class/virtio-ports/vportNpM/name, its device /dev/vportNpM).
-func OpenPort(name string, timeout time.Duration) (*os.File, error) {
+// /sys/class/virtio-ports/vportNpM/name, its device /dev/vportNpM), for
+// Serve. The port's reads wait while the host's end is not connected, where
+// the device itself reports an end of file (as it does at boot, until QEMU's
+// "host connected" message has come); Close ends them.
+func OpenPort(name string, timeout time.Duration) (io.ReadWriteCloser, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		dirs, _ := filepath.Glob("/sys/class/virtio-ports/*")
 		for _, d := range dirs {
 			if n, err := os.ReadFile(filepath.Join(d, "name")); err == nil && strings.TrimSpace(string(n)) == name {
-				return os.OpenFile("/dev/"+filepath.Base(d), os.O_RDWR, 0)
+				f, err := os.OpenFile("/dev/"+filepath.Base(d), os.O_RDWR, 0)
+				if err != nil {
+					return nil, err
+				}
+				return newVirtioPort(f), nil
 			}
 		}
 		if time.Now().After(deadline) {
@@ -100,6 +107,44 @@ func OpenPort(name string, timeout time.Duration) (*os.File, error) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// hostPollInterval is how often a port whose host end is not connected is
+// read again.
+const hostPollInterval = 20 * time.Millisecond
+
+// virtioPort is a virtio-serial port whose end of file means "no host yet".
+type virtioPort struct {
+	io.ReadWriteCloser
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newVirtioPort(f io.ReadWriteCloser) *virtioPort {
+	return &virtioPort{ReadWriteCloser: f, closed: make(chan struct{})}
+}
+
+func (p *virtioPort) Read(b []byte) (int, error) {
+	for {
+		n, err := p.ReadWriteCloser.Read(b)
+		if n > 0 || err != io.EOF {
+			return n, err
+		}
+		select {
+		case <-p.closed:
+			return 0, os.ErrClosed
+		case <-time.After(hostPollInterval):
+		}
+	}
+}
+
+func (p *virtioPort) Close() error {
+	err := os.ErrClosed
+	p.once.Do(func() {
+		close(p.closed)
+		err = p.ReadWriteCloser.Close()
+	})
+	return err
 }
 
 // Serve is the guest agent: it runs a yamux server session over port, says
