@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -349,15 +350,43 @@ func TestUnknownOpAndVersion(t *testing.T) {
 			t.Errorf("%s: frame %#02x %q, want an error with %q", req, typ, p, want)
 		}
 	}
-	// A frame the host may not send ends its stream with a protocol error.
-	c, err := net.Dial("unix", a.sock)
-	if err != nil {
-		t.Fatal(err)
+}
+
+// A host that breaks the protocol gets an error frame and its stream ends;
+// the agent goes on serving.
+func TestProtocolErrors(t *testing.T) {
+	a := startAgent(t, &fakeHandler{exec: func(ctx context.Context, req ExecRequest, stdio Stdio) (int, error) {
+		<-ctx.Done() // never reads stdin
+		return 0, nil
+	}})
+	execReq := appendFrame(nil, frameRequest, []byte(`{"version":1,"op":"exec","exec":{"app":"a","args":["x"]}}`))
+	stdin := appendFrame(nil, frameStdin, make([]byte, chunkSize))
+	for name, c := range map[string]struct {
+		send []byte
+		want string
+	}{
+		"not a request first": {appendFrame(nil, frameExit, encodeCode(0)), "not a request"},
+		"oversized frame":     {binary.BigEndian.AppendUint32([]byte{byte(frameStdout)}, maxPayload+1), "at most"},
+		"guest-only frame":    {append(execReq, appendFrame(nil, frameStdout, []byte("x"))...), "not allowed from the host"},
+		"stdin beyond window": {append(execReq, bytes.Repeat(stdin, stdinWindow/chunkSize+1)...), "beyond the 262144-byte window"},
+	} {
+		conn, err := net.Dial("unix", a.sock)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		go conn.Write(c.send)
+		typ, p, err := readFrame(conn)
+		for err == nil && typ == frameAck {
+			typ, p, err = readFrame(conn)
+		}
+		if typ != frameError || err != nil || !strings.Contains(string(p), c.want) {
+			t.Errorf("%s: frame %#02x %q, %v; want an error with %q", name, typ, p, err, c.want)
+		}
+		conn.Close()
 	}
-	defer c.Close()
-	c.Write(appendFrame(nil, frameExit, encodeCode(0)))
-	if typ, p, err := readFrame(c); typ != frameError || err != nil || !strings.Contains(string(p), "not a request") {
-		t.Errorf("exit frame from the host: %#02x %q %v", typ, p, err)
+	if err := a.client().Stop(ctxT(t), StopRequest{}); err != nil {
+		t.Fatalf("after the protocol errors: %v", err)
 	}
 }
 

@@ -19,6 +19,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/skiff-project/skiff/internal/atomicfile"
@@ -157,6 +159,39 @@ type PodManifest struct {
 	Apps        []App             `json:"apps"`
 	Volumes     []Volume          `json:"volumes,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`
+	// PrivateUsers is the range stage0 leased for the pod (--private-users),
+	// which it passes to run as RunFlags.PrivateUsers; nil: no user
+	// namespace. Since v1.
+	PrivateUsers *IDRange `json:"privateUsers,omitempty"`
+}
+
+// PrivateUsersSize is how many uids and gids a pod gets with --private-users
+// (rkt's choice: 65536, what a Linux distribution's images use). Since v1.
+const PrivateUsersSize = 65536
+
+// IDRange is a pod's private user and group ids: ids 0 to Size-1 in the pod
+// are host ids Base to Base+Size-1, for uids and gids alike. Since v1.
+type IDRange struct {
+	Base uint32 `json:"base"`
+	Size uint32 `json:"size"`
+}
+
+// String renders the range as BASE:SIZE, its run flag form.
+func (r IDRange) String() string { return fmt.Sprintf("%d:%d", r.Base, r.Size) }
+
+// ErrBadIDRange is returned for a range that is empty, starts at host id 0
+// (the pod's root would be the host's) or runs past the last id.
+var ErrBadIDRange = errors.New("want BASE:SIZE with BASE > 0, SIZE > 0 and BASE+SIZE <= 4294967295")
+
+// ParseIDRange reads BASE:SIZE.
+func ParseIDRange(s string) (IDRange, error) {
+	b, n, ok := strings.Cut(s, ":")
+	base, err1 := strconv.ParseUint(b, 10, 32)
+	size, err2 := strconv.ParseUint(n, 10, 32)
+	if !ok || err1 != nil || err2 != nil || base == 0 || size == 0 || base+size > 1<<32-1 {
+		return IDRange{}, fmt.Errorf("id range %q: %w", s, ErrBadIDRange)
+	}
+	return IDRange{Base: uint32(base), Size: uint32(size)}, nil
 }
 
 // AppExit is apps/NAME/exit.json: how one app ended. Signal is set (and Code is
@@ -196,6 +231,11 @@ type RunFlags struct {
 	// ListenFDsApp names the app that receives the socket-activated
 	// descriptors run inherits (LISTEN_FDS); empty: the first app. v1.
 	ListenFDsApp string
+	// PrivateUsers, when its Size is not zero, runs the whole pod (stage1's
+	// sandbox and its apps) in a user namespace of its own with this range
+	// (pod.json's PrivateUsers). A stage1 that cannot must refuse to run the
+	// pod rather than run it without one. v1.
+	PrivateUsers IDRange
 }
 
 // runFlag is one run flag with the version that introduced it.
@@ -219,6 +259,7 @@ var runFlagTable = []runFlag{
 	{"debug", 1, func(f RunFlags) (string, bool) { return "true", f.Debug }},
 	{"stop-timeout", 1, func(f RunFlags) (string, bool) { return f.StopTimeout.String(), f.StopTimeout > 0 }},
 	{"listen-fds-app", 1, func(f RunFlags) (string, bool) { return f.ListenFDsApp, f.ListenFDsApp != "" }},
+	{"private-users", 1, func(f RunFlags) (string, bool) { return f.PrivateUsers.String(), f.PrivateUsers.Size > 0 }},
 }
 
 var runListTable = []runList{
@@ -271,6 +312,7 @@ func ParseRunFlags(args []string) (RunFlags, string, error) {
 	fs.BoolVar(&f.Debug, "debug", false, "")
 	fs.DurationVar(&f.StopTimeout, "stop-timeout", 0, "")
 	fs.StringVar(&f.ListenFDsApp, "listen-fds-app", "", "")
+	fs.Func("private-users", "", func(v string) (err error) { f.PrivateUsers, err = ParseIDRange(v); return err })
 	lists := map[string]*[]string{"port": &f.Ports, "dns": &f.DNS, "dns-search": &f.DNSSearch,
 		"dns-opt": &f.DNSOpt, "hosts-entry": &f.HostsEntry, "net-conf-dir": &f.NetConfDirs}
 	for _, rl := range runListTable {

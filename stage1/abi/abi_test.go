@@ -12,7 +12,7 @@ func TestRunFlagsRoundTrip(t *testing.T) {
 		Ports: []string{"8080:80/tcp", "127.0.0.1:53:53/udp"}, DNS: []string{"10.0.0.53", "10.0.0.54"},
 		DNSSearch: []string{"corp"}, DNSOpt: []string{"ndots:2"}, HostsEntry: []string{"10.0.0.9=db"},
 		NetConfDirs: []string{"/etc/skiff/net.d", "/usr/lib/skiff/net.d"}, StopTimeout: 7 * time.Second,
-		ListenFDsApp: "web"}
+		ListenFDsApp: "web", PrivateUsers: IDRange{Base: 524288, Size: PrivateUsersSize}}
 	args, dropped := in.Args(InterfaceVersion)
 	if len(dropped) != 0 {
 		t.Fatalf("dropped %v", dropped)
@@ -24,7 +24,8 @@ func TestRunFlagsRoundTrip(t *testing.T) {
 	if f, _, _ := ParseRunFlags([]string{"u"}); f.Net != "none" {
 		t.Errorf("default --net %q, want none", f.Net)
 	}
-	for _, bad := range [][]string{{}, {"a", "b"}, {"--bogus", "u"}, {"--stop-timeout=soon", "u"}} {
+	for _, bad := range [][]string{{}, {"a", "b"}, {"--bogus", "u"}, {"--stop-timeout=soon", "u"},
+		{"--private-users=0:65536", "u"}, {"--private-users=524288", "u"}, {"--private-users=4294967295:2", "u"}} {
 		if _, _, err := ParseRunFlags(bad); err == nil {
 			t.Errorf("ParseRunFlags(%q) accepted", bad)
 		}
