@@ -43,13 +43,18 @@ type Pod struct {
 	Args        []string      // the init's argv
 	Env         []string      // the init's environment
 	Stdio       [3]*os.File   // the init's stdin, stdout, stderr
+	// UserNS, when set, runs the pod in a user namespace of its own with this
+	// mapping for uids and gids alike (--private-users). The pod's cgroup2
+	// directory is then given to the pod's root, so that its systemd can
+	// manage the subtree.
+	UserNS *specs.LinuxIDMapping
 }
 
 // Spec is the OCI runtime spec of the pod's sandbox: new mount, PID, UTS, IPC
-// and cgroup namespaces (and network unless HostNetwork), cgroup2 mounted at
-// /sys/fs/cgroup so the pod's systemd sees a delegated subtree (it writes into
-// the host's v1 roots otherwise), and every capability the host allows (the
-// pod's systemd needs them; apps get less).
+// and cgroup namespaces (and network unless HostNetwork, and user when
+// UserNS), cgroup2 mounted at /sys/fs/cgroup so the pod's systemd sees a
+// delegated subtree (it writes into the host's v1 roots otherwise), and every
+// capability the host allows (the pod's systemd needs them; apps get less).
 func Spec(p Pod) (*specs.Spec, error) {
 	caps, err := boundingSet()
 	if err != nil {
@@ -60,6 +65,11 @@ func Spec(p Pod) (*specs.Spec, error) {
 	if !p.HostNetwork {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: p.NetNSPath})
 	}
+	var ids []specs.LinuxIDMapping
+	if p.UserNS != nil {
+		ns = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace})
+		ids = []specs.LinuxIDMapping{*p.UserNS}
+	}
 	return &specs.Spec{
 		Version:  specs.Version,
 		Root:     &specs.Root{Path: p.Rootfs},
@@ -68,9 +78,11 @@ func Spec(p Pod) (*specs.Spec, error) {
 			Args: p.Args, Env: p.Env, Cwd: "/",
 			Capabilities: &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
 		},
-		Mounts: append(BaseMounts(), p.Mounts...),
+		Mounts: append(BaseMounts(p.UserNS != nil), p.Mounts...),
 		Linux: &specs.Linux{
 			Namespaces:  ns,
+			UIDMappings: ids,
+			GIDMappings: ids,
 			CgroupsPath: p.CgroupsPath,
 			Resources:   &specs.LinuxResources{},
 			MaskedPaths: []string{"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -80,20 +92,35 @@ func Spec(p Pod) (*specs.Spec, error) {
 	}, nil
 }
 
-// BaseMounts are the API filesystems of the pod's init.
-func BaseMounts() []specs.Mount {
+// BaseMounts are the API filesystems of the pod's init (userns: the pod has
+// a user namespace of its own).
+func BaseMounts(userns bool) []specs.Mount {
 	nse := []string{"nosuid", "noexec", "nodev"}
-	return []specs.Mount{
+	ms := []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc", Options: nse},
 		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
 		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: nse},
-		{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: append([]string{"ro"}, nse...)},
-		{Destination: "/sys/fs/cgroup", Type: "cgroup2", Source: "cgroup2", Options: nse},
-		{Destination: "/run", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=755"}},
-		{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
 	}
+	return append(ms, sysfs("/sys", userns),
+		specs.Mount{Destination: "/sys/fs/cgroup", Type: "cgroup2", Source: "cgroup2", Options: nse},
+		specs.Mount{Destination: "/run", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=755"}},
+		specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
+	)
+}
+
+// sysfs is a read-only /sys at dest: a fresh sysfs, or in a pod with a user
+// namespace of its own (userns) a recursive read-only bind of the host's, as
+// such a pod cannot mount sysfs for a network namespace it does not own (a
+// CNI network's, or the host's). The host's cgroup hierarchies come along;
+// the pod's init gets its cgroup2 over them, each app an empty tmpfs.
+func sysfs(dest string, userns bool) specs.Mount {
+	nse := []string{"nosuid", "noexec", "nodev"}
+	if userns {
+		return specs.Mount{Destination: dest, Type: "bind", Source: "/sys", Options: append([]string{"rbind", "rro"}, nse...)}
+	}
+	return specs.Mount{Destination: dest, Type: "sysfs", Source: "sysfs", Options: append([]string{"ro"}, nse...)}
 }
 
 // App is what the sandbox needs to know to give an app its filesystem.
@@ -105,6 +132,12 @@ type App struct {
 	Readonly      bool          // the rootfs is read-only (volumes keep their own mode)
 	MaskedPaths   []string      // kernel paths hidden from the app
 	ReadonlyPaths []string      // kernel paths the app may only read
+	// Mounted says that stage1 has already mounted the app's rootfs at Root
+	// (pods with a user namespace: an overlay of idmapped layers, which only
+	// the host can make); otherwise the sandbox mounts the overlay from
+	// Lowerdir, Upper and Work.
+	Mounted bool
+	UserNS  bool // the pod has a user namespace of its own (see sysfs)
 }
 
 // AppMounts are the mounts that make an app's rootfs: the overlay of its
@@ -114,12 +147,19 @@ type App struct {
 func AppMounts(stage1Rootfs string, a App) []specs.Mount {
 	dest := a.Root
 	nse := []string{"nosuid", "noexec", "nodev"}
-	ms := []specs.Mount{
-		{Destination: dest, Type: "overlay", Source: "overlay", Options: []string{
-			"lowerdir=" + a.Lowerdir, "upperdir=" + a.Upper, "workdir=" + a.Work}},
-		{Destination: dest + "/proc", Type: "proc", Source: "proc", Options: nse},
-		{Destination: dest + "/sys", Type: "sysfs", Source: "sysfs", Options: append([]string{"ro"}, nse...)},
-		{Destination: dest + "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+	var ms []specs.Mount
+	if !a.Mounted {
+		ms = append(ms, specs.Mount{Destination: dest, Type: "overlay", Source: "overlay", Options: []string{
+			"lowerdir=" + a.Lowerdir, "upperdir=" + a.Upper, "workdir=" + a.Work}})
+	}
+	ms = append(ms,
+		specs.Mount{Destination: dest + "/proc", Type: "proc", Source: "proc", Options: nse},
+		sysfs(dest+"/sys", a.UserNS),
+		specs.Mount{Destination: dest + "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+	)
+	if a.UserNS { // an empty /sys/fs/cgroup, as a fresh sysfs has (see sysfs)
+		ms = append(ms, specs.Mount{Destination: dest + "/sys/fs/cgroup", Type: "tmpfs", Source: "tmpfs",
+			Options: []string{"ro", "nosuid", "noexec", "nodev", "size=0", "mode=755"}})
 	}
 	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
 		ms = append(ms, specs.Mount{Destination: dest + "/dev/" + d, Type: "bind", Source: "/dev/" + d, Options: []string{"bind", "nosuid", "noexec"}})
@@ -210,11 +250,42 @@ func Start(pod Pod) (*Running, error) {
 		Args: pod.Args, Env: pod.Env, Cwd: "/", Init: true,
 		Stdin: pod.Stdio[0], Stdout: pod.Stdio[1], Stderr: pod.Stdio[2],
 	}
-	if err := c.Run(p); err != nil {
+	// Start leaves the init waiting before its exec, with its cgroups made.
+	err = c.Start(p)
+	if err == nil && pod.UserNS != nil {
+		err = delegateCgroup(c, int(pod.UserNS.HostID))
+	}
+	if err == nil {
+		err = c.Exec()
+	}
+	if err != nil {
 		_ = c.Destroy()
 		return nil, fmt.Errorf("start pod init: %w", err)
 	}
 	return &Running{c: c, p: p}, nil
+}
+
+// delegateCgroup gives the pod's cgroup2 directory to the pod's root (host
+// uid and gid owner), as cgroup v2 delegation does (cgroups(7)): the
+// directory and its cgroup.procs, cgroup.threads and cgroup.subtree_control.
+// The pod's systemd, root only in its user namespace, then manages the
+// subtree below; the v1 hierarchies stay the host's (limits are applied from
+// the host, and the pod's systemd does not see them).
+func delegateCgroup(c *libcontainer.Container, owner int) error {
+	st, err := c.State()
+	if err != nil {
+		return err
+	}
+	dir := st.CgroupPaths[""] // the cgroup2 tree, hybrid or unified
+	if dir == "" {
+		return nil
+	}
+	for _, p := range []string{dir, dir + "/cgroup.procs", dir + "/cgroup.threads", dir + "/cgroup.subtree_control"} {
+		if err := os.Chown(p, owner, owner); err != nil {
+			return fmt.Errorf("delegate the pod's cgroup to its root: %w", err)
+		}
+	}
+	return nil
 }
 
 // Pid is the init's host pid.

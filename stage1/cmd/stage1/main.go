@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/skiff-project/skiff/internal/idmap"
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/appexec"
 	"github.com/skiff-project/skiff/stage1/container"
@@ -30,6 +31,7 @@ func main() {
 	if container.IsInit() {
 		container.Init() // libcontainer's re-exec of this binary; never returns
 	}
+	idmap.Hold() // the helper of idmap.UserNS; returns elsewhere
 	name, args := filepath.Base(os.Args[0]), os.Args[1:]
 	if name == "stage1" && len(args) > 0 { // called as "stage1 COMMAND ..."
 		name, args = args[0], args[1:]

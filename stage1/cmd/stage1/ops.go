@@ -60,7 +60,7 @@ func gcMain(args []string) error {
 		errDestroy = container.Destroy(abs(s1State), containerID(args[0]))
 	}
 	errNet := networking.Teardown(context.Background(), abs(s1Net))
-	return errors.Join(errDestroy, errNet)
+	return errors.Join(errDestroy, errNet, removeUsersRootfs(args[0]))
 }
 
 // enterMain: enter --pid=P --app=NAME -- CMD... Runs CMD inside the app, in the

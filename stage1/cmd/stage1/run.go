@@ -120,7 +120,8 @@ type runningPod struct {
 	c      *container.Running
 	srv    *stdio.Server
 	ready  *readiness
-	cgroup string // the pod's cgroup path (see cgroup.go)
+	cgroup string    // the pod's cgroup path (see cgroup.go)
+	users  *podUsers // nil without --private-users (see users.go)
 	hand   *handover
 	// unregister undoes the registration with systemd-machined.
 	unregister func()
@@ -130,23 +131,31 @@ type runningPod struct {
 
 func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 	r := &runningPod{o: o, m: m, specs: map[string]*specs.Spec{}, cgroup: choosePodCgroup(o, m.UUID), gone: make(chan struct{})}
+	var err error
+	if r.users, err = newPodUsers(o.PrivateUsers); err != nil {
+		return nil, err
+	}
 	if err := r.writeUnits(); err != nil {
 		return nil, err
 	}
-	var err error
 	if r.hand, err = newHandover(o, m); err != nil {
 		return nil, err
 	}
 	if r.ready, err = newReadiness(o, m, r.specs); err != nil {
 		return nil, err
 	}
-	rootfs := filepath.Join(o.podDir, s1Rootfs)
-	if err := mountOverlay(m.Stage1.Rootfs.Layers, s1Upper, s1Work, rootfs); err != nil {
+	rootfs, err := r.mountRootfs()
+	if err != nil {
 		return nil, fmt.Errorf("mount stage1 rootfs: %w", err)
 	}
 	// The sandbox keeps its own copy of the mount; the host's goes right away,
 	// so a crash of this process leaves no mount behind.
 	defer unix.Unmount(rootfs, unix.MNT_DETACH)
+	defer func() {
+		if r.c == nil {
+			_ = r.users.removeRootfs(m.UUID) // the pod never started
+		}
+	}()
 	o.debugf("stage1 rootfs mounted")
 	if r.net, err = setupNet(context.Background(), o, m); err != nil {
 		return nil, err
@@ -184,7 +193,7 @@ func (r *runningPod) writeUnits() error {
 	if err := prepareDirs(r.m); err != nil {
 		return err
 	}
-	if err := makeVolumes(r.m.Volumes); err != nil {
+	if err := makeVolumes(r.m.Volumes, r.users); err != nil {
 		return err
 	}
 	var apps []units.App
@@ -197,7 +206,20 @@ func (r *runningPod) writeUnits() error {
 		apps = append(apps, unitApp(a.Name, &s))
 	}
 	saveStopTimeout(r.o.StopTimeout)
-	return units.Write(s1Upper, units.Options{Apps: apps, StopTimeout: r.o.StopTimeout})
+	if err := units.Write(s1Upper, units.Options{Apps: apps, StopTimeout: r.o.StopTimeout}); err != nil {
+		return err
+	}
+	return r.users.ownPodDirs(r.m)
+}
+
+// mountRootfs mounts the stage1 rootfs, and with private users the apps'
+// rootfs in it too (see users.go), and returns where.
+func (r *runningPod) mountRootfs() (string, error) {
+	if r.users != nil {
+		return r.users.mountRootfs(r.m)
+	}
+	rootfs := filepath.Join(r.o.podDir, s1Rootfs)
+	return rootfs, mountOverlay(r.m.Stage1.Rootfs.Layers, s1Upper, s1Work, rootfs)
 }
 
 // unitApp is what the app's unit needs from its spec.
@@ -280,6 +302,7 @@ func (r *runningPod) sandbox(rootfs string) (container.Pod, error) {
 		HostNetwork: r.net.mode == networking.ModeHost,
 		NetNSPath:   r.net.netNSPath(),
 		CgroupsPath: r.cgroup,
+		UserNS:      r.users.mapping(),
 		Mounts:      mounts,
 		Args: []string{"/usr/lib/skiff/stage1", "pod-init", "/usr/lib/systemd/systemd", "--unit=" + units.Target,
 			"--log-target=" + logTarget, "--show-status=0"},
@@ -300,6 +323,7 @@ func (r *runningPod) appFS(a abi.App) (container.App, error) {
 	app := container.App{
 		Root: appexec.AppRoot(a.Name), Lowerdir: lower,
 		Upper: filepath.Join(d, "upper"), Work: filepath.Join(d, "work"),
+		Mounted: r.users != nil, UserNS: r.users != nil,
 	}
 	if spec.Root != nil {
 		app.Readonly = spec.Root.Readonly
@@ -308,16 +332,20 @@ func (r *runningPod) appFS(a abi.App) (container.App, error) {
 		app.MaskedPaths, app.ReadonlyPaths = spec.Linux.MaskedPaths, spec.Linux.ReadonlyPaths
 	}
 	for _, m := range spec.Mounts {
-		if !filepath.IsAbs(m.Source) { // an empty volume: relative to the pod directory
+		switch {
+		case !filepath.IsAbs(m.Source): // an empty volume: relative to the pod directory
 			m.Source = filepath.Join(r.o.podDir, m.Source)
+		case r.users != nil: // a host volume: the pod's ids are the host's in it
+			m.Options = append(m.Options, idmapOption(m.Options))
 		}
 		app.Mounts = append(app.Mounts, m)
 	}
 	return app, nil
 }
 
-// makeVolumes creates the pod's empty volumes and checks its host volumes.
-func makeVolumes(vols []abi.Volume) error {
+// makeVolumes creates the pod's empty volumes (their owners are ids in the
+// pod) and checks its host volumes.
+func makeVolumes(vols []abi.Volume, users *podUsers) error {
 	for _, v := range vols {
 		switch v.Kind {
 		case abi.VolumeEmpty:
@@ -328,7 +356,7 @@ func makeVolumes(vols []abi.Volume) error {
 			if err := os.Chmod(dir, os.FileMode(v.Mode)); err != nil {
 				return err
 			}
-			if err := os.Chown(dir, v.UID, v.GID); err != nil {
+			if err := os.Chown(dir, users.hostID(v.UID), users.hostID(v.GID)); err != nil {
 				return err
 			}
 		case abi.VolumeHost:
@@ -347,7 +375,8 @@ func (r *runningPod) serveStdio() (*stdio.Server, error) {
 	for _, a := range r.m.Apps {
 		known[a.Name] = true
 	}
-	return stdio.Listen(filepath.Join(s1Run, "stdio.sock"),
+	sock := filepath.Join(s1Run, "stdio.sock")
+	srv, err := stdio.Listen(sock,
 		func(app string, pid int) (stdio.Files, error) {
 			if !known[app] {
 				return stdio.Files{}, fmt.Errorf("pod has no app %q", app)
@@ -363,6 +392,14 @@ func (r *runningPod) serveStdio() (*stdio.Server, error) {
 			r.hand.started(app, pid)
 			r.ready.appStarted(app)
 		})
+	if err != nil {
+		return nil, err
+	}
+	if err := r.users.own(sock); err != nil { // app-exec connects as the pod's root
+		srv.Close()
+		return nil, err
+	}
+	return srv, nil
 }
 
 // wait forwards stop requests, waits for the pod's init and cleans up.
@@ -381,7 +418,8 @@ func (r *runningPod) wait() int {
 	r.unregister()
 	errDestroy := r.c.Destroy()
 	errNet := r.net.teardown()
-	if err := errors.Join(errDestroy, errNet); err != nil {
+	errUsers := r.users.removeRootfs(r.m.UUID)
+	if err := errors.Join(errDestroy, errNet, errUsers); err != nil {
 		fmt.Fprintf(os.Stderr, "skiff: pod %s: %v; 'skiff gc' will retry\n", r.m.UUID, err)
 	} else {
 		_ = os.WriteFile(abi.CleanFile, nil, 0o644) // gc has nothing left to undo
