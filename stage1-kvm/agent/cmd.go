@@ -42,7 +42,12 @@ type CmdOptions struct {
 // the command has exited and its output has been sent: all of it, unless a
 // process it left behind still holds the output open after a short grace,
 // in which case what was buffered is sent and the rest dropped. The end of
-// stdio.Stdin closes the command's stdin (with a tty: see sendEOF).
+// stdio.Stdin closes the command's stdin; with a tty, it writes the
+// terminal's EOF character (^D) when the terminal is in canonical mode,
+// nothing in raw mode.
+//
+// RunCmd reaps the command with cmd.Wait: a PID 1 that also reaps with
+// wait4(-1) must leave the command's pid alone (or the code is lost).
 //
 // A command that cannot be started gives 127 (not found) or 126 and the
 // error. When ctx ends first (the host hung up), RunCmd sends SIGHUP to the

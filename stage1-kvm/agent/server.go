@@ -149,8 +149,8 @@ func (p *virtioPort) Close() error {
 
 // Serve is the guest agent: it runs a yamux server session over port, says
 // hello to the host, and serves each stream the host opens with h until the
-// port ends. Closing port stops it. It returns, once every Handler call has
-// returned, the error that ended the session.
+// port fails or is closed (closing it is how to stop Serve). It returns, once
+// every Handler call has returned, the error that ended the session.
 func Serve(port io.ReadWriteCloser, h Handler) error {
 	sess, err := yamux.Server(port, yamuxConfig())
 	if err != nil {
