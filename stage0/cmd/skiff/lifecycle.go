@@ -17,13 +17,20 @@ import (
 
 // The verbs that act on pods through their stage1: stop, gc, rm.
 
-// stage1GC undoes what the pod's stage1 left on the host, unless the stage1
-// says it already has (abi.CleanFile).
-func stage1GC(g *globals, p *pod.Pod) error {
-	if _, err := os.Stat(filepath.Join(p.Dir, abi.CleanFile)); err == nil {
-		return nil
+// podGC undoes what the pod left on the host before gc or rm remove its
+// directory: what its stage1 did, unless the stage1 says it already has
+// (abi.CleanFile), then its private uid/gid range, which no process of the
+// pod uses any more.
+func podGC(g *globals, p *pod.Pod) error {
+	if _, err := os.Stat(filepath.Join(p.Dir, abi.CleanFile)); err != nil {
+		if err := stage1Op(g, p, abi.EntrypointGC); err != nil {
+			return err
+		}
 	}
-	return stage1Op(g, p, abi.EntrypointGC)
+	if m, err := p.Manifest(); err == nil {
+		return releaseUsers(p, m)
+	}
+	return nil // never got a manifest, so never a range (a crash in between: see idrange)
 }
 
 // stage1Op runs one of a pod's stage1 entrypoints with the pod directory as its
@@ -66,7 +73,7 @@ period of the unit's pod starts when it ends).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			r, err := pod.GC(g.dir, pod.GCOptions{GracePeriod: grace, ExpirePrepared: expire, MarkOnly: markOnly},
-				func(p *pod.Pod) error { return stage1GC(g, p) })
+				func(p *pod.Pod) error { return podGC(g, p) })
 			if err != nil {
 				return err
 			}
@@ -119,7 +126,7 @@ func removePod(g *globals, arg string) error {
 		return err
 	}
 	defer p.Close()
-	if err := pod.Remove(p, func(p *pod.Pod) error { return stage1GC(g, p) }); err != nil {
+	if err := pod.Remove(p, func(p *pod.Pod) error { return podGC(g, p) }); err != nil {
 		if errors.Is(err, pod.ErrRunning) {
 			return fmt.Errorf("pod %s is running; stop it first with 'skiff stop %s'", p.UUID, p.UUID)
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-project/skiff/internal/idmap"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
@@ -67,6 +68,7 @@ filesystems with overlayfs and runs them as pods through a swappable stage1
 }
 
 func main() {
+	idmap.Hold() // the helper of idmap.UserNS; returns elsewhere
 	root := newRoot()
 	cmd, err := root.ExecuteC()
 	if err == nil {

@@ -55,6 +55,8 @@ type podView struct {
 	Exited   *time.Time          `json:"exited,omitempty"`
 	ExitCode *int                `json:"exitCode,omitempty"`
 	Networks []abi.NetworkStatus `json:"networks,omitempty"`
+	// PrivateUsers is the pod's uid/gid range (--private-users).
+	PrivateUsers *abi.IDRange `json:"privateUsers,omitempty"`
 }
 
 type appView struct {
@@ -87,6 +89,7 @@ func view(p *pod.Pod) podView {
 	}
 	_ = abi.ReadJSON(filepath.Join(p.Dir, abi.NetworksFile), &v.Networks) // absent before the network is up
 	if m != nil {
+		v.PrivateUsers = m.PrivateUsers
 		for i, a := range m.Apps {
 			av := appView{Name: a.Name, Image: a.Image.Name, ImageID: a.Image.ID}
 			if st != nil && i < len(st.Apps) && st.Apps[i].Exit != nil {
@@ -212,6 +215,9 @@ func printStatus(w io.Writer, v podView) {
 	}
 	for _, n := range v.Networks {
 		fmt.Fprintf(w, "network-%s=%s %s\n", n.Name, n.IfName, strings.Join(n.IPs, ","))
+	}
+	if v.PrivateUsers != nil {
+		fmt.Fprintf(w, "private-users=%s\n", v.PrivateUsers)
 	}
 	for _, a := range v.Apps {
 		fmt.Fprintf(w, "app-%s=%s", a.Name, a.Image)

@@ -6,55 +6,77 @@ import (
 	"path/filepath"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	"github.com/skiff-project/skiff/image/store"
 	"github.com/skiff-project/skiff/stage0/pod"
 	"github.com/skiff-project/skiff/stage0/prepare"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
-// writePod creates the pod directory and writes the stage1 contract's files
-// into it, then moves it to prepared/ (still locked). On failure the pod goes
-// to garbage.
+// writePod resolves the apps' specs, creates the pod directory (leasing its
+// private uid/gid range with --private-users) and writes the stage1
+// contract's files into it, then moves it to prepared/ (still locked). Bad
+// input is refused before anything is created; on a later failure the pod
+// goes to garbage and gives its range back.
 func writePod(g *globals, f *prepareFlags, apps []prepare.AppArgs, imgs []*store.Image, s1 abi.Stage1,
-	pd prepare.Pod, vols []abi.Volume) (*pod.Pod, error) {
-	p, err := pod.New(g.dir)
-	if err != nil {
-		return nil, fmt.Errorf("create pod in %s: %w", g.dir, err)
-	}
-	fail := func(err error) (*pod.Pod, error) {
-		_ = p.Transition(pod.Garbage)
-		p.Close()
-		return nil, err
-	}
-	m := abi.PodManifest{Version: abi.InterfaceVersion, UUID: p.UUID, Created: time.Now().UTC(), Stage1: s1, Volumes: vols}
+	pd prepare.Pod, vols []abi.Volume) (*pod.Pod, *abi.PodManifest, error) {
+	m := &abi.PodManifest{Version: abi.InterfaceVersion, Stage1: s1, Volumes: vols}
+	appSpecs := make([]*specs.Spec, len(apps))
 	seen := map[string]bool{}
 	for i, a := range apps {
 		name, err := prepare.AppName(a)
 		if err != nil {
-			return fail(err)
+			return nil, nil, err
 		}
 		if seen[name] {
-			return fail(fmt.Errorf("two apps are named %q; name them apart with --name", name))
+			return nil, nil, fmt.Errorf("two apps are named %q; name them apart with --name", name)
 		}
 		seen[name] = true
 		spec, added, err := prepare.AppSpec(name, a, imgs[i].Config.Config, pd)
 		if err != nil {
-			return fail(err)
+			return nil, nil, err
 		}
 		markNotify(spec, imgs[i])
 		m.Volumes = append(m.Volumes, added...)
-		dir := abi.AppDir(p.Dir, name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return fail(err)
-		}
-		if err := abi.WriteJSON(filepath.Join(dir, abi.AppSpecFile), spec); err != nil {
-			return fail(err)
-		}
+		appSpecs[i] = spec
 		m.Apps = append(m.Apps, abi.App{Name: name, Image: abi.Image{Name: a.Image, ID: imgs[i].ID.String()},
 			Rootfs: abi.Rootfs{Layers: imgs[i].LayerDirs}})
 	}
 	if err := checkVolumesUsed(vols, apps, pd); err != nil {
-		return fail(err)
+		return nil, nil, err
+	}
+	if f.privateUsers {
+		if err := checkPrivateIDs(m, appSpecs); err != nil {
+			return nil, nil, err
+		}
+	}
+	p, err := pod.New(g.dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create pod in %s: %w", g.dir, err)
+	}
+	fail := func(err error) (*pod.Pod, *abi.PodManifest, error) {
+		if m.PrivateUsers != nil {
+			_ = releaseUsers(p, m)
+		}
+		_ = p.Transition(pod.Garbage)
+		p.Close()
+		return nil, nil, err
+	}
+	m.UUID, m.Created = p.UUID, time.Now().UTC()
+	if f.privateUsers {
+		if m.PrivateUsers, err = leaseUsers(g, p); err != nil {
+			return fail(err)
+		}
+	}
+	for i, a := range m.Apps {
+		dir := abi.AppDir(p.Dir, a.Name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fail(err)
+		}
+		if err := abi.WriteJSON(filepath.Join(dir, abi.AppSpecFile), appSpecs[i]); err != nil {
+			return fail(err)
+		}
 	}
 	if err := abi.WriteJSON(filepath.Join(p.Dir, abi.PodManifestFile), m); err != nil {
 		return fail(err)
@@ -67,7 +89,7 @@ func writePod(g *globals, f *prepareFlags, apps []prepare.AppArgs, imgs []*store
 	if err := p.Transition(pod.Prepared); err != nil {
 		return fail(err)
 	}
-	return p, nil
+	return p, m, nil
 }
 
 // checkVolumesUsed refuses a --volume that no app mounts: a typo would

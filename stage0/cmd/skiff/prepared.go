@@ -65,7 +65,7 @@ func newRunPreparedCmd(g *globals) *cobra.Command {
 			if err := p.Transition(pod.Running); err != nil {
 				return err
 			}
-			return execStage1(g, f, p, m.Stage1)
+			return execStage1(g, f, p, m)
 		},
 	}
 	f.register(c.Flags())

@@ -38,6 +38,8 @@ type prepareFlags struct {
 	stage1Name string
 	volumes    []string
 	mounts     []string
+	// privateUsers runs the pod in a user namespace of its own (users.go).
+	privateUsers bool
 }
 
 type startFlags struct {
@@ -60,6 +62,7 @@ func (f *prepareFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.stage1Name, "stage1-name", stage1img.DefaultName, "run with the installed stage1 of this name")
 	fl.StringArrayVar(&f.volumes, "volume", nil, "a pod volume: NAME,kind=host,source=PATH[,readOnly=true] | NAME,kind=empty[,mode=0755,uid=N,gid=N] | SOURCE:TARGET[:ro]")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "mount a volume in every app: volume=NAME,target=PATH")
+	fl.BoolVar(&f.privateUsers, "private-users", false, "run the pod in a user namespace with a private range of 65536 uids and gids (its root is an unprivileged host user)")
 }
 
 func (f *startFlags) register(fl *pflag.FlagSet) {
@@ -195,50 +198,54 @@ func runRun(ctx context.Context, g *globals, f *runFlags, args []string) error {
 	if err := f.startFlags.check(g); err != nil {
 		return err
 	}
-	p, s1, err := preparePod(ctx, g, &f.prepareFlags, args)
+	p, m, err := preparePod(ctx, g, &f.prepareFlags, args)
 	if err != nil {
 		return err
 	}
 	if err := p.Transition(pod.Running); err != nil {
 		return err
 	}
-	return execStage1(g, &f.startFlags, p, s1)
+	return execStage1(g, &f.startFlags, p, m)
 }
 
 // preparePod fetches and verifies the images, loads the stage1 and writes the
 // prepared pod.
-func preparePod(ctx context.Context, g *globals, f *prepareFlags, args []string) (*pod.Pod, abi.Stage1, error) {
+func preparePod(ctx context.Context, g *globals, f *prepareFlags, args []string) (*pod.Pod, *abi.PodManifest, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
 	apps, err := prepare.ParseApps(args)
 	if err != nil {
-		return nil, abi.Stage1{}, err
+		return nil, nil, err
 	}
 	in, err := parseInsecure(g.insecure)
 	if err != nil {
-		return nil, abi.Stage1{}, err
+		return nil, nil, err
 	}
 	pd, vols, err := podOptions(f, in)
 	if err != nil {
-		return nil, abi.Stage1{}, err
+		return nil, nil, err
 	}
 	s, err := store.Open(filepath.Join(g.dir, "images"))
 	if err != nil {
-		return nil, abi.Stage1{}, fmt.Errorf("open image store in %s: %w", g.dir, err)
+		return nil, nil, fmt.Errorf("open image store in %s: %w", g.dir, err)
 	}
 	imgs := make([]*store.Image, len(apps))
 	for i, a := range apps {
 		if imgs[i], err = fetchVerified(ctx, g, in, &f.fetchFlags, s, a.Image, a.Signature); err != nil {
-			return nil, abi.Stage1{}, err
+			return nil, nil, err
 		}
 	}
 	s1, err := loadStage1(ctx, g, f, s)
 	if err != nil {
-		return nil, abi.Stage1{}, err
+		return nil, nil, err
 	}
-	p, err := writePod(g, f, apps, imgs, s1, pd, vols)
-	return p, s1, err
+	if f.privateUsers {
+		if err := checkIDMappable(imgs, s1, vols); err != nil {
+			return nil, nil, err
+		}
+	}
+	return writePod(g, f, apps, imgs, s1, pd, vols)
 }
 
 // podOptions turns the pod flags into what every app's spec needs.
@@ -323,7 +330,8 @@ func loadStage1(ctx context.Context, g *globals, f *prepareFlags, s *store.Store
 
 // execStage1 hands the process over to stage1's run entrypoint, with the pod
 // lock on an inherited descriptor. It returns only on failure.
-func execStage1(g *globals, f *startFlags, p *pod.Pod, s1 abi.Stage1) error {
+func execStage1(g *globals, f *startFlags, p *pod.Pod, m *abi.PodManifest) error {
+	s1 := m.Stage1
 	entry, err := stage1img.Entrypoint(s1, abi.EntrypointRun)
 	if err != nil {
 		return err
@@ -339,6 +347,9 @@ func execStage1(g *globals, f *startFlags, p *pod.Pod, s1 abi.Stage1) error {
 	flags := abi.RunFlags{Net: f.net, Hostname: hostname, Interactive: f.interactive, Debug: g.debug,
 		Ports: ports, DNS: f.dns, DNSSearch: f.dnsSearch, DNSOpt: f.dnsOpt, HostsEntry: f.hostsEntry,
 		NetConfDirs: netConfDirs(g), StopTimeout: f.stopTimeout, ListenFDsApp: f.listenApp}
+	if m.PrivateUsers != nil {
+		flags.PrivateUsers = *m.PrivateUsers
+	}
 	args, dropped := flags.Args(s1.InterfaceVersion)
 	for _, d := range dropped {
 		fmt.Fprintf(os.Stderr, "skiff: WARNING: stage1 %s does not support --%s; ignored\n", s1.Name, d)
