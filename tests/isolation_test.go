@@ -3,10 +3,12 @@
 package tests
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -215,4 +217,309 @@ func TestEnterWaitsForAStartingPod(t *testing.T) {
 	}
 	e.ok("stop", uuidOf(t, uf))
 	c.Wait()
+}
+
+// usersLeases is where skiff leases private uid/gid ranges, host-wide.
+const usersLeases = "/var/lib/skiff/userns"
+
+type idRange struct {
+	Base uint32 `json:"base"`
+	Size uint32 `json:"size"`
+}
+
+// privateUsers reads a pod's range from status --format=json.
+func (e *env) privateUsers(uuid string) idRange {
+	e.t.Helper()
+	var st struct {
+		PrivateUsers *idRange `json:"privateUsers"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("status", "--format=json", uuid).stdout), &st); err != nil {
+		e.t.Fatal(err)
+	}
+	if st.PrivateUsers == nil {
+		e.t.Fatalf("pod %s: status shows no privateUsers", uuid)
+	}
+	return *st.PrivateUsers
+}
+
+// leaseOf is the pod that holds the lease of the range starting at base ("" when none).
+func leaseOf(base uint32) string {
+	var l struct {
+		Pod string `json:"pod"`
+	}
+	b, err := os.ReadFile(filepath.Join(usersLeases, strconv.FormatUint(uint64(base), 10)))
+	if err != nil || json.Unmarshal(b, &l) != nil {
+		return ""
+	}
+	return l.Pod
+}
+
+// leasesOf lists the leases that name a pod of this env's data directory.
+func (e *env) leases() []string {
+	var out []string
+	entries, _ := os.ReadDir(usersLeases)
+	for _, en := range entries {
+		b, _ := os.ReadFile(filepath.Join(usersLeases, en.Name()))
+		if strings.Contains(string(b), `"`+e.dir+`"`) {
+			out = append(out, en.Name())
+		}
+	}
+	return out
+}
+
+// idMap parses a /proc/PID/[ug]id_map of one line.
+func idMap(t *testing.T, out string) (inside, host, size uint32) {
+	t.Helper()
+	f := strings.Fields(out)
+	if len(f) != 3 {
+		t.Fatalf("id map %q: want one line of three numbers", out)
+	}
+	return uint32(atoi(t, f[0])), uint32(atoi(t, f[1])), uint32(atoi(t, f[2]))
+}
+
+func TestPrivateUsersRootfsOwnership(t *testing.T) {
+	e := newEnv(t)
+	uf := filepath.Join(t.TempDir(), "uuid")
+	r := e.ok(e.runArgs("--private-users", "--net=none", "--uuid-file-save="+uf, e.image("inspect"), "--exec=/bin/sh", "--", "-c",
+		`/inspect read /proc/self/uid_map; echo ---; /inspect read /proc/self/gid_map; echo ---; /inspect ids; echo ---
+		stat -c '%u:%g %n' / /bin/busybox /etc/passwd /home/app /inspect
+		/inspect write /etc/written hello >/dev/null && echo root >> /etc/passwd && chown 1000:1000 /etc/written && stat -c '%u:%g %n' /etc/written`)...)
+	parts := strings.Split(r.stdout, "---\n")
+	if len(parts) != 4 {
+		t.Fatalf("output: %q", r.stdout)
+	}
+	uuid := uuidOf(t, uf)
+	rng := e.privateUsers(uuid)
+	for i, m := range parts[:2] {
+		in, host, size := idMap(t, m)
+		if in != 0 || host == 0 || host != rng.Base || size != 65536 || rng.Size != 65536 {
+			t.Errorf("id map %d: %q, status range %+v; want 0 %d 65536 with a base that is not 0", i, m, rng, rng.Base)
+		}
+	}
+	if !strings.Contains(parts[2], "uid=0\n") || !strings.Contains(parts[2], "gid=0\n") {
+		t.Errorf("the app is not root in its pod: %q", parts[2])
+	}
+	// The image's files keep their owners in the pod (never nobody), and its
+	// root writes the rootfs and chowns within its range.
+	for _, want := range []string{"0:0 /\n", "0:0 /bin/busybox\n", "0:0 /etc/passwd\n", "1000:1000 /home/app\n", "0:0 /inspect\n", "1000:1000 /etc/written\n"} {
+		if !strings.Contains(parts[3], want) {
+			t.Errorf("ownership in the pod: %q lacks %q", parts[3], want)
+		}
+	}
+	// On the host the app's writes are owned by ids of the range.
+	upper := filepath.Join(e.dir, "pods", "run", uuid, "apps", "inspect", "upper")
+	for name, want := range map[string]uint32{"etc/passwd": rng.Base, "etc/written": rng.Base + 1000} {
+		fi, err := os.Stat(filepath.Join(upper, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != want || st.Gid != want {
+			t.Errorf("%s on the host: owner %d:%d, want %d:%d", name, st.Uid, st.Gid, want, want)
+		}
+	}
+	if leaseOf(rng.Base) != uuid {
+		t.Errorf("no lease of %+v for pod %s in %s", rng, uuid, usersLeases)
+	}
+	e.ok("gc", "--grace-period=0s")
+	e.ok("gc", "--grace-period=0s")
+	if pod := leaseOf(rng.Base); pod == uuid {
+		t.Errorf("gc left the lease of %+v", rng)
+	}
+}
+
+// privateUsersPod starts a long-running pod with --private-users and waits until it is ready.
+func (e *env) privateUsersPod(extra ...string) (uuid string, wait func() result) {
+	e.t.Helper()
+	uf := filepath.Join(e.t.TempDir(), "uuid")
+	args := append(append([]string{"--private-users", "--uuid-file-save=" + uf}, extra...), e.image("busybox"), "--", "/bin/sleep", "600")
+	c, out, errb := e.startBackground(e.runArgs(args...)...)
+	waitFor(e.t, 20*time.Second, "the pod to be ready", func() bool {
+		b, err := os.ReadFile(uf)
+		if err != nil || len(b) < 36 {
+			return false
+		}
+		uuid = strings.TrimSpace(string(b))
+		return e.status(uuid).Ready
+	})
+	return uuid, func() result {
+		_ = c.Wait()
+		return result{stdout: out.String(), stderr: errb.String(), code: c.ProcessState.ExitCode()}
+	}
+}
+
+// hostUID is the owner of a host process, from /proc/PID/status.
+func hostUID(t *testing.T, pid int) uint32 {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("/proc", itoa(pid), "status"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	uids := field(string(b), "Uid")
+	return uint32(atoi(t, strings.Fields(uids)[0]))
+}
+
+func TestPrivateUsersPodsAreApart(t *testing.T) {
+	e := newEnv(t)
+	a, waitA := e.privateUsersPod()
+	b, waitB := e.privateUsersPod("--net=host")
+	ra, rb := e.privateUsers(a), e.privateUsers(b)
+	if ra.Base < rb.Base+rb.Size && rb.Base < ra.Base+ra.Size {
+		t.Fatalf("two live pods share ids: %+v and %+v", ra, rb)
+	}
+	for uuid, rng := range map[string]idRange{a: ra, b: rb} {
+		// The host sees the pod's processes as its range's first uid: the
+		// pod's init, and the app below it.
+		init := e.status(uuid).PID
+		if uid := hostUID(t, init); uid != rng.Base {
+			t.Errorf("pod %s: init runs as host uid %d, want %d", uuid, uid, rng.Base)
+		}
+		children, _ := os.ReadFile(filepath.Join("/proc", itoa(init), "task", itoa(init), "children"))
+		if len(strings.Fields(string(children))) == 0 {
+			t.Fatalf("pod %s: its init has no children", uuid)
+		}
+		for _, c := range strings.Fields(string(children)) {
+			if uid := hostUID(t, atoi(t, c)); uid != rng.Base {
+				t.Errorf("pod %s: process %s runs as host uid %d, want %d", uuid, c, uid, rng.Base)
+			}
+		}
+		// enter joins the pod's user namespace: root in the pod, the pod's map.
+		r := e.ok("enter", uuid, "/bin/sh", "-c", "id -u; cat /proc/self/uid_map; touch /enter-wrote && echo wrote")
+		lines := strings.SplitN(r.stdout, "\n", 3)
+		if len(lines) < 3 || lines[0] != "0" || lines[2] != "wrote\n" {
+			t.Fatalf("enter %s: %q", uuid, r.stdout)
+		}
+		if _, host, _ := idMap(t, lines[1]); host != rng.Base {
+			t.Errorf("enter %s: uid map %q, want base %d", uuid, lines[1], rng.Base)
+		}
+	}
+	e.ok("stop", a, b)
+	waitA()
+	waitB()
+	e.ok("gc", "--grace-period=0s")
+	e.ok("gc", "--grace-period=0s")
+	for uuid, rng := range map[string]idRange{a: ra, b: rb} {
+		if leaseOf(rng.Base) == uuid {
+			t.Errorf("gc left pod %s's lease of %+v", uuid, rng)
+		}
+		if _, err := os.Stat(filepath.Join("/run/skiff/rootfs", uuid)); err == nil {
+			t.Errorf("gc left /run/skiff/rootfs/%s", uuid)
+		}
+	}
+}
+
+func TestPrivateUsersVolumesAndPrepare(t *testing.T) {
+	e := newEnv(t)
+	host := t.TempDir()
+	os.WriteFile(filepath.Join(host, "root-file"), []byte("r\n"), 0o644)
+	os.WriteFile(filepath.Join(host, "app-file"), []byte("a\n"), 0o644)
+	os.Chown(filepath.Join(host, "app-file"), 1000, 1000)
+	uuid := strings.TrimSpace(e.ok(append([]string{"--insecure-options=image", "prepare", "--private-users",
+		"--volume=data,kind=host,source=" + host, "--mount=volume=data,target=/data",
+		"--volume=scratch,kind=empty,uid=1000,gid=1000,mode=0700", "--mount=volume=scratch,target=/scratch"},
+		append(e.stage1, e.image("busybox"), "--", "/bin/sh", "-c",
+			`cat /proc/self/uid_map; stat -c '%u:%g %n' /data/root-file /data/app-file /scratch; echo new > /data/from-pod; su app -s /bin/sh -c 'echo x > /scratch/f'`)...)...).stdout)
+	rng := e.privateUsers(uuid) // leased when prepared
+	if leaseOf(rng.Base) != uuid {
+		t.Fatalf("prepared pod %s holds no lease of %+v", uuid, rng)
+	}
+	r := e.ok("run-prepared", "--net=none", uuid)
+	if _, base, _ := idMap(t, strings.SplitN(r.stdout, "\n", 2)[0]); base != rng.Base {
+		t.Errorf("run-prepared used ids from %d, the pod was prepared with %+v", base, rng)
+	}
+	// A host volume is an idmapped mount: the host's owners, seen as the same ids.
+	for _, want := range []string{"0:0 /data/root-file", "1000:1000 /data/app-file", "1000:1000 /scratch"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("volumes in the pod: %q lacks %q", r.stdout, want)
+		}
+	}
+	fi, err := os.Stat(filepath.Join(host, "from-pod"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 {
+		t.Errorf("a file the pod's root wrote in a host volume is owned by host uid %d, want 0 (idmapped)", st.Uid)
+	}
+	// An empty volume lives in the pod directory, owned by the range's ids.
+	fi, err = os.Stat(filepath.Join(e.dir, "pods", "run", uuid, "volumes", "scratch", "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != rng.Base+1000 {
+		t.Errorf("empty volume file owned by host uid %d, want %d", st.Uid, rng.Base+1000)
+	}
+	// An expired prepared pod gives its range back in gc.
+	uuid = strings.TrimSpace(e.ok(append([]string{"--insecure-options=image", "prepare", "--private-users"}, append(e.stage1, e.image("busybox"))...)...).stdout)
+	rng = e.privateUsers(uuid)
+	e.ok("gc", "--expire-prepared=0s", "--grace-period=0s")
+	e.ok("gc", "--expire-prepared=0s", "--grace-period=0s")
+	if leaseOf(rng.Base) == uuid {
+		t.Errorf("gc of an expired prepared pod left its lease of %+v", rng)
+	}
+}
+
+func TestPrivateUsersSIGKILLedSkiffLeavesNothingAfterGC(t *testing.T) {
+	e := newEnv(t)
+	uuid, wait := e.privateUsersPod()
+	rng, initPID := e.privateUsers(uuid), e.status(uuid).PID
+	if err := syscall.Kill(e.runPID(uuid), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	wait()
+	waitFor(t, 10*time.Second, "the pod's init to die with skiff", func() bool {
+		return syscall.Kill(initPID, 0) != nil
+	})
+	e.ok("gc", "--grace-period=0s")
+	if ps := e.pods(); len(ps) != 0 {
+		t.Fatalf("pods left: %+v", ps)
+	}
+	if leaseOf(rng.Base) == uuid {
+		t.Errorf("gc left the lease of %+v", rng)
+	}
+	if _, err := os.Stat(filepath.Join("/run/skiff/rootfs", uuid)); err == nil {
+		t.Errorf("gc left /run/skiff/rootfs/%s", uuid)
+	}
+	if cgs := cgroupsOf(uuid); len(cgs) != 0 {
+		t.Errorf("cgroups left: %v", cgs)
+	}
+}
+
+// overlayMount mounts an empty overlay at a new directory and returns it: a
+// filesystem that cannot be idmapped.
+func overlayMount(t *testing.T) string {
+	t.Helper()
+	d := t.TempDir()
+	for _, s := range []string{"lower", "upper", "work", "merged"} {
+		os.Mkdir(filepath.Join(d, s), 0o755)
+	}
+	merged := filepath.Join(d, "merged")
+	opts := "lowerdir=" + d + "/lower,upperdir=" + d + "/upper,workdir=" + d + "/work"
+	if err := syscall.Mount("overlay", merged, "overlay", 0, opts); err != nil {
+		t.Fatalf("mount overlay: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(merged, syscall.MNT_DETACH) })
+	return merged
+}
+
+func TestPrivateUsersBadInput(t *testing.T) {
+	e := newEnv(t)
+	ovl := overlayMount(t)
+	e.fails(125, []string{"app busybox", "uid 70000", "--private-users"}, e.runArgs("--private-users", e.image("busybox"), "--user=70000")...)
+	e.fails(125, []string{"volume d", ovl, "overlay", "cannot be idmapped"},
+		e.runArgs("--private-users", "--volume=d,kind=host,source="+ovl, "--mount=volume=d,target=/d", e.image("busybox"))...)
+	// An image store on overlayfs cannot be idmapped either: skiff says so, and
+	// where to keep --dir instead.
+	onOverlay := *e
+	onOverlay.dir = filepath.Join(ovl, "data")
+	onOverlay.fails(125, []string{"image layer", "overlay", "cannot be idmapped", "--dir"}, e.runArgs("--private-users", e.image("busybox"))...)
+	for _, x := range []*env{e, &onOverlay} {
+		if ps := x.pods(); len(ps) != 0 {
+			t.Errorf("refused runs left pods in %s: %+v", x.dir, ps)
+		}
+		if ls := x.leases(); len(ls) != 0 {
+			t.Errorf("refused runs left leases in %s: %v", usersLeases, ls)
+		}
+		if ms := mountsUnder(x.dir); len(ms) != 0 {
+			t.Errorf("refused runs left mounts: %v", ms)
+		}
+	}
 }
