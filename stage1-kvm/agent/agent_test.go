@@ -630,13 +630,19 @@ func TestLongSocketPath(t *testing.T) {
 	os.Remove(sock)
 }
 
-func openFDs(t *testing.T) int {
+// openFDs lists this process's descriptors and what they are.
+func openFDs(t *testing.T) []string {
 	t.Helper()
 	ents, err := os.ReadDir("/proc/self/fd")
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(ents)
+	var fds []string
+	for _, e := range ents {
+		l, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		fds = append(fds, e.Name()+" "+l)
+	}
+	return fds
 }
 
 // After everything is closed, no goroutine and no descriptor of the agent is
@@ -668,16 +674,15 @@ func TestNoLeaks(t *testing.T) {
 		<-served
 	}()
 	var after int
+	var afterFDs []string
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if after = runtime.NumGoroutine(); after <= before {
-			if n := openFDs(t); n > fds {
-				t.Fatalf("%d descriptors open before, %d after", fds, n)
-			}
+		after, afterFDs = runtime.NumGoroutine(), openFDs(t)
+		if after <= before && len(afterFDs) <= len(fds) {
 			return
 		}
 	}
 	buf := make([]byte, 1<<20)
-	t.Fatalf("%d goroutines before, %d after:\n%s", before, after, buf[:runtime.Stack(buf, true)])
+	t.Fatalf("%d goroutines before, %d after; descriptors before %q, after %q:\n%s", before, after, fds, afterFDs, buf[:runtime.Stack(buf, true)])
 }
 
 // notConnectedYet reads as a virtio-serial port does before the host's end
