@@ -64,6 +64,7 @@ func main() {
 	if ctx.Err() != nil {
 		fatal(fmt.Errorf("interrupted"))
 	}
+	m.LoadEnd = loadavg()
 	fmt.Println()
 	printTable(os.Stdout, m, results)
 	files, err := writeResults(*out, m, results)

@@ -15,16 +15,21 @@ import (
 
 // Machine describes where the numbers were taken.
 type Machine struct {
-	Date     string            `json:"date"`
-	CPUs     int               `json:"nproc"`
-	Kernel   string            `json:"kernel"`
-	CPU      string            `json:"cpu"`
-	Quick    bool              `json:"quick"`
-	Versions map[string]string `json:"versions"`
+	Date   string `json:"date"`
+	CPUs   int    `json:"nproc"`
+	Kernel string `json:"kernel"`
+	CPU    string `json:"cpu"`
+	Quick  bool   `json:"quick"`
+	// LoadStart and LoadEnd are the load averages (1, 5, 15 min) when the
+	// run began and ended: the machine may be shared.
+	LoadStart string            `json:"loadavg_start"`
+	LoadEnd   string            `json:"loadavg_end"`
+	Versions  map[string]string `json:"versions"`
 }
 
 func machine(skiff string, quick bool) Machine {
-	m := Machine{Date: time.Now().Format(time.RFC3339), CPUs: runtime.NumCPU(), Quick: quick, Versions: map[string]string{}}
+	m := Machine{Date: time.Now().Format(time.RFC3339), CPUs: runtime.NumCPU(), Quick: quick, Versions: map[string]string{},
+		LoadStart: loadavg()}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
@@ -52,7 +57,8 @@ func (m Machine) String() string {
 	if m.Quick {
 		mode = "quick (BENCH_QUICK=1)"
 	}
-	return fmt.Sprintf("date %s, %s run; %d CPUs (%s), kernel %s", m.Date, mode, m.CPUs, m.CPU, m.Kernel)
+	return fmt.Sprintf("date %s, %s run; %d CPUs (%s), kernel %s; load average %s at start, %s at end",
+		m.Date, mode, m.CPUs, m.CPU, m.Kernel, m.LoadStart, m.LoadEnd)
 }
 
 func fmtVal(v float64, unit string) string {
@@ -224,4 +230,14 @@ plot %q using 2:0:(1):2:($0-0.35):($0+0.35):ytic(1) with boxxyerrorbars lc rgb "
 		return nil, fmt.Errorf("gnuplot: %v: %s", err, out)
 	}
 	return os.ReadFile(png)
+}
+
+// loadavg is the 1, 5 and 15 minute load averages.
+func loadavg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "?"
+	}
+	return strings.Join(f[:3], " ")
 }
