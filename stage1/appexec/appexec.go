@@ -55,6 +55,12 @@ func fail(code int, format string, args ...any) error {
 // stage1 (unless inherit is set, as for enter), enters its rootfs, drops to its user and execs args (the app's
 // own command when args is empty). It returns only on failure.
 func Exec(app string, args []string, inherit bool) error {
+	return exec(app, args, inherit, nil)
+}
+
+// exec is Exec with addEnv added to the app's environment (a key already there
+// is replaced).
+func exec(app string, args []string, inherit bool, addEnv []string) error {
 	// Credentials, no_new_privs and seccomp filters belong to a thread: do all
 	// of it, and the exec, on this one.
 	runtime.LockOSThread()
@@ -86,7 +92,15 @@ func Exec(app string, args []string, inherit bool) error {
 	if err := unix.Chroot(AppRoot(app)); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: chroot into its rootfs: %v", app, err)
 	}
-	env := append(append([]string{}, p.Env...), extraEnv...)
+	for _, kv := range addEnv {
+		k, _, _ := strings.Cut(kv, "=")
+		extraEnv = append(withoutEnv(extraEnv, k), kv)
+	}
+	env := append([]string{}, p.Env...)
+	for _, kv := range extraEnv {
+		k, _, _ := strings.Cut(kv, "=")
+		env = append(withoutEnv(env, k), kv)
+	}
 	u, err := resolveUser(p.User, spec.Annotations[abi.AnnotationAppUser])
 	if err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)

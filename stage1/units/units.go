@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // Target is the unit systemd is started with (--unit=...).
@@ -127,4 +129,27 @@ func limits(a App) string {
 		fmt.Fprintf(&b, "TasksMax=%d\n", a.TasksMax)
 	}
 	return b.String()
+}
+
+// AppFromSpec is what an app's unit needs from its spec: its name and the
+// limits systemd applies (memory, CPU quota and weight, tasks).
+func AppFromSpec(name string, spec *specs.Spec) App {
+	u := App{Name: name}
+	if spec.Linux == nil || spec.Linux.Resources == nil {
+		return u
+	}
+	r := spec.Linux.Resources
+	if r.Memory != nil && r.Memory.Limit != nil {
+		u.MemoryMax = *r.Memory.Limit
+	}
+	if r.CPU != nil && r.CPU.Quota != nil && r.CPU.Period != nil && *r.CPU.Period > 0 {
+		u.CPUQuota = *r.CPU.Quota * 100 / int64(*r.CPU.Period)
+	}
+	if r.CPU != nil && r.CPU.Shares != nil && *r.CPU.Shares >= 2 {
+		u.CPUWeight = 1 + (*r.CPU.Shares-2)*9999/262142 // systemd's shares-to-weight mapping
+	}
+	if r.Pids != nil && r.Pids.Limit != nil {
+		u.TasksMax = *r.Pids.Limit
+	}
+	return u
 }

@@ -1,0 +1,63 @@
+package appexec
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	osexec "os/exec"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/skiff-project/skiff/stage1/abi"
+)
+
+// Main is app-exec's command line: app-exec [--inherit] [--env=KEY=VALUE]...
+// APP [-- CMD...], the ExecStart of an app's service (and what enter runs in
+// the pod, with --inherit and the environment it adds). It returns only on
+// failure.
+func Main(args []string) error {
+	fs := flag.NewFlagSet("app-exec", flag.ContinueOnError)
+	inherit := fs.Bool("inherit", false, "keep this process's stdio instead of asking stage1 for the app's")
+	var env envFlag
+	fs.Var(&env, "env", "KEY=VALUE added to the app's environment (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 {
+		return fmt.Errorf("usage: app-exec [--inherit] APP [-- CMD...]")
+	}
+	cmd := fs.Args()[1:]
+	if len(cmd) > 0 && cmd[0] == "--" {
+		cmd = cmd[1:]
+	}
+	return exec(fs.Arg(0), cmd, *inherit, env)
+}
+
+type envFlag []string
+
+func (e *envFlag) String() string { return fmt.Sprint(*e) }
+func (e *envFlag) Set(v string) error {
+	if k, _, ok := strings.Cut(v, "="); !ok || k == "" {
+		return fmt.Errorf("%q is not KEY=VALUE", v)
+	}
+	*e = append(*e, v)
+	return nil
+}
+
+// Exited is the ExecStopPost of an app's service (app-exited APP): it records
+// the app's exit from systemd's variables and, in a pod of several apps, ends
+// the pod with `systemctl exit` once the last one is done (a single app's
+// unit ends the pod itself, through SuccessAction/FailureAction).
+func Exited(app string) error {
+	if _, err := RecordExit(app, os.Getenv, func() abi.AppExit {
+		return abi.AppExit{ExitedAt: time.Now().UTC()}
+	}); err != nil {
+		return err
+	}
+	done, code, apps, err := AllExited()
+	if err != nil || !done || apps == 1 {
+		return err
+	}
+	return osexec.Command("/usr/bin/systemctl", "--no-block", "exit", strconv.Itoa(code)).Run()
+}

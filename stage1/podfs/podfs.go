@@ -1,0 +1,128 @@
+// Package podfs is the part of a pod's filesystem every stage1 flavor builds
+// the same way, whatever runs the pod: the mounts that turn an app's rootfs
+// into what the app sees (its own /proc, /sys and a minimal /dev, its volumes,
+// hidden and read-only kernel paths, a read-only remount when asked), and the
+// pod's empty volumes. The default flavor hands the mounts to libcontainer;
+// the kvm flavor's guest init makes them itself.
+package podfs
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/skiff-project/skiff/stage1/abi"
+)
+
+// App is what an app's filesystem is made of, beyond its rootfs.
+type App struct {
+	Root          string        // where the app's rootfs is mounted, in the stage1 rootfs
+	Mounts        []specs.Mount // volumes: Destination inside the app, Source as the mounter sees it
+	Readonly      bool          // the rootfs is read-only (volumes keep their own mode)
+	MaskedPaths   []string      // kernel paths hidden from the app
+	ReadonlyPaths []string      // kernel paths the app may only read
+}
+
+// Mounts are the mounts that follow the app's rootfs mount at a.Root, in
+// order: /proc, read-only /sys, a minimal /dev (tmpfs with null, zero, full,
+// random, urandom and tty bound from the stage1's /dev, its own devpts and
+// shm), the volumes, the masked and read-only kernel paths, and finally a
+// read-only remount of the rootfs when asked. Destinations are in the stage1
+// rootfs; stage1Rootfs is where the mounter sees that rootfs (sources of
+// remounts are under it).
+func Mounts(stage1Rootfs string, a App) []specs.Mount {
+	dest := a.Root
+	nse := []string{"nosuid", "noexec", "nodev"}
+	ms := []specs.Mount{
+		{Destination: dest + "/proc", Type: "proc", Source: "proc", Options: nse},
+		{Destination: dest + "/sys", Type: "sysfs", Source: "sysfs", Options: append([]string{"ro"}, nse...)},
+		{Destination: dest + "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+	}
+	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
+		ms = append(ms, specs.Mount{Destination: dest + "/dev/" + d, Type: "bind", Source: "/dev/" + d, Options: []string{"bind", "nosuid", "noexec"}})
+	}
+	ms = append(ms,
+		specs.Mount{Destination: dest + "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+		specs.Mount{Destination: dest + "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+	)
+	for _, m := range a.Mounts {
+		m.Destination = filepath.Join(dest, m.Destination)
+		ms = append(ms, m)
+	}
+	ms = append(ms, kernelPathMounts(stage1Rootfs, dest, a.MaskedPaths, a.ReadonlyPaths)...)
+	if a.Readonly {
+		ms = append(ms, specs.Mount{Destination: dest, Type: "bind", Source: filepath.Join(stage1Rootfs, dest), Options: []string{"rbind", "ro"}})
+	}
+	return ms
+}
+
+// kernelPathMounts hides masked paths (files behind /dev/null, directories
+// behind an empty read-only tmpfs) and makes read-only paths read-only. Paths
+// the running kernel does not have are skipped.
+func kernelPathMounts(stage1Rootfs, dest string, masked, readonly []string) []specs.Mount {
+	var ms []specs.Mount
+	for _, p := range masked {
+		st, err := os.Stat(p) // this kernel's /proc and /sys: the app's kernel
+		switch {
+		case err != nil:
+		case st.IsDir():
+			ms = append(ms, specs.Mount{Destination: dest + p, Type: "tmpfs", Source: "tmpfs", Options: []string{"ro", "nosuid", "nodev", "noexec", "size=0"}})
+		default:
+			ms = append(ms, specs.Mount{Destination: dest + p, Type: "bind", Source: "/dev/null", Options: []string{"bind", "ro"}})
+		}
+	}
+	for _, p := range readonly {
+		if _, err := os.Stat(p); err == nil {
+			ms = append(ms, specs.Mount{Destination: dest + p, Type: "bind", Source: filepath.Join(stage1Rootfs, dest, p), Options: []string{"rbind", "ro"}})
+		}
+	}
+	return ms
+}
+
+// FromSpec is an app's filesystem as its spec (apps/NAME/config.json)
+// describes it. Sources of empty volumes are relative to the pod directory;
+// they are made absolute under podDir.
+func FromSpec(root, podDir string, spec *specs.Spec) App {
+	a := App{Root: root}
+	if spec.Root != nil {
+		a.Readonly = spec.Root.Readonly
+	}
+	if spec.Linux != nil {
+		a.MaskedPaths, a.ReadonlyPaths = spec.Linux.MaskedPaths, spec.Linux.ReadonlyPaths
+	}
+	for _, m := range spec.Mounts {
+		if !filepath.IsAbs(m.Source) {
+			m.Source = filepath.Join(podDir, m.Source)
+		}
+		a.Mounts = append(a.Mounts, m)
+	}
+	return a
+}
+
+// MakeVolumes creates the pod's empty volumes (under the pod directory, the
+// working directory) with their mode and owner, and checks that its host
+// volumes exist.
+func MakeVolumes(vols []abi.Volume) error {
+	for _, v := range vols {
+		switch v.Kind {
+		case abi.VolumeEmpty:
+			dir := filepath.Join(abi.VolumesDir, v.Name)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return err
+			}
+			if err := os.Chmod(dir, os.FileMode(v.Mode)); err != nil {
+				return err
+			}
+			if err := os.Chown(dir, v.UID, v.GID); err != nil {
+				return err
+			}
+		case abi.VolumeHost:
+			if _, err := os.Stat(v.Source); err != nil {
+				return fmt.Errorf("volume %s: host source: %w", v.Name, err)
+			}
+		}
+	}
+	return nil
+}
