@@ -46,6 +46,16 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
+// flavor is the stage1 flavor under test, from SKIFF_STAGE1's file name
+// (stage1-NAME.oci.tar); "default" without one.
+func (e *env) flavor() string {
+	p := os.Getenv("SKIFF_STAGE1")
+	if p == "" {
+		return "default"
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(filepath.Base(p), "stage1-"), ".oci.tar")
+}
+
 // image is the path of a test image archive in skiff's reference syntax.
 func (e *env) image(name string) string {
 	return "oci-archive:" + filepath.Join(e.images, name+".oci.tar")

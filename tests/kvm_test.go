@@ -4,9 +4,12 @@ package tests
 
 import (
 	"bytes"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,11 +17,13 @@ import (
 )
 
 // The kvm stage1 flavor (stage1-kvm/): the same pod in a QEMU microvm with its
-// own kernel. Run with `go test -tags 'functional kvm' ./tests -run KVM` and
-// SKIFF_BIN, SKIFF_TEST_IMAGES set as for the other functional tests;
-// SKIFF_KVM_STAGE1 names the image (default: bin/stage1-kvm.oci.tar of this
-// checkout, built by scripts/build-stage1-kvm). The VM runs under TCG where
-// KVM cannot boot a stock kernel, so each pod takes a few seconds.
+// own kernel. `make test-kvm` runs the whole conformance suite against it
+// (SKIFF_STAGE1) and these tests of what only a VM does; alone:
+// `go test -tags 'functional kvm' ./tests -run KVM` with SKIFF_BIN,
+// SKIFF_TEST_IMAGES set as for the other functional tests. SKIFF_KVM_STAGE1
+// names the image (default: bin/stage1-kvm.oci.tar of this checkout). The VM
+// runs under TCG where KVM cannot boot a stock kernel, so each pod takes a
+// few seconds.
 
 // kvmEnv is a test env that runs pods with the kvm stage1.
 func kvmEnv(t *testing.T) *env {
@@ -34,7 +39,7 @@ func kvmEnv(t *testing.T) *env {
 		t.Skipf("no kvm stage1 image at %s (build it with scripts/build-stage1-kvm, or set SKIFF_KVM_STAGE1): %v", img, err)
 	}
 	e := newEnv(t)
-	e.stage1 = []string{"--stage1-path=" + img, "--net=none"}
+	e.stage1 = []string{"--stage1-path=" + img}
 	return e
 }
 
@@ -156,8 +161,110 @@ func TestKVMGCAfterSIGKILL(t *testing.T) {
 	if b, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(b, []byte(uuid)) {
 		t.Errorf("a mount of pod %s is left on the host", uuid)
 	}
+	if _, err := os.Stat("/run/skiff/netns/" + uuid); err == nil {
+		t.Errorf("the network namespace of pod %s (and its tap) is left on the host", uuid)
+	}
+	if cgs := cgroupsOf(uuid); len(cgs) != 0 {
+		t.Errorf("cgroups left: %v", cgs)
+	}
 	if ps := e.pods(); len(ps) != 0 {
 		t.Errorf("pods left after gc: %+v", ps)
+	}
+}
+
+func TestKVMHostVolumeWrittenInTheGuest(t *testing.T) {
+	e := kvmEnv(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "in"), []byte("from-host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ro := t.TempDir()
+	file := filepath.Join(t.TempDir(), "single.conf")
+	if err := os.WriteFile(file, []byte("one file\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := e.skiff(e.runArgs("--net=none", "--volume="+dir+":/data", "--volume="+ro+":/ro:ro", "--volume="+file+":/etc/single.conf:ro",
+		e.image("busybox"), "--", "/bin/sh", "-c",
+		"cat /data/in; echo from-guest > /data/out; cat /etc/single.conf; ls /etc/single.conf/.. >/dev/null; "+
+			"touch /ro/x 2>/dev/null && echo RO-WRITABLE; exit 0")...)
+	if r.code != 0 || r.stdout != "from-host\none file\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "out"))
+	if err != nil || string(b) != "from-guest\n" {
+		t.Errorf("the host sees %q, %v in the volume; want the guest's \"from-guest\"", b, err)
+	}
+	if entries, _ := os.ReadDir(ro); len(entries) != 0 {
+		t.Errorf("a read-only volume was written: %v", entries)
+	}
+}
+
+func TestKVMPortForwardingFromLoopback(t *testing.T) {
+	e := kvmEnv(t)
+	port := strconv.Itoa(freePort(t))
+	c := e.cmd(e.runArgs("--port="+port+":8080", e.image("busybox"), "--", "/bin/sh", "-c",
+		`echo up; while true; do printf 'HTTP/1.0 200 OK\r\n\r\nhello from the guest\n' | nc -l -p 8080; done`)...)
+	var out syncBuffer
+	c.Stdout, c.Stderr = &out, &out
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	waitFor(t, 60*time.Second, "the pod's server", func() bool { return strings.Contains(out.String(), "up\n") })
+	waitFor(t, 20*time.Second, "a reply through 127.0.0.1:"+port, func() bool {
+		resp, err := http.Get("http://127.0.0.1:" + port + "/")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(body), "hello from the guest")
+	})
+	ps := e.pods()
+	if len(ps) != 1 {
+		t.Fatalf("pods: %+v", ps)
+	}
+	e.ok("stop", ps[0].UUID)
+	_ = c.Wait()
+	e.ok("gc", "--grace-period=0")
+	if _, err := os.Stat("/run/skiff/netns/" + ps[0].UUID); err == nil {
+		t.Errorf("the pod's network namespace is left after gc")
+	}
+}
+
+func TestKVMVMSizeFollowsTheLimits(t *testing.T) {
+	e := kvmEnv(t)
+	r := e.ok(e.runArgs("--net=none", e.image("busybox"), "--memory=256M", "--cpu=1000m", "--", "/bin/sh", "-c",
+		"nproc; grep MemTotal /proc/meminfo; cat /sys/fs/cgroup/system.slice/skiff-app-busybox.service/memory.max")...)
+	f := strings.Fields(r.stdout)
+	if len(f) != 5 || f[0] != "1" {
+		t.Fatalf("output %q: want 1 CPU, MemTotal and the app's memory.max", r.stdout)
+	}
+	// 256 MiB for the app and 128 MiB for the guest's own: the kernel keeps some.
+	if kb := atoi(t, f[2]); kb < 300<<10 || kb > 384<<10 {
+		t.Errorf("guest MemTotal %d kB; want about 384 MiB", kb)
+	}
+	if f[4] != "268435456" {
+		t.Errorf("the app's memory.max in the guest is %s; want 268435456", f[4])
+	}
+}
+
+func TestKVMRefusesHostNetwork(t *testing.T) {
+	e := kvmEnv(t)
+	e.fails(125, []string{"--net=host", "VM"}, e.runArgs("--net=host", e.image("busybox"), "--", "/bin/true")...)
+}
+
+func TestKVMTwoAppsShareThePod(t *testing.T) {
+	e := kvmEnv(t)
+	r := e.skiff(e.runArgs("--net=none", e.image("busybox"), "--name=a", "--", "/bin/sh", "-c",
+		"echo a > /dev/shm/x 2>/dev/null; hostname; exit 0", "---",
+		e.image("busybox"), "--name=b", "--", "/bin/sh", "-c", "exit 4")...)
+	if r.code != 4 {
+		t.Fatalf("exit %d, want the failing app's 4; stdout %q stderr %q", r.code, r.stdout, r.stderr)
+	}
+	st := e.pods()
+	if len(st) != 1 || len(st[0].Apps) != 2 {
+		t.Fatalf("pods: %+v", st)
 	}
 }
 

@@ -31,6 +31,27 @@ func FileName(name string) string { return "stage1-" + name + ".oci.tar" }
 // ErrNotFound is returned when no stage1 image of the asked name is installed.
 var ErrNotFound = errors.New("stage1 image not found")
 
+// Installed lists the installed stage1 images by name (FileName's pattern),
+// beside the running skiff binary and in systemDir; a name found in both is
+// the one Find picks.
+func Installed(systemDir string) map[string]string {
+	found := map[string]string{}
+	var dirs []string
+	if exe, err := os.Executable(); err == nil {
+		dirs = append(dirs, filepath.Dir(exe))
+	}
+	for _, d := range append(dirs, systemDir) {
+		matches, _ := filepath.Glob(filepath.Join(d, FileName("*")))
+		for _, m := range matches {
+			name := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(m), "stage1-"), ".oci.tar")
+			if _, ok := found[name]; !ok && name != "" {
+				found[name] = m
+			}
+		}
+	}
+	return found
+}
+
 // Find returns the path of the stage1 image called name, looking beside the
 // running skiff binary first and then in systemDir (make install's place).
 func Find(name, systemDir string) (string, error) {

@@ -1,32 +1,68 @@
 // Package guest is the inside of the kvm stage1's microVM: the configuration
-// the host's run entrypoint hands to the guest, and the guest's init (PID 1 of
-// the VM), which mounts the pod directory and the apps' rootfs from virtio-9p
-// shares, runs the apps, records their exits in the pod directory and powers
-// the VM off.
+// the host's run entrypoint hands to the guest, the guest's first init (PID 1
+// of the initramfs), and the pod agent that runs beside the pod's systemd.
 //
-// Host and guest talk only through the pod directory (shared read-write as
-// 9p tag PodTag) and one virtio-serial port per app stream. The guest writes
-// apps/NAME/exit.json (abi.AppExit) and the ready marker itself; the host
-// writes the pod's exit.json once the VM is gone.
+// The init loads the virtio modules, mounts the pod directory, the stage1
+// rootfs and each app's rootfs from virtio-9p shares, gives the apps their
+// filesystems (package podfs, as the default flavor does), configures the
+// network the host's CNI plugins gave the pod, starts the agent, switches
+// into the stage1 rootfs and execs systemd, which runs one unit per app
+// (package units, the same units as the default flavor's). The apps' exits
+// are recorded by app-exited in the pod directory; systemd powers the VM off
+// when the pod ends.
+//
+// Host and guest talk through the pod directory (shared read-write), one
+// virtio-serial port per app output stream, and the agent's port (package
+// stage1-kvm/agent: enter, stop, signals, stdin).
 package guest
+
+import (
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/skiff-project/skiff/stage1-kvm/vmnet"
+)
 
 // ConfigFile is where run writes the guest's Config, relative to the pod
 // directory.
 const ConfigFile = "stage1/guest.json"
 
-// PodTag is the 9p mount tag of the pod directory.
-const PodTag = "pod"
-
-// Paths in the guest.
+// 9p mount tags of the pod directory and of the stage1 rootfs.
 const (
-	PodMount  = "/pod"  // the pod directory
-	AppsMount = "/apps" // /apps/NAME is app NAME's rootfs
+	PodTag    = "pod"
+	Stage1Tag = "stage1"
 )
+
+// Paths in the stage1 rootfs, besides package appexec's /skiff/apps and
+// /skiff/run.
+const (
+	PodMount    = "/skiff/pod"    // the pod directory
+	SharesMount = "/skiff/shares" // SharesMount/TAG is the share TAG
+)
+
+// AgentPort names the virtio-serial port of the pod agent.
+const AgentPort = "skiff.agent"
 
 // Config is what the guest needs to know beyond the pod directory itself.
 type Config struct {
 	Apps []App `json:"apps"`
-	// Debug makes the init narrate its steps on the VM's console.
+	// PodDir is the pod directory as the host sees it: sources of the apps'
+	// mounts under it are found in the guest's pod share.
+	PodDir string `json:"podDir"`
+	// Shares are the other host directories the apps' mounts use.
+	Shares   []Share `json:"shares,omitempty"`
+	Hostname string  `json:"hostname,omitempty"`
+	// Mounts every app gets after its own (/etc/resolv.conf, /etc/hosts),
+	// sources as the host sees them.
+	Mounts []specs.Mount `json:"mounts,omitempty"`
+	// Net are the pod's network interfaces (CNI's, reached through taps).
+	Net []vmnet.Iface `json:"net,omitempty"`
+	// StopTimeout is how long an app gets between SIGTERM and SIGKILL
+	// (its unit has it too); the host's stop waits that long, and a little
+	// more, before it kills the VM.
+	StopTimeout time.Duration `json:"stopTimeout,omitempty"`
+	// Debug makes the init and systemd narrate on the VM's console.
 	Debug bool `json:"debug,omitempty"`
 }
 
@@ -37,12 +73,29 @@ type App struct {
 	// host mounted from the app's layers).
 	RootfsTag string `json:"rootfsTag"`
 	// StdoutPort and StderrPort name the virtio-serial ports that carry the
-	// app's output to the host (empty: the console).
-	StdoutPort string `json:"stdoutPort,omitempty"`
-	StderrPort string `json:"stderrPort,omitempty"`
+	// app's output to the host; the same name when skiff's stdout and
+	// stderr are one file, so their interleaving is kept.
+	StdoutPort string `json:"stdoutPort"`
+	StderrPort string `json:"stderrPort"`
+	// Stdin: the host feeds the app's stdin through the agent
+	// (--interactive); else it reads /dev/null.
+	Stdin bool `json:"stdin,omitempty"`
 }
 
-// Ports names the virtio-serial ports of app (host and guest agree on them).
-func Ports(app string) (stdout, stderr string) {
+// Share is a host directory or file an app mounts, shared with the guest
+// over 9p and mounted at SharesMount/Tag: a directory as itself, a file as
+// the only entry (its base name) of the shared directory.
+type Share struct {
+	Tag    string `json:"tag"`
+	Source string `json:"source"` // the host path the apps' mounts name
+	File   bool   `json:"file,omitempty"`
+}
+
+// Ports names the virtio-serial ports of app's output (host and guest agree
+// on them); "out" carries both streams when they are one file on the host.
+func Ports(app string, combined bool) (stdout, stderr string) {
+	if combined {
+		return "skiff." + app + ".out", "skiff." + app + ".out"
+	}
 	return "skiff." + app + ".stdout", "skiff." + app + ".stderr"
 }

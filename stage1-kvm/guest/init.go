@@ -7,28 +7,37 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/stage1-kvm/vmnet"
 	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/stage1/appexec"
+	"github.com/skiff-project/skiff/stage1/podfs"
+	"github.com/skiff-project/skiff/stage1/units"
 )
 
 // ModulesOrder lists, one path a line, the kernel modules the init loads, in
 // order (scripts/build-stage1-kvm writes it).
 const ModulesOrder = "/modules.order"
 
-// 9p mount options: the pod directory uncached (host and guest both write
-// it), the rootfs cached (only the guest writes it while the pod runs).
+// newRoot is where the init mounts the stage1 rootfs before switching into it.
+const newRoot = "/root"
+
+// AgentPath is the stage1 binary in the stage1 rootfs; called "agent" it is
+// the pod agent.
+const AgentPath = "/usr/lib/skiff/stage1-kvm"
+
+// 9p mount options: the pod directory and volumes uncached (host and guest
+// both write them), the rootfs cached (only the guest writes it while the
+// pod runs).
 const (
 	podOpts    = "trans=virtio,version=9p2000.L,msize=262144,cache=none"
 	rootfsOpts = "trans=virtio,version=9p2000.L,msize=262144,cache=loose"
 )
-
-const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 var debug bool
 
@@ -48,12 +57,12 @@ func uptimeMS() int64 {
 	return ts.Nano() / 1e6
 }
 
-// Init is the guest's PID 1. It never returns: it powers the VM off (on
-// failure too; the host then finds no exit.json and reports 125).
+// Init is the guest's first PID 1, in the initramfs. On success it becomes
+// the pod's systemd; on failure it powers the VM off (the host then finds no
+// exit records and reports 125 with the console's tail).
 func Init() {
-	if err := initMain(); err != nil {
-		logf("%v", err)
-	}
+	err := initMain()
+	logf("%v", err)
 	unix.Sync()
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	select {}
@@ -67,47 +76,138 @@ func initMain() error {
 			return fmt.Errorf("mount %s: %w", m.dst, err)
 		}
 	}
-	t0 := uptimeMS()
 	if err := loadModules(ModulesOrder); err != nil {
 		return err
 	}
-	t1 := uptimeMS()
-	if err := mount9p(PodTag, PodMount, podOpts); err != nil {
+	if err := mount9p(Stage1Tag, newRoot, rootfsOpts); err != nil {
+		return err
+	}
+	if err := mount9p(PodTag, newRoot+PodMount, podOpts); err != nil {
 		return err
 	}
 	var cfg Config
-	if err := abi.ReadJSON(filepath.Join(PodMount, ConfigFile), &cfg); err != nil {
+	if err := abi.ReadJSON(filepath.Join(newRoot, PodMount, ConfigFile), &cfg); err != nil {
 		return err
 	}
 	debug = cfg.Debug
-	debugf("init started at +%dms, modules loaded at +%dms, pod directory mounted", t0, t1)
-	var m abi.PodManifest
-	if err := abi.ReadJSON(filepath.Join(PodMount, abi.PodManifestFile), &m); err != nil {
+	debugf("modules loaded, pod directory mounted")
+	if cfg.Hostname != "" {
+		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+			return fmt.Errorf("hostname: %w", err)
+		}
+	}
+	if err := vmnet.Configure(cfg.Net); err != nil {
+		return fmt.Errorf("network: %w", err)
+	}
+	if err := cfg.mountPod(); err != nil {
 		return err
 	}
-	if len(m.UUID) >= 8 {
-		_ = unix.Sethostname([]byte("skiff-" + m.UUID[:8]))
+	debugf("apps' filesystems ready")
+	if err := switchRoot(); err != nil {
+		return err
 	}
-	var wg sync.WaitGroup
-	started := make(chan struct{}, len(cfg.Apps))
-	for _, a := range cfg.Apps {
-		wg.Add(1)
-		go func(a App) {
-			defer wg.Done()
-			x := runApp(a, started)
-			if err := abi.WriteJSON(filepath.Join(PodMount, abi.AppsDir, a.Name, abi.AppExitFile), x); err != nil {
-				logf("app %s: record exit: %v", a.Name, err)
+	if err := startAgent(); err != nil {
+		return err
+	}
+	debugf("agent started; exec systemd")
+	args := []string{"/usr/lib/systemd/systemd", "--unit=" + units.Target, "--show-status=0"}
+	if debug {
+		args = append(args, "--log-target=console", "--log-level=info")
+	} else {
+		args = append(args, "--log-target=null")
+	}
+	err := syscall.Exec(args[0], args, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"})
+	return fmt.Errorf("exec systemd: %w", err)
+}
+
+// mountPod mounts, under newRoot, the shares, the directories app-exec
+// uses, and each app's rootfs with its mounts.
+func (c *Config) mountPod() error {
+	for _, s := range c.Shares {
+		if err := mount9p(s.Tag, filepath.Join(newRoot, SharesMount, s.Tag), podOpts); err != nil {
+			return err
+		}
+	}
+	apps := filepath.Join(newRoot, appexec.AppsDir)
+	if err := mount(newRoot, specs.Mount{Destination: appexec.AppsDir, Type: "bind",
+		Source: filepath.Join(newRoot, PodMount, abi.AppsDir), Options: []string{"bind"}}); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(newRoot, appexec.RunDir), 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", filepath.Join(newRoot, appexec.RunDir), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755"); err != nil {
+		return fmt.Errorf("mount %s: %w", appexec.RunDir, err)
+	}
+	for _, a := range c.Apps {
+		if err := mount9p(a.RootfsTag, filepath.Join(newRoot, appexec.AppRoot(a.Name)), rootfsOpts); err != nil {
+			return err
+		}
+		var spec specs.Spec
+		if err := abi.ReadJSON(filepath.Join(apps, a.Name, abi.AppSpecFile), &spec); err != nil {
+			return fmt.Errorf("app %s: %w", a.Name, err)
+		}
+		fs := podfs.FromSpec(appexec.AppRoot(a.Name), c.PodDir, &spec)
+		fs.Mounts = append(fs.Mounts, c.Mounts...)
+		for i, m := range fs.Mounts {
+			if m.Type != "bind" {
+				continue
 			}
-			debugf("app %s exited with %d", a.Name, x.Code)
-		}(a)
+			src, err := c.guestSource(m.Source)
+			if err != nil {
+				return fmt.Errorf("app %s: mount %s: %w", a.Name, m.Destination, err)
+			}
+			fs.Mounts[i].Source = src
+		}
+		for _, m := range podfs.Mounts(newRoot, fs) {
+			if err := mount(newRoot, m); err != nil {
+				return fmt.Errorf("app %s: %w", a.Name, err)
+			}
+		}
 	}
-	for range cfg.Apps {
-		<-started
+	return nil
+}
+
+// switchRoot makes newRoot the root, taking /proc, /sys and /dev along (as
+// switch_root does; systemd finds them mounted).
+func switchRoot() error {
+	for _, d := range []string{"/proc", "/sys", "/dev"} {
+		if err := unix.Mount(d, newRoot+d, "", unix.MS_MOVE, ""); err != nil {
+			return fmt.Errorf("move %s: %w", d, err)
+		}
 	}
-	if err := os.WriteFile(filepath.Join(PodMount, abi.ReadyFile), nil, 0o644); err != nil {
-		logf("write ready: %v", err)
+	if err := unix.Chdir(newRoot); err != nil {
+		return err
 	}
-	wg.Wait()
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move the stage1 rootfs to /: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return err
+	}
+	return unix.Chdir("/")
+}
+
+// startAgent starts the pod agent and waits until it serves the apps'
+// stdio (it closes its end of a pipe then).
+func startAgent() error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	cmd := exec.Command(AgentPath, "agent")
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.ExtraFiles = []*os.File{w}
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		return fmt.Errorf("start the pod agent: %w", err)
+	}
+	b := make([]byte, 1)
+	if n, _ := r.Read(b); n != 1 {
+		return errors.New("the pod agent failed to start")
+	}
 	return nil
 }
 
@@ -145,153 +245,4 @@ func mount9p(tag, dst, opts string) error {
 		return fmt.Errorf("mount 9p %s at %s: %w", tag, dst, err)
 	}
 	return nil
-}
-
-// port opens the virtio-serial port called name (console when not found).
-func port(name string) *os.File {
-	if name != "" {
-		dirs, _ := filepath.Glob("/sys/class/virtio-ports/*")
-		for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-			for _, d := range dirs {
-				if n, err := os.ReadFile(filepath.Join(d, "name")); err == nil && strings.TrimSpace(string(n)) == name {
-					if f, err := os.OpenFile("/dev/"+filepath.Base(d), os.O_WRONLY, 0); err == nil {
-						return f
-					}
-				}
-			}
-			if time.Now().After(deadline) {
-				break
-			}
-			dirs, _ = filepath.Glob("/sys/class/virtio-ports/*")
-		}
-		logf("no virtio port %s: using the console", name)
-	}
-	return os.Stderr
-}
-
-// runApp runs one app to its end and says how it ended.
-func runApp(a App, started chan<- struct{}) abi.AppExit {
-	once := sync.OnceFunc(func() { started <- struct{}{} })
-	defer once()
-	x := abi.AppExit{App: a.Name, Code: abi.ExitSkiffFailure}
-	stdout, stderr := port(a.StdoutPort), port(a.StderrPort)
-	fail := func(code int, err error) abi.AppExit {
-		logf("app %s: %v", a.Name, err)
-		if stderr != os.Stderr { // the user sees why, as with the default flavor's app-exec
-			fmt.Fprintf(stderr, "skiff: app %s: %v\n", a.Name, err)
-		}
-		x.Code, x.ExitedAt = code, time.Now().UTC()
-		return x
-	}
-	root := filepath.Join(AppsMount, a.Name)
-	if err := mount9p(a.RootfsTag, root, rootfsOpts); err != nil {
-		return fail(abi.ExitSkiffFailure, err)
-	}
-	for _, m := range []struct{ src, dst, typ string }{
-		{"proc", "proc", "proc"}, {"sysfs", "sys", "sysfs"}, {"devtmpfs", "dev", "devtmpfs"},
-	} {
-		d := filepath.Join(root, m.dst)
-		_ = os.MkdirAll(d, 0o755)
-		if err := unix.Mount(m.src, d, m.typ, unix.MS_NOSUID, ""); err != nil {
-			return fail(abi.ExitSkiffFailure, fmt.Errorf("mount %s: %w", d, err))
-		}
-	}
-	var spec specs.Spec
-	if err := abi.ReadJSON(filepath.Join(PodMount, abi.AppsDir, a.Name, abi.AppSpecFile), &spec); err != nil {
-		return fail(abi.ExitSkiffFailure, err)
-	}
-	p := spec.Process
-	if p == nil || len(p.Args) == 0 {
-		return fail(abi.ExitSkiffFailure, errors.New("spec has no process"))
-	}
-	path, err := lookPath(root, p.Args[0], envPath(p.Env))
-	if err != nil {
-		return fail(abi.ExitNotFound, err)
-	}
-	devnull, _ := os.Open("/dev/null")
-	cwd := p.Cwd
-	if cwd == "" {
-		cwd = "/"
-	}
-	cmd := &exec.Cmd{
-		Path: path, Args: p.Args, Env: p.Env, Dir: cwd,
-		Stdin: devnull, Stdout: stdout, Stderr: stderr,
-		SysProcAttr: &syscall.SysProcAttr{
-			Chroot: root, Setsid: true,
-			Credential: &syscall.Credential{Uid: p.User.UID, Gid: p.User.GID, Groups: p.User.AdditionalGids},
-		},
-	}
-	if p.User.UID == 0 && p.User.GID == 0 && len(p.User.AdditionalGids) == 0 {
-		cmd.SysProcAttr.Credential = nil
-	}
-	if err := cmd.Start(); err != nil {
-		code := abi.ExitCannotExec
-		if errors.Is(err, unix.ENOENT) {
-			code = abi.ExitNotFound
-		}
-		return fail(code, err)
-	}
-	debugf("app %s started, pid %d", a.Name, cmd.Process.Pid)
-	once()
-	err = cmd.Wait()
-	x.ExitedAt = time.Now().UTC()
-	x.Code = 0
-	var ee *exec.ExitError
-	if errors.As(err, &ee) {
-		ws := ee.Sys().(syscall.WaitStatus)
-		if ws.Signaled() {
-			x.Code, x.Signal = 128+int(ws.Signal()), unix.SignalName(ws.Signal())
-		} else {
-			x.Code = ws.ExitStatus()
-		}
-	} else if err != nil {
-		return fail(abi.ExitSkiffFailure, err)
-	}
-	return x
-}
-
-func envPath(env []string) string {
-	for _, e := range env {
-		if v, ok := strings.CutPrefix(e, "PATH="); ok {
-			return v
-		}
-	}
-	return defaultPath
-}
-
-// lookPath finds name as exec would inside root, resolving symlinks within
-// root (openat2 RESOLVE_IN_ROOT), and returns its path as seen from root.
-func lookPath(root, name, pathEnv string) (string, error) {
-	rfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY, 0)
-	if err != nil {
-		return "", err
-	}
-	defer unix.Close(rfd)
-	isExec := func(p string) bool {
-		fd, err := unix.Openat2(rfd, p, &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_IN_ROOT})
-		if err != nil {
-			return false
-		}
-		defer unix.Close(fd)
-		var st unix.Stat_t
-		return unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG
-	}
-	if strings.Contains(name, "/") {
-		if isExec(name) {
-			return name, nil
-		}
-		return "", fmt.Errorf("%s: no such file in the image", name)
-	}
-	for _, d := range filepath.SplitList(pathEnv) {
-		if d == "" {
-			d = "."
-		}
-		if p := filepath.Join(d, name); isExec(p) {
-			if !filepath.IsAbs(p) {
-				p = "/" + p
-			}
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("%s: not found in PATH %s", name, pathEnv)
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"regexp"
 	"runtime"
 	"slices"
 	"strings"
@@ -21,8 +22,9 @@ import (
 // The tests need root: they make network namespaces, veths and taps. Each
 // namespace is a throwaway (named skiff-vmnet-PID-N under /run/netns) and
 // everything a test makes lives inside one, so deleting the namespaces
-// undoes it all; TestMain checks that the test process's own namespace and
-// /run/netns are left as they were.
+// undoes it all; TestMain checks that the test process's own namespace
+// (bar other pods' CNI veths) and the package's namespaces under /run/netns
+// are left as they were.
 
 func TestMain(m *testing.M) {
 	if os.Geteuid() != 0 {
@@ -46,6 +48,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// cniVeth matches the host ends CNI's ptp and bridge plugins make: other
+// tests' pods come and go while these run.
+var cniVeth = regexp.MustCompile(`^veth[0-9a-f]{8}$`)
+
 // hostSnapshot describes the test process's network namespace (links and
 // their qdiscs) and the named namespaces.
 func hostSnapshot() (string, error) {
@@ -55,6 +61,9 @@ func hostSnapshot() (string, error) {
 		return "", err
 	}
 	for _, l := range links {
+		if cniVeth.MatchString(l.Attrs().Name) {
+			continue // a concurrent pod's (CNI's ptp names its host ends so)
+		}
 		qs, err := netlink.QdiscList(l)
 		if err != nil {
 			return "", err
@@ -66,7 +75,9 @@ func hostSnapshot() (string, error) {
 		return "", err
 	}
 	for _, e := range ents {
-		fmt.Fprintf(&b, "netns:%s ", e.Name())
+		if strings.HasPrefix(e.Name(), "skiff-vmnet-") {
+			fmt.Fprintf(&b, "netns:%s ", e.Name())
+		}
 	}
 	return b.String(), nil
 }

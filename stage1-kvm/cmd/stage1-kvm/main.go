@@ -5,11 +5,14 @@
 // guest (package guest).
 //
 // The pod runs in a QEMU microvm booted from the image's own kernel
-// (an uncompressed vmlinux, PVH entry) and initramfs. The pod directory and
-// each app's rootfs (an overlay run mounts on the host, in a mount namespace
-// of its own so nothing outlives it) reach the guest over virtio-9p; each
-// app's stdout and stderr come back over virtio-serial ports into the same
-// log tee as the default flavor's (stage1/stdio).
+// (an uncompressed vmlinux, PVH entry) and initramfs. The stage1 rootfs, the
+// pod directory and each app's rootfs (overlays run mounts on the host, in a
+// mount namespace of its own so nothing outlives it) reach the guest over
+// virtio-9p; inside, systemd runs one unit per app as in the default flavor
+// (app-exec and app-exited are this binary too). Each app's stdout and
+// stderr come back over virtio-serial ports into the same log tee as the
+// default flavor's (stage1/stdio); enter, stop, signals and stdin go through
+// the pod agent (package agent) on one more port.
 package main
 
 import (
@@ -20,6 +23,7 @@ import (
 
 	"github.com/skiff-project/skiff/stage1-kvm/guest"
 	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/stage1/appexec"
 )
 
 var commands = map[string]func(args []string) error{
@@ -27,13 +31,25 @@ var commands = map[string]func(args []string) error{
 	abi.EntrypointStop:  stopMain,
 	abi.EntrypointGC:    gcMain,
 	abi.EntrypointEnter: enterMain,
+	// In the guest: the pod agent, and the helpers of the apps' units.
+	"agent":    func([]string) error { return guest.RunAgent() },
+	"app-exec": appexec.Main,
+	"app-exited": func(args []string) error {
+		if len(args) != 1 {
+			return errors.New("usage: app-exited APP")
+		}
+		return appexec.Exited(args[0])
+	},
 }
 
 func main() {
-	if os.Getpid() == 1 {
-		guest.Init() // PID 1 of the microVM; never returns
-	}
 	name, args := filepath.Base(os.Args[0]), os.Args[1:]
+	if os.Getpid() == 1 { // the microVM's PID 1; neither returns
+		if name == "systemd-shutdown" {
+			guest.Shutdown()
+		}
+		guest.Init()
+	}
 	if name == "stage1-kvm" && len(args) > 0 {
 		name, args = args[0], args[1:]
 	}
@@ -43,12 +59,17 @@ func main() {
 		os.Exit(abi.ExitSkiffFailure)
 	}
 	if err := cmd(args); err != nil {
+		code := abi.ExitSkiffFailure
 		var ce codeError
-		if errors.As(err, &ce) {
+		var ee *appexec.ExitError
+		switch {
+		case errors.As(err, &ce):
 			os.Exit(int(ce))
+		case errors.As(err, &ee):
+			code = ee.Code
 		}
 		fmt.Fprintf(os.Stderr, "skiff: %v\n", err)
-		os.Exit(abi.ExitSkiffFailure)
+		os.Exit(code)
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,11 +13,21 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/stage1-kvm/agent"
+	"github.com/skiff-project/skiff/stage1-kvm/guest"
 	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/stage1/podnet"
 )
 
-// stopGrace is how long stop waits for QEMU to end on SIGTERM before it kills it.
-const stopGrace = 10 * time.Second
+// stopWait is how long a stop waits for the VM to power off before it kills
+// QEMU: the apps' stop timeout, and time for the guest to get there under
+// TCG.
+func stopWait(stopTimeout time.Duration) time.Duration {
+	if stopTimeout <= 0 {
+		stopTimeout = 10 * time.Second
+	}
+	return stopTimeout + 10*time.Second
+}
 
 // vmPid returns the pid of the pod's QEMU from the pid file, or 0 when that
 // process is gone (or is no longer this pod's QEMU: its command line names
@@ -62,9 +73,10 @@ func waitGone(pid int, d time.Duration) bool {
 	return !alive(pid)
 }
 
-// stopMain: stop [--force] UUID. Ends the pod's VM: SIGTERM to QEMU (it
-// exits at once; the apps get no SIGTERM of their own yet), SIGKILL after a
-// grace period, or at once with --force.
+// stopMain: stop [--force] UUID. Asks the pod agent to power the VM off
+// through the pod's systemd (apps get SIGTERM, then SIGKILL after their stop
+// timeout) and waits for QEMU to end; kills QEMU when that takes too long,
+// or at once with --force.
 func stopMain(args []string) error {
 	fs := flag.NewFlagSet("stop", flag.ContinueOnError)
 	force := fs.Bool("force", false, "kill the pod at once")
@@ -84,37 +96,82 @@ func stopMain(args []string) error {
 	if err := os.WriteFile(s1Stop, nil, 0o644); err != nil {
 		return fmt.Errorf("mark the pod as stopping: %w", err)
 	}
-	sig := unix.SIGTERM
-	if *force {
-		sig = unix.SIGKILL
+	wait := 5 * time.Second
+	if !*force {
+		var cfg guest.Config
+		_ = abi.ReadJSON(guest.ConfigFile, &cfg)
+		wait = stopWait(cfg.StopTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		err := agent.NewClient(agent.SocketFile).Stop(ctx, agent.StopRequest{})
+		cancel()
+		if err != nil && !errors.Is(err, agent.ErrDisconnected) && alive(pid) {
+			fmt.Fprintf(os.Stderr, "skiff: the pod agent did not take the stop (%v); killing the VM\n", err)
+			*force = true
+		}
 	}
-	_ = unix.Kill(pid, sig)
-	if !waitGone(pid, stopGrace) {
+	if *force {
+		_ = unix.Kill(pid, unix.SIGKILL)
+	}
+	if !waitGone(pid, wait) {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		waitGone(pid, 5*time.Second)
 	}
 	return nil
 }
 
-// gcMain: gc UUID. run's mounts live in its own mount namespace and there is
-// no network yet, so all that can be left is the QEMU process itself (QEMU
-// dies with run through its parent-death signal; this covers the rest).
+// gcMain: gc UUID. run's mounts live in its own mount namespace, so what can
+// be left after a crash of run is QEMU (it dies with run through its
+// parent-death signal; this covers the rest), the pod's network and its
+// cgroup. Safe to run twice.
 func gcMain(args []string) error {
 	if len(args) != 1 {
 		return errors.New("usage: gc UUID")
 	}
 	pid, err := vmPid(args[0])
-	if err != nil || pid == 0 {
+	if err != nil {
 		return err
 	}
-	_ = unix.Kill(pid, unix.SIGKILL)
-	if !waitGone(pid, 5*time.Second) {
-		return fmt.Errorf("qemu (pid %d) still there after SIGKILL", pid)
+	if pid != 0 {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		if !waitGone(pid, 5*time.Second) {
+			return fmt.Errorf("qemu (pid %d) still there after SIGKILL", pid)
+		}
 	}
-	return nil
+	return errors.Join(podnet.TeardownDir("."), destroyPodCgroup(args[0]))
 }
 
-// enterMain: not yet (it needs a vsock agent in the guest).
+// enterMain: enter --pid=P --app=NAME -- CMD... Runs CMD inside the app
+// through the pod agent (app-exec in the guest: the app's rootfs, user,
+// capabilities, seccomp filter and cgroup), on a pseudo-terminal when
+// enter's stdin is one.
 func enterMain(args []string) error {
-	return errors.New("enter: the kvm stage1 does not support enter yet")
+	fs := flag.NewFlagSet("enter", flag.ContinueOnError)
+	fs.Int("pid", 0, "the pod's pid (from the pid file)")
+	app := fs.String("app", "", "the app to enter")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *app == "" {
+		var m abi.PodManifest
+		if err := abi.ReadJSON(abi.PodManifestFile, &m); err != nil {
+			return err
+		}
+		if len(m.Apps) == 1 {
+			*app = m.Apps[0].Name
+		}
+	}
+	req := agent.ExecRequest{App: *app, Args: fs.Args()}
+	stdio := agent.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	if t, err := agent.MakeRaw(os.Stdin); err == nil {
+		defer t.Restore()
+		req.TTY, req.Window, stdio.Resize = true, t.Size(), t.Resize()
+		if term := os.Getenv("TERM"); term != "" {
+			req.Env = append(req.Env, "TERM="+term)
+		}
+	}
+	code, err := agent.NewClient(agent.SocketFile).Exec(context.Background(), req, stdio)
+	if err != nil {
+		return err
+	}
+	return codeError(code)
 }

@@ -2,8 +2,11 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"math"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -14,44 +17,58 @@ import (
 	"syscall"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/internal/overlay"
+	"github.com/skiff-project/skiff/networking"
+	"github.com/skiff-project/skiff/stage1-kvm/agent"
 	"github.com/skiff-project/skiff/stage1-kvm/guest"
+	"github.com/skiff-project/skiff/stage1-kvm/vmnet"
 	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/stage1/podfs"
+	"github.com/skiff-project/skiff/stage1/podnet"
 	"github.com/skiff-project/skiff/stage1/stdio"
+	"github.com/skiff-project/skiff/stage1/units"
 )
 
-// Paths in the pod directory private to this flavor.
+// Paths in the pod directory private to this flavor. The mounts live in
+// run's own mount namespace only.
 const (
-	s1Rootfs  = abi.Stage1Dir + "/rootfs" // rootfs/NAME: each app's overlay (in run's mount namespace only)
-	s1Upper   = abi.Stage1Dir + "/upper"
-	s1Work    = abi.Stage1Dir + "/work"
-	s1Console = abi.Stage1Dir + "/console.log"    // the VM's serial console (kernel, init errors)
-	s1Stop    = abi.Stage1Dir + "/stop-requested" // written by stop before it signals
+	s1Root    = abi.Stage1Dir + "/rootfs"         // the stage1 rootfs overlay, the guest's root
+	s1Upper   = abi.Stage1Dir + "/upper"          // its upper directory: units, /etc/hostname
+	s1Work    = abi.Stage1Dir + "/work"           //
+	s1Apps    = abi.Stage1Dir + "/apps"           // apps/NAME: each app's rootfs overlay
+	s1Shares  = abi.Stage1Dir + "/shares"         // shares/N: a host file an app mounts, bound alone
+	s1Console = abi.Stage1Dir + "/console.log"    // the VM's serial console (kernel, init, systemd)
+	s1Stop    = abi.Stage1Dir + "/stop-requested" // written before the pod is asked to stop
 )
 
 // EnvAccel forces the accelerator: "kvm" or "tcg" (default: detect).
 const EnvAccel = "SKIFF_KVM_ACCEL"
 
-// EnvMemory sets the VM's memory in MiB (default 256).
-const EnvMemory = "SKIFF_KVM_MEMORY"
+// The VM's size: a base for the guest kernel, systemd and the agent, plus
+// each app's memory limit, or appMemory for an app without one (rkt's kvm
+// flavor sized its VMs the same way).
+const (
+	baseMemory = 128 << 20
+	appMemory  = 128 << 20
+)
 
 // kernelCmdline: the console on the serial port, quiet; tsc_early_khz and
 // tsc=reliable avoid TSC calibration hangs under TCG (MACHINE-NOTES §4).
 const kernelCmdline = "console=ttyS0 quiet loglevel=3 panic=-1 tsc_early_khz=2000000 tsc=reliable rdinit=/init"
 
 type runOpts struct {
-	net         string
-	debug       bool
-	interactive bool
-	uuid        string
-	podDir      string
-	start       time.Time
+	abi.RunFlags
+	uuid   string
+	podDir string
+	start  time.Time
+	net    podnet.Options
 }
 
 func (o runOpts) debugf(format string, args ...any) {
-	if o.debug {
+	if o.Debug {
 		fmt.Fprintf(os.Stderr, "stage1-kvm: +%dms %s\n", time.Since(o.start).Milliseconds(), fmt.Sprintf(format, args...))
 	}
 }
@@ -61,15 +78,20 @@ func parseRun(args []string) (runOpts, error) {
 	if err != nil {
 		return runOpts{}, err
 	}
-	if len(rf.Ports) > 0 {
-		return runOpts{}, errors.New("the kvm stage1 does not forward ports yet (--port)")
+	o := runOpts{RunFlags: rf, uuid: uuid, start: time.Now()}
+	if rf.PrivateUsers.Size > 0 {
+		return o, errors.New("--private-users: the kvm stage1 isolates the pod in a VM and does not map its users; run without --private-users")
 	}
-	if rf.Net != "none" {
-		return runOpts{}, fmt.Errorf("the kvm stage1 supports only --net=none so far (got %q)", rf.Net)
+	nf, err := networking.ParseNetFlag(rf.Net)
+	if err != nil {
+		return o, err
 	}
-	// --hostname, --stop-timeout, --listen-fds-app and the DNS flags are
-	// accepted for the contract's sake and not acted on yet.
-	o := runOpts{net: rf.Net, debug: rf.Debug, interactive: rf.Interactive, uuid: uuid, start: time.Now()}
+	if nf.Mode == networking.ModeHost {
+		return o, errors.New("--net=host: a VM cannot share the host's network namespace; use --net=default or a named CNI network")
+	}
+	if o.net, err = podnet.FromFlags(rf); err != nil {
+		return o, err
+	}
 	o.podDir, err = os.Getwd()
 	return o, err
 }
@@ -127,147 +149,405 @@ func runMain(args []string) error {
 	if err != nil {
 		return err
 	}
-	// The overlays are mounted in a mount namespace of this thread's own,
-	// which QEMU (forked from this thread) shares: when both are gone, so
-	// are the mounts. QEMU's parent-death signal follows this thread too.
-	runtime.LockOSThread()
 	if fd, err := strconv.Atoi(os.Getenv(abi.EnvLockFD)); err == nil {
 		unix.CloseOnExec(fd) // the lock stays with us, never with QEMU
-	}
-	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
-		return fmt.Errorf("unshare mount namespace: %w", err)
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return fmt.Errorf("make mounts private: %w", err)
 	}
 	var m abi.PodManifest
 	if err := abi.ReadJSON(abi.PodManifestFile, &m); err != nil {
 		return fmt.Errorf("pod %s: %w", o.uuid, err)
 	}
-	code, err := runPod(o, &m)
+	v := &vm{o: o, m: &m, specs: map[string]*specs.Spec{}}
+	v.cfg = guest.Config{PodDir: o.podDir, Hostname: o.Hostname, Debug: o.Debug, StopTimeout: o.StopTimeout}
+	// The network first, in the host's mount namespace, where its
+	// namespace's bind mount must live (gc finds it there).
+	if err := v.setupNet(); err != nil {
+		return fmt.Errorf("pod %s: %w", o.uuid, err)
+	}
+	// The overlays are mounted in a mount namespace of this thread's own,
+	// which QEMU (forked from this thread) shares: when both are gone, so
+	// are the mounts. QEMU's parent-death signal follows this thread too.
+	runtime.LockOSThread()
+	code, err := v.run()
+	errNet := v.net.Teardown()
+	errCg := v.cgroup.destroy()
 	if err != nil {
 		return fmt.Errorf("pod %s: %w", o.uuid, err)
+	}
+	if err := errors.Join(errNet, errCg); err != nil {
+		fmt.Fprintf(os.Stderr, "skiff: pod %s: %v; 'skiff gc' will retry\n", m.UUID, err)
+	} else {
+		_ = os.WriteFile(abi.CleanFile, nil, 0o644) // gc has nothing left to undo
 	}
 	return codeError(code)
 }
 
-func runPod(o runOpts, m *abi.PodManifest) (int, error) {
+// vm is a pod's VM being put together and run.
+type vm struct {
+	o      runOpts
+	m      *abi.PodManifest
+	specs  map[string]*specs.Spec
+	cfg    guest.Config
+	args   []string   // QEMU's
+	extra  []*os.File // QEMU's descriptors 3, 4, ...
+	tees   []*stdio.Tee
+	net    *podnet.Net
+	links  []vmnet.Link
+	broker *agent.Broker
+	cgroup *podCgroup
+}
+
+// fd passes f to QEMU and returns its number there.
+func (v *vm) fd(f *os.File) int {
+	v.extra = append(v.extra, f)
+	return 2 + len(v.extra)
+}
+
+// setupNet sets the pod's network up and wires its CNI interfaces to taps
+// for QEMU.
+func (v *vm) setupNet() error {
+	var err error
+	if v.net, err = podnet.Setup(context.Background(), v.m.UUID, v.o.net); err != nil {
+		return err
+	}
+	v.cfg.Mounts = v.net.Files
+	if v.net.Result == nil {
+		return nil
+	}
+	var names []string
+	for _, n := range v.net.Result.Networks {
+		names = append(names, n.IfName)
+	}
+	if v.links, err = vmnet.Attach(v.net.Result.NetNS, names); err != nil {
+		v.net.Teardown()
+		return err
+	}
+	v.cfg.Net = vmnet.Ifaces(v.links)
+	return nil
+}
+
+// run prepares the pod's filesystems in a mount namespace of its own and
+// runs the VM.
+func (v *vm) run() (int, error) {
+	o := v.o
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return 0, fmt.Errorf("unshare mount namespace: %w", err)
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return 0, fmt.Errorf("make mounts private: %w", err)
+	}
 	dir, err := kvmDir()
 	if err != nil {
 		return 0, err
 	}
-	if err := os.MkdirAll(abi.Stage1Dir, 0o755); err != nil {
+	if err := v.prepare(); err != nil {
 		return 0, err
 	}
-	accel := chooseAccel()
-	cfg := guest.Config{Debug: o.debug}
-	qargs := qemuArgs(dir, accel, o)
 	log, err := stdio.OpenLog(abi.LogFile, stdio.DefaultLogMax)
 	if err != nil {
 		return 0, err
 	}
 	defer log.Close()
-	var tees []*stdio.Tee
-	var extra []*os.File
-	for i, a := range m.Apps {
-		if err := abi.ValidateAppName(a.Name); err != nil {
-			return 0, err
+	mem, cpus := v.size()
+	accel := chooseAccel()
+	v.args = []string{
+		"-L", filepath.Join(dir, "share"), "-name", "guest=" + vmName(o.uuid),
+		"-accel", accel, "-M", "microvm", "-m", strconv.FormatInt(mem>>20, 10), "-smp", strconv.Itoa(cpus),
+		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+		"-kernel", filepath.Join(dir, "vmlinux"), "-initrd", filepath.Join(dir, "initrd.cpio"),
+		"-append", kernelCmdline,
+		"-serial", "file:" + filepath.Join(o.podDir, s1Console),
+		"-device", "virtio-serial-device",
+	}
+	if accel == "kvm" {
+		v.args = append(v.args, "-cpu", "host")
+	}
+	v.share(guest.Stage1Tag, filepath.Join(o.podDir, s1Root))
+	v.share(guest.PodTag, o.podDir)
+	if err := v.apps(log); err != nil {
+		return 0, err
+	}
+	for i, l := range v.links {
+		v.args = append(v.args, l.QEMUArgs(fmt.Sprintf("n%d", i), v.fd(l.Tap))...)
+	}
+	// The agent's port: QEMU has one end of a socketpair, the broker the
+	// other.
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	mine := os.NewFile(uintptr(pair[0]), "agent")
+	conn, err := net.FileConn(mine)
+	mine.Close()
+	if err != nil {
+		return 0, err
+	}
+	v.args = append(v.args,
+		"-chardev", fmt.Sprintf("socket,id=agent,fd=%d", v.fd(os.NewFile(uintptr(pair[1]), "agent-qemu"))),
+		"-device", "virtserialport,chardev=agent,name="+agent.PortName)
+	if v.broker, err = agent.NewBroker(conn, filepath.Join(o.podDir, agent.SocketFile)); err != nil {
+		conn.Close()
+		return 0, err
+	}
+	defer v.broker.Close()
+	if err := abi.WriteJSON(guest.ConfigFile, v.cfg); err != nil {
+		return 0, err
+	}
+	o.debugf("pod prepared: %d MiB, %d CPUs, accel %s", mem>>20, cpus, accel)
+	return v.boot(dir)
+}
+
+// prepare reads the apps' specs, makes the pod's directories and volumes,
+// writes the units and the hostname into the stage1 rootfs and mounts it.
+func (v *vm) prepare() error {
+	for _, d := range []string{s1Root, s1Upper, s1Work, s1Apps, s1Shares} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
 		}
-		root := filepath.Join(o.podDir, s1Rootfs, a.Name)
-		upper, work := filepath.Join(o.podDir, s1Upper, a.Name), filepath.Join(o.podDir, s1Work, a.Name)
-		for _, d := range []string{root, upper, work} {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return 0, err
+	}
+	if err := podfs.MakeVolumes(v.m.Volumes); err != nil {
+		return err
+	}
+	var apps []units.App
+	for _, a := range v.m.Apps {
+		if err := abi.ValidateAppName(a.Name); err != nil {
+			return err
+		}
+		var s specs.Spec
+		if err := abi.ReadJSON(filepath.Join(abi.AppsDir, a.Name, abi.AppSpecFile), &s); err != nil {
+			return fmt.Errorf("app %s: %w", a.Name, err)
+		}
+		v.specs[a.Name] = &s
+		apps = append(apps, units.AppFromSpec(a.Name, &s))
+	}
+	if err := units.Write(s1Upper, units.Options{Apps: apps, StopTimeout: v.o.StopTimeout}); err != nil {
+		return err
+	}
+	if v.o.Hostname != "" {
+		if err := os.WriteFile(filepath.Join(s1Upper, "etc/hostname"), []byte(v.o.Hostname+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	return mountOverlay(v.m.Stage1.Rootfs.Layers, s1Upper, s1Work, s1Root)
+}
+
+// size is the VM's memory (bytes) and CPUs: see baseMemory; the CPUs the
+// apps' quotas add up to, or all the host's when an app has no quota.
+func (v *vm) size() (mem int64, cpus int) {
+	mem = baseMemory
+	quota, unlimited := 0.0, false
+	for _, a := range v.m.Apps {
+		r := v.specs[a.Name].Linux
+		var res *specs.LinuxResources
+		if r != nil {
+			res = r.Resources
+		}
+		if res != nil && res.Memory != nil && res.Memory.Limit != nil && *res.Memory.Limit > 0 {
+			mem += (*res.Memory.Limit + 1<<20 - 1) &^ (1<<20 - 1)
+		} else {
+			mem += appMemory
+		}
+		if res != nil && res.CPU != nil && res.CPU.Quota != nil && res.CPU.Period != nil && *res.CPU.Period > 0 {
+			quota += float64(*res.CPU.Quota) / float64(*res.CPU.Period)
+		} else {
+			unlimited = true
+		}
+	}
+	cpus = runtime.NumCPU()
+	if !unlimited {
+		cpus = min(max(int(math.Ceil(quota)), 1), cpus)
+	}
+	return mem, cpus
+}
+
+// share exports a host directory to the guest as a 9p share.
+func (v *vm) share(tag, path string) {
+	v.args = append(v.args,
+		"-fsdev", fmt.Sprintf("local,id=%s,path=%s,security_model=passthrough,multidevs=remap", tag, path),
+		"-device", fmt.Sprintf("virtio-9p-device,fsdev=%s,mount_tag=%s", tag, tag))
+}
+
+// apps mounts each app's rootfs, shares it and its volumes with the guest,
+// and gives it its output ports, teed into the pod's log.
+func (v *vm) apps(log *stdio.Log) error {
+	combined := sameFile(os.Stdout, os.Stderr)
+	shared := map[string]bool{}
+	for i, a := range v.m.Apps {
+		root := filepath.Join(v.o.podDir, s1Apps, a.Name)
+		d := abi.AppDir(".", a.Name)
+		upper, work := filepath.Join(d, "upper"), filepath.Join(d, "work")
+		for _, p := range []string{root, upper, work} {
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
 			}
 		}
 		if err := mountOverlay(a.Rootfs.Layers, upper, work, root); err != nil {
-			return 0, fmt.Errorf("app %s: mount rootfs: %w", a.Name, err)
+			return fmt.Errorf("app %s: mount rootfs: %w", a.Name, err)
 		}
 		tag := fmt.Sprintf("app%d", i)
-		outPort, errPort := guest.Ports(a.Name)
-		cfg.Apps = append(cfg.Apps, guest.App{Name: a.Name, RootfsTag: tag, StdoutPort: outPort, StderrPort: errPort})
-		qargs = append(qargs,
-			"-fsdev", fmt.Sprintf("local,id=%s,path=%s,security_model=passthrough,multidevs=remap", tag, root),
-			"-device", fmt.Sprintf("virtio-9p-device,fsdev=%s,mount_tag=%s", tag, tag))
-		for _, s := range []struct {
+		v.share(tag, root)
+		if err := v.shareMounts(a.Name, shared); err != nil {
+			return err
+		}
+		outPort, errPort := guest.Ports(a.Name, combined)
+		app := guest.App{Name: a.Name, RootfsTag: tag, StdoutPort: outPort, StderrPort: errPort,
+			Stdin: v.o.Interactive}
+		v.cfg.Apps = append(v.cfg.Apps, app)
+		streams := []struct {
 			stream, port string
 			out          *os.File
-		}{{"stdout", outPort, os.Stdout}, {"stderr", errPort, os.Stderr}} {
+		}{{"stdout", outPort, os.Stdout}, {"stderr", errPort, os.Stderr}}
+		if combined {
+			streams = streams[:1]
+		}
+		for _, s := range streams {
 			t, err := log.Tee(a.Name, s.stream, s.out)
 			if err != nil {
-				return 0, err
+				return err
 			}
-			tees = append(tees, t)
-			fd := 3 + len(extra)
-			extra = append(extra, t.W())
-			id := fmt.Sprintf("c%d", fd)
-			qargs = append(qargs,
-				"-chardev", fmt.Sprintf("file,id=%s,path=/dev/fd/%d", id, fd),
+			v.tees = append(v.tees, t)
+			id := fmt.Sprintf("c%d", len(v.tees))
+			v.args = append(v.args,
+				"-chardev", fmt.Sprintf("file,id=%s,path=/dev/fd/%d", id, v.fd(t.W())),
 				"-device", fmt.Sprintf("virtserialport,chardev=%s,name=%s", id, s.port))
 		}
 	}
-	if err := abi.WriteJSON(guest.ConfigFile, cfg); err != nil {
-		return 0, err
+	return nil
+}
+
+// shareMounts shares with the guest the host sources of app's bind mounts
+// that are not in the pod directory (which the guest has): a directory as
+// itself, a file bound alone onto a directory of its own (so the guest sees
+// nothing else of the file's directory).
+func (v *vm) shareMounts(app string, shared map[string]bool) error {
+	fs := podfs.FromSpec("/", v.o.podDir, v.specs[app])
+	for _, m := range fs.Mounts {
+		if m.Type != "bind" || shared[m.Source] || within(v.o.podDir, m.Source) {
+			continue
+		}
+		st, err := os.Stat(m.Source)
+		if err != nil {
+			return fmt.Errorf("app %s: mount %s: %w", app, m.Destination, err)
+		}
+		tag := fmt.Sprintf("vol%d", len(v.cfg.Shares))
+		export := m.Source
+		if !st.IsDir() {
+			export = filepath.Join(v.o.podDir, s1Shares, tag)
+			target := filepath.Join(export, filepath.Base(m.Source))
+			if err := os.MkdirAll(export, 0o755); err != nil {
+				return err
+			}
+			if err := os.WriteFile(target, nil, 0o644); err != nil {
+				return err
+			}
+			if err := unix.Mount(m.Source, target, "", unix.MS_BIND, ""); err != nil {
+				return fmt.Errorf("app %s: mount %s: %w", app, m.Destination, err)
+			}
+		}
+		shared[m.Source] = true
+		v.cfg.Shares = append(v.cfg.Shares, guest.Share{Tag: tag, Source: m.Source, File: !st.IsDir()})
+		v.share(tag, export)
 	}
-	o.debugf("rootfs mounted, accel %s", accel)
-	o.debugf("qemu %s", strings.Join(qargs, " "))
-	cmd := exec.Command(filepath.Join(dir, "ld.so"), qargs...)
+	return nil
+}
+
+func within(base, p string) bool {
+	rel, err := filepath.Rel(base, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// boot starts QEMU and waits for the VM to end.
+func (v *vm) boot(dir string) (int, error) {
+	o := v.o
+	o.debugf("qemu %s", strings.Join(v.args, " "))
+	cmd := exec.Command(filepath.Join(dir, "ld.so"), append([]string{"--library-path", filepath.Join(dir, "lib"),
+		filepath.Join(dir, "qemu-system-x86_64")}, v.args...)...)
 	cmd.Dir = o.podDir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
-	cmd.ExtraFiles = extra
+	cmd.ExtraFiles = v.extra
 	// Debian's QEMU loads TCG as a module; the image carries its own.
 	cmd.Env = append(os.Environ(), "QEMU_MODULE_DIR="+filepath.Join(dir, "modules"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: unix.SIGKILL}
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2)
+	defer signal.Stop(sigs)
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start qemu: %w", err)
 	}
-	for _, t := range tees {
-		t.CloseWriter() // QEMU has its own copies
+	for _, f := range v.extra {
+		f.Close() // QEMU has its own copies
 	}
 	o.debugf("qemu started, pid %d", cmd.Process.Pid)
+	var err error
+	if v.cgroup, err = newPodCgroup(v.m.UUID, cmd.Process.Pid); err != nil {
+		_ = cmd.Process.Kill()
+	}
 	if err := os.WriteFile(abi.PIDFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
 		_ = cmd.Process.Kill()
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if v.o.Interactive {
+		go func() {
+			if err := v.broker.Client().Stdin(ctx, v.m.Apps[0].Name, os.Stdin); err != nil && ctx.Err() == nil {
+				o.debugf("stdin: %v", err)
+			}
+		}()
+	}
 	var werr error
+	var kill <-chan time.Time
 wait:
 	for {
 		select {
 		case werr = <-done:
 			break wait
+		case <-kill:
+			o.debugf("the VM did not power off in time: killing it")
+			_ = cmd.Process.Kill()
 		case s := <-sigs:
-			if s == unix.SIGTERM || s == unix.SIGINT {
-				o.debugf("%v: stopping the VM", s)
-				_ = os.WriteFile(s1Stop, nil, 0o644)
-				_ = cmd.Process.Signal(unix.SIGTERM)
+			if s != unix.SIGTERM && s != unix.SIGINT {
+				go func() {
+					if err := v.broker.Client().Signal(ctx, "", s.(unix.Signal)); err != nil {
+						fmt.Fprintf(os.Stderr, "skiff: pod %s: forward %v: %v\n", v.m.UUID, s, err)
+					}
+				}()
+				continue
 			}
-			// SIGHUP, SIGUSR1, SIGUSR2: not forwarded into the VM yet.
+			_ = os.WriteFile(s1Stop, nil, 0o644)
+			if kill != nil { // a second one: now
+				_ = cmd.Process.Kill()
+				continue
+			}
+			kill = time.After(stopWait(v.o.StopTimeout))
+			go func() { _ = v.broker.Client().Stop(ctx, agent.StopRequest{}) }()
 		}
 	}
 	o.debugf("qemu exited: %v", werr)
-	for _, t := range tees {
+	for _, t := range v.tees {
 		t.Wait(5 * time.Second)
 	}
-	return finish(o, m, werr)
+	if err != nil {
+		return 0, err
+	}
+	return v.finish(werr)
 }
 
-// finish collects the apps' exits (written by the guest), writes the pod's
-// and returns its code.
-func finish(o runOpts, m *abi.PodManifest, werr error) (int, error) {
+// finish collects the apps' exits (recorded by app-exited in the guest),
+// writes the pod's and returns its code. Apps stopped on request with
+// SIGTERM count as clean, as with the default flavor.
+func (v *vm) finish(werr error) (int, error) {
 	_, stopErr := os.Stat(s1Stop)
 	stopped := stopErr == nil
 	var exits []abi.AppExit
 	var missing []string
-	for _, a := range m.Apps {
+	for _, a := range v.m.Apps {
 		p := filepath.Join(abi.AppDir(".", a.Name), abi.AppExitFile)
 		var x abi.AppExit
 		if err := abi.ReadJSON(p, &x); err != nil {
 			x = abi.AppExit{App: a.Name, Code: abi.ExitSkiffFailure, ExitedAt: time.Now().UTC()}
 			if stopped {
-				x.Code = 0 // stopped on request counts as clean
+				x.Code = 0
 			} else {
 				missing = append(missing, a.Name)
 			}
@@ -275,20 +555,19 @@ func finish(o runOpts, m *abi.PodManifest, werr error) (int, error) {
 				return 0, err
 			}
 		}
+		if x.Signal == "SIGTERM" && stopped {
+			x.Code = 0
+		}
 		exits = append(exits, x)
 	}
 	if len(missing) > 0 {
 		fmt.Fprintf(os.Stderr, "stage1-kvm: the VM ended (%v) without recording the exit of %s; its console:\n%s",
 			werr, strings.Join(missing, ", "), consoleTail(20))
-	} else if o.debug {
-		fmt.Fprintf(os.Stderr, "stage1-kvm: VM console:\n%s", consoleTail(40))
+	} else if v.o.Debug {
+		fmt.Fprintf(os.Stderr, "stage1-kvm: VM console:\n%s", consoleTail(60))
 	}
 	code := abi.PodCode(exits)
 	if err := abi.WriteJSON(abi.PodExitFile, abi.PodExit{Code: code, ExitedAt: time.Now().UTC()}); err != nil {
-		return 0, err
-	}
-	// Nothing stays on the host: the overlays die with our mount namespace.
-	if err := os.WriteFile(abi.CleanFile, nil, 0o644); err != nil {
 		return 0, err
 	}
 	return code, nil
@@ -303,36 +582,24 @@ func consoleTail(n int) string {
 	return string(bytes.Join(lines, []byte("\n"))) + "\n"
 }
 
-func qemuArgs(dir, accel string, o runOpts) []string {
-	mem := "256"
-	if v := os.Getenv(EnvMemory); v != "" {
-		mem = v
-	}
-	args := []string{
-		"--library-path", filepath.Join(dir, "lib"),
-		filepath.Join(dir, "qemu-system-x86_64"),
-		"-name", "guest=" + vmName(o.uuid),
-		"-L", filepath.Join(dir, "share"),
-		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-		"-M", "microvm", "-accel", accel, "-m", mem, "-smp", "1",
-		"-kernel", filepath.Join(dir, "vmlinux"),
-		"-initrd", filepath.Join(dir, "initrd.cpio"),
-		"-append", kernelCmdline,
-		"-serial", "file:" + filepath.Join(o.podDir, s1Console),
-		"-fsdev", fmt.Sprintf("local,id=%s,path=%s,security_model=passthrough,multidevs=remap", guest.PodTag, o.podDir),
-		"-device", fmt.Sprintf("virtio-9p-device,fsdev=%s,mount_tag=%s", guest.PodTag, guest.PodTag),
-		"-device", "virtio-serial-device",
-	}
-	if accel == "kvm" {
-		args = append(args, "-cpu", "host")
-	}
-	return args
-}
-
 func mountOverlay(lowers []string, upper, work, target string) error {
-	data, err := overlay.Options(lowers, upper, work)
+	data, err := overlay.Options(lowers, abs(upper), abs(work))
 	if err != nil {
 		return err
 	}
 	return unix.Mount("overlay", target, "overlay", 0, data)
+}
+
+func abs(p string) string {
+	a, _ := filepath.Abs(p)
+	return a
+}
+
+// sameFile tells whether a and b are the same open file (skiff's stdout and
+// stderr on one pipe, terminal or file): their output then shares one port,
+// which keeps its interleaving.
+func sameFile(a, b *os.File) bool {
+	sa, errA := a.Stat()
+	sb, errB := b.Stat()
+	return errA == nil && errB == nil && os.SameFile(sa, sb)
 }

@@ -1,0 +1,47 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/manager"
+)
+
+// podCgroup is the pod's cgroup on the host, /skiff/UUID in every hierarchy
+// (as the default flavor's): QEMU runs in it, so the VM's host resources are
+// accounted to the pod and show under its name.
+type podCgroup struct{ m cgroups.Manager }
+
+func cgroupConfig(uuid string) *cgroups.Cgroup {
+	return &cgroups.Cgroup{Path: "/skiff/" + uuid, Resources: &cgroups.Resources{}}
+}
+
+// newPodCgroup makes the pod's cgroup and moves pid into it.
+func newPodCgroup(uuid string, pid int) (*podCgroup, error) {
+	m, err := manager.New(cgroupConfig(uuid))
+	if err != nil {
+		return nil, fmt.Errorf("pod cgroup: %w", err)
+	}
+	if err := m.Apply(pid); err != nil {
+		_ = m.Destroy()
+		return nil, fmt.Errorf("pod cgroup: %w", err)
+	}
+	return &podCgroup{m: m}, nil
+}
+
+// destroy removes the pod's cgroup (QEMU must be gone); nil is fine.
+func (c *podCgroup) destroy() error {
+	if c == nil {
+		return nil
+	}
+	return c.m.Destroy()
+}
+
+// destroyPodCgroup removes the cgroup of pod uuid: gc's way after a crash.
+func destroyPodCgroup(uuid string) error {
+	m, err := manager.New(cgroupConfig(uuid))
+	if err != nil {
+		return err
+	}
+	return m.Destroy()
+}

@@ -1,0 +1,106 @@
+package guest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1-kvm/agent"
+	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/stage1/units"
+)
+
+// Signals of the pod's systemd (systemd(1)); glibc, which systemd is built
+// with, puts SIGRTMIN at 34. SIGRTMIN+4 is poweroff: the apps are stopped
+// (SIGTERM, SIGKILL after their stop timeout), then the VM powers off.
+var sigPoweroff = unix.Signal(34 + 4)
+
+// serve answers the host's requests on the agent port (package agent).
+func (a *podAgent) serve() error {
+	port, err := agent.OpenPort(agent.PortName, 3*time.Second)
+	if err != nil {
+		return err
+	}
+	return agent.Serve(port, a)
+}
+
+func (a *podAgent) app(name string) error {
+	for _, app := range a.cfg.Apps {
+		if app.Name == name {
+			return nil
+		}
+	}
+	return fmt.Errorf("pod has no app %q", name)
+}
+
+// Exec runs a command inside an app (enter) through app-exec, as the app's
+// user with its capabilities, seccomp filter and no_new_privs, in the app's
+// cgroup while its unit runs.
+func (a *podAgent) Exec(ctx context.Context, req agent.ExecRequest, stdio agent.Stdio) (int, error) {
+	if err := a.app(req.App); err != nil {
+		return abi.ExitSkiffFailure, err
+	}
+	args := []string{units.AppExecPath, "--inherit"}
+	for _, e := range req.Env {
+		args = append(args, "--env="+e)
+	}
+	args = append(append(args, req.App, "--"), req.Args...)
+	cmd := exec.Command(units.AppExecPath)
+	cmd.Args = args
+	cmd.Env = []string{}
+	cg, err := os.Open(filepath.Join("/sys/fs/cgroup/system.slice", units.ServiceName(req.App)))
+	if err == nil {
+		defer cg.Close()
+		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
+	}
+	return agent.RunCmd(ctx, cmd, req, stdio, agent.CmdOptions{})
+}
+
+// Signal sends sig to the main process of app's unit (every app's when app
+// is empty), through the pod's systemd.
+func (a *podAgent) Signal(ctx context.Context, app string, sig syscall.Signal) error {
+	unit := units.ServiceName("*")
+	if app != "" {
+		if err := a.app(app); err != nil {
+			return err
+		}
+		unit = units.ServiceName(app)
+	}
+	out, err := exec.CommandContext(ctx, "/usr/bin/systemctl", "kill", "--kill-whom=main",
+		fmt.Sprintf("--signal=%d", int(sig)), unit).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("signal %s: %v: %s", unit, err, out)
+	}
+	return nil
+}
+
+// Stop powers the pod off: through systemd, which stops the apps first, or
+// at once when forced.
+func (a *podAgent) Stop(ctx context.Context, req agent.StopRequest) error {
+	if req.Force {
+		unix.Sync()
+		return unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
+	}
+	return unix.Kill(1, sigPoweroff)
+}
+
+// Stdin feeds an interactive app's stdin until r ends.
+func (a *podAgent) Stdin(ctx context.Context, app string, r io.Reader) error {
+	if err := a.app(app); err != nil {
+		return err
+	}
+	w := a.stdin[app]
+	if w == nil {
+		return fmt.Errorf("app %s does not read the host's stdin (run with --interactive)", app)
+	}
+	_, err := io.Copy(w, r)
+	w.Close()
+	return err
+}
