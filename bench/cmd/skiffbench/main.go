@@ -27,12 +27,14 @@ func main() {
 	flag.StringVar(&e.Stage1, "stage1", "bin/stage1-default.oci.tar", "stage1 image")
 	flag.StringVar(&e.Busybox, "busybox", "build/images/busybox.oci.tar", "busybox OCI archive")
 	flag.StringVar(&e.Cache, "cache", "build/bench", "cache directory (the big image)")
+	flag.StringVar(&e.KVMStage1, "stage1-kvm", "bin/stage1-kvm.oci.tar", "kvm stage1 image (kvm-boot; skipped when missing)")
+	flag.StringVar(&e.KVMInit, "kvminit", "build/bench/kvminit", "static init of kvm-boot's bare QEMU boot (bench/cmd/kvminit)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "skiffbench: must run as root")
 		os.Exit(2)
 	}
-	for _, p := range []*string{&e.Skiff, &e.Stage1, &e.Busybox, &e.Cache, out} {
+	for _, p := range []*string{&e.Skiff, &e.Stage1, &e.Busybox, &e.Cache, &e.KVMStage1, &e.KVMInit, out} {
 		a, err := filepath.Abs(*p)
 		if err != nil {
 			fatal(err)
@@ -111,6 +113,10 @@ func benchAll(ctx context.Context, e *Env, quick bool, only string) ([]*Result, 
 		logf("scenario pod-rss (%d iterations)", itMem.n(quick))
 		results = append(results, memScenario(ctx, e, itMem.n(quick))...)
 		run(ctx, []string{e.Skiff, "--dir=" + e.SkiffDir, "gc", "--grace-period=0s"})
+	}
+	if (want("kvm-boot") || want("kvm-boot-exit") || want("kvm-boot-rss")) && ctx.Err() == nil {
+		logf("scenario kvm-boot (%d iterations)", itKVMBoot.n(quick))
+		results = append(results, kvmScenario(ctx, e, itKVMBoot.n(quick))...)
 	}
 	return results, nil
 }

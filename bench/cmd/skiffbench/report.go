@@ -74,6 +74,8 @@ func row(r *Result) []string {
 	switch {
 	case r.Baseline == "" && r.ok() && r.Ratio == 0:
 		ratio = "-"
+	case r.Ratio > 0 && r.Overhead != 0:
+		ratio = fmt.Sprintf("%.2fx (%+.0f%%)", r.Ratio, r.Overhead)
 	case r.Ratio > 0:
 		ratio = fmt.Sprintf("%.2fx", r.Ratio)
 	}
@@ -85,7 +87,8 @@ func row(r *Result) []string {
 }
 
 const legend = "skiff/peer = median of the scenario's first row / median of this row (2.00x: skiff takes twice as long\n" +
-	"or uses twice the memory; run-big and first-run-big: the big image / busybox). Timings are never asserted."
+	"or uses twice the memory; run-big and first-run-big: the big image / busybox; kvm-boot*: skiff's kvm pod /\n" +
+	"the bare QEMU boot, with skiff's overhead in %). Timings are never asserted."
 
 var header = []string{"scenario", "runtime", "median", "min", "max", "n", "skiff/peer"}
 

@@ -60,6 +60,9 @@ type Result struct {
 	// Ratio is baseline median / this median (e.g. skiff/runc); 0 when none.
 	Ratio    float64 `json:"ratio,omitempty"`
 	Baseline string  `json:"baseline,omitempty"`
+	// Overhead is the baseline's overhead over this row in % ((Ratio-1)*100),
+	// set where the scenario is about it (kvm-boot); 0 when not.
+	Overhead float64 `json:"overhead_pct,omitempty"`
 	Note     string  `json:"note,omitempty"`
 }
 

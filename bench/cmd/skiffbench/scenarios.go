@@ -18,6 +18,7 @@ var (
 	itRunBig   = iters{5, 20}
 	itFetchBig = iters{1, 3}
 	itFirstRun = iters{1, 3}
+	itKVMBoot  = iters{2, 5} // each boot takes seconds under TCG
 )
 
 func (i iters) n(quick bool) int {
