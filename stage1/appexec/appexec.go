@@ -216,7 +216,8 @@ func checkExec(p string) (string, error) {
 }
 
 // RecordExit writes apps/APP/exit.json from the variables systemd gives an
-// ExecStopPost command (EXIT_CODE, EXIT_STATUS) and returns the record.
+// ExecStopPost command (EXIT_CODE, EXIT_STATUS, SERVICE_RESULT) and returns
+// the record.
 func RecordExit(app string, getenv func(string) string, now func() abi.AppExit) (abi.AppExit, error) {
 	rec := now()
 	rec.App = app
@@ -238,6 +239,9 @@ func RecordExit(app string, getenv func(string) string, now func() abi.AppExit) 
 	default: // never started
 		rec.Code = abi.ExitSkiffFailure
 	}
+	// systemd tells when the kernel's OOM killer ended the service (where it
+	// manages the memory controller: cgroup v2, as in the kvm guest).
+	rec.OOMKilled = getenv("SERVICE_RESULT") == "oom-kill"
 	return rec, abi.WriteJSON(filepath.Join(AppsDir, app, abi.AppExitFile), rec)
 }
 
