@@ -42,11 +42,12 @@ type kvmBoot struct {
 	version  string   // the image's QEMU version
 }
 
-// kvmScenario runs kvm-boot round-robin, iters times after a probe and a
-// warm-up each. Its rows: kvm-boot (to the "hi" line), kvm-boot-exit and
+// kvmScenario runs kvm-boot round-robin, iters times after a probe and
+// warmup warm-ups each (the probe is a full run of the same boot: in quick
+// mode it is the only warm-up). Its rows: kvm-boot (to the "hi" line), kvm-boot-exit and
 // kvm-boot-rss; the bare boot's rows carry skiff's overhead in %. Without the
 // kvm stage1 image (or kvminit), every row says why and what to run.
-func kvmScenario(ctx context.Context, e *Env, iters int) []*Result {
+func kvmScenario(ctx context.Context, e *Env, iters, warmup int) []*Result {
 	rows := newKVMRows()
 	k, err := e.setupKVM(ctx)
 	if err != nil {
@@ -81,7 +82,7 @@ func kvmScenario(ctx context.Context, e *Env, iters int) []*Result {
 		func() (kvmSample, string, error) { return bootRun(ctx, k.skiffArgv(e, false), nil) },
 		func() (kvmSample, string, error) { return bootRun(ctx, k.bareArgv(), k.bareEnv()) },
 	}
-	untimed := []int{1, 2} // skiff: a warm-up (the probe above was its first run); bare: a probe and a warm-up
+	untimed := []int{warmup, 1 + warmup} // skiff's probe is above; the bare boot's is its first untimed run
 	for i, n := range untimed {
 		for w := 0; w < n && rows.live(i); w++ {
 			if _, out, err := boots[i](); err != nil {

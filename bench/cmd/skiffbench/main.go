@@ -116,7 +116,7 @@ func benchAll(ctx context.Context, e *Env, quick bool, only string) ([]*Result, 
 	}
 	if (want("kvm-boot") || want("kvm-boot-exit") || want("kvm-boot-rss")) && ctx.Err() == nil {
 		logf("scenario kvm-boot (%d iterations)", itKVMBoot.n(quick))
-		results = append(results, kvmScenario(ctx, e, itKVMBoot.n(quick))...)
+		results = append(results, kvmScenario(ctx, e, itKVMBoot.n(quick), itKVMWarm.n(quick))...)
 	}
 	return results, nil
 }

@@ -19,6 +19,7 @@ var (
 	itFetchBig = iters{1, 3}
 	itFirstRun = iters{1, 3}
 	itKVMBoot  = iters{2, 5} // each boot takes seconds under TCG
+	itKVMWarm  = iters{0, 1} // warm-ups after the probe (a full boot already)
 )
 
 func (i iters) n(quick bool) int {
