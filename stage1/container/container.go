@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -19,6 +18,8 @@ import (
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1/podfs"
 
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // joins namespaces for enter
 )
@@ -103,103 +104,38 @@ func BaseMounts(userns bool) []specs.Mount {
 		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: nse},
 	}
-	return append(ms, sysfs("/sys", userns),
+	return append(ms, podfs.Sysfs("/sys", userns),
 		specs.Mount{Destination: "/sys/fs/cgroup", Type: "cgroup2", Source: "cgroup2", Options: nse},
 		specs.Mount{Destination: "/run", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=755"}},
 		specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
 	)
 }
 
-// sysfs is a read-only /sys at dest: a fresh sysfs, or in a pod with a user
-// namespace of its own (userns) a recursive read-only bind of the host's, as
-// such a pod cannot mount sysfs for a network namespace it does not own (a
-// CNI network's, or the host's). The host's cgroup hierarchies come along;
-// the pod's init gets its cgroup2 over them, each app an empty tmpfs.
-func sysfs(dest string, userns bool) specs.Mount {
-	nse := []string{"nosuid", "noexec", "nodev"}
-	if userns {
-		return specs.Mount{Destination: dest, Type: "bind", Source: "/sys", Options: append([]string{"rbind", "rro"}, nse...)}
-	}
-	return specs.Mount{Destination: dest, Type: "sysfs", Source: "sysfs", Options: append([]string{"ro"}, nse...)}
-}
-
-// App is what the sandbox needs to know to give an app its filesystem.
+// App is what the sandbox needs to know to give an app its filesystem: its
+// rootfs overlay, and the rest (package podfs).
 type App struct {
-	Root          string        // where the app's rootfs is mounted, in the stage1 rootfs
-	Lowerdir      string        // the overlay's lowerdir (see internal/overlay)
-	Upper, Work   string        // the overlay's upper and work directories
-	Mounts        []specs.Mount // volumes: Destination inside the app, Source a host path
-	Readonly      bool          // the rootfs is read-only (volumes keep their own mode)
-	MaskedPaths   []string      // kernel paths hidden from the app
-	ReadonlyPaths []string      // kernel paths the app may only read
+	podfs.App
+	Lowerdir    string // the overlay's lowerdir (see internal/overlay)
+	Upper, Work string // the overlay's upper and work directories
 	// Mounted says that stage1 has already mounted the app's rootfs at Root
 	// (pods with a user namespace: an overlay of idmapped layers, which only
 	// the host can make); otherwise the sandbox mounts the overlay from
 	// Lowerdir, Upper and Work.
 	Mounted bool
-	UserNS  bool // the pod has a user namespace of its own (see sysfs)
 }
 
 // AppMounts are the mounts that make an app's rootfs: the overlay of its
-// layers, its own /proc, /sys and a minimal /dev, its volumes, the kernel paths
-// it must not see or change, and finally a read-only remount when asked.
-// stage1Rootfs is the stage1 rootfs as the sandbox sees it before pivot_root.
+// layers (unless Mounted), then podfs's: its own /proc, /sys and a minimal
+// /dev, its volumes, the kernel paths it must not see or change, and a
+// read-only remount when asked. stage1Rootfs is the stage1 rootfs as the
+// sandbox sees it before pivot_root.
 func AppMounts(stage1Rootfs string, a App) []specs.Mount {
-	dest := a.Root
-	nse := []string{"nosuid", "noexec", "nodev"}
 	var ms []specs.Mount
 	if !a.Mounted {
-		ms = append(ms, specs.Mount{Destination: dest, Type: "overlay", Source: "overlay", Options: []string{
+		ms = append(ms, specs.Mount{Destination: a.Root, Type: "overlay", Source: "overlay", Options: []string{
 			"lowerdir=" + a.Lowerdir, "upperdir=" + a.Upper, "workdir=" + a.Work}})
 	}
-	ms = append(ms,
-		specs.Mount{Destination: dest + "/proc", Type: "proc", Source: "proc", Options: nse},
-		sysfs(dest+"/sys", a.UserNS),
-		specs.Mount{Destination: dest + "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-	)
-	if a.UserNS { // an empty /sys/fs/cgroup, as a fresh sysfs has (see sysfs)
-		ms = append(ms, specs.Mount{Destination: dest + "/sys/fs/cgroup", Type: "tmpfs", Source: "tmpfs",
-			Options: []string{"ro", "nosuid", "noexec", "nodev", "size=0", "mode=755"}})
-	}
-	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
-		ms = append(ms, specs.Mount{Destination: dest + "/dev/" + d, Type: "bind", Source: "/dev/" + d, Options: []string{"bind", "nosuid", "noexec"}})
-	}
-	ms = append(ms,
-		specs.Mount{Destination: dest + "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
-		specs.Mount{Destination: dest + "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
-	)
-	for _, m := range a.Mounts {
-		m.Destination = filepath.Join(dest, m.Destination)
-		ms = append(ms, m)
-	}
-	ms = append(ms, kernelPathMounts(stage1Rootfs, dest, a.MaskedPaths, a.ReadonlyPaths)...)
-	if a.Readonly {
-		ms = append(ms, specs.Mount{Destination: dest, Type: "bind", Source: filepath.Join(stage1Rootfs, dest), Options: []string{"rbind", "ro"}})
-	}
-	return ms
-}
-
-// kernelPathMounts hides masked paths (files behind /dev/null, directories
-// behind an empty read-only tmpfs) and makes read-only paths read-only. Paths
-// this kernel does not have are skipped.
-func kernelPathMounts(stage1Rootfs, dest string, masked, readonly []string) []specs.Mount {
-	var ms []specs.Mount
-	for _, p := range masked {
-		st, err := os.Stat(p) // the host's /proc and /sys: the same kernel
-		switch {
-		case err != nil:
-		case st.IsDir():
-			ms = append(ms, specs.Mount{Destination: dest + p, Type: "tmpfs", Source: "tmpfs", Options: []string{"ro", "nosuid", "nodev", "noexec", "size=0"}})
-		default:
-			ms = append(ms, specs.Mount{Destination: dest + p, Type: "bind", Source: "/dev/null", Options: []string{"bind", "ro"}})
-		}
-	}
-	for _, p := range readonly {
-		if _, err := os.Stat(p); err == nil {
-			ms = append(ms, specs.Mount{Destination: dest + p, Type: "bind", Source: filepath.Join(stage1Rootfs, dest, p), Options: []string{"rbind", "ro"}})
-		}
-	}
-	return ms
+	return append(ms, podfs.Mounts(stage1Rootfs, a.App)...)
 }
 
 // boundingSet lists the capabilities in this process's bounding set: asking for

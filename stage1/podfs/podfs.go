@@ -23,6 +23,7 @@ type App struct {
 	Readonly      bool          // the rootfs is read-only (volumes keep their own mode)
 	MaskedPaths   []string      // kernel paths hidden from the app
 	ReadonlyPaths []string      // kernel paths the app may only read
+	UserNS        bool          // the pod has a user namespace of its own (see Sysfs)
 }
 
 // Mounts are the mounts that follow the app's rootfs mount at a.Root, in
@@ -37,8 +38,12 @@ func Mounts(stage1Rootfs string, a App) []specs.Mount {
 	nse := []string{"nosuid", "noexec", "nodev"}
 	ms := []specs.Mount{
 		{Destination: dest + "/proc", Type: "proc", Source: "proc", Options: nse},
-		{Destination: dest + "/sys", Type: "sysfs", Source: "sysfs", Options: append([]string{"ro"}, nse...)},
+		Sysfs(dest+"/sys", a.UserNS),
 		{Destination: dest + "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+	}
+	if a.UserNS { // an empty /sys/fs/cgroup, as a fresh sysfs has (see Sysfs)
+		ms = append(ms, specs.Mount{Destination: dest + "/sys/fs/cgroup", Type: "tmpfs", Source: "tmpfs",
+			Options: []string{"ro", "nosuid", "noexec", "nodev", "size=0", "mode=755"}})
 	}
 	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
 		ms = append(ms, specs.Mount{Destination: dest + "/dev/" + d, Type: "bind", Source: "/dev/" + d, Options: []string{"bind", "nosuid", "noexec"}})
@@ -56,6 +61,19 @@ func Mounts(stage1Rootfs string, a App) []specs.Mount {
 		ms = append(ms, specs.Mount{Destination: dest, Type: "bind", Source: filepath.Join(stage1Rootfs, dest), Options: []string{"rbind", "ro"}})
 	}
 	return ms
+}
+
+// Sysfs is a read-only /sys at dest: a fresh sysfs, or in a pod with a user
+// namespace of its own (userns) a recursive read-only bind of the host's, as
+// such a pod cannot mount sysfs for a network namespace it does not own (a
+// CNI network's, or the host's). The host's cgroup hierarchies come along;
+// the pod's init gets its cgroup2 over them, each app an empty tmpfs.
+func Sysfs(dest string, userns bool) specs.Mount {
+	nse := []string{"nosuid", "noexec", "nodev"}
+	if userns {
+		return specs.Mount{Destination: dest, Type: "bind", Source: "/sys", Options: append([]string{"rbind", "rro"}, nse...)}
+	}
+	return specs.Mount{Destination: dest, Type: "sysfs", Source: "sysfs", Options: append([]string{"ro"}, nse...)}
 }
 
 // kernelPathMounts hides masked paths (files behind /dev/null, directories
@@ -103,8 +121,11 @@ func FromSpec(root, podDir string, spec *specs.Spec) App {
 
 // MakeVolumes creates the pod's empty volumes (under the pod directory, the
 // working directory) with their mode and owner, and checks that its host
-// volumes exist.
-func MakeVolumes(vols []abi.Volume) error {
+// volumes exist. hostID maps an id in the pod to the host's (nil: the same).
+func MakeVolumes(vols []abi.Volume, hostID func(int) int) error {
+	if hostID == nil {
+		hostID = func(id int) int { return id }
+	}
 	for _, v := range vols {
 		switch v.Kind {
 		case abi.VolumeEmpty:
@@ -115,7 +136,7 @@ func MakeVolumes(vols []abi.Volume) error {
 			if err := os.Chmod(dir, os.FileMode(v.Mode)); err != nil {
 				return err
 			}
-			if err := os.Chown(dir, v.UID, v.GID); err != nil {
+			if err := os.Chown(dir, hostID(v.UID), hostID(v.GID)); err != nil {
 				return err
 			}
 		case abi.VolumeHost:

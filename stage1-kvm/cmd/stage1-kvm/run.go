@@ -35,9 +35,6 @@ import (
 // Paths in the pod directory private to this flavor. The mounts live in
 // run's own mount namespace only.
 const (
-	s1Root    = abi.Stage1Dir + "/rootfs"         // the stage1 rootfs overlay, the guest's root
-	s1Upper   = abi.Stage1Dir + "/upper"          // its upper directory: units, /etc/hostname
-	s1Work    = abi.Stage1Dir + "/work"           //
 	s1Apps    = abi.Stage1Dir + "/apps"           // apps/NAME: each app's rootfs overlay
 	s1Shares  = abi.Stage1Dir + "/shares"         // shares/N: a host file an app mounts, bound alone
 	s1Console = abi.Stage1Dir + "/console.log"    // the VM's serial console (kernel, init, systemd)
@@ -194,6 +191,7 @@ type vm struct {
 	links  []vmnet.Link
 	broker *agent.Broker
 	cgroup *podCgroup
+	term   *agent.Terminal // skiff's terminal, in raw mode (--interactive on a terminal)
 }
 
 // fd passes f to QEMU and returns its number there.
@@ -261,8 +259,12 @@ func (v *vm) run() (int, error) {
 	if accel == "kvm" {
 		v.args = append(v.args, "-cpu", "host")
 	}
-	v.share(guest.Stage1Tag, filepath.Join(o.podDir, s1Root))
 	v.share(guest.PodTag, o.podDir)
+	if v.o.Interactive { // after our own messages: raw mode has no newline translation
+		if v.term, err = agent.MakeRaw(os.Stdin); err == nil {
+			defer v.term.Restore()
+		}
+	}
 	if err := v.apps(log); err != nil {
 		return 0, err
 	}
@@ -296,15 +298,15 @@ func (v *vm) run() (int, error) {
 	return v.boot(dir)
 }
 
-// prepare reads the apps' specs, makes the pod's directories and volumes,
-// writes the units and the hostname into the stage1 rootfs and mounts it.
+// prepare reads the apps' specs, makes the pod's directories and volumes and
+// writes the units.
 func (v *vm) prepare() error {
-	for _, d := range []string{s1Root, s1Upper, s1Work, s1Apps, s1Shares} {
+	for _, d := range []string{guest.GuestDir, s1Apps, s1Shares} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return err
 		}
 	}
-	if err := podfs.MakeVolumes(v.m.Volumes); err != nil {
+	if err := podfs.MakeVolumes(v.m.Volumes, nil); err != nil {
 		return err
 	}
 	var apps []units.App
@@ -319,15 +321,8 @@ func (v *vm) prepare() error {
 		v.specs[a.Name] = &s
 		apps = append(apps, units.AppFromSpec(a.Name, &s))
 	}
-	if err := units.Write(s1Upper, units.Options{Apps: apps, StopTimeout: v.o.StopTimeout}); err != nil {
-		return err
-	}
-	if v.o.Hostname != "" {
-		if err := os.WriteFile(filepath.Join(s1Upper, "etc/hostname"), []byte(v.o.Hostname+"\n"), 0o644); err != nil {
-			return err
-		}
-	}
-	return mountOverlay(v.m.Stage1.Rootfs.Layers, s1Upper, s1Work, s1Root)
+	// The guest's init installs them in its root (the initramfs).
+	return units.Write(guest.GuestDir, units.Options{Apps: apps, StopTimeout: v.o.StopTimeout})
 }
 
 // size is the VM's memory (bytes) and CPUs: see baseMemory; the CPUs the
@@ -369,7 +364,7 @@ func (v *vm) share(tag, path string) {
 // apps mounts each app's rootfs, shares it and its volumes with the guest,
 // and gives it its output ports, teed into the pod's log.
 func (v *vm) apps(log *stdio.Log) error {
-	combined := sameFile(os.Stdout, os.Stderr)
+	combined := sameFile(os.Stdout, os.Stderr) || v.term != nil
 	shared := map[string]bool{}
 	for i, a := range v.m.Apps {
 		root := filepath.Join(v.o.podDir, s1Apps, a.Name)
@@ -391,6 +386,9 @@ func (v *vm) apps(log *stdio.Log) error {
 		outPort, errPort := guest.Ports(a.Name, combined)
 		app := guest.App{Name: a.Name, RootfsTag: tag, StdoutPort: outPort, StderrPort: errPort,
 			Stdin: v.o.Interactive}
+		if v.term != nil {
+			app.TTY, app.Window = true, v.term.Size()
+		}
 		v.cfg.Apps = append(v.cfg.Apps, app)
 		streams := []struct {
 			stream, port string

@@ -22,9 +22,14 @@ var commands = map[string]func(args []string) error{
 	abi.EntrypointStop:  stopMain,
 	abi.EntrypointGC:    gcMain,
 	abi.EntrypointEnter: enterMain,
-	"app-exec":          appExecMain,
-	"app-exited":        appExitedMain,
-	"pod-init":          podInitMain,
+	"app-exec":          appexec.Main,
+	"app-exited": func(args []string) error {
+		if len(args) != 1 {
+			return fmt.Errorf("usage: app-exited APP")
+		}
+		return appexec.Exited(args[0])
+	},
+	"pod-init": podInitMain,
 }
 
 func main() {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -12,9 +11,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/skiff-project/skiff/networking"
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/container"
+	"github.com/skiff-project/skiff/stage1/podnet"
 )
 
 // stopMain: stop [--force] UUID. Asks the pod's systemd to halt (apps get
@@ -59,7 +58,7 @@ func gcMain(args []string) error {
 		time.Sleep(100 * time.Millisecond)
 		errDestroy = container.Destroy(abs(s1State), containerID(args[0]))
 	}
-	errNet := networking.Teardown(context.Background(), abs(s1Net))
+	errNet := podnet.TeardownDir(".")
 	return errors.Join(errDestroy, errNet, removeUsersRootfs(args[0]))
 }
 

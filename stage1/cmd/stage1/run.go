@@ -21,6 +21,8 @@ import (
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/appexec"
 	"github.com/skiff-project/skiff/stage1/container"
+	"github.com/skiff-project/skiff/stage1/podfs"
+	"github.com/skiff-project/skiff/stage1/podnet"
 	"github.com/skiff-project/skiff/stage1/stdio"
 	"github.com/skiff-project/skiff/stage1/units"
 )
@@ -44,9 +46,7 @@ type runOpts struct {
 	uuid   string
 	podDir string
 	start  time.Time
-	ports  []networking.PortMapping
-	dns    networking.DNSOptions
-	hosts  []networking.HostEntry
+	net    podnet.Options
 }
 
 // debugf prints a phase of the pod's start with the time since run began.
@@ -62,21 +62,9 @@ func parseRun(args []string) (runOpts, error) {
 		return runOpts{}, err
 	}
 	o := runOpts{RunFlags: rf, uuid: uuid, start: time.Now()}
-	for _, p := range o.Ports {
-		pm, err := networking.ParsePort(p)
-		if err != nil {
-			return o, err
-		}
-		o.ports = append(o.ports, pm)
+	if o.net, err = podnet.FromFlags(rf); err != nil {
+		return o, err
 	}
-	for _, h := range o.HostsEntry {
-		he, err := networking.ParseHostsEntry(h)
-		if err != nil {
-			return o, err
-		}
-		o.hosts = append(o.hosts, he)
-	}
-	o.dns = networking.DNSOptions{Servers: o.DNS, Search: o.DNSSearch, Options: o.DNSOpt}
 	wd, err := os.Getwd()
 	o.podDir = wd
 	return o, err
@@ -116,7 +104,7 @@ type runningPod struct {
 	m      *abi.PodManifest
 	specs  map[string]*specs.Spec // each app's config.json
 	gone   chan struct{}          // closed once the pod's init has been reaped
-	net    *podNet
+	net    *podnet.Net
 	c      *container.Running
 	srv    *stdio.Server
 	ready  *readiness
@@ -157,12 +145,12 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 		}
 	}()
 	o.debugf("stage1 rootfs mounted")
-	if r.net, err = setupNet(context.Background(), o, m); err != nil {
+	if r.net, err = podnet.Setup(context.Background(), m.UUID, o.net); err != nil {
 		return nil, err
 	}
 	defer func() {
 		if r.c == nil {
-			r.net.teardown() // the pod never started: nothing of its network stays
+			r.net.Teardown() // the pod never started: nothing of its network stays
 		}
 	}()
 	o.debugf("network %s set up", o.Net)
@@ -193,7 +181,7 @@ func (r *runningPod) writeUnits() error {
 	if err := prepareDirs(r.m); err != nil {
 		return err
 	}
-	if err := makeVolumes(r.m.Volumes, r.users); err != nil {
+	if err := podfs.MakeVolumes(r.m.Volumes, r.users.hostID); err != nil {
 		return err
 	}
 	var apps []units.App
@@ -203,7 +191,7 @@ func (r *runningPod) writeUnits() error {
 			return fmt.Errorf("app %s: %w", a.Name, err)
 		}
 		r.specs[a.Name] = &s
-		apps = append(apps, unitApp(a.Name, &s))
+		apps = append(apps, units.AppFromSpec(a.Name, &s))
 	}
 	saveStopTimeout(r.o.StopTimeout)
 	if err := units.Write(s1Upper, units.Options{Apps: apps, StopTimeout: r.o.StopTimeout}); err != nil {
@@ -220,28 +208,6 @@ func (r *runningPod) mountRootfs() (string, error) {
 	}
 	rootfs := filepath.Join(r.o.podDir, s1Rootfs)
 	return rootfs, mountOverlay(r.m.Stage1.Rootfs.Layers, s1Upper, s1Work, rootfs)
-}
-
-// unitApp is what the app's unit needs from its spec.
-func unitApp(name string, spec *specs.Spec) units.App {
-	u := units.App{Name: name}
-	if spec.Linux == nil || spec.Linux.Resources == nil {
-		return u
-	}
-	r := spec.Linux.Resources
-	if r.Memory != nil && r.Memory.Limit != nil {
-		u.MemoryMax = *r.Memory.Limit
-	}
-	if r.CPU != nil && r.CPU.Quota != nil && r.CPU.Period != nil && *r.CPU.Period > 0 {
-		u.CPUQuota = *r.CPU.Quota * 100 / int64(*r.CPU.Period)
-	}
-	if r.CPU != nil && r.CPU.Shares != nil && *r.CPU.Shares >= 2 {
-		u.CPUWeight = 1 + (*r.CPU.Shares-2)*9999/262142 // systemd's shares-to-weight mapping
-	}
-	if r.Pids != nil && r.Pids.Limit != nil {
-		u.TasksMax = *r.Pids.Limit
-	}
-	return u
 }
 
 func prepareDirs(m *abi.PodManifest) error {
@@ -282,7 +248,7 @@ func (r *runningPod) sandbox(rootfs string) (container.Pod, error) {
 		if err != nil {
 			return container.Pod{}, fmt.Errorf("app %s: %w", a.Name, err)
 		}
-		app.Mounts = append(app.Mounts, r.net.files...)
+		app.Mounts = append(app.Mounts, r.net.Files...)
 		app.Mounts = append(app.Mounts, r.ready.mount(a.Name)...)
 		mounts = append(mounts, container.AppMounts(rootfs, app)...)
 	}
@@ -299,8 +265,8 @@ func (r *runningPod) sandbox(rootfs string) (container.Pod, error) {
 		StateRoot:   abs(s1State),
 		Rootfs:      rootfs,
 		Hostname:    r.o.Hostname,
-		HostNetwork: r.net.mode == networking.ModeHost,
-		NetNSPath:   r.net.netNSPath(),
+		HostNetwork: r.net.Mode == networking.ModeHost,
+		NetNSPath:   r.net.NetNSPath(),
 		CgroupsPath: r.cgroup,
 		UserNS:      r.users.mapping(),
 		Mounts:      mounts,
@@ -321,51 +287,17 @@ func (r *runningPod) appFS(a abi.App) (container.App, error) {
 	}
 	d := abi.AppDir(r.o.podDir, a.Name)
 	app := container.App{
-		Root: appexec.AppRoot(a.Name), Lowerdir: lower,
-		Upper: filepath.Join(d, "upper"), Work: filepath.Join(d, "work"),
-		Mounted: r.users != nil, UserNS: r.users != nil,
+		App:      podfs.FromSpec(appexec.AppRoot(a.Name), r.o.podDir, spec),
+		Lowerdir: lower, Upper: filepath.Join(d, "upper"), Work: filepath.Join(d, "work"),
+		Mounted: r.users != nil,
 	}
-	if spec.Root != nil {
-		app.Readonly = spec.Root.Readonly
-	}
-	if spec.Linux != nil {
-		app.MaskedPaths, app.ReadonlyPaths = spec.Linux.MaskedPaths, spec.Linux.ReadonlyPaths
-	}
-	for _, m := range spec.Mounts {
-		switch {
-		case !filepath.IsAbs(m.Source): // an empty volume: relative to the pod directory
-			m.Source = filepath.Join(r.o.podDir, m.Source)
-		case r.users != nil: // a host volume: the pod's ids are the host's in it
-			m.Options = append(m.Options, idmapOption(m.Options))
+	app.UserNS = r.users != nil
+	for i, m := range spec.Mounts {
+		if r.users != nil && filepath.IsAbs(m.Source) { // a host volume: the pod's ids are the host's in it
+			app.Mounts[i].Options = append(app.Mounts[i].Options, idmapOption(m.Options))
 		}
-		app.Mounts = append(app.Mounts, m)
 	}
 	return app, nil
-}
-
-// makeVolumes creates the pod's empty volumes (their owners are ids in the
-// pod) and checks its host volumes.
-func makeVolumes(vols []abi.Volume, users *podUsers) error {
-	for _, v := range vols {
-		switch v.Kind {
-		case abi.VolumeEmpty:
-			dir := filepath.Join(abi.VolumesDir, v.Name)
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				return err
-			}
-			if err := os.Chmod(dir, os.FileMode(v.Mode)); err != nil {
-				return err
-			}
-			if err := os.Chown(dir, users.hostID(v.UID), users.hostID(v.GID)); err != nil {
-				return err
-			}
-		case abi.VolumeHost:
-			if _, err := os.Stat(v.Source); err != nil {
-				return fmt.Errorf("volume %s: host source: %w", v.Name, err)
-			}
-		}
-	}
-	return nil
 }
 
 // serveStdio hands each app its descriptors (see handover) and tells
@@ -417,7 +349,7 @@ func (r *runningPod) wait() int {
 	r.hand.finish()
 	r.unregister()
 	errDestroy := r.c.Destroy()
-	errNet := r.net.teardown()
+	errNet := r.net.Teardown()
 	errUsers := r.users.removeRootfs(r.m.UUID)
 	if err := errors.Join(errDestroy, errNet, errUsers); err != nil {
 		fmt.Fprintf(os.Stderr, "skiff: pod %s: %v; 'skiff gc' will retry\n", r.m.UUID, err)
