@@ -91,3 +91,8 @@ func sendEOF(master *os.File) {
 		_, _ = master.Write([]byte{eof})
 	}
 }
+
+// OpenPty opens a new pseudo-terminal pair sized ws (see openPty): the guest
+// gives an interactive app whose host stdin is a terminal the slave as its
+// stdio and relays the master.
+func OpenPty(ws Winsize) (master, slave *os.File, err error) { return openPty(ws) }

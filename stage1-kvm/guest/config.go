@@ -2,12 +2,13 @@
 // the host's run entrypoint hands to the guest, the guest's first init (PID 1
 // of the initramfs), and the pod agent that runs beside the pod's systemd.
 //
-// The init loads the virtio modules, mounts the pod directory, the stage1
-// rootfs and each app's rootfs from virtio-9p shares, gives the apps their
-// filesystems (package podfs, as the default flavor does), configures the
-// network the host's CNI plugins gave the pod, starts the agent, switches
-// into the stage1 rootfs and execs systemd, which runs one unit per app
-// (package units, the same units as the default flavor's). The apps' exits
+// The guest's root filesystem is the initramfs, which holds the stage1
+// rootfs (systemd, this binary). The init loads the virtio modules, mounts
+// the pod directory and each app's rootfs from virtio-9p shares, installs the
+// pod's units (package units, the same units as the default flavor's, which
+// run wrote), gives the apps their filesystems (package podfs, as the
+// default flavor does), configures the network the host's CNI plugins gave
+// the pod, starts the agent and execs systemd. The apps' exits
 // are recorded by app-exited in the pod directory; systemd powers the VM off
 // when the pod ends.
 //
@@ -21,6 +22,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/skiff-project/skiff/stage1-kvm/agent"
 	"github.com/skiff-project/skiff/stage1-kvm/vmnet"
 )
 
@@ -28,13 +30,10 @@ import (
 // directory.
 const ConfigFile = "stage1/guest.json"
 
-// 9p mount tags of the pod directory and of the stage1 rootfs.
-const (
-	PodTag    = "pod"
-	Stage1Tag = "stage1"
-)
+// PodTag is the 9p mount tag of the pod directory.
+const PodTag = "pod"
 
-// Paths in the stage1 rootfs, besides package appexec's /skiff/apps and
+// Paths in the guest's root, besides package appexec's /skiff/apps and
 // /skiff/run.
 const (
 	PodMount    = "/skiff/pod"    // the pod directory
@@ -80,6 +79,11 @@ type App struct {
 	// Stdin: the host feeds the app's stdin through the agent
 	// (--interactive); else it reads /dev/null.
 	Stdin bool `json:"stdin,omitempty"`
+	// TTY: skiff's stdin is a terminal (--interactive): the app's stdio is a
+	// pseudo-terminal of the guest's, this size, whose output goes to
+	// StdoutPort.
+	TTY    bool          `json:"tty,omitempty"`
+	Window agent.Winsize `json:"window,omitzero"`
 }
 
 // Share is a host directory or file an app mounts, shared with the guest

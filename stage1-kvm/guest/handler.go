@@ -91,7 +91,16 @@ func (a *podAgent) Stop(ctx context.Context, req agent.StopRequest) error {
 	return unix.Kill(1, sigPoweroff)
 }
 
-// Stdin feeds an interactive app's stdin until r ends.
+func (a *podAgent) tty(app string) bool {
+	for _, x := range a.cfg.Apps {
+		if x.Name == app {
+			return x.TTY
+		}
+	}
+	return false
+}
+
+// Stdin feeds an interactive app's stdin (or its terminal) until r ends.
 func (a *podAgent) Stdin(ctx context.Context, app string, r io.Reader) error {
 	if err := a.app(app); err != nil {
 		return err
@@ -101,6 +110,8 @@ func (a *podAgent) Stdin(ctx context.Context, app string, r io.Reader) error {
 		return fmt.Errorf("app %s does not read the host's stdin (run with --interactive)", app)
 	}
 	_, err := io.Copy(w, r)
-	w.Close()
+	if !a.tty(app) { // a terminal stays: its EOF is a character the host sends
+		w.Close()
+	}
 	return err
 }

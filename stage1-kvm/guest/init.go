@@ -24,10 +24,15 @@ import (
 // order (scripts/build-stage1-kvm writes it).
 const ModulesOrder = "/modules.order"
 
-// newRoot is where the init mounts the stage1 rootfs before switching into it.
-const newRoot = "/root"
+// root is the guest's root filesystem: the initramfs, which holds the stage1
+// rootfs (systemd and this binary load from memory, not over 9p).
+const root = "/"
 
-// AgentPath is the stage1 binary in the stage1 rootfs; called "agent" it is
+// GuestDir is where run writes, relative to the pod directory, files the
+// init copies into the guest's root (the units, under units.Dir).
+const GuestDir = "stage1/guest"
+
+// AgentPath is the stage1 binary in the guest's root; called "agent" it is
 // the pod agent.
 const AgentPath = "/usr/lib/skiff/stage1-kvm"
 
@@ -69,24 +74,25 @@ func Init() {
 }
 
 func initMain() error {
-	for _, m := range []struct{ src, dst, typ string }{
-		{"proc", "/proc", "proc"}, {"sysfs", "/sys", "sysfs"}, {"devtmpfs", "/dev", "devtmpfs"},
+	for _, m := range []struct{ src, dst, typ, data string }{
+		{"proc", "/proc", "proc", ""}, {"sysfs", "/sys", "sysfs", ""}, {"devtmpfs", "/dev", "devtmpfs", ""},
+		{"devpts", "/dev/pts", "devpts", "mode=0620,ptmxmode=0666"}, // the agent's ptys; systemd keeps it
 	} {
-		if err := unix.Mount(m.src, m.dst, m.typ, unix.MS_NOSUID, ""); err != nil {
+		if err := os.MkdirAll(m.dst, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(m.src, m.dst, m.typ, unix.MS_NOSUID, m.data); err != nil {
 			return fmt.Errorf("mount %s: %w", m.dst, err)
 		}
 	}
 	if err := loadModules(ModulesOrder); err != nil {
 		return err
 	}
-	if err := mount9p(Stage1Tag, newRoot, rootfsOpts); err != nil {
-		return err
-	}
-	if err := mount9p(PodTag, newRoot+PodMount, podOpts); err != nil {
+	if err := mount9p(PodTag, PodMount, podOpts); err != nil {
 		return err
 	}
 	var cfg Config
-	if err := abi.ReadJSON(filepath.Join(newRoot, PodMount, ConfigFile), &cfg); err != nil {
+	if err := abi.ReadJSON(filepath.Join(PodMount, ConfigFile), &cfg); err != nil {
 		return err
 	}
 	debug = cfg.Debug
@@ -95,6 +101,12 @@ func initMain() error {
 		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 			return fmt.Errorf("hostname: %w", err)
 		}
+		if err := os.WriteFile("/etc/hostname", []byte(cfg.Hostname+"\n"), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := copyUnits(filepath.Join(PodMount, GuestDir, units.Dir), filepath.Join(root, units.Dir)); err != nil {
+		return err
 	}
 	if err := vmnet.Configure(cfg.Net); err != nil {
 		return fmt.Errorf("network: %w", err)
@@ -103,9 +115,6 @@ func initMain() error {
 		return err
 	}
 	debugf("apps' filesystems ready")
-	if err := switchRoot(); err != nil {
-		return err
-	}
 	if err := startAgent(); err != nil {
 		return err
 	}
@@ -116,31 +125,33 @@ func initMain() error {
 	} else {
 		args = append(args, "--log-target=null")
 	}
-	err := syscall.Exec(args[0], args, []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"})
+	// The root is an initramfs, but not one that hands over to another root.
+	env := []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_IN_INITRD=0"}
+	err := syscall.Exec(args[0], args, env)
 	return fmt.Errorf("exec systemd: %w", err)
 }
 
-// mountPod mounts, under newRoot, the shares, the directories app-exec
-// uses, and each app's rootfs with its mounts.
+// mountPod mounts the shares, the directories app-exec uses, and each app's
+// rootfs with its mounts.
 func (c *Config) mountPod() error {
 	for _, s := range c.Shares {
-		if err := mount9p(s.Tag, filepath.Join(newRoot, SharesMount, s.Tag), podOpts); err != nil {
+		if err := mount9p(s.Tag, filepath.Join(root, SharesMount, s.Tag), podOpts); err != nil {
 			return err
 		}
 	}
-	apps := filepath.Join(newRoot, appexec.AppsDir)
-	if err := mount(newRoot, specs.Mount{Destination: appexec.AppsDir, Type: "bind",
-		Source: filepath.Join(newRoot, PodMount, abi.AppsDir), Options: []string{"bind"}}); err != nil {
+	apps := filepath.Join(root, appexec.AppsDir)
+	if err := mount(root, specs.Mount{Destination: appexec.AppsDir, Type: "bind",
+		Source: filepath.Join(root, PodMount, abi.AppsDir), Options: []string{"bind"}}); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Join(newRoot, appexec.RunDir), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(root, appexec.RunDir), 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount("tmpfs", filepath.Join(newRoot, appexec.RunDir), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755"); err != nil {
+	if err := unix.Mount("tmpfs", filepath.Join(root, appexec.RunDir), "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755"); err != nil {
 		return fmt.Errorf("mount %s: %w", appexec.RunDir, err)
 	}
 	for _, a := range c.Apps {
-		if err := mount9p(a.RootfsTag, filepath.Join(newRoot, appexec.AppRoot(a.Name)), rootfsOpts); err != nil {
+		if err := mount9p(a.RootfsTag, filepath.Join(root, appexec.AppRoot(a.Name)), rootfsOpts); err != nil {
 			return err
 		}
 		var spec specs.Spec
@@ -159,8 +170,8 @@ func (c *Config) mountPod() error {
 			}
 			fs.Mounts[i].Source = src
 		}
-		for _, m := range podfs.Mounts(newRoot, fs) {
-			if err := mount(newRoot, m); err != nil {
+		for _, m := range podfs.Mounts(root, fs) {
+			if err := mount(root, m); err != nil {
 				return fmt.Errorf("app %s: %w", a.Name, err)
 			}
 		}
@@ -168,24 +179,25 @@ func (c *Config) mountPod() error {
 	return nil
 }
 
-// switchRoot makes newRoot the root, taking /proc, /sys and /dev along (as
-// switch_root does; systemd finds them mounted).
-func switchRoot() error {
-	for _, d := range []string{"/proc", "/sys", "/dev"} {
-		if err := unix.Mount(d, newRoot+d, "", unix.MS_MOVE, ""); err != nil {
-			return fmt.Errorf("move %s: %w", d, err)
+// copyUnits copies the pod's units, which run wrote, into the guest's root.
+func copyUnits(from, to string) error {
+	entries, err := os.ReadDir(from)
+	if err != nil {
+		return fmt.Errorf("the pod's units: %w", err)
+	}
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		b, err := os.ReadFile(filepath.Join(from, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(to, e.Name()), b, 0o644); err != nil {
+			return err
 		}
 	}
-	if err := unix.Chdir(newRoot); err != nil {
-		return err
-	}
-	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
-		return fmt.Errorf("move the stage1 rootfs to /: %w", err)
-	}
-	if err := unix.Chroot("."); err != nil {
-		return err
-	}
-	return unix.Chdir("/")
+	return nil
 }
 
 // startAgent starts the pod agent and waits until it serves the apps'

@@ -41,9 +41,8 @@ func parseOptions(opts []string) (flags uintptr, data string) {
 	return flags, strings.Join(rest, ",")
 }
 
-// mount makes one OCI mount, its destination under root (the stage1 rootfs
-// as the init sees it before switching into it); bind sources are paths the
-// init sees. A bind mount's target is made as a file or a directory, as its
+// mount makes one OCI mount, its destination under root; bind sources are
+// paths the init sees. A bind mount's target is made as a file or a directory, as its
 // source is; read-only and the other flags of a bind mount are applied by a
 // remount (recursively for rbind), as mount(2) ignores them on the bind.
 func mount(root string, m specs.Mount) error {
@@ -114,14 +113,14 @@ func (c *Config) guestSource(host string) (string, error) {
 		return rel, true
 	}
 	if rel, ok := within(c.PodDir); ok {
-		return filepath.Join(newRoot, PodMount, rel), nil
+		return filepath.Join(root, PodMount, rel), nil
 	}
 	for _, s := range c.Shares {
 		if s.File && host == s.Source {
-			return filepath.Join(newRoot, SharesMount, s.Tag, filepath.Base(s.Source)), nil
+			return filepath.Join(root, SharesMount, s.Tag, filepath.Base(s.Source)), nil
 		}
 		if rel, ok := within(s.Source); ok && !s.File {
-			return filepath.Join(newRoot, SharesMount, s.Tag, rel), nil
+			return filepath.Join(root, SharesMount, s.Tag, rel), nil
 		}
 	}
 	return "", fmt.Errorf("%s is not shared with the VM", host)

@@ -2,12 +2,14 @@ package guest
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/skiff-project/skiff/stage1-kvm/agent"
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/appexec"
 	"github.com/skiff-project/skiff/stage1/stdio"
@@ -55,6 +57,17 @@ func (a *podAgent) openStdio() error {
 		var err error
 		if f.Stdout, err = openPort(app.StdoutPort); err != nil {
 			return fmt.Errorf("app %s: %w", app.Name, err)
+		}
+		if app.TTY {
+			master, slave, err := agent.OpenPty(app.Window)
+			if err != nil {
+				return fmt.Errorf("app %s: %w", app.Name, err)
+			}
+			go func(out *os.File) { _, _ = io.Copy(out, master) }(f.Stdout)
+			f.Stdin, f.Stdout, f.Stderr = slave, slave, slave
+			a.stdin[app.Name] = master
+			a.files[app.Name] = f
+			continue
 		}
 		f.Stderr = f.Stdout
 		if app.StderrPort != app.StdoutPort {
