@@ -101,18 +101,3 @@ func TestSignedImageIsVerified(t *testing.T) {
 	}
 }
 
-// With a terminal on stdin, --interactive gives the app that terminal.
-func TestInteractiveTerminal(t *testing.T) {
-	need(t, "script")
-	e := newEnv(t)
-	args := append(e.globals(), e.runArgs("--interactive", e.image("inspect"), "--", "tty")...)
-	cmd := e.bin + " " + strings.Join(args, " ")
-	c := exec.Command("script", "-qec", cmd, "/dev/null")
-	out, err := c.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%v: %s", err, out)
-	}
-	if !strings.Contains(string(out), "stdin_tty=true") || !strings.Contains(string(out), "stdout_tty=true") {
-		t.Fatalf("app did not get the terminal: %s", out)
-	}
-}
