@@ -85,9 +85,11 @@ func initMain() error {
 			return fmt.Errorf("mount %s: %w", m.dst, err)
 		}
 	}
+	t0 := uptimeMS()
 	if err := loadModules(ModulesOrder); err != nil {
 		return err
 	}
+	t1 := uptimeMS()
 	if err := mount9p(PodTag, PodMount, podOpts); err != nil {
 		return err
 	}
@@ -96,7 +98,8 @@ func initMain() error {
 		return err
 	}
 	debug = cfg.Debug
-	debugf("modules loaded, pod directory mounted")
+	debugf("init started at +%dms, modules loaded at +%dms", t0, t1)
+	debugf("pod directory mounted")
 	if cfg.Hostname != "" {
 		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 			return fmt.Errorf("hostname: %w", err)
