@@ -21,8 +21,12 @@ import (
 )
 
 // ModulesOrder lists, one path a line, the kernel modules the init loads, in
-// order (scripts/build-stage1-kvm writes it).
-const ModulesOrder = "/modules.order"
+// order (scripts/build-stage1-kvm writes it); NetModulesOrder those it loads
+// next when the pod has a network.
+const (
+	ModulesOrder    = "/modules.order"
+	NetModulesOrder = "/modules.net"
+)
 
 // root is the guest's root filesystem: the initramfs, which holds the stage1
 // rootfs (systemd and this binary load from memory, not over 9p).
@@ -110,6 +114,11 @@ func initMain() error {
 	}
 	if err := copyUnits(filepath.Join(PodMount, GuestDir, units.Dir), filepath.Join(root, units.Dir)); err != nil {
 		return err
+	}
+	if len(cfg.Net) > 0 {
+		if err := loadModules(NetModulesOrder); err != nil {
+			return err
+		}
 	}
 	if err := vmnet.Configure(cfg.Net); err != nil {
 		return fmt.Errorf("network: %w", err)
