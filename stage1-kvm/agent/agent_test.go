@@ -31,6 +31,7 @@ type fakeHandler struct {
 	signals []string
 	stops   []StopRequest
 	stdin   map[string]string
+	sizes   []Winsize // window sizes that came with stdin
 }
 
 func (h *fakeHandler) Exec(ctx context.Context, req ExecRequest, stdio Stdio) (int, error) {
@@ -54,13 +55,18 @@ func (h *fakeHandler) Stop(ctx context.Context, req StopRequest) error {
 	return nil
 }
 
-func (h *fakeHandler) Stdin(ctx context.Context, app string, r io.Reader) error {
-	b, err := io.ReadAll(r)
+func (h *fakeHandler) Stdin(ctx context.Context, app string, stdio Stdio) error {
+	b, err := io.ReadAll(stdio.Stdin)
 	if err != nil {
 		return err
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	select {
+	case ws := <-stdio.Resize:
+		h.sizes = append(h.sizes, ws)
+	default:
+	}
 	if h.stdin == nil {
 		h.stdin = map[string]string{}
 	}
@@ -307,13 +313,25 @@ func TestSignalStopStdin(t *testing.T) {
 		t.Fatal(err)
 	}
 	big := strings.Repeat("line\n", 100000) // beyond the window
-	if err := a.broker.Client().Stdin(ctx, "web", strings.NewReader(big)); err != nil {
+	if err := a.broker.Client().Stdin(ctx, "web", Stdio{Stdin: strings.NewReader(big)}); err != nil {
+		t.Fatal(err)
+	}
+	// A terminal's size changes travel with an app's stdin: one sent before
+	// the stdin ends is there when the handler has read it all.
+	resize := make(chan Winsize, 1)
+	resize <- Winsize{Rows: 50, Cols: 132}
+	pr, pw := io.Pipe()
+	go func() { time.Sleep(200 * time.Millisecond); pw.Close() }()
+	if err := c.Stdin(ctx, "tty", Stdio{Stdin: pr, Resize: resize}); err != nil {
 		t.Fatal(err)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if fmt.Sprint(h.signals) != "[web SIGUSR1  SIGHUP]" || len(h.stops) != 1 || h.stops[0].Grace != 3*time.Second || h.stdin["web"] != big {
 		t.Fatalf("signals %q, stops %+v, %d bytes of stdin", h.signals, h.stops, len(h.stdin["web"]))
+	}
+	if len(h.sizes) != 1 || h.sizes[0] != (Winsize{Rows: 50, Cols: 132}) {
+		t.Errorf("window sizes with stdin: %+v", h.sizes)
 	}
 }
 

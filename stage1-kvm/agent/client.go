@@ -82,11 +82,13 @@ func (c *Client) Stop(ctx context.Context, req StopRequest) error {
 	return err
 }
 
-// Stdin copies r to app's stdin in the guest until r ends, which closes the
-// app's stdin, and returns once the guest has passed it all on. As with
-// Exec, a Read of r in progress when Stdin returns early is dropped.
-func (c *Client) Stdin(ctx context.Context, app string, r io.Reader) error {
-	_, err := c.call(ctx, &request{Op: opStdin, Stdin: &stdinRequest{App: app}}, Stdio{Stdin: r})
+// Stdin copies stdio.Stdin to app's stdin in the guest until it ends, which
+// closes the app's stdin, and returns once the guest has passed it all on;
+// stdio.Resize sends window size changes of an app on a terminal (the other
+// fields are unused). As with Exec, a Read in progress when Stdin returns
+// early is dropped.
+func (c *Client) Stdin(ctx context.Context, app string, stdio Stdio) error {
+	_, err := c.call(ctx, &request{Op: opStdin, Stdin: &stdinRequest{App: app}}, Stdio{Stdin: stdio.Stdin, Resize: stdio.Resize})
 	return err
 }
 

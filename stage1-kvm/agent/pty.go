@@ -69,6 +69,9 @@ func ptyControl(f *os.File, fn func(fd int) error) error {
 	return ferr
 }
 
+// SetWinsize sets the size of the pseudo-terminal whose master is master.
+func SetWinsize(master *os.File, ws Winsize) error { return setWinsize(master, ws) }
+
 func setWinsize(master *os.File, ws Winsize) error {
 	return ptyControl(master, func(fd int) error {
 		return unix.IoctlSetWinsize(fd, unix.TIOCSWINSZ, &unix.Winsize{Row: ws.Rows, Col: ws.Cols})

@@ -49,9 +49,10 @@ type Handler interface {
 	// Stop starts stopping the pod and returns once the apps have been
 	// told (the VM powering off may end the stream before any answer).
 	Stop(ctx context.Context, req StopRequest) error
-	// Stdin copies r to app's stdin until r ends (io.EOF: close the app's
-	// stdin), and returns.
-	Stdin(ctx context.Context, app string, r io.Reader) error
+	// Stdin copies stdio.Stdin to app's stdin until it ends (io.EOF: close
+	// the app's stdin), and returns; stdio.Resize delivers the host's window
+	// size changes for an app on a terminal.
+	Stdin(ctx context.Context, app string, stdio Stdio) error
 }
 
 // Stdio is a command's standard streams and terminal size changes. In the
@@ -251,7 +252,7 @@ func serveStream(st net.Conn, h Handler) {
 	case opExec:
 		c.stdin, c.resize = newStdinQueue(w), make(chan Winsize, 1)
 	case opStdin:
-		c.stdin = newStdinQueue(w)
+		c.stdin, c.resize = newStdinQueue(w), make(chan Winsize, 1)
 	}
 	go c.readLoop()
 	code, err := c.dispatch(h, req)
@@ -290,7 +291,7 @@ func (c *call) dispatch(h Handler, req *request) (int, error) {
 	case opStop:
 		return 0, h.Stop(c.ctx, *req.Stop)
 	case opStdin:
-		return 0, h.Stdin(c.ctx, req.Stdin.App, c.stdin)
+		return 0, h.Stdin(c.ctx, req.Stdin.App, Stdio{Stdin: c.stdin, Resize: c.resize})
 	}
 	return 0, fmt.Errorf("unknown operation %q", req.Op) // decodeRequest let it through: a bug
 }

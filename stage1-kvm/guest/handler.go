@@ -100,14 +100,28 @@ func (a *podAgent) tty(app string) bool {
 	return false
 }
 
-// Stdin feeds an interactive app's stdin (or its terminal) until r ends.
-func (a *podAgent) Stdin(ctx context.Context, app string, r io.Reader) error {
+// Stdin feeds an interactive app's stdin (or its terminal, which follows the
+// host's window size) until the host's stdin ends.
+func (a *podAgent) Stdin(ctx context.Context, app string, stdio agent.Stdio) error {
+	r := stdio.Stdin
 	if err := a.app(app); err != nil {
 		return err
 	}
 	w := a.stdin[app]
 	if w == nil {
 		return fmt.Errorf("app %s does not read the host's stdin (run with --interactive)", app)
+	}
+	if a.tty(app) && stdio.Resize != nil {
+		go func() {
+			for {
+				select {
+				case ws := <-stdio.Resize:
+					_ = agent.SetWinsize(w, ws)
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
 	}
 	_, err := io.Copy(w, r)
 	if !a.tty(app) { // a terminal stays: its EOF is a character the host sends

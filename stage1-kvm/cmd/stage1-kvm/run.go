@@ -488,7 +488,11 @@ func (v *vm) boot(dir string) (int, error) {
 	defer cancel()
 	if v.o.Interactive {
 		go func() {
-			if err := v.broker.Client().Stdin(ctx, v.m.Apps[0].Name, os.Stdin); err != nil && ctx.Err() == nil {
+			stdin := agent.Stdio{Stdin: os.Stdin}
+			if v.term != nil {
+				stdin.Resize = v.term.Resize()
+			}
+			if err := v.broker.Client().Stdin(ctx, v.m.Apps[0].Name, stdin); err != nil && ctx.Err() == nil {
 				o.debugf("stdin: %v", err)
 			}
 		}()
