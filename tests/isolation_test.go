@@ -503,6 +503,10 @@ func TestPrivateUsersBadInput(t *testing.T) {
 	e := newEnv(t)
 	ovl := overlayMount(t)
 	e.fails(125, []string{"app busybox", "uid 70000", "--private-users"}, e.runArgs("--private-users", e.image("busybox"), "--user=70000")...)
+	// A user named in the image whose id is beyond the range: known only at
+	// start, still said plainly.
+	e.fails(125, []string{"id 100000 is not mapped", "--private-users"}, e.runArgs("--private-users", e.image("busybox"), "--user=big", "--", "/bin/true")...)
+	e.ok("gc", "--grace-period=0s")
 	e.fails(125, []string{"volume d", ovl, "overlay", "cannot be idmapped"},
 		e.runArgs("--private-users", "--volume=d,kind=host,source="+ovl, "--mount=volume=d,target=/d", e.image("busybox"))...)
 	// An image store on overlayfs cannot be idmapped either: skiff says so, and

@@ -1,7 +1,10 @@
 package appexec
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"os"
 
 	"github.com/moby/sys/user"
 	"github.com/opencontainers/runc/libcontainer/capabilities"
@@ -53,10 +56,10 @@ func isolate(spec *specs.Spec, u *user.ExecUser) error {
 		return fmt.Errorf("supplementary groups %v: %w", u.Sgids, err)
 	}
 	if err := unix.Setresgid(u.Gid, u.Gid, u.Gid); err != nil {
-		return fmt.Errorf("gid %d: %w", u.Gid, err)
+		return idError("gid", u.Gid, err)
 	}
 	if err := unix.Setresuid(u.Uid, u.Uid, u.Uid); err != nil {
-		return fmt.Errorf("uid %d: %w", u.Uid, err)
+		return idError("uid", u.Uid, err)
 	}
 	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 0, 0, 0, 0); err != nil {
 		return err
@@ -73,6 +76,18 @@ func isolate(spec *specs.Spec, u *user.ExecUser) error {
 		return fmt.Errorf("no_new_privs: %w", err)
 	}
 	return loadSeccomp(spec)
+}
+
+// idError explains a failed switch to an id: EINVAL means the id does not
+// exist in the pod's user namespace (--private-users maps 0-65535 only).
+func idError(kind string, id int, err error) error {
+	if errors.Is(err, unix.EINVAL) {
+		b, rerr := os.ReadFile("/proc/self/uid_map")
+		if f := bytes.Fields(b); rerr == nil && len(f) >= 3 && string(f[2]) != "4294967295" {
+			return fmt.Errorf("%s %d is not mapped in the pod's user namespace (--private-users maps ids 0-65535); run the app as another user", kind, id)
+		}
+	}
+	return fmt.Errorf("%s %d: %w", kind, id, err)
 }
 
 // seccompArches are where a syscall name may come from: a name no supported
