@@ -327,6 +327,78 @@ func TestStatusWaitAndEnter(t *testing.T) {
 	e.fails(125, []string{"not running"}, "enter", uuid, "/bin/true")
 }
 
+func TestSignalsReachTheApp(t *testing.T) {
+	e := newEnv(t)
+	c, out, errb := e.startBackground(e.runArgs("--net=none", e.image("busybox"), "--", "/bin/sh", "-c",
+		"trap 'echo got-hup' HUP; trap 'echo got-usr1' USR1; echo trapping; while :; do sleep 0.1; done")...)
+	waitFor(t, 20*time.Second, "the app's traps", func() bool { return strings.Contains(out.String(), "trapping") })
+	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGUSR1} {
+		if err := c.Process.Signal(sig); err != nil {
+			t.Fatal(err)
+		}
+		want := map[syscall.Signal]string{syscall.SIGHUP: "got-hup", syscall.SIGUSR1: "got-usr1"}[sig]
+		waitFor(t, 10*time.Second, want, func() bool { return strings.Contains(out.String(), want) })
+	}
+	_ = c.Process.Signal(syscall.SIGTERM)
+	if err := c.Wait(); err != nil {
+		t.Fatalf("after SIGTERM: %v; %s", err, errb.String())
+	}
+}
+func TestLogsFollowAndSurviveTheExit(t *testing.T) {
+	e := newEnv(t)
+	uuidFile := filepath.Join(t.TempDir(), "uuid")
+	c, out, _ := e.startBackground(e.runArgs("--net=none", "--uuid-file-save="+uuidFile, e.image("busybox"), "--", "/bin/sh", "-c",
+		"echo one; sleep 1; echo two >&2; sleep 1; printf 'three\\nfour'")...)
+	var uuid string
+	waitFor(t, 20*time.Second, "the pod's uuid", func() bool {
+		b, err := os.ReadFile(uuidFile)
+		uuid = strings.TrimSpace(string(b))
+		return err == nil && len(uuid) >= 36 && e.status(uuid).PID > 0
+	})
+	follow := e.cmd("logs", "--follow", uuid)
+	var fout, ferr syncBuffer
+	follow.Stdout, follow.Stderr = &fout, &ferr
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "--follow to stream 'one' while the pod runs", func() bool {
+		return strings.Contains(fout.String(), "one\n")
+	})
+	if st := e.status(uuid); st.State != "running" {
+		t.Fatalf("the pod is %s; --follow did not stream live", st.State)
+	}
+	done := make(chan error, 1)
+	go func() { done <- follow.Wait() }()
+	_ = c.Wait()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("logs --follow: %v: %s", err, ferr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("logs --follow did not end with the pod")
+	}
+	if out.String() != "one\nthree\nfour" {
+		t.Errorf("skiff run's own output %q", out.String())
+	}
+	if fout.String() != "one\nthree\nfour" || ferr.String() != "two\n" {
+		t.Errorf("logs --follow: stdout %q stderr %q", fout.String(), ferr.String())
+	}
+	e.ok("gc", "--mark-only")
+	if st := e.status(uuid); st.State != "exited-garbage" {
+		t.Fatalf("after gc --mark-only: %+v", st)
+	}
+	r := e.ok("logs", "--timestamps", "--app=busybox", uuid)
+	lines := strings.Split(r.stdout, "\n")
+	if len(lines) != 3 || !strings.HasSuffix(lines[0], " one") || !strings.HasSuffix(lines[2], " four") {
+		t.Errorf("logs after the exit: %q", r.stdout)
+	}
+	if _, err := time.Parse(time.RFC3339Nano, strings.Fields(lines[0])[0]); err != nil {
+		t.Errorf("--timestamps: %v", err)
+	}
+	e.fails(125, []string{"no app", "nosuch"}, "logs", "--app=nosuch", uuid)
+}
+
 func TestVersionAndHelp(t *testing.T) {
 	e := newEnv(t)
 	r := e.ok("version")

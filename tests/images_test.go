@@ -100,4 +100,3 @@ func TestSignedImageIsVerified(t *testing.T) {
 		t.Fatalf("tampered image: exit %d, %q", r.code, r.stderr)
 	}
 }
-
