@@ -52,9 +52,14 @@ const (
 	appMemory  = 128 << 20
 )
 
-// kernelCmdline: the console on the serial port, quiet; tsc_early_khz and
+// kernelCmdline: the console on the serial port, quiet but for warnings
+// (what a hung boot leaves, for the console's tail); tsc_early_khz and
 // tsc=reliable avoid TSC calibration hangs under TCG (MACHINE-NOTES §4).
-const kernelCmdline = "console=ttyS0 quiet loglevel=3 panic=-1 tsc_early_khz=2000000 tsc=reliable rdinit=/init"
+const kernelCmdline = "console=ttyS0 quiet loglevel=4 panic=-1 tsc_early_khz=2000000 tsc=reliable rdinit=/init"
+
+// bootTimeout is how long the guest gets to bring the pod agent up (a few
+// seconds under TCG on a busy host; well under one with KVM).
+const bootTimeout = 2 * time.Minute
 
 type runOpts struct {
 	abi.RunFlags
@@ -499,11 +504,21 @@ func (v *vm) boot(dir string) (int, error) {
 	}
 	var werr error
 	var kill <-chan time.Time
+	// A guest that never gets its agent up (a kernel or init that hangs)
+	// must not hold skiff forever: after bootTimeout the VM is killed and
+	// the pod fails with the console's tail.
+	ready, bootTimer := v.broker.Ready(), time.After(bootTimeout)
 wait:
 	for {
 		select {
 		case werr = <-done:
 			break wait
+		case <-ready:
+			ready, bootTimer = nil, nil
+			o.debugf("the pod agent is up")
+		case <-bootTimer:
+			fmt.Fprintf(os.Stderr, "stage1-kvm: pod %s: the VM did not start the pod within %s; killing it\n", v.m.UUID, bootTimeout)
+			_ = cmd.Process.Kill()
 		case <-kill:
 			o.debugf("the VM did not power off in time: killing it")
 			_ = cmd.Process.Kill()
