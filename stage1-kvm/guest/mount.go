@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -23,6 +24,7 @@ var mountFlags = map[string]struct {
 	"strictatime": {false, unix.MS_STRICTATIME}, "relatime": {false, unix.MS_RELATIME},
 	"noatime": {false, unix.MS_NOATIME},
 	"bind":    {false, unix.MS_BIND}, "rbind": {false, unix.MS_BIND | unix.MS_REC},
+	"rro": {false, unix.MS_RDONLY}, // and recursively: see mount
 }
 
 func parseOptions(opts []string) (flags uintptr, data string) {
@@ -78,7 +80,7 @@ func mount(root string, m specs.Mount) error {
 		return nil
 	}
 	at := 0
-	if flags&unix.MS_REC != 0 {
+	if slices.Contains(m.Options, "rro") {
 		at = unix.AT_RECURSIVE
 	}
 	if err := unix.MountSetattr(unix.AT_FDCWD, dst, uint(at), &attr); err != nil {

@@ -16,6 +16,7 @@ func TestParseOptions(t *testing.T) {
 		{[]string{"nosuid", "strictatime", "mode=755", "size=65536k"}, unix.MS_NOSUID | unix.MS_STRICTATIME, "mode=755,size=65536k"},
 		{[]string{"ro", "rw", "noexec"}, unix.MS_NOEXEC, ""}, // a later rw clears ro
 		{[]string{"newinstance", "ptmxmode=0666"}, 0, "newinstance,ptmxmode=0666"},
+		{[]string{"rbind", "rro", "nosuid"}, unix.MS_BIND | unix.MS_REC | unix.MS_RDONLY | unix.MS_NOSUID, ""},
 	} {
 		flags, data := parseOptions(c.opts)
 		if flags != c.flags || data != c.data {
