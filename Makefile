@@ -42,13 +42,17 @@ $(BIN)/stage1-kvm.oci.tar: $(BUILD)/stage1-kvm scripts/build-stage1-kvm scripts/
 	@mkdir -p $(BIN)
 	scripts/build-stage1-kvm --binary $(BUILD)/stage1-kvm --out $@
 
-# The stage1 conformance suite (tests/conformance_test.go) against the kvm flavor, and
-# the tests of what only its VM does (tests/kvm_test.go); `make test` runs it too.
+# The stage1 conformance suite (tests/conformance_test.go) against the kvm flavor, the
+# isolation and network tests that hold for any flavor (KVM_TOO), and the tests of what
+# only its VM does (tests/kvm_test.go); `make test` runs it too.
 CONFORMANCE := $(shell sed -n 's/^func \(Test[A-Za-z0-9_]*\)(t \*testing.T).*/\1/p' tests/conformance_test.go | paste -sd'|')
+KVM_TOO := TestDefaultIsolation|TestCapabilitiesAndSeccompFlags|TestUsersAndGroups|TestVolumes|TestMultiAppPods|\
+  TestEnterHasTheAppsIsolation|TestPrepareAndRunPrepared|TestEnterWaitsForAStartingPod|\
+  TestDefaultNetwork|TestPortForwardingAndPodToPod|TestDNSAndHosts|TestNamedNetworksAndBadInput
 test-kvm: all test-images
 	SKIFF_BIN=$(CURDIR)/$(BIN)/skiff SKIFF_TEST_IMAGES=$(CURDIR)/$(BUILD)/images \
 	SKIFF_STAGE1=$(CURDIR)/$(BIN)/stage1-kvm.oci.tar SKIFF_KVM_STAGE1=$(CURDIR)/$(BIN)/stage1-kvm.oci.tar \
-	  $(GO) test -count=1 -tags 'functional kvm' -timeout 20m -run '^($(CONFORMANCE)|TestKVM.*)$$' ./tests/...
+	  $(GO) test -count=1 -tags 'functional kvm' -timeout 20m -run '^($(CONFORMANCE)|$(KVM_TOO)|TestKVM.*)$$' ./tests/...
 
 $(BUILD)/inspect: $(shell find tests/inspect -name '*.go')
 	@mkdir -p $(BUILD)
