@@ -46,9 +46,9 @@ $(BIN)/stage1-kvm.oci.tar: $(BUILD)/stage1-kvm scripts/build-stage1-kvm scripts/
 # isolation and network tests that hold for any flavor (KVM_TOO), and the tests of what
 # only its VM does (tests/kvm_test.go); `make test` runs it too.
 CONFORMANCE := $(shell sed -n 's/^func \(Test[A-Za-z0-9_]*\)(t \*testing.T).*/\1/p' tests/conformance_test.go | paste -sd'|')
-KVM_TOO := TestDefaultIsolation|TestCapabilitiesAndSeccompFlags|TestUsersAndGroups|TestVolumes|TestMultiAppPods|\
-  TestEnterHasTheAppsIsolation|TestPrepareAndRunPrepared|TestEnterWaitsForAStartingPod|\
-  TestDefaultNetwork|TestPortForwardingAndPodToPod|TestDNSAndHosts|TestNamedNetworksAndBadInput
+KVM_TOO := TestDefaultIsolation|TestCapabilitiesAndSeccompFlags|TestUsersAndGroups|TestVolumes|TestMultiAppPods
+KVM_TOO := $(KVM_TOO)|TestEnterHasTheAppsIsolation|TestPrepareAndRunPrepared|TestEnterWaitsForAStartingPod
+KVM_TOO := $(KVM_TOO)|TestDefaultNetwork|TestPortForwardingAndPodToPod|TestDNSAndHosts|TestNamedNetworksAndBadInput
 test-kvm: all test-images
 	SKIFF_BIN=$(CURDIR)/$(BIN)/skiff SKIFF_TEST_IMAGES=$(CURDIR)/$(BUILD)/images \
 	SKIFF_STAGE1=$(CURDIR)/$(BIN)/stage1-kvm.oci.tar SKIFF_KVM_STAGE1=$(CURDIR)/$(BIN)/stage1-kvm.oci.tar \
