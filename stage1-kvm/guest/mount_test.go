@@ -33,9 +33,9 @@ func TestGuestSource(t *testing.T) {
 	for host, want := range map[string]string{
 		"/var/lib/skiff/pods/run/U/stage1/net/hosts": "/skiff/pod/stage1/net/hosts",
 		"/var/lib/skiff/pods/run/U/volumes/cache":    "/skiff/pod/volumes/cache",
-		"/srv/data":                                  "/skiff/shares/vol0",
-		"/srv/data/sub/file":                         "/skiff/shares/vol0/sub/file",
-		"/etc/app.conf":                              "/skiff/shares/vol1/app.conf",
+		"/srv/data":          "/skiff/shares/vol0",
+		"/srv/data/sub/file": "/skiff/shares/vol0/sub/file",
+		"/etc/app.conf":      "/skiff/shares/vol1/app.conf",
 	} {
 		got, err := c.guestSource(host)
 		if err != nil || got != want {
