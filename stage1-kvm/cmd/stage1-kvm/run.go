@@ -28,6 +28,7 @@ import (
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/podfs"
 	"github.com/skiff-project/skiff/stage1/podnet"
+	"github.com/skiff-project/skiff/stage1/podrun"
 	"github.com/skiff-project/skiff/stage1/stdio"
 	"github.com/skiff-project/skiff/stage1/units"
 )
@@ -61,41 +62,26 @@ const kernelCmdline = "console=ttyS0 quiet loglevel=4 panic=-1 tsc_early_khz=200
 // seconds under TCG on a busy host; well under one with KVM).
 const bootTimeout = 2 * time.Minute
 
-type runOpts struct {
-	abi.RunFlags
-	uuid   string
-	podDir string
-	start  time.Time
-	net    podnet.Options
-}
+// runOpts are run's options (package podrun).
+type runOpts = podrun.Opts
 
-func (o runOpts) debugf(format string, args ...any) {
-	if o.Debug {
-		fmt.Fprintf(os.Stderr, "stage1-kvm: +%dms %s\n", time.Since(o.start).Milliseconds(), fmt.Sprintf(format, args...))
-	}
-}
-
+// parseRun reads run's options and refuses what a VM cannot do.
 func parseRun(args []string) (runOpts, error) {
-	rf, uuid, err := abi.ParseRunFlags(args)
+	o, err := podrun.Parse("stage1-kvm", args)
 	if err != nil {
-		return runOpts{}, err
+		return o, err
 	}
-	o := runOpts{RunFlags: rf, uuid: uuid, start: time.Now()}
-	if rf.PrivateUsers.Size > 0 {
+	if o.PrivateUsers.Size > 0 {
 		return o, errors.New("--private-users: the kvm stage1 isolates the pod in a VM and does not map its users; run without --private-users")
 	}
-	nf, err := networking.ParseNetFlag(rf.Net)
+	nf, err := networking.ParseNetFlag(o.Net)
 	if err != nil {
 		return o, err
 	}
 	if nf.Mode == networking.ModeHost {
 		return o, errors.New("--net=host: a VM cannot share the host's network namespace; use --net=default or a named CNI network")
 	}
-	if o.net, err = podnet.FromFlags(rf); err != nil {
-		return o, err
-	}
-	o.podDir, err = os.Getwd()
-	return o, err
+	return o, nil
 }
 
 // vmName names the pod's QEMU process (its -name), so stop and gc can tell
@@ -156,14 +142,14 @@ func runMain(args []string) error {
 	}
 	var m abi.PodManifest
 	if err := abi.ReadJSON(abi.PodManifestFile, &m); err != nil {
-		return fmt.Errorf("pod %s: %w", o.uuid, err)
+		return fmt.Errorf("pod %s: %w", o.UUID, err)
 	}
 	v := &vm{o: o, m: &m, specs: map[string]*specs.Spec{}}
-	v.cfg = guest.Config{PodDir: o.podDir, Hostname: o.Hostname, Debug: o.Debug, StopTimeout: o.StopTimeout}
+	v.cfg = guest.Config{PodDir: o.PodDir, Hostname: o.Hostname, Debug: o.Debug, StopTimeout: o.StopTimeout}
 	// The network first, in the host's mount namespace, where its
 	// namespace's bind mount must live (gc finds it there).
 	if err := v.setupNet(); err != nil {
-		return fmt.Errorf("pod %s: %w", o.uuid, err)
+		return fmt.Errorf("pod %s: %w", o.UUID, err)
 	}
 	// The overlays are mounted in a mount namespace of this thread's own,
 	// which QEMU (forked from this thread) shares: when both are gone, so
@@ -173,7 +159,7 @@ func runMain(args []string) error {
 	errNet := v.net.Teardown()
 	errCg := v.cgroup.destroy()
 	if err != nil {
-		return fmt.Errorf("pod %s: %w", o.uuid, err)
+		return fmt.Errorf("pod %s: %w", o.UUID, err)
 	}
 	if err := errors.Join(errNet, errCg); err != nil {
 		fmt.Fprintf(os.Stderr, "skiff: pod %s: %v; 'skiff gc' will retry\n", m.UUID, err)
@@ -209,7 +195,7 @@ func (v *vm) fd(f *os.File) int {
 // for QEMU.
 func (v *vm) setupNet() error {
 	var err error
-	if v.net, err = podnet.Setup(context.Background(), v.m.UUID, v.o.net); err != nil {
+	if v.net, err = podnet.Setup(context.Background(), v.m.UUID, v.o.Network); err != nil {
 		return err
 	}
 	v.cfg.Mounts = v.net.Files
@@ -253,18 +239,18 @@ func (v *vm) run() (int, error) {
 	mem, cpus := v.size()
 	accel := chooseAccel()
 	v.args = []string{
-		"-L", filepath.Join(dir, "share"), "-name", "guest=" + vmName(o.uuid),
+		"-L", filepath.Join(dir, "share"), "-name", "guest=" + vmName(o.UUID),
 		"-accel", accel, "-M", "microvm", "-m", strconv.FormatInt(mem>>20, 10), "-smp", strconv.Itoa(cpus),
 		"-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
 		"-kernel", filepath.Join(dir, "vmlinux"), "-initrd", filepath.Join(dir, "initrd.cpio"),
 		"-append", kernelCmdline,
-		"-serial", "file:" + filepath.Join(o.podDir, s1Console),
+		"-serial", "file:" + filepath.Join(o.PodDir, s1Console),
 		"-device", "virtio-serial-device",
 	}
 	if accel == "kvm" {
 		v.args = append(v.args, "-cpu", "host")
 	}
-	v.share(guest.PodTag, o.podDir)
+	v.share(guest.PodTag, o.PodDir)
 	if v.o.Interactive { // after our own messages: raw mode has no newline translation
 		if v.term, err = agent.MakeRaw(os.Stdin); err == nil {
 			defer v.term.Restore()
@@ -291,7 +277,7 @@ func (v *vm) run() (int, error) {
 	v.args = append(v.args,
 		"-chardev", fmt.Sprintf("socket,id=agent,fd=%d", v.fd(os.NewFile(uintptr(pair[1]), "agent-qemu"))),
 		"-device", "virtserialport,chardev=agent,name="+agent.PortName)
-	if v.broker, err = agent.NewBroker(conn, filepath.Join(o.podDir, agent.SocketFile)); err != nil {
+	if v.broker, err = agent.NewBroker(conn, filepath.Join(o.PodDir, agent.SocketFile)); err != nil {
 		conn.Close()
 		return 0, err
 	}
@@ -299,7 +285,7 @@ func (v *vm) run() (int, error) {
 	if err := abi.WriteJSON(guest.ConfigFile, v.cfg); err != nil {
 		return 0, err
 	}
-	o.debugf("pod prepared: %d MiB, %d CPUs, accel %s", mem>>20, cpus, accel)
+	o.Debugf("pod prepared: %d MiB, %d CPUs, accel %s", mem>>20, cpus, accel)
 	return v.boot(dir)
 }
 
@@ -372,7 +358,7 @@ func (v *vm) apps(log *stdio.Log) error {
 	combined := sameFile(os.Stdout, os.Stderr) || v.term != nil
 	shared := map[string]bool{}
 	for i, a := range v.m.Apps {
-		root := filepath.Join(v.o.podDir, s1Apps, a.Name)
+		root := filepath.Join(v.o.PodDir, s1Apps, a.Name)
 		d := abi.AppDir(".", a.Name)
 		upper, work := filepath.Join(d, "upper"), filepath.Join(d, "work")
 		for _, p := range []string{root, upper, work} {
@@ -422,9 +408,9 @@ func (v *vm) apps(log *stdio.Log) error {
 // itself, a file bound alone onto a directory of its own (so the guest sees
 // nothing else of the file's directory).
 func (v *vm) shareMounts(app string, shared map[string]bool) error {
-	fs := podfs.FromSpec("/", v.o.podDir, v.specs[app])
+	fs := podfs.FromSpec("/", v.o.PodDir, v.specs[app])
 	for _, m := range fs.Mounts {
-		if m.Type != "bind" || shared[m.Source] || within(v.o.podDir, m.Source) {
+		if m.Type != "bind" || shared[m.Source] || within(v.o.PodDir, m.Source) {
 			continue
 		}
 		st, err := os.Stat(m.Source)
@@ -434,7 +420,7 @@ func (v *vm) shareMounts(app string, shared map[string]bool) error {
 		tag := fmt.Sprintf("vol%d", len(v.cfg.Shares))
 		export := m.Source
 		if !st.IsDir() {
-			export = filepath.Join(v.o.podDir, s1Shares, tag)
+			export = filepath.Join(v.o.PodDir, s1Shares, tag)
 			target := filepath.Join(export, filepath.Base(m.Source))
 			if err := os.MkdirAll(export, 0o755); err != nil {
 				return err
@@ -461,10 +447,10 @@ func within(base, p string) bool {
 // boot starts QEMU and waits for the VM to end.
 func (v *vm) boot(dir string) (int, error) {
 	o := v.o
-	o.debugf("qemu %s", strings.Join(v.args, " "))
+	o.Debugf("qemu %s", strings.Join(v.args, " "))
 	cmd := exec.Command(filepath.Join(dir, "ld.so"), append([]string{"--library-path", filepath.Join(dir, "lib"),
 		filepath.Join(dir, "qemu-system-x86_64")}, v.args...)...)
-	cmd.Dir = o.podDir
+	cmd.Dir = o.PodDir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
 	cmd.ExtraFiles = v.extra
 	// Debian's QEMU loads TCG as a module; the image carries its own.
@@ -479,7 +465,7 @@ func (v *vm) boot(dir string) (int, error) {
 	for _, f := range v.extra {
 		f.Close() // QEMU has its own copies
 	}
-	o.debugf("qemu started, pid %d", cmd.Process.Pid)
+	o.Debugf("qemu started, pid %d", cmd.Process.Pid)
 	var err error
 	if v.cgroup, err = newPodCgroup(v.m.UUID, cmd.Process.Pid); err != nil {
 		_ = cmd.Process.Kill()
@@ -498,7 +484,7 @@ func (v *vm) boot(dir string) (int, error) {
 				stdin.Resize = v.term.Resize()
 			}
 			if err := v.broker.Client().Stdin(ctx, v.m.Apps[0].Name, stdin); err != nil && ctx.Err() == nil {
-				o.debugf("stdin: %v", err)
+				o.Debugf("stdin: %v", err)
 			}
 		}()
 	}
@@ -515,12 +501,12 @@ wait:
 			break wait
 		case <-ready:
 			ready, bootTimer = nil, nil
-			o.debugf("the pod agent is up")
+			o.Debugf("the pod agent is up")
 		case <-bootTimer:
 			fmt.Fprintf(os.Stderr, "stage1-kvm: pod %s: the VM did not start the pod within %s; killing it\n", v.m.UUID, bootTimeout)
 			_ = cmd.Process.Kill()
 		case <-kill:
-			o.debugf("the VM did not power off in time: killing it")
+			o.Debugf("the VM did not power off in time: killing it")
 			_ = cmd.Process.Kill()
 		case s := <-sigs:
 			if s != unix.SIGTERM && s != unix.SIGINT {
@@ -540,7 +526,7 @@ wait:
 			go func() { _ = v.broker.Client().Stop(ctx, agent.StopRequest{}) }()
 		}
 	}
-	o.debugf("qemu exited: %v", werr)
+	o.Debugf("qemu exited: %v", werr)
 	for _, t := range v.tees {
 		t.Wait(5 * time.Second)
 	}

@@ -69,10 +69,10 @@ func choosePodCgroup(o runOpts, uuid string) string {
 			err = os.WriteFile(filepath.Join(sup, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0o644)
 		}
 		if err != nil {
-			o.debugf("cannot use the unit's cgroup (Delegate=yes missing?): %v; pod cgroup /skiff/%s", err, uuid)
+			o.Debugf("cannot use the unit's cgroup (Delegate=yes missing?): %v; pod cgroup /skiff/%s", err, uuid)
 			return "/skiff/" + uuid
 		}
 	}
-	o.debugf("pod cgroup %s, below the unit's", cg)
+	o.Debugf("pod cgroup %s, below the unit's", cg)
 	return cg
 }

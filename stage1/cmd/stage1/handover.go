@@ -75,7 +75,7 @@ func newHandover(o runOpts, m *abi.PodManifest) (*handover, error) {
 		if !hasApp(m, h.lapp) {
 			return nil, fmt.Errorf("--listen-fds-app=%s: the pod has no such app", h.lapp)
 		}
-		o.debugf("%d socket-activated descriptors %v for app %s", len(h.listen), h.names, h.lapp)
+		o.Debugf("%d socket-activated descriptors %v for app %s", len(h.listen), h.names, h.lapp)
 	} else if o.ListenFDsApp != "" && !hasApp(m, o.ListenFDsApp) {
 		return nil, fmt.Errorf("--listen-fds-app=%s: the pod has no such app", o.ListenFDsApp)
 	}
@@ -167,7 +167,7 @@ func (h *handover) signal(sig unix.Signal) {
 	defer h.mu.Unlock()
 	for app, fd := range h.pidfds {
 		err := unix.PidfdSendSignal(fd, sig, nil, 0)
-		h.o.debugf("%v to app %s: %v", sig, app, err)
+		h.o.Debugf("%v to app %s: %v", sig, app, err)
 	}
 }
 
@@ -179,7 +179,7 @@ func (h *handover) finish() {
 	}
 	for _, t := range h.tees {
 		if !t.Wait(5 * time.Second) {
-			fmt.Fprintf(os.Stderr, "skiff: pod %s: an app's output pipe is still open; its log may be incomplete\n", filepath.Base(h.o.podDir))
+			fmt.Fprintf(os.Stderr, "skiff: pod %s: an app's output pipe is still open; its log may be incomplete\n", filepath.Base(h.o.PodDir))
 			break
 		}
 	}

@@ -20,22 +20,22 @@ func machineName(uuid string) string { return "skiff-" + uuid }
 func registerMachine(o runOpts, m *abi.PodManifest, leader int, root string) func() {
 	none := func() {}
 	if st, err := os.Lstat("/run/systemd/system"); err != nil || !st.IsDir() { // sd_booted(3)
-		o.debugf("machined: systemd is not the host's init; pod not registered")
+		o.Debugf("machined: systemd is not the host's init; pod not registered")
 		return none
 	}
 	conn, err := machine1.New()
 	if err != nil {
-		o.debugf("machined: not reachable: %v", err)
+		o.Debugf("machined: not reachable: %v", err)
 		return none
 	}
 	id, _ := hex.DecodeString(strings.ReplaceAll(m.UUID, "-", ""))
 	name := machineName(m.UUID)
 	if err := conn.RegisterMachine(name, id, "skiff", "container", leader, root); err != nil {
-		o.debugf("machined: register %s: %v", name, err)
+		o.Debugf("machined: register %s: %v", name, err)
 		conn.Close()
 		return none
 	}
-	o.debugf("machined: registered %s", name)
+	o.Debugf("machined: registered %s", name)
 	return func() {
 		_ = conn.TerminateMachine(name)
 		conn.Close()

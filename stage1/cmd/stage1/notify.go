@@ -120,7 +120,7 @@ func (r *readiness) serve(app string, c *net.UnixConn) {
 			}
 		}
 		if len(pass) > 0 {
-			r.o.debugf("app %s notifies %q", app, pass)
+			r.o.Debugf("app %s notifies %q", app, pass)
 			_, _ = daemon.SdNotify(false, strings.Join(pass, "\n"))
 		}
 	}
@@ -128,7 +128,7 @@ func (r *readiness) serve(app string, c *net.UnixConn) {
 
 // appStarted records that app has its stdio and is about to exec.
 func (r *readiness) appStarted(app string) {
-	r.o.debugf("app %s started", app)
+	r.o.Debugf("app %s started", app)
 	r.mark(app, false)
 }
 
@@ -137,7 +137,7 @@ func (r *readiness) mark(app string, ready bool) {
 	defer r.mu.Unlock()
 	if ready {
 		r.ready[app] = true
-		r.o.debugf("app %s is ready", app)
+		r.o.Debugf("app %s is ready", app)
 	} else {
 		r.started[app] = true
 	}

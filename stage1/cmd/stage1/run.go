@@ -23,6 +23,7 @@ import (
 	"github.com/skiff-project/skiff/stage1/container"
 	"github.com/skiff-project/skiff/stage1/podfs"
 	"github.com/skiff-project/skiff/stage1/podnet"
+	"github.com/skiff-project/skiff/stage1/podrun"
 	"github.com/skiff-project/skiff/stage1/stdio"
 	"github.com/skiff-project/skiff/stage1/units"
 )
@@ -41,34 +42,10 @@ const (
 // SIGRTMIN+3 (halt): glibc, which systemd is built with, puts SIGRTMIN at 34.
 var sigHalt = unix.Signal(34 + 3)
 
-type runOpts struct {
-	abi.RunFlags
-	uuid   string
-	podDir string
-	start  time.Time
-	net    podnet.Options
-}
+// runOpts are run's options (package podrun).
+type runOpts = podrun.Opts
 
-// debugf prints a phase of the pod's start with the time since run began.
-func (o runOpts) debugf(format string, args ...any) {
-	if o.Debug {
-		fmt.Fprintf(os.Stderr, "stage1: +%dms %s\n", time.Since(o.start).Milliseconds(), fmt.Sprintf(format, args...))
-	}
-}
-
-func parseRun(args []string) (runOpts, error) {
-	rf, uuid, err := abi.ParseRunFlags(args)
-	if err != nil {
-		return runOpts{}, err
-	}
-	o := runOpts{RunFlags: rf, uuid: uuid, start: time.Now()}
-	if o.net, err = podnet.FromFlags(rf); err != nil {
-		return o, err
-	}
-	wd, err := os.Getwd()
-	o.podDir = wd
-	return o, err
-}
+func parseRun(args []string) (runOpts, error) { return podrun.Parse("stage1", args) }
 
 // containerID is libcontainer's name for the pod.
 func containerID(uuid string) string { return "skiff-" + uuid }
@@ -89,11 +66,11 @@ func runMain(args []string) error {
 	}
 	var m abi.PodManifest
 	if err := abi.ReadJSON(abi.PodManifestFile, &m); err != nil {
-		return fmt.Errorf("pod %s: %w", o.uuid, err)
+		return fmt.Errorf("pod %s: %w", o.UUID, err)
 	}
 	r, err := startPod(o, &m)
 	if err != nil {
-		return fmt.Errorf("pod %s: %w", o.uuid, err)
+		return fmt.Errorf("pod %s: %w", o.UUID, err)
 	}
 	code := r.wait()
 	return codeError(code)
@@ -144,8 +121,8 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 			_ = r.users.removeRootfs(m.UUID) // the pod never started
 		}
 	}()
-	o.debugf("stage1 rootfs mounted")
-	if r.net, err = podnet.Setup(context.Background(), m.UUID, o.net); err != nil {
+	o.Debugf("stage1 rootfs mounted")
+	if r.net, err = podnet.Setup(context.Background(), m.UUID, o.Network); err != nil {
 		return nil, err
 	}
 	defer func() {
@@ -153,7 +130,7 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 			r.net.Teardown() // the pod never started: nothing of its network stays
 		}
 	}()
-	o.debugf("network %s set up", o.Net)
+	o.Debugf("network %s set up", o.Net)
 	sb, err := r.sandbox(rootfs)
 	if err != nil {
 		return nil, err
@@ -167,7 +144,7 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 		return nil, err
 	}
 	r.c = c
-	o.debugf("sandbox started, init pid %d", c.Pid())
+	o.Debugf("sandbox started, init pid %d", c.Pid())
 	if err := os.WriteFile(abi.PIDFile, []byte(strconv.Itoa(c.Pid())+"\n"), 0o644); err != nil {
 		_ = c.Signal(unix.SIGKILL)
 	}
@@ -206,7 +183,7 @@ func (r *runningPod) mountRootfs() (string, error) {
 	if r.users != nil {
 		return r.users.mountRootfs(r.m)
 	}
-	rootfs := filepath.Join(r.o.podDir, s1Rootfs)
+	rootfs := filepath.Join(r.o.PodDir, s1Rootfs)
 	return rootfs, mountOverlay(r.m.Stage1.Rootfs.Layers, s1Upper, s1Work, rootfs)
 }
 
@@ -285,9 +262,9 @@ func (r *runningPod) appFS(a abi.App) (container.App, error) {
 	if err != nil {
 		return container.App{}, err
 	}
-	d := abi.AppDir(r.o.podDir, a.Name)
+	d := abi.AppDir(r.o.PodDir, a.Name)
 	app := container.App{
-		App:      podfs.FromSpec(appexec.AppRoot(a.Name), r.o.podDir, spec),
+		App:      podfs.FromSpec(appexec.AppRoot(a.Name), r.o.PodDir, spec),
 		Lowerdir: lower, Upper: filepath.Join(d, "upper"), Work: filepath.Join(d, "work"),
 		Mounted: r.users != nil,
 	}
@@ -341,7 +318,7 @@ func (r *runningPod) wait() int {
 	go r.forward(sigs)
 	state, _ := r.c.Wait()
 	close(r.gone)
-	r.o.debugf("pod init exited: %v", state)
+	r.o.Debugf("pod init exited: %v", state)
 	signal.Stop(sigs)
 	r.recordOOMKills()
 	r.srv.Close()
@@ -356,7 +333,7 @@ func (r *runningPod) wait() int {
 	} else {
 		_ = os.WriteFile(abi.CleanFile, nil, 0o644) // gc has nothing left to undo
 	}
-	r.o.debugf("sandbox destroyed")
+	r.o.Debugf("sandbox destroyed")
 	code := r.exitCode(state)
 	_ = abi.WriteJSON(abi.PodExitFile, abi.PodExit{Code: code, ExitedAt: time.Now().UTC()})
 	return code
