@@ -1,11 +1,14 @@
 // Package overlay renders a stack of read-only layer directories as overlayfs
-// mount options, the way every stage1 flavor mounts a rootfs.
+// mount options, and mounts them, the way every stage1 flavor mounts a rootfs.
 package overlay
 
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // maxData is what the kernel takes as mount options: one page, less a margin.
@@ -40,4 +43,21 @@ func Options(layers []string, upper, work string) (string, error) {
 		return "", fmt.Errorf("rootfs has too many layers (%d) for one overlay mount", len(layers))
 	}
 	return data, nil
+}
+
+// Mount mounts the overlay of layers (lowest first) at target, with upper and
+// work (made absolute) as its writable part.
+func Mount(layers []string, upper, work, target string) error {
+	var err error
+	if upper, err = filepath.Abs(upper); err != nil {
+		return err
+	}
+	if work, err = filepath.Abs(work); err != nil {
+		return err
+	}
+	data, err := Options(layers, upper, work)
+	if err != nil {
+		return err
+	}
+	return unix.Mount("overlay", target, "overlay", 0, data)
 }

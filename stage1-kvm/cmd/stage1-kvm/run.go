@@ -366,7 +366,7 @@ func (v *vm) apps(log *stdio.Log) error {
 				return err
 			}
 		}
-		if err := mountOverlay(a.Rootfs.Layers, upper, work, root); err != nil {
+		if err := overlay.Mount(a.Rootfs.Layers, upper, work, root); err != nil {
 			return fmt.Errorf("app %s: mount rootfs: %w", a.Name, err)
 		}
 		tag := fmt.Sprintf("app%d", i)
@@ -583,14 +583,6 @@ func consoleTail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return string(bytes.Join(lines, []byte("\n"))) + "\n"
-}
-
-func mountOverlay(lowers []string, upper, work, target string) error {
-	data, err := overlay.Options(lowers, abs(upper), abs(work))
-	if err != nil {
-		return err
-	}
-	return unix.Mount("overlay", target, "overlay", 0, data)
 }
 
 func abs(p string) string {

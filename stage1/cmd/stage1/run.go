@@ -184,7 +184,7 @@ func (r *runningPod) mountRootfs() (string, error) {
 		return r.users.mountRootfs(r.m)
 	}
 	rootfs := filepath.Join(r.o.PodDir, s1Rootfs)
-	return rootfs, mountOverlay(r.m.Stage1.Rootfs.Layers, s1Upper, s1Work, rootfs)
+	return rootfs, overlay.Mount(r.m.Stage1.Rootfs.Layers, s1Upper, s1Work, rootfs)
 }
 
 func prepareDirs(m *abi.PodManifest) error {
@@ -199,14 +199,6 @@ func prepareDirs(m *abi.PodManifest) error {
 		}
 	}
 	return nil
-}
-
-func mountOverlay(lowers []string, upper, work, target string) error {
-	data, err := overlay.Options(lowers, abs(upper), abs(work))
-	if err != nil {
-		return err
-	}
-	return unix.Mount("overlay", target, "overlay", 0, data)
 }
 
 func abs(p string) string {

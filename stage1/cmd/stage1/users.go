@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/internal/idmap"
+	"github.com/skiff-project/skiff/internal/overlay"
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/appexec"
 )
@@ -190,7 +191,7 @@ func (u *podUsers) mountRootfs(m *abi.PodManifest) (rootfs string, err error) {
 	if err != nil {
 		return "", err
 	}
-	if err := mountOverlay(lowers, s1Upper, s1Work, rootfs); err != nil {
+	if err := overlay.Mount(lowers, s1Upper, s1Work, rootfs); err != nil {
 		return "", err
 	}
 	for _, a := range m.Apps {
@@ -202,7 +203,7 @@ func (u *podUsers) mountRootfs(m *abi.PodManifest) (rootfs string, err error) {
 			return "", err
 		}
 		d := filepath.Join(abi.AppsDir, a.Name)
-		if err := mountOverlay(lowers, filepath.Join(d, "upper"), filepath.Join(d, "work"), target); err != nil {
+		if err := overlay.Mount(lowers, filepath.Join(d, "upper"), filepath.Join(d, "work"), target); err != nil {
 			return "", fmt.Errorf("app %s: %w", a.Name, err)
 		}
 	}
