@@ -31,6 +31,7 @@ var commands = map[string]func(args []string) error{
 	abi.EntrypointStop:  stopMain,
 	abi.EntrypointGC:    gcMain,
 	abi.EntrypointEnter: enterMain,
+	"qemu-exec":         qemuExecMain, // run's: QEMU with fewer privileges (qemu.go)
 	// In the guest: the pod agent, and the helpers of the apps' units.
 	"agent":    func([]string) error { return guest.RunAgent() },
 	"app-exec": appexec.Main,
