@@ -4,7 +4,8 @@
 //
 // The guest's root filesystem is the initramfs, which holds the stage1
 // rootfs (systemd, this binary). The init loads the virtio modules, mounts
-// the pod directory and each app's rootfs from virtio-9p shares, installs the
+// its configuration, its output directory and each app's rootfs from
+// virtio-9p shares, installs the
 // pod's units (package units, the same units as the default flavor's, which
 // run wrote), gives the apps their filesystems (package podfs, as the
 // default flavor does), configures the network the host's CNI plugins gave
