@@ -10,7 +10,7 @@
 // run wrote), gives the apps their filesystems (package podfs, as the
 // default flavor does), configures the network the host's CNI plugins gave
 // the pod, starts the agent and execs systemd. The apps' exits
-// are recorded by app-exited in the pod directory; systemd powers the VM off
+// are recorded by app-exited in the output share; systemd powers the VM off
 // when the pod ends.
 //
 // The guest is hostile to the host: it never sees the pod directory. The
