@@ -45,14 +45,16 @@ func consoleTail(path string, n int) string {
 }
 
 // printable renders one line of hostile text: control characters and
-// invalid UTF-8 become "?", a tab stays, and the line is cut to
-// consoleLineMax characters.
+// invalid UTF-8 become "?" (a carriage return ending the line, as the
+// serial console writes them, is dropped), a tab stays, and the line is cut
+// to consoleLineMax characters.
 func printable(line []byte) string {
 	var b strings.Builder
 	for i, n := 0, 0; i < len(line) && n < consoleLineMax; n++ {
 		r, size := utf8.DecodeRune(line[i:])
 		i += size
 		switch {
+		case r == '\r' && i == len(line): // the serial console's line ends
 		case r == '\t':
 			b.WriteRune(r)
 		case r == utf8.RuneError && size <= 1, unicode.IsControl(r), !unicode.IsPrint(r) && !unicode.IsSpace(r):

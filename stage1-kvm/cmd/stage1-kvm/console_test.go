@@ -37,3 +37,14 @@ func TestConsoleTailIsSafeToPrint(t *testing.T) {
 		t.Errorf("%d bytes printed for 5 lines", len(got))
 	}
 }
+
+// The serial console ends its lines with "\r\n": the carriage return at a
+// line's end is dropped, not shown.
+func TestPrintableDropsTheConsolesLineEnd(t *testing.T) {
+	if got := printable([]byte("booted\r")); got != "booted" {
+		t.Errorf("printable(booted\\r) = %q", got)
+	}
+	if got := printable([]byte("a\rb")); got != "a?b" {
+		t.Errorf("printable(a\\rb) = %q", got)
+	}
+}
