@@ -44,7 +44,8 @@ $(BIN)/stage1-kvm.oci.tar: $(BUILD)/stage1-kvm scripts/build-stage1-kvm scripts/
 
 # The stage1 conformance suite (tests/conformance_test.go) against the kvm flavor, the
 # isolation and network tests that hold for any flavor (KVM_TOO), and the tests of what
-# only its VM does (tests/kvm_test.go); `make test` runs it too.
+# only its VM does (tests/kvm_test.go; tests/security_kvm_test.go: a hostile guest, TestKVMHostile*);
+# `make test` runs it too.
 CONFORMANCE := $(shell sed -n 's/^func \(Test[A-Za-z0-9_]*\)(t \*testing.T).*/\1/p' tests/conformance_test.go | paste -sd'|')
 KVM_TOO := TestDefaultIsolation|TestCapabilitiesAndSeccompFlags|TestUsersAndGroups|TestVolumes|TestMultiAppPods
 KVM_TOO := $(KVM_TOO)|TestEnterHasTheAppsIsolation|TestPrepareAndRunPrepared|TestEnterWaitsForAStartingPod

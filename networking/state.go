@@ -3,10 +3,13 @@ package networking
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/utils"
+	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/internal/atomicfile"
 )
@@ -51,17 +54,63 @@ func (s *state) write(dir string) error {
 	return atomicfile.Write(filepath.Join(dir, stateFile), b, 0o644)
 }
 
+// maxStateSize bounds net.json: a few conflists and results, far below it.
+const maxStateSize = 4 << 20
+
+// readState reads dir's state. The state decides what teardown executes, so
+// it must come from the host: stage1 keeps it where no pod writes (see
+// stage1/README.md), and it is read as if a pod could have all the same: the
+// directory and the file are opened without following a link, only a
+// regular file of a bounded size is read, and what it records is checked.
 func readState(dir string) (*state, error) {
-	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	d, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(d)
+	fd, err := unix.Openat(d, stateFile, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: filepath.Join(dir, stateFile), Err: err}
+	}
+	f := os.NewFile(uintptr(fd), filepath.Join(dir, stateFile))
+	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("network state %s: not a regular file", dir)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxStateSize+1))
 	if err != nil {
 		return nil, err
 	}
-	var s state
-	if err := json.Unmarshal(b, &s); err != nil {
+	if len(b) > maxStateSize {
+		return nil, fmt.Errorf("network state %s: larger than %d bytes", dir, maxStateSize)
+	}
+	s, err := decodeState(b)
+	if err != nil {
 		return nil, fmt.Errorf("network state %s: %w", dir, err)
 	}
+	return s, nil
+}
+
+// decodeState parses and checks a state file's content: its version, a pod
+// UUID that is a CNI container ID, and absolute paths only.
+func decodeState(b []byte) (*state, error) {
+	var s state
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, err
+	}
 	if s.Version != stateVersion {
-		return nil, fmt.Errorf("network state %s: version %d, want %d", dir, s.Version, stateVersion)
+		return nil, fmt.Errorf("version %d, want %d", s.Version, stateVersion)
+	}
+	if err := utils.ValidateContainerID(s.PodUUID); err != nil {
+		return nil, fmt.Errorf("pod %q: %w", s.PodUUID, err)
+	}
+	if !filepath.IsAbs(s.NetNS) || filepath.Base(s.NetNS) != s.PodUUID {
+		return nil, fmt.Errorf("network namespace %q is not the pod's", s.NetNS)
+	}
+	for _, d := range s.PluginDirs {
+		if !filepath.IsAbs(d) {
+			return nil, fmt.Errorf("plugin directory %q is not absolute", d)
+		}
 	}
 	return &s, nil
 }

@@ -305,3 +305,58 @@ func TestStatus(t *testing.T) {
 		t.Errorf("app exits: %+v", st.Apps)
 	}
 }
+
+// What a pod can write in its directory is hostile to status: an exit record
+// that is a link out of the pod directory, a FIFO (which would block the
+// reader for ever), an endless file or a forged code is refused, never
+// followed, waited on or read without bound.
+func TestStatusReadsPodFilesAsHostile(t *testing.T) {
+	dataDir := t.TempDir()
+	p, stage1 := runningPod(t, dataDir)
+	defer stage1.Close()
+	m := abi.PodManifest{Version: 1, UUID: p.UUID, Apps: []abi.App{{Name: "web"}}}
+	if err := abi.WriteJSON(filepath.Join(p.Dir, abi.PodManifestFile), m); err != nil {
+		t.Fatal(err)
+	}
+	appDir := filepath.Join(p.Dir, abi.AppsDir, "web")
+	if err := os.MkdirAll(appDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	outside := filepath.Join(t.TempDir(), "exit.json")
+	if err := os.WriteFile(outside, []byte(`{"app":"web","code":42}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	exit := filepath.Join(appDir, abi.AppExitFile)
+	for name, plant := range map[string]func() error{
+		"a link out of the pod": func() error { return os.Symlink(outside, exit) },
+		"a FIFO":                func() error { return unix.Mkfifo(exit, 0o644) },
+		"a link to /dev/zero":   func() error { return os.Symlink("/dev/zero", exit) },
+		"a forged code":         func() error { return os.WriteFile(exit, []byte(`{"app":"web","code":-9}`), 0o644) },
+		"another app's record":  func() error { return os.WriteFile(exit, []byte(`{"app":"db","code":1}`), 0o644) },
+		"an endless file": func() error {
+			f, err := os.Create(exit)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			return f.Truncate(abi.MaxFileSize + 1)
+		},
+	} {
+		os.Remove(exit)
+		if err := plant(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		var st *Status
+		var err error
+		go func() { st, err = p.Status(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Fatalf("%s: status blocks", name)
+		}
+		if err == nil {
+			t.Errorf("%s: status read it: %+v", name, st.Apps[0].Exit)
+		}
+	}
+}

@@ -2,12 +2,10 @@ package pod
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -77,6 +75,8 @@ func (p *Pod) Status() (*Status, error) {
 
 	var pe abi.PodExit
 	switch err := readJSONAt(h.f, abi.PodExitFile, &pe); {
+	case err == nil && pe.Validate() != nil:
+		return nil, fmt.Errorf("pod %s: %s: %w", p.UUID, abi.PodExitFile, pe.Validate())
 	case err == nil:
 		st.Exited, st.ExitCode = pe.ExitedAt, pe.Code
 	case !errors.Is(err, os.ErrNotExist):
@@ -87,8 +87,7 @@ func (p *Pod) Status() (*Status, error) {
 		if err := abi.ValidateAppName(app.Name); err != nil {
 			return nil, fmt.Errorf("pod %s: %w", p.UUID, err)
 		}
-		var ae abi.AppExit
-		switch err := readJSONAt(h.f, filepath.Join(abi.AppsDir, app.Name, abi.AppExitFile), &ae); {
+		switch ae, err := abi.ReadAppExitAt(h.f, app.Name); {
 		case err == nil:
 			as.Exit = &ae
 		case !errors.Is(err, os.ErrNotExist):
@@ -171,34 +170,13 @@ func (p *Pod) WaitExit(ctx context.Context) error {
 	return nil
 }
 
-// openFileAt opens rel beneath the open directory dir, refusing to resolve
-// outside it.
-func openFileAt(dir *os.File, rel string) (*os.File, error) {
-	how := &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS,
-	}
-	fd, err := unix.Openat2(int(dir.Fd()), rel, how)
-	if errors.Is(err, unix.ENOSYS) {
-		fd, err = unix.Openat(int(dir.Fd()), rel, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
-	}
-	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: filepath.Join(dir.Name(), rel), Err: err}
-	}
-	return os.NewFile(uintptr(fd), filepath.Join(dir.Name(), rel)), nil
-}
+// openFileAt opens rel beneath the open directory dir as hostile input (a
+// pod can write parts of its directory): nothing outside dir, no symbolic
+// link, a regular file only (abi.OpenFileAt).
+func openFileAt(dir *os.File, rel string) (*os.File, error) { return abi.OpenFileAt(dir, rel) }
 
-func readJSONAt(dir *os.File, rel string, v any) error {
-	f, err := openFileAt(dir, rel)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := json.NewDecoder(f).Decode(v); err != nil {
-		return fmt.Errorf("parse %s: %w", f.Name(), err)
-	}
-	return nil
-}
+// readJSONAt decodes rel beneath dir, at most abi.MaxFileSize bytes.
+func readJSONAt(dir *os.File, rel string, v any) error { return abi.ReadJSONAt(dir, rel, v) }
 
 func existsAt(dir *os.File, rel string) bool {
 	var st unix.Stat_t

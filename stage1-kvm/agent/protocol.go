@@ -9,6 +9,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -194,12 +196,34 @@ func encodeError(code int, msg string) []byte {
 	return append(encodeCode(code), msg...)
 }
 
+// maxErrorMessage bounds the message of an error frame the host shows.
+const maxErrorMessage = 4 << 10
+
+// decodeError decodes an error frame. The guest is hostile and the message
+// goes to the user's terminal: it is cut to maxErrorMessage bytes, and
+// control characters (escape sequences, carriage returns, newlines: it is
+// one line) become "?", invalid UTF-8 U+FFFD.
 func decodeError(p []byte) (*RemoteError, error) {
 	if len(p) < 4 {
 		return nil, protocolErrorf("error frame of %d bytes (at least 4)", len(p))
 	}
-	msg := strings.ToValidUTF8(string(p[4:]), "\uFFFD")
-	return &RemoteError{Code: decodeCode(p), Message: msg}, nil
+	msg := p[4:]
+	if len(msg) > maxErrorMessage {
+		msg = msg[:maxErrorMessage]
+	}
+	var b strings.Builder
+	for len(msg) > 0 {
+		r, size := utf8.DecodeRune(msg)
+		msg = msg[size:]
+		switch {
+		case r == utf8.RuneError && size <= 1:
+			r = utf8.RuneError
+		case unicode.IsControl(r), !unicode.IsPrint(r) && r != ' ':
+			r = '?'
+		}
+		b.WriteRune(r)
+	}
+	return &RemoteError{Code: decodeCode(p), Message: b.String()}, nil
 }
 
 // decodeRequest parses a request frame and checks that it names an

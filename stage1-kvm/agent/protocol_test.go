@@ -2,11 +2,14 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 	"strings"
 	"testing"
+	"unicode"
 )
 
 func TestFrameRoundTrip(t *testing.T) {
@@ -129,6 +132,38 @@ func FuzzReadFrame(f *testing.F) {
 				_ = decodeWinsize(p)
 			case frameExit, frameAck:
 				_ = decodeCode(p)
+			}
+		}
+	})
+}
+
+// What the host's client makes of whatever a hostile guest answers: it never
+// panics or hangs, and an error the guest reports reaches the user's
+// terminal as one bounded line without control characters. Seeds:
+// testdata/fuzz/FuzzClientAnswer.
+func FuzzClientAnswer(f *testing.F) {
+	f.Add(appendFrame(appendFrame(nil, frameStdout, []byte("out")), frameExit, encodeCode(3)))
+	f.Add(appendFrame(nil, frameError, encodeError(127, "\x1b]0;owned\x07\x1b[2Jnot found\r\nroot# ")))
+	f.Add(appendFrame(appendFrame(nil, frameAck, encodeCode(-1)), frameHello, []byte(`{"version":1}`)))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		host, guest := net.Pipe()
+		go func() {
+			go func() { _, _ = io.Copy(io.Discard, guest) }()
+			_, _ = guest.Write(data)
+			guest.Close()
+		}()
+		c := &Client{dial: func(context.Context) (net.Conn, error) { return host, nil }}
+		_, err := c.Exec(context.Background(), ExecRequest{App: "a", Args: []string{"sh"}},
+			Stdio{Stdout: io.Discard, Stderr: io.Discard})
+		var re *RemoteError
+		if errors.As(err, &re) {
+			if len(re.Message) > 4*maxErrorMessage {
+				t.Fatalf("message of %d bytes", len(re.Message))
+			}
+			for _, r := range re.Message {
+				if unicode.IsControl(r) {
+					t.Fatalf("control character %U in %q", r, re.Message)
+				}
 			}
 		}
 	})

@@ -32,17 +32,13 @@ const (
 // rootfs (systemd and this binary load from memory, not over 9p).
 const root = "/"
 
-// GuestDir is where run writes, relative to the pod directory, files the
-// init copies into the guest's root (the units, under units.Dir).
-const GuestDir = "stage1/guest"
-
 // AgentPath is the stage1 binary in the guest's root; called "agent" it is
 // the pod agent.
 const AgentPath = "/usr/lib/skiff/stage1-kvm"
 
-// 9p mount options: the pod directory and volumes uncached (host and guest
-// both write them), the rootfs cached (only the guest writes it while the
-// pod runs).
+// 9p mount options: the configuration, the output and volumes uncached
+// (host and guest both see them), the rootfs cached (only the guest writes
+// it while the pod runs).
 const (
 	podOpts    = "trans=virtio,version=9p2000.L,msize=262144,cache=none"
 	rootfsOpts = "trans=virtio,version=9p2000.L,msize=262144,cache=loose"
@@ -94,16 +90,16 @@ func initMain() error {
 		return err
 	}
 	t1 := uptimeMS()
-	if err := mount9p(PodTag, PodMount, podOpts); err != nil {
+	if err := mount9p(ConfigTag, ConfigMount, podOpts, unix.MS_RDONLY|dataOnly); err != nil {
 		return err
 	}
 	var cfg Config
-	if err := abi.ReadJSON(filepath.Join(PodMount, ConfigFile), &cfg); err != nil {
+	if err := abi.ReadJSON(filepath.Join(ConfigMount, ConfigName), &cfg); err != nil {
 		return err
 	}
 	debug = cfg.Debug
 	debugf("init started at +%dms, modules loaded at +%dms", t0, t1)
-	debugf("pod directory mounted")
+	debugf("configuration mounted")
 	if cfg.Hostname != "" {
 		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
 			return fmt.Errorf("hostname: %w", err)
@@ -112,7 +108,7 @@ func initMain() error {
 			return err
 		}
 	}
-	if err := copyUnits(filepath.Join(PodMount, GuestDir, units.Dir), filepath.Join(root, units.Dir)); err != nil {
+	if err := copyUnits(filepath.Join(ConfigMount, units.Dir), filepath.Join(root, units.Dir)); err != nil {
 		return err
 	}
 	if len(cfg.Net) > 0 {
@@ -143,11 +139,60 @@ func initMain() error {
 	return fmt.Errorf("exec systemd: %w", err)
 }
 
+// mountView puts the pod directory's layout together at PodMount from what
+// the host shares (it never shares the pod directory itself): apps/ from the
+// output share, stage1/net from the configuration, the empty volumes from
+// their own shares. The apps' mount sources then resolve as on the host.
+func (c *Config) mountView() error {
+	if err := mount9p(OutTag, OutMount, podOpts, dataOnly); err != nil {
+		return err
+	}
+	view := filepath.Join(root, PodMount)
+	if err := os.MkdirAll(view, 0o755); err != nil {
+		return err
+	}
+	if err := unix.Mount("tmpfs", view, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=755"); err != nil {
+		return fmt.Errorf("mount %s: %w", PodMount, err)
+	}
+	for _, b := range []struct{ src, dst string }{
+		{filepath.Join(OutMount, abi.AppsDir), abi.AppsDir},
+		{filepath.Join(ConfigMount, NetDir), "stage1/net"},
+	} {
+		dst := filepath.Join(view, b.dst)
+		if err := os.MkdirAll(dst, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(filepath.Join(root, b.src), dst, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s on %s: %w", b.src, dst, err)
+		}
+	}
+	for _, s := range c.PodShares {
+		if err := mount9p(s.Tag, filepath.Join(view, s.Path), podOpts, roFlag(s.ReadOnly)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dataOnly are the flags of the shares that hold only data (configuration,
+// records): nothing on them is run or opened as a device.
+const dataOnly = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
+
+func roFlag(ro bool) uintptr {
+	if ro {
+		return unix.MS_RDONLY
+	}
+	return 0
+}
+
 // mountPod mounts the shares, the directories app-exec uses, and each app's
 // rootfs with its mounts.
 func (c *Config) mountPod() error {
+	if err := c.mountView(); err != nil {
+		return err
+	}
 	for _, s := range c.Shares {
-		if err := mount9p(s.Tag, filepath.Join(root, SharesMount, s.Tag), podOpts); err != nil {
+		if err := mount9p(s.Tag, filepath.Join(root, SharesMount, s.Tag), podOpts, roFlag(s.ReadOnly)); err != nil {
 			return err
 		}
 	}
@@ -163,7 +208,7 @@ func (c *Config) mountPod() error {
 		return fmt.Errorf("mount %s: %w", appexec.RunDir, err)
 	}
 	for _, a := range c.Apps {
-		if err := mount9p(a.RootfsTag, filepath.Join(root, appexec.AppRoot(a.Name)), rootfsOpts); err != nil {
+		if err := mount9p(a.RootfsTag, filepath.Join(root, appexec.AppRoot(a.Name)), rootfsOpts, 0); err != nil {
 			return err
 		}
 		var spec specs.Spec
@@ -255,13 +300,13 @@ func loadModules(list string) error {
 }
 
 // mount9p mounts a 9p share, waiting a little for its virtio device to probe.
-func mount9p(tag, dst, opts string) error {
+func mount9p(tag, dst, opts string, flags uintptr) error {
 	if err := os.MkdirAll(dst, 0o755); err != nil {
 		return err
 	}
 	var err error
 	for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		if err = unix.Mount(tag, dst, "9p", 0, opts); err == nil || time.Now().After(deadline) {
+		if err = unix.Mount(tag, dst, "9p", flags, opts); err == nil || time.Now().After(deadline) {
 			break
 		}
 	}

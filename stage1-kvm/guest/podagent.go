@@ -32,7 +32,7 @@ type podAgent struct {
 // fd 3, and returns only on failure.
 func RunAgent() error {
 	a := &podAgent{files: map[string]stdio.Files{}, stdin: map[string]*os.File{}, started: map[string]bool{}}
-	if err := abi.ReadJSON(filepath.Join(PodMount, ConfigFile), &a.cfg); err != nil {
+	if err := abi.ReadJSON(filepath.Join(ConfigMount, ConfigName), &a.cfg); err != nil {
 		return err
 	}
 	debug = a.cfg.Debug
@@ -106,7 +106,7 @@ func (a *podAgent) appStarted(app string, pid int) {
 	all := len(a.started) == len(a.cfg.Apps)
 	a.mu.Unlock()
 	if all {
-		if err := os.WriteFile(filepath.Join(PodMount, abi.ReadyFile), nil, 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join(OutMount, abi.ReadyFile), nil, 0o644); err != nil {
 			logf("write the ready marker: %v", err)
 		}
 	}

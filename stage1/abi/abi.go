@@ -16,7 +16,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -355,18 +354,6 @@ func ValidateAppName(name string) error {
 // AppDir is the app's directory inside the pod directory.
 func AppDir(podDir, app string) string {
 	return filepath.Join(podDir, AppsDir, app)
-}
-
-// ReadJSON decodes the JSON file at path into v.
-func ReadJSON(path string, v any) error {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("parse %s: %w", path, err)
-	}
-	return nil
 }
 
 // WriteJSON writes v to path atomically (see internal/atomicfile).

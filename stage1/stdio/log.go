@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
@@ -29,30 +31,70 @@ const DefaultLogMax = 8 << 20
 const maxLine = 16 << 10
 
 // Log is the pod's log file, shared by all its tees.
+//
+// The log directory is in the pod directory, which a pod may be able to
+// write in part: the log is opened and rotated through a descriptor of its
+// directory, reached without following a symbolic link, and never through a
+// link or into anything but a regular file, so a link planted where the log
+// goes cannot make stage1 write or truncate a file elsewhere.
 type Log struct {
 	mu   sync.Mutex
-	path string
+	dir  *os.File // the log's directory
+	name string
 	max  int64
 	f    *os.File
 	size int64
 }
 
 // OpenLog opens (appending) the log at path, rotating it to path.1 when it
-// grows beyond max bytes.
+// grows beyond max bytes. A relative path is resolved beneath the working
+// directory (the pod directory) with no symbolic link on the way; for an
+// absolute one, the log's own directory must not be a link.
 func OpenLog(path string, max int64) (*Log, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+	parent, rel := ".", filepath.Dir(path)
+	if filepath.IsAbs(path) {
+		parent, rel = filepath.Dir(rel), filepath.Base(rel)
+	}
+	p, err := os.Open(parent)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := abi.OpenDirAt(p, rel)
+	p.Close()
 	if err != nil {
 		return nil, fmt.Errorf("open pod log: %w", err)
 	}
-	st, err := f.Stat()
+	l := &Log{dir: dir, name: filepath.Base(path), max: max}
+	if l.f, err = l.open(0); err != nil {
+		dir.Close()
+		return nil, fmt.Errorf("open pod log: %w", err)
+	}
+	st, err := l.f.Stat()
 	if err != nil {
-		f.Close()
+		l.Close()
 		return nil, err
 	}
-	return &Log{path: path, max: max, f: f, size: st.Size()}, nil
+	l.size = st.Size()
+	return l, nil
+}
+
+// open opens the log file in its directory for appending, never through a
+// link, and only a regular file.
+func (l *Log) open(extra int) (*os.File, error) {
+	fd, err := unix.Openat(int(l.dir.Fd()), l.name,
+		unix.O_WRONLY|unix.O_CREAT|unix.O_APPEND|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC|extra, 0o640)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: filepath.Join(l.dir.Name(), l.name), Err: err}
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "open", Path: filepath.Join(l.dir.Name(), l.name), Err: abi.ErrNotRegular}
+	}
+	return os.NewFile(uintptr(fd), filepath.Join(l.dir.Name(), l.name)), nil
 }
 
 // append writes b (whole entries) with one write; it rotates first when b
@@ -65,15 +107,27 @@ func (l *Log) append(b []byte) {
 		return
 	}
 	if l.size > 0 && l.size+int64(len(b)) > l.max {
-		if err := os.Rename(l.path, l.path+".1"); err == nil {
-			if f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|os.O_APPEND, 0o640); err == nil {
-				l.f.Close()
-				l.f, l.size = f, 0
-			}
-		}
+		l.rotate()
 	}
 	n, _ := l.f.Write(b)
 	l.size += int64(n)
+}
+
+// rotate moves the log to NAME.1 and starts a new one; when either step
+// fails (something planted in the way), it empties the current file instead,
+// so the log stays within its cap whatever happens.
+func (l *Log) rotate() {
+	d := int(l.dir.Fd())
+	if unix.Renameat(d, l.name, d, l.name+".1") == nil {
+		if f, err := l.open(unix.O_EXCL | unix.O_TRUNC); err == nil {
+			l.f.Close()
+			l.f, l.size = f, 0
+			return
+		}
+	}
+	if l.f.Truncate(0) == nil {
+		l.size = 0
+	}
 }
 
 // Close closes the log file.
@@ -84,6 +138,7 @@ func (l *Log) Close() error {
 		return nil
 	}
 	err := l.f.Close()
+	l.dir.Close()
 	l.f = nil
 	return err
 }

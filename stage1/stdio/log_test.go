@@ -80,3 +80,74 @@ func TestLogRotates(t *testing.T) {
 		t.Fatalf("after rotation: %q and %q", old, cur)
 	}
 }
+
+// Links planted where the log goes (the pod directory is partly writable
+// from inside some pods) never make the log write, truncate or rotate a file
+// elsewhere, and the log stays within its cap.
+func TestLogRefusesPlantedLinks(t *testing.T) {
+	root := t.TempDir()
+	victim := filepath.Join(root, "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := filepath.Join(root, "elsewhere")
+	if err := os.Mkdir(elsewhere, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("the log directory is a link", func(t *testing.T) {
+		pod := t.TempDir()
+		if err := os.Symlink(elsewhere, filepath.Join(pod, "logs")); err != nil {
+			t.Fatal(err)
+		}
+		t.Chdir(pod)
+		if l, err := OpenLog("logs/pod.log", 100); err == nil {
+			l.Close()
+			t.Error("opened a log through a linked directory")
+		}
+		if ents, _ := os.ReadDir(elsewhere); len(ents) != 0 {
+			t.Errorf("wrote into the link's target: %v", ents)
+		}
+	})
+	t.Run("the log file is a link", func(t *testing.T) {
+		logs := filepath.Join(t.TempDir(), "logs")
+		os.Mkdir(logs, 0o755)
+		if err := os.Symlink(victim, filepath.Join(logs, "pod.log")); err != nil {
+			t.Fatal(err)
+		}
+		if l, err := OpenLog(filepath.Join(logs, "pod.log"), 100); err == nil {
+			l.Close()
+			t.Error("opened a log through a link")
+		}
+	})
+	t.Run("links and directories in the rotation's way", func(t *testing.T) {
+		logs := filepath.Join(t.TempDir(), "logs")
+		path := filepath.Join(logs, "pod.log")
+		l, err := OpenLog(path, 200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		// pod.log.1 a link to the victim: the rotation replaces the link.
+		if err := os.Symlink(victim, path+".1"); err != nil {
+			t.Fatal(err)
+		}
+		line := abi.LogEntry{App: "web", Stream: "stdout", Text: []byte(strings.Repeat("x", 60))}.Append(nil)
+		for range 10 {
+			l.append(line)
+		}
+		// pod.log.1 a directory: the rotation cannot rename, and empties the log instead.
+		os.Remove(path + ".1")
+		if err := os.Mkdir(path+".1", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for range 10 {
+			l.append(line)
+		}
+		if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+			t.Errorf("victim now %q", b)
+		}
+		if st, err := os.Lstat(path); err != nil || !st.Mode().IsRegular() || st.Size() > 200 {
+			t.Errorf("log: %v, %v; want a regular file within its cap", st, err)
+		}
+	})
+}

@@ -76,6 +76,24 @@ type logPrinter struct {
 	prefix    bool
 	out, errw *bufio.Writer
 	inLine    map[string]bool // app/stream: the last entry was a part of a line
+	skipping  bool            // dropping the rest of an overlong line
+}
+
+// maxLogLine bounds a line of the log: stage1 writes entries of at most
+// 16 KiB of text plus a short header, so anything longer is not skiff's and
+// is dropped, never buffered without end.
+const maxLogLine = 64 << 10
+
+// openLog opens a log file of the pod directory as hostile input (the pod
+// directory is partly writable from inside some pods): no symbolic links,
+// regular files only.
+func openLog(dir, name string) (*os.File, error) {
+	d, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer d.Close()
+	return abi.OpenFileAt(d, name)
 }
 
 func (pr *logPrinter) flush() {
@@ -115,13 +133,14 @@ func (pr *logPrinter) line(b []byte) {
 // printFiles prints the rotated log, then the current one.
 func (pr *logPrinter) printFiles(dir string) error {
 	for _, name := range []string{abi.LogFileRotated, abi.LogFile} {
-		f, err := os.Open(filepath.Join(dir, name))
+		f, err := openLog(dir, name)
 		if errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		if err != nil {
 			return err
 		}
+		pr.skipping = false
 		_, err = pr.copyLines(f, nil)
 		f.Close()
 		if err != nil {
@@ -132,7 +151,8 @@ func (pr *logPrinter) printFiles(dir string) error {
 }
 
 // copyLines prints the complete lines f has from its offset on; rest is an
-// incomplete line kept from before. It returns the incomplete tail.
+// incomplete line kept from before. It returns the incomplete tail. A line
+// longer than maxLogLine is dropped whole.
 func (pr *logPrinter) copyLines(f *os.File, rest []byte) ([]byte, error) {
 	buf := make([]byte, 64<<10)
 	for {
@@ -143,8 +163,14 @@ func (pr *logPrinter) copyLines(f *os.File, rest []byte) ([]byte, error) {
 			if i < 0 {
 				break
 			}
-			pr.line(data[:i])
+			if !pr.skipping {
+				pr.line(data[:i])
+			}
+			pr.skipping = false
 			data = data[i+1:]
+		}
+		if pr.skipping || len(data) > maxLogLine {
+			pr.skipping, data = true, nil
 		}
 		rest = append([]byte(nil), data...)
 		if err == io.EOF || n == 0 {
@@ -170,7 +196,7 @@ func followLog(g *globals, p *pod.Pod, pr *logPrinter) error {
 		close(exited)
 	}()
 	path := filepath.Join(p.Dir, abi.LogFile)
-	if f, err := os.Open(filepath.Join(p.Dir, abi.LogFileRotated)); err == nil {
+	if f, err := openLog(p.Dir, abi.LogFileRotated); err == nil {
 		_, _ = pr.copyLines(f, nil)
 		f.Close()
 	}
@@ -189,9 +215,10 @@ func followLog(g *globals, p *pod.Pod, pr *logPrinter) error {
 		default:
 		}
 		if f == nil {
-			if f, err = os.Open(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if f, err = openLog(p.Dir, abi.LogFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return err
 			}
+			pr.skipping = false
 		}
 		if f != nil {
 			if rest, err = pr.copyLines(f, rest); err != nil {
@@ -202,7 +229,7 @@ func followLog(g *globals, p *pod.Pod, pr *logPrinter) error {
 					return err
 				}
 				f.Close()
-				f, rest = nil, nil
+				f, rest, err = nil, nil, nil
 				continue
 			}
 		}
@@ -220,6 +247,6 @@ func rotated(f *os.File, path string) bool {
 	if err != nil {
 		return false
 	}
-	b, err := os.Stat(path)
+	b, err := os.Lstat(path)
 	return err == nil && !os.SameFile(a, b)
 }

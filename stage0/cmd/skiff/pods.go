@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -87,7 +86,10 @@ func view(p *pod.Pod) podView {
 			v.ExitCode = &c
 		}
 	}
-	_ = abi.ReadJSON(filepath.Join(p.Dir, abi.NetworksFile), &v.Networks) // absent before the network is up
+	if d, err := os.Open(p.Dir); err == nil { // networks.json is absent before the network is up
+		_ = abi.ReadJSONAt(d, abi.NetworksFile, &v.Networks)
+		d.Close()
+	}
 	if m != nil {
 		v.PrivateUsers = m.PrivateUsers
 		for i, a := range m.Apps {
@@ -245,7 +247,12 @@ func newCatManifestCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer p.Close()
-			b, err := os.ReadFile(filepath.Join(p.Dir, abi.PodManifestFile))
+			d, err := os.Open(p.Dir)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			b, err := abi.ReadFileAt(d, abi.PodManifestFile, abi.MaxFileSize)
 			if err != nil {
 				return fmt.Errorf("pod %s has no manifest yet: %w", p.UUID, err)
 			}

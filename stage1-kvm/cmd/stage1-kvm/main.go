@@ -5,10 +5,11 @@
 // guest (package guest).
 //
 // The pod runs in a QEMU microvm booted from the image's own kernel
-// (an uncompressed vmlinux, PVH entry) and initramfs. The stage1 rootfs, the
-// pod directory and each app's rootfs (overlays run mounts on the host, in a
-// mount namespace of its own so nothing outlives it) reach the guest over
-// virtio-9p; inside, systemd runs one unit per app as in the default flavor
+// (an uncompressed vmlinux, PVH entry) and initramfs. The guest's
+// configuration (read-only), one directory for what it reports and each
+// app's rootfs (overlays run mounts on the host, in a mount namespace of its
+// own so nothing outlives it) reach the guest over virtio-9p, never the pod
+// directory (shares.go); inside, systemd runs one unit per app as in the default flavor
 // (app-exec and app-exited are this binary too). Each app's stdout and
 // stderr come back over virtio-serial ports into the same log tee as the
 // default flavor's (stage1/stdio); enter, stop, signals and stdin go through
@@ -31,6 +32,7 @@ var commands = map[string]func(args []string) error{
 	abi.EntrypointStop:  stopMain,
 	abi.EntrypointGC:    gcMain,
 	abi.EntrypointEnter: enterMain,
+	"qemu-exec":         qemuExecMain, // run's: QEMU with fewer privileges (qemu.go)
 	// In the guest: the pod agent, and the helpers of the apps' units.
 	"agent":    func([]string) error { return guest.RunAgent() },
 	"app-exec": appexec.Main,

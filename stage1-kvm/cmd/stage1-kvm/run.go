@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"math"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -57,6 +55,9 @@ const (
 // (what a hung boot leaves, for the console's tail); tsc_early_khz and
 // tsc=reliable avoid TSC calibration hangs under TCG (MACHINE-NOTES §4).
 const kernelCmdline = "console=ttyS0 quiet loglevel=4 panic=-1 tsc_early_khz=2000000 tsc=reliable rdinit=/init"
+
+// recordPoll is how often run takes what the guest reports (records.go).
+const recordPoll = 100 * time.Millisecond
 
 // bootTimeout is how long the guest gets to bring the pod agent up (a few
 // seconds under TCG on a busy host; well under one with KVM).
@@ -182,6 +183,7 @@ type vm struct {
 	links  []vmnet.Link
 	broker *agent.Broker
 	cgroup *podCgroup
+	rec    *recorder
 	term   *agent.Terminal // skiff's terminal, in raw mode (--interactive on a terminal)
 }
 
@@ -250,13 +252,19 @@ func (v *vm) run() (int, error) {
 	if accel == "kvm" {
 		v.args = append(v.args, "-cpu", "host")
 	}
-	v.share(guest.PodTag, o.PodDir)
+	// Never the pod directory: the guest's configuration read-only, one
+	// directory for what it reports (shares.go).
+	v.share(guest.ConfigTag, abs(guest.GuestDir), dataShare, true)
+	v.share(guest.OutTag, abs(guest.OutDir), dataShare, false)
 	if v.o.Interactive { // after our own messages: raw mode has no newline translation
 		if v.term, err = agent.MakeRaw(os.Stdin); err == nil {
 			defer v.term.Restore()
 		}
 	}
 	if err := v.apps(log); err != nil {
+		return 0, err
+	}
+	if err := v.shareMounts(); err != nil {
 		return 0, err
 	}
 	for i, l := range v.links {
@@ -285,6 +293,10 @@ func (v *vm) run() (int, error) {
 	if err := abi.WriteJSON(guest.ConfigFile, v.cfg); err != nil {
 		return 0, err
 	}
+	if v.rec, err = newRecorder(v.m); err != nil {
+		return 0, err
+	}
+	defer v.rec.close()
 	o.Debugf("pod prepared: %d MiB, %d CPUs, accel %s", mem>>20, cpus, accel)
 	return v.boot(dir)
 }
@@ -292,10 +304,8 @@ func (v *vm) run() (int, error) {
 // prepare reads the apps' specs, makes the pod's directories and volumes and
 // writes the units.
 func (v *vm) prepare() error {
-	for _, d := range []string{guest.GuestDir, s1Apps, s1Shares} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
+	if err := makeStage1Dirs(); err != nil {
+		return err
 	}
 	if err := podfs.MakeVolumes(v.m.Volumes, nil); err != nil {
 		return err
@@ -311,6 +321,12 @@ func (v *vm) prepare() error {
 		}
 		v.specs[a.Name] = &s
 		apps = append(apps, units.AppFromSpec(a.Name, &s))
+		if err := prepareAppDirs(a.Name); err != nil {
+			return fmt.Errorf("app %s: %w", a.Name, err)
+		}
+	}
+	if err := v.copyNetFiles(); err != nil {
+		return err
 	}
 	// The guest's init installs them in its root (the initramfs).
 	return units.Write(guest.GuestDir, units.Options{Apps: apps, StopTimeout: v.o.StopTimeout})
@@ -345,18 +361,10 @@ func (v *vm) size() (mem int64, cpus int) {
 	return mem, cpus
 }
 
-// share exports a host directory to the guest as a 9p share.
-func (v *vm) share(tag, path string) {
-	v.args = append(v.args,
-		"-fsdev", fmt.Sprintf("local,id=%s,path=%s,security_model=passthrough,multidevs=remap", tag, path),
-		"-device", fmt.Sprintf("virtio-9p-device,fsdev=%s,mount_tag=%s", tag, tag))
-}
-
 // apps mounts each app's rootfs, shares it and its volumes with the guest,
 // and gives it its output ports, teed into the pod's log.
 func (v *vm) apps(log *stdio.Log) error {
 	combined := sameFile(os.Stdout, os.Stderr) || v.term != nil
-	shared := map[string]bool{}
 	for i, a := range v.m.Apps {
 		root := filepath.Join(v.o.PodDir, s1Apps, a.Name)
 		d := abi.AppDir(".", a.Name)
@@ -370,10 +378,7 @@ func (v *vm) apps(log *stdio.Log) error {
 			return fmt.Errorf("app %s: mount rootfs: %w", a.Name, err)
 		}
 		tag := fmt.Sprintf("app%d", i)
-		v.share(tag, root)
-		if err := v.shareMounts(a.Name, shared); err != nil {
-			return err
-		}
+		v.share(tag, root, passthrough, false)
 		outPort, errPort := guest.Ports(a.Name, combined)
 		app := guest.App{Name: a.Name, RootfsTag: tag, StdoutPort: outPort, StderrPort: errPort,
 			Stdin: v.o.Interactive}
@@ -403,53 +408,14 @@ func (v *vm) apps(log *stdio.Log) error {
 	return nil
 }
 
-// shareMounts shares with the guest the host sources of app's bind mounts
-// that are not in the pod directory (which the guest has): a directory as
-// itself, a file bound alone onto a directory of its own (so the guest sees
-// nothing else of the file's directory).
-func (v *vm) shareMounts(app string, shared map[string]bool) error {
-	fs := podfs.FromSpec("/", v.o.PodDir, v.specs[app])
-	for _, m := range fs.Mounts {
-		if m.Type != "bind" || shared[m.Source] || within(v.o.PodDir, m.Source) {
-			continue
-		}
-		st, err := os.Stat(m.Source)
-		if err != nil {
-			return fmt.Errorf("app %s: mount %s: %w", app, m.Destination, err)
-		}
-		tag := fmt.Sprintf("vol%d", len(v.cfg.Shares))
-		export := m.Source
-		if !st.IsDir() {
-			export = filepath.Join(v.o.PodDir, s1Shares, tag)
-			target := filepath.Join(export, filepath.Base(m.Source))
-			if err := os.MkdirAll(export, 0o755); err != nil {
-				return err
-			}
-			if err := os.WriteFile(target, nil, 0o644); err != nil {
-				return err
-			}
-			if err := unix.Mount(m.Source, target, "", unix.MS_BIND, ""); err != nil {
-				return fmt.Errorf("app %s: mount %s: %w", app, m.Destination, err)
-			}
-		}
-		shared[m.Source] = true
-		v.cfg.Shares = append(v.cfg.Shares, guest.Share{Tag: tag, Source: m.Source, File: !st.IsDir()})
-		v.share(tag, export)
-	}
-	return nil
-}
-
-func within(base, p string) bool {
-	rel, err := filepath.Rel(base, p)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
-}
-
 // boot starts QEMU and waits for the VM to end.
 func (v *vm) boot(dir string) (int, error) {
 	o := v.o
 	o.Debugf("qemu %s", strings.Join(v.args, " "))
-	cmd := exec.Command(filepath.Join(dir, "ld.so"), append([]string{"--library-path", filepath.Join(dir, "lib"),
-		filepath.Join(dir, "qemu-system-x86_64")}, v.args...)...)
+	cmd, err := qemuCommand(dir, v.args)
+	if err != nil {
+		return 0, err
+	}
 	cmd.Dir = o.PodDir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
 	cmd.ExtraFiles = v.extra
@@ -466,7 +432,6 @@ func (v *vm) boot(dir string) (int, error) {
 		f.Close() // QEMU has its own copies
 	}
 	o.Debugf("qemu started, pid %d", cmd.Process.Pid)
-	var err error
 	if v.cgroup, err = newPodCgroup(v.m.UUID, cmd.Process.Pid); err != nil {
 		_ = cmd.Process.Kill()
 	}
@@ -494,11 +459,16 @@ func (v *vm) boot(dir string) (int, error) {
 	// must not hold skiff forever: after bootTimeout the VM is killed and
 	// the pod fails with the console's tail.
 	ready, bootTimer := v.broker.Ready(), time.After(bootTimeout)
+	// What the guest reports (ready, the apps' exits) is taken as it comes.
+	records := time.NewTicker(recordPoll)
+	defer records.Stop()
 wait:
 	for {
 		select {
 		case werr = <-done:
 			break wait
+		case <-records.C:
+			v.rec.poll()
 		case <-ready:
 			ready, bootTimer = nil, nil
 			o.Debugf("the pod agent is up")
@@ -544,10 +514,14 @@ func (v *vm) finish(werr error) (int, error) {
 	stopped := stopErr == nil
 	var exits []abi.AppExit
 	var missing []string
+	v.rec.poll() // what the guest wrote last
 	for _, a := range v.m.Apps {
 		p := filepath.Join(abi.AppDir(".", a.Name), abi.AppExitFile)
-		var x abi.AppExit
-		if err := abi.ReadJSON(p, &x); err != nil {
+		x, ok := v.rec.exits[a.Name]
+		if !ok {
+			if err := v.rec.bad[a.Name]; err != nil && !errors.Is(err, os.ErrNotExist) {
+				fmt.Fprintf(os.Stderr, "stage1-kvm: app %s: the guest's exit record is refused: %s\n", a.Name, printable([]byte(err.Error())))
+			}
 			x = abi.AppExit{App: a.Name, Code: abi.ExitSkiffFailure, ExitedAt: time.Now().UTC()}
 			if stopped {
 				x.Code = 0
@@ -565,24 +539,15 @@ func (v *vm) finish(werr error) (int, error) {
 	}
 	if len(missing) > 0 {
 		fmt.Fprintf(os.Stderr, "stage1-kvm: the VM ended (%v) without recording the exit of %s; its console:\n%s",
-			werr, strings.Join(missing, ", "), consoleTail(20))
+			werr, strings.Join(missing, ", "), consoleTail(s1Console, 20))
 	} else if v.o.Debug {
-		fmt.Fprintf(os.Stderr, "stage1-kvm: VM console:\n%s", consoleTail(60))
+		fmt.Fprintf(os.Stderr, "stage1-kvm: VM console:\n%s", consoleTail(s1Console, 60))
 	}
 	code := abi.PodCode(exits)
 	if err := abi.WriteJSON(abi.PodExitFile, abi.PodExit{Code: code, ExitedAt: time.Now().UTC()}); err != nil {
 		return 0, err
 	}
 	return code, nil
-}
-
-func consoleTail(n int) string {
-	b, _ := os.ReadFile(s1Console)
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("\n"))) + "\n"
 }
 
 func abs(p string) string {
