@@ -50,7 +50,7 @@ func TestWorkingDirCannotLeaveTheAppsRoot(t *testing.T) {
 		{"workdir symlink to /proc/1/root", "/wd", "wd"},
 	} {
 		img := hostileWorkdirImage(t, e, c.workdir, c.link, "/proc/1/root")
-		r := e.skiff(e.runArgs(img, "--", "cwd", "stage1", ".")...)
+		r := e.skiff(e.runArgs(img, "--", "stage1", ".", "cwd")...)
 		checkNoStage1(t, c.name, r)
 		if r.code != 125 || !strings.Contains(r.stderr, "working directory") {
 			t.Errorf("%s: exit %d, want 125 and an error naming the working directory\nstdout: %s\nstderr: %s", c.name, r.code, r.stdout, r.stderr)
