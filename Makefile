@@ -49,6 +49,7 @@ $(BIN)/stage1-kvm.oci.tar: $(BUILD)/stage1-kvm scripts/build-stage1-kvm scripts/
 CONFORMANCE := $(shell sed -n 's/^func \(Test[A-Za-z0-9_]*\)(t \*testing.T).*/\1/p' tests/conformance_test.go | paste -sd'|')
 KVM_TOO := TestDefaultIsolation|TestCapabilitiesAndSeccompFlags|TestUsersAndGroups|TestVolumes|TestMultiAppPods
 KVM_TOO := $(KVM_TOO)|TestEnterHasTheAppsIsolation|TestPrepareAndRunPrepared|TestEnterWaitsForAStartingPod
+KVM_TOO := $(KVM_TOO)|TestWorkingDirCannotLeaveTheAppsRoot|TestRootAppCannotClimbOutOfItsRoot|TestEnterHasTheAppsRootAndLimits
 KVM_TOO := $(KVM_TOO)|TestDefaultNetwork|TestPortForwardingAndPodToPod|TestDNSAndHosts|TestNamedNetworksAndBadInput
 test-kvm: all test-images
 	SKIFF_BIN=$(CURDIR)/$(BIN)/skiff SKIFF_TEST_IMAGES=$(CURDIR)/$(BUILD)/images \

@@ -74,6 +74,9 @@ func Init() {
 }
 
 func initMain() error {
+	if err := rootOverInitramfs(); err != nil {
+		return err
+	}
 	for _, m := range []struct{ src, dst, typ, data string }{
 		{"proc", "/proc", "proc", ""}, {"sysfs", "/sys", "sysfs", ""}, {"devtmpfs", "/dev", "devtmpfs", ""},
 		{"devpts", "/dev/pts", "devpts", "mode=0620,ptmxmode=0666"}, // the agent's ptys; systemd keeps it
@@ -314,4 +317,32 @@ func mount9p(tag, dst, opts string, flags uintptr) error {
 		return fmt.Errorf("mount 9p %s at %s: %w", tag, dst, err)
 	}
 	return nil
+}
+
+// rootOverInitramfs makes the guest's root a bind mount of the initramfs
+// instead of the initramfs itself. The initramfs (rootfs) is the root of the
+// mount tree, from which pivot_root(2) cannot move; app-exec pivot_roots each
+// app into its rootfs, which needs a root mount with a parent. The contents
+// stay the same: this is switch_root onto the same tree.
+func rootOverInitramfs() error {
+	const dir = "/.root"
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return err
+	}
+	if err := unix.Mount("/", dir, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind the initramfs: %w", err)
+	}
+	if err := unix.Chdir(dir); err != nil {
+		return err
+	}
+	if err := unix.Mount(".", "/", "", unix.MS_MOVE, ""); err != nil {
+		return fmt.Errorf("move the root: %w", err)
+	}
+	if err := unix.Chroot("."); err != nil {
+		return fmt.Errorf("chroot: %w", err)
+	}
+	if err := unix.Chdir("/"); err != nil {
+		return err
+	}
+	return os.Remove(dir)
 }

@@ -1,7 +1,7 @@
 // Package appexec is the in-pod side of an app's life, shared by every stage1
 // flavor that runs apps under the pod's systemd: Exec turns the app's service
-// into the app (stdio from stage1, chroot into the app's rootfs, user, env,
-// exec) and RecordExit, run by the service's ExecStopPost, writes how it ended.
+// into the app (stdio from stage1, a mount namespace of its own with the app's
+// rootfs as root (pivot_root), user, env, exec) and RecordExit, run by the service's ExecStopPost, writes how it ended.
 //
 // Paths are as seen inside the stage1 rootfs. The pod directory's apps/ and
 // stage1's run/ directories are bind-mounted under /skiff.
@@ -10,6 +10,7 @@ package appexec
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -72,6 +73,7 @@ func exec(app string, args []string, inherit bool, addEnv []string) error {
 		return fail(abi.ExitSkiffFailure, "app %s: spec has no process", app)
 	}
 	var extraEnv []string
+	keepFDs := 3 // stdio; then the socket-activated descriptors
 	if !inherit {
 		got, err := stdio.Receive(StdioSocket, app)
 		if err != nil {
@@ -81,6 +83,18 @@ func exec(app string, args []string, inherit bool, addEnv []string) error {
 			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 		}
 		extraEnv = got.Env
+		keepFDs = len(got.FDs)
+	} else {
+		// enter: the app's cgroup (cgroup2; the host has put this process in
+		// its v1 cgroups) and OOM score, before anything else.
+		if err := joinAppCgroup(app); err != nil {
+			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
+		}
+		if p := spec.Process; p.OOMScoreAdj != nil {
+			if err := setOOMScoreAdj(*p.OOMScoreAdj); err != nil {
+				return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
+			}
+		}
 	}
 	p := spec.Process
 	if len(args) == 0 {
@@ -89,8 +103,9 @@ func exec(app string, args []string, inherit bool, addEnv []string) error {
 	if len(args) == 0 {
 		return fail(abi.ExitSkiffFailure, "app %s: no command: the image has no entrypoint or cmd; pass one after '--'", app)
 	}
-	if err := unix.Chroot(AppRoot(app)); err != nil {
-		return fail(abi.ExitSkiffFailure, "app %s: chroot into its rootfs: %v", app, err)
+	// From here on nothing of the stage1's tree is reachable (see root.go).
+	if err := enterRoot(AppRoot(app)); err != nil {
+		return fail(abi.ExitSkiffFailure, "app %s: enter its rootfs: %v", app, err)
 	}
 	for _, kv := range addEnv {
 		k, _, _ := strings.Cut(kv, "=")
@@ -112,8 +127,13 @@ func exec(app string, args []string, inherit bool, addEnv []string) error {
 	if cwd == "" {
 		cwd = "/"
 	}
-	if err := os.Chdir(cwd); err != nil {
-		return fail(abi.ExitSkiffFailure, "app %s: working directory %s: %v", app, cwd, err)
+	// runc's order: the working directory (resolved in the app's root), then
+	// no descriptor but the app's own, then the user and capabilities.
+	if err := chdirInRoot(cwd); err != nil {
+		return fail(abi.ExitSkiffFailure, "app %s: working directory %s: %v (it must be a directory inside the image)", app, cwd, err)
+	}
+	if err := closeExtraFDs(keepFDs); err != nil {
+		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 	}
 	if err := isolate(&spec, u); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
@@ -154,7 +174,8 @@ func hasEnv(env []string, key string) bool {
 	return false
 }
 
-// resolveUser resolves the app's user inside its rootfs (we are chrooted).
+// resolveUser resolves the app's user inside its rootfs (its root by now),
+// reading /etc/passwd and /etc/group with no way out of it.
 // A name (from the annotation) wins over the numeric ids.
 func resolveUser(u specs.User, named string) (*user.ExecUser, error) {
 	spec := named
@@ -162,7 +183,16 @@ func resolveUser(u specs.User, named string) (*user.ExecUser, error) {
 		spec = fmt.Sprintf("%d:%d", u.UID, u.GID)
 	}
 	defaults := &user.ExecUser{Uid: int(u.UID), Gid: int(u.GID), Home: "/"}
-	eu, err := user.GetExecUserPath(spec, defaults, "/etc/passwd", "/etc/group")
+	var passwd, group io.Reader
+	if f, ok := readInRoot("/etc/passwd"); ok {
+		defer f.Close()
+		passwd = f
+	}
+	if f, ok := readInRoot("/etc/group"); ok {
+		defer f.Close()
+		group = f
+	}
+	eu, err := user.GetExecUser(spec, defaults, passwd, group)
 	if err != nil {
 		return nil, fmt.Errorf("user %q: %w (name it as a number, or add it to the image's /etc/passwd)", spec, err)
 	}

@@ -257,8 +257,11 @@ func Destroy(stateRoot, id string) error {
 }
 
 // Exec runs argv inside the running pod id (its namespaces and cgroup) with
-// this process's stdio, and returns its exit code.
-func Exec(stateRoot, id string, argv []string) (int, error) {
+// this process's stdio, and returns its exit code. subCgroups, when not
+// empty, puts the process in cgroups below the pod's (controller name ->
+// path relative to the pod's cgroup; see libcontainer's SubCgroupPaths)
+// before it runs.
+func Exec(stateRoot, id string, argv []string, subCgroups map[string]string) (int, error) {
 	c, err := libcontainer.Load(stateRoot, id)
 	if err != nil {
 		return 0, fmt.Errorf("load pod sandbox: %w", err)
@@ -266,6 +269,7 @@ func Exec(stateRoot, id string, argv []string) (int, error) {
 	p := &libcontainer.Process{
 		Args: argv, Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, Cwd: "/",
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		SubCgroupPaths: subCgroups,
 	}
 	if err := c.Run(p); err != nil {
 		return 0, fmt.Errorf("exec in pod: %w", err)

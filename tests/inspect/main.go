@@ -75,6 +75,9 @@ func init() {
 		"stdout":      {[]string{"TEXT"}, "print TEXT and a newline to stdout", cmdStdout},
 		"stderr":      {[]string{"TEXT"}, "print TEXT and a newline to stderr", cmdStderr},
 		"notify":      {[]string{"TEXT"}, `send TEXT ("\n" escapes become newlines) to $NOTIFY_SOCKET; notify=sent`, cmdNotify},
+		"alloc":       {[]string{"MIB"}, "allocate and touch MIB MiB of memory; allocated=MIB", cmdAlloc},
+		"stage1":      {[]string{"ROOT"}, "reached=PATH for each stage1 path found under ROOT, writable=PATH for each that opens for writing (nothing is written)", cmdStage1},
+		"chroot-out":  {nil, "the classic chroot(2) breakout (chroot into a subdirectory, .. up, chroot .); chroot_out=done", cmdChrootOut},
 		"serve-fd3":   {[]string{"N"}, "accept N connections on the inherited listening socket fd 3, answer each with served=I; served=I per connection", cmdServeFD3},
 	}
 }
@@ -436,5 +439,74 @@ func cmdServeFD3(args []string) error {
 		}
 		kv("served", strconv.Itoa(i))
 	}
+	return nil
+}
+
+// allocSink keeps alloc's memory reachable.
+var allocSink [][]byte
+
+func cmdAlloc(args []string) error {
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 0 {
+		return errUsage
+	}
+	for i := 0; i < n; i++ {
+		b := make([]byte, 1<<20)
+		for j := 0; j < len(b); j += 4096 {
+			b[j] = 1
+		}
+		allocSink = append(allocSink, b)
+	}
+	kv("allocated", strconv.Itoa(n))
+	return nil
+}
+
+// stage1Paths are what a stage1 rootfs holds that an app must never reach:
+// the stage1's binaries and the apps' directories with their config.json.
+var stage1Paths = []string{"usr/lib/skiff/stage1", "usr/lib/skiff/app-exec", "usr/lib/skiff/app-exited", "skiff/apps"}
+
+func cmdStage1(args []string) error {
+	for _, p := range stage1Paths {
+		full := strings.TrimSuffix(args[0], "/") + "/" + p
+		if _, err := os.Lstat(full); err != nil {
+			continue
+		}
+		kv("reached", full)
+		targets := []string{full}
+		if p == "skiff/apps" {
+			targets = nil
+			entries, _ := os.ReadDir(full)
+			for _, e := range entries {
+				targets = append(targets, full+"/"+e.Name()+"/config.json")
+			}
+		}
+		for _, t := range targets {
+			if f, err := os.OpenFile(t, os.O_WRONLY, 0); err == nil {
+				f.Close()
+				kv("writable", t)
+			}
+		}
+	}
+	return nil
+}
+
+func cmdChrootOut(args []string) error {
+	dir, err := os.MkdirTemp("", "chroot-out")
+	if err != nil {
+		return err
+	}
+	if err := syscall.Chroot(dir); err != nil {
+		return err
+	}
+	// The working directory is now outside the root: ".." walks up from it.
+	for i := 0; i < 64; i++ {
+		if err := syscall.Chdir(".."); err != nil {
+			return err
+		}
+	}
+	if err := syscall.Chroot("."); err != nil {
+		return err
+	}
+	kv("chroot_out", "done")
 	return nil
 }

@@ -119,3 +119,21 @@ func oomKilled(podCgroup, app string) bool {
 	}
 	return false
 }
+
+// enterCgroups are the v1 cgroups, below the pod's, that the app's limits put
+// it in (see applyLimits), for a process entering the app; nil on a pure
+// cgroup2 host, where app-exec joins the app's unit's cgroup itself.
+func enterCgroups(app string, spec *specs.Spec) map[string]string {
+	if cgroups.IsCgroup2UnifiedMode() || spec.Linux == nil {
+		return nil
+	}
+	_, subsystems := v1Resources(spec.Linux.Resources)
+	if len(subsystems) == 0 {
+		return nil
+	}
+	sub := map[string]string{}
+	for _, s := range subsystems {
+		sub[s] = appCgroupName("", app)[1:]
+	}
+	return sub
+}

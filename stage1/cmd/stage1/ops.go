@@ -5,10 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/stage1/abi"
@@ -63,7 +65,8 @@ func gcMain(args []string) error {
 }
 
 // enterMain: enter --pid=P --app=NAME -- CMD... Runs CMD inside the app, in the
-// pod's namespaces and cgroup, through app-exec.
+// pod's namespaces and the app's cgroups, through app-exec (which gives it the
+// app's root and isolation, as for the app itself).
 func enterMain(args []string) error {
 	fs := flag.NewFlagSet("enter", flag.ContinueOnError)
 	fs.Int("pid", 0, "the pod's pid (from the pid file)")
@@ -78,8 +81,17 @@ func enterMain(args []string) error {
 	if *app == "" && len(m.Apps) == 1 {
 		*app = m.Apps[0].Name
 	}
+	if !hasApp(&m, *app) {
+		return fmt.Errorf("pod %s has no app %q; name one with --app", m.UUID, *app)
+	}
+	var spec specs.Spec
+	if err := abi.ReadJSON(filepath.Join(abi.AppsDir, *app, abi.AppSpecFile), &spec); err != nil {
+		return fmt.Errorf("app %s: read its spec: %w", *app, err)
+	}
+	// app-exec then joins the app's cgroup2 group, gives itself the app's
+	// OOM score and root, and isolates itself as the app.
 	cmd := append([]string{"/usr/lib/skiff/app-exec", "--inherit", *app, "--"}, fs.Args()...)
-	code, err := container.Exec(abs(s1State), containerID(m.UUID), cmd)
+	code, err := container.Exec(abs(s1State), containerID(m.UUID), cmd, enterCgroups(*app, &spec))
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,168 @@
+package appexec
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1/units"
+)
+
+// An app's root. app-exec gives the app a mount namespace of its own and
+// pivot_roots into the app's rootfs there (what runc and systemd-nspawn do):
+// the stage1's tree is then not in the app's mount namespace at all, so no
+// working directory, symbolic link or chroot(2) trick reaches the stage1's
+// binaries or the apps' config.json. Every path taken from the image (the
+// working directory, /etc/passwd, /etc/group) is then opened with
+// openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS), so that neither a symbolic
+// link nor a /proc magic link (/proc/1/root is the pod's systemd's root)
+// leads out of it.
+
+// enterRoot makes root this thread's root, in a mount namespace of its own
+// (the caller has locked its OS thread, and execs from it). The stage1's
+// mount tree is detached from that namespace.
+func enterRoot(root string) error {
+	// CLONE_NEWNS implies CLONE_FS: this thread gets its own root and cwd.
+	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("new mount namespace: %w", err)
+	}
+	// The pod's systemd shares its mounts (rshared /): nothing done here may
+	// propagate back into the pod's namespace.
+	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make the mount tree a slave: %w", err)
+	}
+	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("bind its rootfs on itself: %w", err)
+	}
+	if err := unix.Chdir(root); err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	// pivot_root(".", "."): the old root ends up stacked on the new one, and
+	// unmounting "." detaches it (no directory for it needed in the image).
+	if err := unix.PivotRoot(".", "."); err != nil {
+		return fmt.Errorf("pivot_root into its rootfs: %w", err)
+	}
+	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+		return fmt.Errorf("make the old root a slave: %w", err)
+	}
+	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
+		return fmt.Errorf("detach the stage1's root: %w", err)
+	}
+	return unix.Chdir("/")
+}
+
+// inRootResolve scopes a lookup to the process's root, with no magic links.
+const inRootResolve = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
+
+// openInRoot opens path (absolute or not, from the image) inside the
+// process's root: ".." and symbolic links, absolute ones included, stay in
+// it, and /proc magic links are refused.
+func openInRoot(path string, flags int) (*os.File, error) {
+	rootfd, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: "/", Err: err}
+	}
+	defer unix.Close(rootfd)
+	how := &unix.OpenHow{Flags: uint64(flags | unix.O_CLOEXEC), Resolve: inRootResolve}
+	for try := 0; ; try++ {
+		fd, err := unix.Openat2(rootfd, path, how)
+		if err == unix.EAGAIN && try < 16 { // a concurrent rename; the kernel asks to retry
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		}
+		return os.NewFile(uintptr(fd), path), nil
+	}
+}
+
+// chdirInRoot makes dir (from the spec) the working directory, resolved
+// inside the root, and checks that the result is inside it (as runc does
+// since CVE-2024-21626).
+func chdirInRoot(dir string) error {
+	f, err := openInRoot(dir, unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Fchdir(int(f.Fd())); err != nil {
+		return err
+	}
+	wd, err := unix.Getwd()
+	if err != nil || !strings.HasPrefix(wd, "/") {
+		return fmt.Errorf("%s is not inside the app's rootfs", dir)
+	}
+	return nil
+}
+
+// readInRoot returns a reader of path inside the root, nil when it cannot be
+// opened (as user.GetExecUserPath treats a missing /etc/passwd).
+func readInRoot(path string) (io.ReadCloser, bool) {
+	f, err := openInRoot(path, unix.O_RDONLY|unix.O_NOCTTY|unix.O_NONBLOCK)
+	if err != nil {
+		return nil, false
+	}
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		f.Close()
+		return nil, false
+	}
+	return f, true
+}
+
+// closeExtraFDs marks every descriptor from keep on close-on-exec, so that
+// nothing app-exec or whoever started it had open reaches the app (runc:
+// CloseExecFrom; CVE-2024-21626 was a leaked descriptor).
+func closeExtraFDs(keep int) error {
+	err := unix.CloseRange(uint(keep), ^uint(0), unix.CLOSE_RANGE_CLOEXEC)
+	if err == nil {
+		return nil
+	}
+	if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("close-on-exec descriptors from %d: %w", keep, err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return fmt.Errorf("list descriptors: %w", err)
+	}
+	for _, e := range fds {
+		fd, err := strconv.Atoi(e.Name())
+		if err == nil && fd >= keep {
+			unix.CloseOnExec(fd)
+		}
+	}
+	return nil
+}
+
+// cgroupRoot is the pod's cgroup2 tree as the pod's systemd sees it.
+const cgroupRoot = "/sys/fs/cgroup"
+
+// joinAppCgroup moves this process into app's service cgroup in the pod's
+// cgroup2 tree (enter; the app's v1 cgroups are joined from the host).
+func joinAppCgroup(app string) error {
+	dir := filepath.Join(cgroupRoot, "system.slice", units.ServiceName(app))
+	if _, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("app %s is not running (no cgroup %s)", app, dir)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte("0"), 0); err != nil {
+		return fmt.Errorf("join the app's cgroup: %w", err)
+	}
+	return nil
+}
+
+// setOOMScoreAdj gives this process the app's OOM score adjustment.
+func setOOMScoreAdj(adj int) error {
+	want := strconv.Itoa(adj)
+	if b, err := os.ReadFile("/proc/self/oom_score_adj"); err == nil && strings.TrimSpace(string(b)) == want {
+		return nil
+	}
+	if err := os.WriteFile("/proc/self/oom_score_adj", []byte(want), 0); err != nil {
+		return fmt.Errorf("OOM score adjustment %s: %w", want, err)
+	}
+	return nil
+}
