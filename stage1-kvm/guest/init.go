@@ -230,7 +230,11 @@ func (c *Config) mountPod() error {
 			}
 			fs.Mounts[i].Source = src
 		}
-		for _, m := range podfs.Mounts(root, fs) {
+		ms, err := podfs.ResolveMounts(root, fs)
+		if err != nil {
+			return fmt.Errorf("app %s: %w", a.Name, err)
+		}
+		for _, m := range ms {
 			if err := mount(root, m); err != nil {
 				return fmt.Errorf("app %s: %w", a.Name, err)
 			}

@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -44,17 +45,22 @@ func parseOptions(opts []string) (flags uintptr, data string) {
 }
 
 // mount makes one OCI mount, its destination under root; bind sources are
-// paths the init sees. A bind mount's target is made as a file or a directory, as its
-// source is; read-only and the other flags of a bind mount are applied by a
-// remount (recursively for rbind), as mount(2) ignores them on the bind.
+// paths the init sees. The destination (which podfs resolved inside the
+// app's rootfs) is made and opened one component at a time without following
+// any symlink (a symlink on the way is an error, never followed out of the
+// app's rootfs), and the mount goes onto that descriptor through
+// /proc/self/fd. A bind mount's target is made as a file or a directory, as
+// its source is; read-only and the other flags of a bind mount are applied by
+// a remount (recursively for rbind), as mount(2) ignores them on the bind.
 func mount(root string, m specs.Mount) error {
-	dst := filepath.Join(root, m.Destination)
 	flags, data := parseOptions(m.Options)
 	if flags&unix.MS_BIND == 0 {
-		if err := os.MkdirAll(dst, 0o755); err != nil {
-			return err
+		fd, err := openTarget(root, m.Destination, true)
+		if err != nil {
+			return fmt.Errorf("mount target %s: %w", m.Destination, err)
 		}
-		if err := unix.Mount(m.Source, dst, m.Type, flags, data); err != nil {
+		defer unix.Close(fd)
+		if err := unix.Mount(m.Source, fdPath(fd), m.Type, flags, data); err != nil {
 			return fmt.Errorf("mount %s on %s: %w", m.Type, m.Destination, err)
 		}
 		return nil
@@ -63,10 +69,12 @@ func mount(root string, m specs.Mount) error {
 	if err != nil {
 		return fmt.Errorf("bind mount source for %s: %w", m.Destination, err)
 	}
-	if err := makeTarget(dst, st.IsDir()); err != nil {
+	fd, err := openTarget(root, m.Destination, st.IsDir())
+	if err != nil {
 		return fmt.Errorf("bind mount target %s: %w", m.Destination, err)
 	}
-	if err := unix.Mount(m.Source, dst, "", flags&(unix.MS_BIND|unix.MS_REC), ""); err != nil {
+	defer unix.Close(fd)
+	if err := unix.Mount(m.Source, fdPath(fd), "", flags&(unix.MS_BIND|unix.MS_REC), ""); err != nil {
 		return fmt.Errorf("bind %s on %s: %w", m.Source, m.Destination, err)
 	}
 	var attr unix.MountAttr
@@ -79,29 +87,97 @@ func mount(root string, m specs.Mount) error {
 	if attr.Attr_set == 0 {
 		return nil
 	}
-	at := 0
-	if slices.Contains(m.Options, "rro") {
-		at = unix.AT_RECURSIVE
+	// the new mount, reopened the same way: what was mounted is where it
+	// should be
+	mfd, err := openTarget(root, m.Destination, st.IsDir())
+	if err != nil {
+		return fmt.Errorf("bind mount target %s: %w", m.Destination, err)
 	}
-	if err := unix.MountSetattr(unix.AT_FDCWD, dst, uint(at), &attr); err != nil {
+	defer unix.Close(mfd)
+	at := unix.AT_EMPTY_PATH
+	if slices.Contains(m.Options, "rro") {
+		at |= unix.AT_RECURSIVE
+	}
+	if err := unix.MountSetattr(mfd, "", uint(at), &attr); err != nil {
 		return fmt.Errorf("set the flags of %s: %w", m.Destination, err)
 	}
 	return nil
 }
 
-// makeTarget makes the mount point p, a directory or an empty file.
-func makeTarget(p string, dir bool) error {
-	if dir {
-		return os.MkdirAll(p, 0o755)
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDONLY, 0o644)
+func fdPath(fd int) string { return fmt.Sprintf("/proc/self/fd/%d", fd) }
+
+// openTarget opens the mount point p under root as an O_PATH descriptor,
+// making what is missing (directories, and a last component that is an empty
+// file unless dir) one component at a time, following no symlink.
+func openTarget(root, p string, dir bool) (int, error) {
+	fd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return err
+		return -1, err
 	}
-	return f.Close()
+	parts := strings.FieldsFunc(p, func(r rune) bool { return r == '/' })
+	for i, c := range parts {
+		if c == "." || c == ".." {
+			unix.Close(fd)
+			return -1, fmt.Errorf("%q in a resolved path", c)
+		}
+		last := i == len(parts)-1
+		var next int
+		if last && !dir {
+			next, err = openFile(fd, c)
+		} else {
+			next, err = openDir(fd, c)
+		}
+		unix.Close(fd)
+		if err != nil {
+			return -1, err
+		}
+		fd = next
+	}
+	return fd, nil
+}
+
+// openDir opens directory name in dfd, making it if missing; a symlink is an
+// error (ELOOP or ENOTDIR).
+func openDir(dfd int, name string) (int, error) {
+	const flags = unix.O_PATH | unix.O_DIRECTORY | unix.O_NOFOLLOW | unix.O_CLOEXEC
+	fd, err := unix.Openat(dfd, name, flags, 0)
+	if errors.Is(err, unix.ENOENT) {
+		if err := unix.Mkdirat(dfd, name, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+			return -1, err
+		}
+		fd, err = unix.Openat(dfd, name, flags, 0)
+	}
+	return fd, err
+}
+
+// openFile opens file name in dfd, making it empty if missing; a symlink is
+// an error (ELOOP).
+func openFile(dfd int, name string) (int, error) {
+	fd, err := unix.Openat(dfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		var f int
+		f, err = unix.Openat(dfd, name, unix.O_RDONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+		if err != nil && !errors.Is(err, unix.EEXIST) {
+			return -1, err
+		}
+		if err == nil {
+			unix.Close(f)
+		}
+		fd, err = unix.Openat(dfd, name, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return -1, err
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
+		unix.Close(fd)
+		return -1, unix.ELOOP
+	}
+	return fd, nil
 }
 
 // guestSource maps a bind mount's host source to where the init sees it:

@@ -24,43 +24,83 @@ type App struct {
 	MaskedPaths   []string      // kernel paths hidden from the app
 	ReadonlyPaths []string      // kernel paths the app may only read
 	UserNS        bool          // the pod has a user namespace of its own (see Sysfs)
+	// Layers, when the rootfs is not mounted at Root yet, are the overlay
+	// it will be (topmost first: the upper directory, then the lower
+	// layers); mount targets are looked up in them (see ResolveLayers).
+	Layers []string
 }
 
-// Mounts are the mounts that follow the app's rootfs mount at a.Root, in
+// Mounts is ResolveMounts for callers that cannot fail: a target that does
+// not resolve (a symlink loop, an unreadable layer) is left as the spec says
+// it, for the mounter to refuse.
+func Mounts(stage1Rootfs string, a App) []specs.Mount {
+	ms, _ := mounts(stage1Rootfs, a, false)
+	return ms
+}
+
+// ResolveMounts are the mounts that follow the app's rootfs mount at a.Root, in
 // order: /proc, read-only /sys, a minimal /dev (tmpfs with null, zero, full,
 // random, urandom and tty bound from the stage1's /dev, its own devpts and
 // shm), the volumes, the masked and read-only kernel paths, and finally a
 // read-only remount of the rootfs when asked. Destinations are in the stage1
 // rootfs; stage1Rootfs is where the mounter sees that rootfs (sources of
 // remounts are under it).
-func Mounts(stage1Rootfs string, a App) []specs.Mount {
+//
+// Every target is resolved inside the app's rootfs (see Resolve): a symlink
+// in the image is followed as if the app's root were "/", so no target is
+// ever outside the app's rootfs, whatever the image's links say.
+func ResolveMounts(stage1Rootfs string, a App) ([]specs.Mount, error) {
+	return mounts(stage1Rootfs, a, true)
+}
+
+func mounts(stage1Rootfs string, a App, strict bool) ([]specs.Mount, error) {
 	dest := a.Root
+	var rerr error
+	at := func(p string) string { // p's place in the stage1 rootfs
+		var r string
+		var err error
+		if len(a.Layers) > 0 {
+			r, err = ResolveLayers(a.Layers, p)
+		} else {
+			r, err = Resolve(filepath.Join(stage1Rootfs, dest), p)
+		}
+		if err != nil {
+			if rerr == nil {
+				rerr = err
+			}
+			r = filepath.Clean("/" + p)
+		}
+		return filepath.Join(dest, r)
+	}
 	nse := []string{"nosuid", "noexec", "nodev"}
 	ms := []specs.Mount{
-		{Destination: dest + "/proc", Type: "proc", Source: "proc", Options: nse},
-		Sysfs(dest+"/sys", a.UserNS),
-		{Destination: dest + "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+		{Destination: at("/proc"), Type: "proc", Source: "proc", Options: nse},
+		Sysfs(at("/sys"), a.UserNS),
+		{Destination: at("/dev"), Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
 	}
 	if a.UserNS { // an empty /sys/fs/cgroup, as a fresh sysfs has (see Sysfs)
-		ms = append(ms, specs.Mount{Destination: dest + "/sys/fs/cgroup", Type: "tmpfs", Source: "tmpfs",
+		ms = append(ms, specs.Mount{Destination: at("/sys/fs/cgroup"), Type: "tmpfs", Source: "tmpfs",
 			Options: []string{"ro", "nosuid", "noexec", "nodev", "size=0", "mode=755"}})
 	}
 	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
-		ms = append(ms, specs.Mount{Destination: dest + "/dev/" + d, Type: "bind", Source: "/dev/" + d, Options: []string{"bind", "nosuid", "noexec"}})
+		ms = append(ms, specs.Mount{Destination: at("/dev/" + d), Type: "bind", Source: "/dev/" + d, Options: []string{"bind", "nosuid", "noexec"}})
 	}
 	ms = append(ms,
-		specs.Mount{Destination: dest + "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
-		specs.Mount{Destination: dest + "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+		specs.Mount{Destination: at("/dev/pts"), Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+		specs.Mount{Destination: at("/dev/shm"), Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 	)
 	for _, m := range a.Mounts {
-		m.Destination = filepath.Join(dest, m.Destination)
+		m.Destination = at(m.Destination)
 		ms = append(ms, m)
 	}
-	ms = append(ms, kernelPathMounts(stage1Rootfs, dest, a.MaskedPaths, a.ReadonlyPaths)...)
+	ms = append(ms, kernelPathMounts(stage1Rootfs, at, a.MaskedPaths, a.ReadonlyPaths)...)
 	if a.Readonly {
 		ms = append(ms, specs.Mount{Destination: dest, Type: "bind", Source: filepath.Join(stage1Rootfs, dest), Options: []string{"rbind", "ro"}})
 	}
-	return ms
+	if strict && rerr != nil {
+		return nil, rerr
+	}
+	return ms, nil
 }
 
 // Sysfs is a read-only /sys at dest: a fresh sysfs, or in a pod with a user
@@ -79,21 +119,22 @@ func Sysfs(dest string, userns bool) specs.Mount {
 // kernelPathMounts hides masked paths (files behind /dev/null, directories
 // behind an empty read-only tmpfs) and makes read-only paths read-only. Paths
 // the running kernel does not have are skipped.
-func kernelPathMounts(stage1Rootfs, dest string, masked, readonly []string) []specs.Mount {
+func kernelPathMounts(stage1Rootfs string, at func(string) string, masked, readonly []string) []specs.Mount {
 	var ms []specs.Mount
 	for _, p := range masked {
 		st, err := os.Stat(p) // this kernel's /proc and /sys: the app's kernel
 		switch {
 		case err != nil:
 		case st.IsDir():
-			ms = append(ms, specs.Mount{Destination: dest + p, Type: "tmpfs", Source: "tmpfs", Options: []string{"ro", "nosuid", "nodev", "noexec", "size=0"}})
+			ms = append(ms, specs.Mount{Destination: at(p), Type: "tmpfs", Source: "tmpfs", Options: []string{"ro", "nosuid", "nodev", "noexec", "size=0"}})
 		default:
-			ms = append(ms, specs.Mount{Destination: dest + p, Type: "bind", Source: "/dev/null", Options: []string{"bind", "ro"}})
+			ms = append(ms, specs.Mount{Destination: at(p), Type: "bind", Source: "/dev/null", Options: []string{"bind", "ro"}})
 		}
 	}
 	for _, p := range readonly {
 		if _, err := os.Stat(p); err == nil {
-			ms = append(ms, specs.Mount{Destination: dest + p, Type: "bind", Source: filepath.Join(stage1Rootfs, dest, p), Options: []string{"rbind", "ro"}})
+			d := at(p)
+			ms = append(ms, specs.Mount{Destination: d, Type: "bind", Source: filepath.Join(stage1Rootfs, d), Options: []string{"rbind", "ro"}})
 		}
 	}
 	return ms

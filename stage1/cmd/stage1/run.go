@@ -261,6 +261,12 @@ func (r *runningPod) appFS(a abi.App) (container.App, error) {
 		Mounted: r.users != nil,
 	}
 	app.UserNS = r.users != nil
+	if !app.Mounted { // mount targets are looked up in the overlay-to-be
+		app.Layers = []string{app.Upper}
+		for i := len(a.Rootfs.Layers) - 1; i >= 0; i-- {
+			app.Layers = append(app.Layers, a.Rootfs.Layers[i])
+		}
+	}
 	for i, m := range spec.Mounts {
 		if r.users != nil && filepath.IsAbs(m.Source) { // a host volume: the pod's ids are the host's in it
 			app.Mounts[i].Options = append(app.Mounts[i].Options, idmapOption(m.Options))
