@@ -37,7 +37,7 @@ func (f *fetchFlags) options(g *globals, in insecure) (fetch.Options, error) {
 		return fetch.Options{}, err
 	}
 	opts := fetch.Options{Pull: policy, InsecureHTTP: in.skips("http"), InsecureTLS: in.skips("tls"),
-		AuthFiles: auth.DefaultFiles(g.localConfig)}
+		AuthFiles: auth.DefaultFiles(g.localConfig), Gate: store.TrustInstalled}
 	if !f.quiet {
 		opts.Progress = os.Stderr
 		opts.ProgressBars = term.IsTerminal(int(os.Stderr.Fd()))

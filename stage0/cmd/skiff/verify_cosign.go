@@ -51,7 +51,7 @@ func fetchRegistryVerified(ctx context.Context, g *globals, opts fetch.Options, 
 	if _, err := verifyCosign(ctx, g, rm, ref, image, res.Digests); err != nil {
 		return nil, err
 	}
-	return rm.Import(ctx, s, res.Digests[0])
+	return rm.Import(ctx, s, res.Digests[0], store.Verification{Kind: store.VerifiedCosign})
 }
 
 // verifyCosign checks the cosign signatures of the manifests digests names
