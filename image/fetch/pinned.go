@@ -165,3 +165,16 @@ func (d *digestReader) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// PeekArchiveNames returns the names an archive's content gives the image
+// ref selects, reading only its headers and index, for messages about an
+// archive that is not verified (they are not to be trusted).
+func PeekArchiveNames(ref reference.Reference) ([]string, error) {
+	src, err := openArchiveSource(ref.Path)
+	if err != nil {
+		return nil, err
+	}
+	a := &Archive{ref: ref, src: src}
+	defer a.Close()
+	return a.Names()
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
@@ -215,6 +216,24 @@ func (k Keystore) Scope(image string, signer *openpgp.Entity, names []string) er
 		return &verifyError{image: image, detail: detail, kind: kind}
 	}
 	return nil
+}
+
+// Trusts reports whether the OpenPGP key with fingerprint (hex) is trusted
+// for name ("" for an image without a name: root keys only) and can still
+// sign: neither revoked nor expired now. It is how a stored image's record
+// of an OpenPGP verification is held against the current keys.
+func (k Keystore) Trusts(fingerprint, name string) (bool, error) {
+	keys, err := k.keysForName(name)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range keys {
+		if strings.EqualFold(hex.EncodeToString(e.PrimaryKey.Fingerprint), fingerprint) {
+			_, canSign := e.SigningKey(time.Now())
+			return canSign && !e.Revoked(time.Now()), nil
+		}
+	}
+	return false, nil
 }
 
 // containsKey reports whether keys hold the key e.
