@@ -13,7 +13,12 @@
 // a time per store (store.LockBlob), reporting progress (progress.go). An
 // archive that has not changed since it was last imported is not read again
 // (cache.go). An import holds the store (store.Hold) so that image gc never
-// removes what it has written but not yet recorded.
+// removes what it has written but not yet recorded. A stored image is used
+// instead of the source only if Options.Gate admits it, and an import records
+// Options.Verification for its names. An archive to be verified is read with
+// ReadArchive instead (pinned.go): once, through the signature check, from
+// one open file, and imported from what that reading kept. Names an archive
+// gives its image never read as another transport's (names.go).
 package fetch
 
 import (

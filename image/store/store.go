@@ -16,8 +16,11 @@
 // Blobs and layers are written under tmp/ and renamed into place once
 // verified, so a name always matches its content; whoever loses a race to
 // rename discards their copy. Fetchers Hold the store and use the primitives
-// LockBlob, PutBlob, PutLayer and EnsureLayer, then AddImage; stage0 uses
-// Lookup, List and Touch, and for the image verbs RemoveImage, Prune, Verify,
+// LockBlob, PutBlob, PutLayer and EnsureLayer, then AddImage, which records
+// per name how the image was verified (Verification); an image is handed out
+// to be run through Use, which asks a Gate (image/verify's policy) whether
+// that record will do. stage0 uses Lookup, List and Touch, and for the image
+// verbs RemoveImage, Prune, Verify,
 // and Export. Prune removes only what no image record references and
 // no Hold protects, so a crash or a kill at any point leaves a store whose
 // names all match their content.
