@@ -40,6 +40,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 
 	"github.com/skiff-project/skiff/image/fetch"
 	"github.com/skiff-project/skiff/image/reference"
@@ -77,6 +78,11 @@ func (p Policy) Fetch(ctx context.Context, s *store.Store, req Request) (*store.
 	ref, err := reference.Parse(req.Image)
 	if err != nil {
 		return nil, err
+	}
+	if ref.Path != "" { // the store knows files by absolute path
+		if ref.Path, err = filepath.Abs(ref.Path); err != nil {
+			return nil, err
+		}
 	}
 	if req.Signature != "" && ref.Transport == reference.Docker {
 		return nil, fmt.Errorf("image %q: --signature is for image files and URLs; registry images are verified with their cosign signatures", req.Image)
