@@ -102,11 +102,11 @@ otherwise, nothing with --quiet.`,
 }
 
 // openStore opens the image store in the data directory, which it first
-// makes reachable by root alone (0700), saying so when it narrows the mode
-// of a directory that was open to other users.
+// makes reachable by root alone (0700, and so images/ and pods/), saying so
+// when it narrows the mode of a directory that was open to other users.
 func openStore(g *globals) (*store.Store, error) {
 	images := filepath.Join(g.dir, "images")
-	for _, d := range []string{g.dir, images} {
+	for _, d := range []string{g.dir, images, filepath.Join(g.dir, "pods")} {
 		was, err := privdir.Ensure(d, 0o700)
 		if err != nil {
 			return nil, fmt.Errorf("data directory %s: %w", g.dir, err)
