@@ -48,11 +48,24 @@ func (g *gpgHome) export(fpr, file string, armored bool) string {
 	return path
 }
 
-// signedCopy copies the busybox test image to NAME.oci.tar and signs it.
+// signedCopy copies the busybox test image to NAME.oci.tar, naming the image
+// NAME:latest inside (the name a signer must be trusted for), and signs it.
 func (g *gpgHome) signedCopy(e *env, name, fpr, pre string) string {
 	g.t.Helper()
-	path := filepath.Join(g.dir, name+".oci.tar")
-	sh(g.t, g.dir, "cp "+filepath.Join(e.images, "busybox.oci.tar")+" "+path+" && "+g.gpg+" "+pre+" --local-user "+fpr+" --armor --detach-sign "+path)
+	path := namedCopy(g.t, e, g.dir, name+".oci.tar", name+":latest")
+	sh(g.t, g.dir, g.gpg+" "+pre+" --local-user "+fpr+" --armor --detach-sign "+path)
+	return path
+}
+
+// namedCopy writes dir/file, a copy of the busybox test image whose index
+// names the image refName (org.opencontainers.image.ref.name).
+func namedCopy(t *testing.T, e *env, dir, file, refName string) string {
+	t.Helper()
+	path := filepath.Join(dir, file)
+	work := filepath.Join(t.TempDir(), "layout")
+	sh(t, dir, "mkdir "+work+" && tar -C "+work+" -xf "+filepath.Join(e.images, "busybox.oci.tar")+
+		" && sed -i 's|\"org.opencontainers.image.ref.name\":\"latest\"|\"org.opencontainers.image.ref.name\":\""+refName+"\"|' "+work+"/index.json"+
+		" && grep -q '"+refName+"' "+work+"/index.json && tar -C "+work+" -cf "+path+" .")
 	return path
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"sync"
 
@@ -19,7 +20,8 @@ import (
 // read or Verify checked.
 var ErrChanged = errors.New("image archive changed while it was imported")
 
-// Import converts the ACI src into an OCI image in s, named as Names says.
+// Import converts the ACI src into an OCI image in s, named as Names says
+// and recorded as src.Verification says.
 //
 // The first pass over the file computes the layer's diffID without writing
 // anything; if the store lacks the layer (or its blob), a second pass streams
@@ -27,6 +29,9 @@ var ErrChanged = errors.New("image archive changed while it was imported")
 // copy of the rootfs is kept besides the store's own. If src was verified,
 // both passes must read the bytes that were verified.
 func Import(ctx context.Context, s *store.Store, src *Source) (*store.Image, error) {
+	if k := src.Verification.Kind; k != "" && k != store.Unverified && src.verified == "" {
+		return nil, fmt.Errorf("image %q: recorded as verified (%s) but its signature was not checked", src.Manifest.Name, k)
+	}
 	c, err := convert(ctx, src.Path, io.Discard)
 	if err != nil {
 		return nil, err
@@ -47,7 +52,7 @@ func Import(ctx context.Context, s *store.Store, src *Source) (*store.Image, err
 	if err != nil {
 		return nil, err
 	}
-	return s.AddImage(id, Names(src.Manifest, src.Origin))
+	return s.AddImage(id, Names(src.Manifest, src.Origin), src.Verification)
 }
 
 // putImage stores the original manifest, the OCI config and the OCI

@@ -47,6 +47,9 @@ type Source struct {
 	Signature       []byte   // nil when there is none
 	SignatureOrigin string   // where the signature was looked for
 	PubKeys         []string // keys that discovery advertised for the name
+	// Verification is what Import records as how the image was checked;
+	// the verifier fills it in once Verify has passed.
+	Verification store.Verification
 
 	rawManifest []byte
 	verified    digest.Digest // sha256 of the file Verify checked, "" if not verified
@@ -92,14 +95,16 @@ func Open(ctx context.Context, ref reference.Reference, opts Options) (*Source, 
 
 // ImportRef imports the appc image ref names into s without verifying its
 // signature (image/fetch's importer; callers that verify use Open, Verify
-// and Import). Downloads go to TmpDir(s) whatever opts.TmpDir says.
-func ImportRef(ctx context.Context, s *store.Store, ref reference.Reference, opts Options) (*store.Image, error) {
+// and Import), recording v as how it was checked. Downloads go to TmpDir(s)
+// whatever opts.TmpDir says.
+func ImportRef(ctx context.Context, s *store.Store, ref reference.Reference, opts Options, v store.Verification) (*store.Image, error) {
 	opts.TmpDir = TmpDir(s)
 	src, err := Open(ctx, ref, opts)
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
+	src.Verification = v
 	return Import(ctx, s, src)
 }
 

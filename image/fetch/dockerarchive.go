@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"path"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -29,21 +28,33 @@ type dockerArchiveEntry struct {
 // --format docker-archive", skopeo's docker-archive:) output. The archive has
 // no manifest in the distribution sense: skiff writes an OCI manifest for the
 // archive's config and layers, so the image ID is skiff's own.
-func importDockerArchive(ctx context.Context, s *store.Store, ref reference.Reference, _ Options) (*store.Image, error) {
+func importDockerArchive(ctx context.Context, s *store.Store, ref reference.Reference, opts Options) (*store.Image, error) {
 	src, err := openArchiveSource(ref.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
+	return importDockerFrom(ctx, s, src, ref, opts.Verification)
+}
+
+// dockerEntry reads the archive's manifest.json and picks the image ref.Ref
+// names (or the only one).
+func dockerEntry(src *archiveSource, ref reference.Reference) (dockerArchiveEntry, error) {
 	data, err := readFile(src, "manifest.json")
 	if err != nil {
-		return nil, err
+		return dockerArchiveEntry{}, err
 	}
 	var entries []dockerArchiveEntry
 	if err := json.Unmarshal(data, &entries); err != nil {
-		return nil, fmt.Errorf("manifest.json: %w", err)
+		return dockerArchiveEntry{}, fmt.Errorf("manifest.json: %w", err)
 	}
-	e, err := selectDockerEntry(entries, ref.Ref)
+	return selectDockerEntry(entries, ref.Ref)
+}
+
+// importDockerFrom imports the image ref.Ref names from the docker archive
+// src, recording v as how it was verified.
+func importDockerFrom(ctx context.Context, s *store.Store, src *archiveSource, ref reference.Reference, v store.Verification) (*store.Image, error) {
+	e, err := dockerEntry(src, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +98,7 @@ func importDockerArchive(ctx context.Context, s *store.Store, ref reference.Refe
 	if err := s.PutBlob(id, int64(len(mdata)), bytes.NewReader(mdata)); err != nil {
 		return nil, err
 	}
-	return s.AddImage(id, append([]string{ref.String()}, e.RepoTags...))
+	return s.AddImage(id, append([]string{ref.String()}, contentNames(e.RepoTags)...), v)
 }
 
 func selectDockerEntry(entries []dockerArchiveEntry, ref string) (dockerArchiveEntry, error) {
@@ -115,7 +126,7 @@ func selectDockerEntry(entries []dockerArchiveEntry, ref string) (dockerArchiveE
 // describes it. An uncompressed layer's digest is its diffID, checked while
 // it streams; a compressed one is hashed first.
 func importArchiveLayer(s *store.Store, src *archiveSource, name string, diffID digest.Digest) (ocispec.Descriptor, error) {
-	sr := src.files[strings.TrimPrefix(path.Clean("/"+name), "/")]
+	sr := src.section(name)
 	if sr == nil {
 		return ocispec.Descriptor{}, fmt.Errorf("%s: no such file in the archive", name)
 	}

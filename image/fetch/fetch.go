@@ -13,7 +13,12 @@
 // a time per store (store.LockBlob), reporting progress (progress.go). An
 // archive that has not changed since it was last imported is not read again
 // (cache.go). An import holds the store (store.Hold) so that image gc never
-// removes what it has written but not yet recorded.
+// removes what it has written but not yet recorded. A stored image is used
+// instead of the source only if Options.Gate admits it, and an import records
+// Options.Verification for its names. An archive to be verified is read with
+// ReadArchive instead (pinned.go): once, through the signature check, from
+// one open file, and imported from what that reading kept. Names an archive
+// gives its image never read as another transport's (names.go).
 package fetch
 
 import (
@@ -71,6 +76,13 @@ type Options struct {
 	AuthFiles    []string  // docker config.json-format files, first match wins (see image/auth)
 	Progress     io.Writer // where download progress goes; nil for none
 	ProgressBars bool      // Progress is a terminal: redraw a bar per layer instead of printing lines
+	// Gate decides whether an image already stored may be used instead of
+	// going to the source (image/verify's Policy, or store.TrustInstalled for
+	// a stage1); Import refuses to hand out a stored image without one.
+	Gate store.Gate
+	// Verification is recorded for the names the import gives the image:
+	// how the caller checked it (the zero value records it as unverified).
+	Verification store.Verification
 }
 
 type importer func(ctx context.Context, s *store.Store, ref reference.Reference, opts Options) (*store.Image, error)
@@ -89,7 +101,7 @@ var importers = map[reference.Transport]importer{
 // importAppc imports an appc image (file, URL or discovered name) unverified;
 // stage0 verifies appc images itself (appc.Open, Verify, Import).
 func importAppc(ctx context.Context, s *store.Store, ref reference.Reference, opts Options) (*store.Image, error) {
-	return appc.ImportRef(ctx, s, ref, appc.Options{InsecureTLS: opts.InsecureTLS, AllowHTTP: opts.InsecureHTTP})
+	return appc.ImportRef(ctx, s, ref, appc.Options{InsecureTLS: opts.InsecureTLS, AllowHTTP: opts.InsecureHTTP}, opts.Verification)
 }
 
 // cachedTransports are the archive transports whose imports are remembered
@@ -111,7 +123,7 @@ func Import(ctx context.Context, s *store.Store, ref reference.Reference, opts O
 		}
 		ref.Path = abs
 	}
-	if img, err := fromStore(s, ref, opts.Pull); img != nil || err != nil {
+	if img, err := fromStore(s, ref, opts); img != nil || err != nil {
 		return img, err
 	}
 	release, err := s.Hold()
@@ -131,31 +143,50 @@ func Import(ctx context.Context, s *store.Store, ref reference.Reference, opts O
 	return img, nil
 }
 
-// fromStore returns the stored image the policy says to use without going
-// to the source, or nil.
-func fromStore(s *store.Store, ref reference.Reference, policy PullPolicy) (*store.Image, error) {
-	switch {
+// fromStore returns the stored image the pull policy says to use without
+// going to the source, or nil; the gate must admit it.
+func fromStore(s *store.Store, ref reference.Reference, opts Options) (*store.Image, error) {
+	switch policy := opts.Pull; {
 	case policy == PullNever:
-		img, err := lookupRef(s, ref)
-		if err != nil {
+		img, err := UseStored(s, ref, opts.Gate)
+		if errors.Is(err, store.ErrImageNotFound) {
 			return nil, fmt.Errorf("%s: %w and --pull-policy=never; fetch it first ('skiff fetch %s')", ref, ErrNotInStore, ref)
 		}
-		return img, nil
+		return img, err
 	case policy == PullNew && ref.Transport == reference.Docker:
-		img, _ := lookupRef(s, ref)
-		return img, nil
+		img, err := UseStored(s, ref, opts.Gate)
+		if errors.Is(err, store.ErrImageNotFound) {
+			return nil, nil
+		}
+		return img, err
 	case policy == PullNew && cachedTransports[ref.Transport]:
-		return cachedImport(s, ref), nil
+		img := cachedImport(s, ref)
+		if img == nil {
+			return nil, nil
+		}
+		if opts.Gate == nil {
+			return nil, fmt.Errorf("image %q: no verification policy given", ref)
+		}
+		if err := opts.Gate.Admit(img, ref.String()); err != nil {
+			return nil, nil // imported from this file unverified: import it again, as the caller asks
+		}
+		return img, nil
 	}
 	return nil, nil
 }
 
-// lookupRef finds the image stored under ref's canonical name (or, for a
-// registry reference by digest, under that manifest digest).
-func lookupRef(s *store.Store, ref reference.Reference) (*store.Image, error) {
-	img, err := s.Lookup(ref.String())
-	if err != nil && ref.Digest != "" {
-		img, err = s.Lookup(ref.Digest.String())
+// UseStored returns the image stored under ref's canonical name (or, for a
+// registry reference by digest, under that manifest digest), if gate admits
+// it under that name. A missing image is an error matching
+// store.ErrImageNotFound.
+func UseStored(s *store.Store, ref reference.Reference, gate store.Gate) (*store.Image, error) {
+	img, err := s.Use(ref.String(), gate)
+	if errors.Is(err, store.ErrImageNotFound) && ref.Digest != "" {
+		if img, err = s.Lookup(ref.Digest.String()); err == nil {
+			if err = gate.Admit(img, ref.String()); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return img, err
 }

@@ -163,7 +163,7 @@ func TestUnchangedArchiveIsNotReadAgain(t *testing.T) {
 	fx := makeFixture(t)
 	s := openStore(t)
 	ref := mustParse(t, "oci-archive:"+fx.archive+":latest")
-	first, err := Import(context.Background(), s, ref, Options{})
+	first, err := Import(context.Background(), s, ref, Options{Gate: store.TrustInstalled})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,14 +174,14 @@ func TestUnchangedArchiveIsNotReadAgain(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Chtimes(fx.archive, st.ModTime(), st.ModTime())
-	again, err := Import(context.Background(), s, ref, Options{})
+	again, err := Import(context.Background(), s, ref, Options{Gate: store.TrustInstalled})
 	if err != nil || again.ID != first.ID {
 		t.Fatalf("cached import: %v, %v", again, err)
 	}
 	// Once the file's identity changes it is read again (and now fails).
 	later := st.ModTime().Add(time.Minute)
 	os.Chtimes(fx.archive, later, later)
-	if _, err := Import(context.Background(), s, ref, Options{}); err == nil {
+	if _, err := Import(context.Background(), s, ref, Options{Gate: store.TrustInstalled}); err == nil {
 		t.Fatal("a changed archive was taken from the cache")
 	}
 	// Another ref of the same file is not the cached one.

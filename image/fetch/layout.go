@@ -20,26 +20,48 @@ const maxJSON = 8 << 20
 // maxIndexDepth bounds nested indexes.
 const maxIndexDepth = 4
 
-func importLayoutDir(ctx context.Context, s *store.Store, ref reference.Reference, _ Options) (*store.Image, error) {
+func importLayoutDir(ctx context.Context, s *store.Store, ref reference.Reference, opts Options) (*store.Image, error) {
 	src, err := openDirSource(ref.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
-	return importLayout(ctx, s, src, ref)
+	return importLayout(ctx, s, src, ref, opts.Verification)
 }
 
-func importLayoutArchive(ctx context.Context, s *store.Store, ref reference.Reference, _ Options) (*store.Image, error) {
+func importLayoutArchive(ctx context.Context, s *store.Store, ref reference.Reference, opts Options) (*store.Image, error) {
 	src, err := openArchiveSource(ref.Path)
 	if err != nil {
 		return nil, err
 	}
 	defer src.Close()
-	return importLayout(ctx, s, src, ref)
+	return importLayout(ctx, s, src, ref, opts.Verification)
 }
 
-// importLayout imports the image ref.Ref names from an image layout.
-func importLayout(ctx context.Context, s *store.Store, src layoutSource, ref reference.Reference) (*store.Image, error) {
+// layoutNames returns the ref name the layout's index gives the image
+// ref.Ref selects (none or one).
+func layoutNames(src layoutSource, ref reference.Reference) ([]string, error) {
+	data, err := readFile(src, "index.json")
+	if err != nil {
+		return nil, err
+	}
+	idx, err := ParseIndex(data)
+	if err != nil {
+		return nil, fmt.Errorf("index.json: %w", err)
+	}
+	desc, err := selectRef(idx, ref.Ref)
+	if err != nil {
+		return nil, err
+	}
+	if n := desc.Annotations[ocispec.AnnotationRefName]; n != "" {
+		return []string{n}, nil
+	}
+	return nil, nil
+}
+
+// importLayout imports the image ref.Ref names from an image layout,
+// recording v as how it was verified.
+func importLayout(ctx context.Context, s *store.Store, src layoutSource, ref reference.Reference, v store.Verification) (*store.Image, error) {
 	data, err := readFile(src, "index.json")
 	if err != nil {
 		return nil, err
@@ -60,11 +82,8 @@ func importLayout(ctx context.Context, s *store.Store, src layoutSource, ref ref
 	if err := copyImage(ctx, s, src, m); err != nil {
 		return nil, err
 	}
-	names := []string{ref.String()}
-	if refName != "" {
-		names = append(names, refName)
-	}
-	return s.AddImage(desc.Digest, names)
+	names := append([]string{ref.String()}, contentNames([]string{refName})...)
+	return s.AddImage(desc.Digest, names, v)
 }
 
 func readFile(src layoutSource, name string) ([]byte, error) {

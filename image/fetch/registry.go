@@ -40,6 +40,7 @@ type registry struct {
 	puller   *remote.Puller
 	hasCreds bool
 	progress *progress
+	verified store.Verification // recorded with the name
 }
 
 func importRegistry(ctx context.Context, s *store.Store, ref reference.Reference, opts Options) (*store.Image, error) {
@@ -83,7 +84,7 @@ func newRegistry(s *store.Store, ref reference.Reference, opts Options) (*regist
 		return nil, err
 	}
 	return &registry{s: s, ref: ref, repo: repo, puller: puller, hasCreds: hasCreds,
-		progress: newProgress(opts, ref.String())}, nil
+		progress: newProgress(opts, ref.String()), verified: opts.Verification}, nil
 }
 
 func (r *registry) fetch(ctx context.Context) (*store.Image, error) {
@@ -134,7 +135,7 @@ func (r *registry) fetchPinned(ctx context.Context, pinned digest.Digest) (*stor
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	return r.s.AddImage(id, []string{r.ref.String()})
+	return r.s.AddImage(id, []string{r.ref.String()}, r.verified)
 }
 
 // Resolved is what a reference names in a registry: the digest of the
@@ -267,9 +268,9 @@ func (rm *Remote) Blob(ctx context.Context, d digest.Digest, max int64) ([]byte,
 }
 
 // Import brings the image whose top manifest has digest top (as Resolve
-// returned it) into s under the reference's name: a tag that moved since
-// Resolve does not change what is imported.
-func (rm *Remote) Import(ctx context.Context, s *store.Store, top digest.Digest) (*store.Image, error) {
+// returned it) into s under the reference's name, recording v as how it was
+// verified: a tag that moved since Resolve does not change what is imported.
+func (rm *Remote) Import(ctx context.Context, s *store.Store, top digest.Digest, v store.Verification) (*store.Image, error) {
 	release, err := s.Hold()
 	if err != nil {
 		return nil, err
@@ -277,6 +278,7 @@ func (rm *Remote) Import(ctx context.Context, s *store.Store, top digest.Digest)
 	defer release()
 	r := *rm.r
 	r.s = s
+	r.verified = v
 	r.progress = newProgress(rm.opts, rm.r.ref.String())
 	img, err := r.fetchPinned(ctx, top)
 	if err != nil {

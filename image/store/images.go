@@ -40,6 +40,9 @@ type Image struct {
 	Size        int64             // manifest, config and compressed layers
 	Imported    time.Time
 	LastUsed    time.Time
+	// Verified says, per name, how the image came to be stored under it;
+	// a name imported before skiff kept these has none.
+	Verified map[string]Verification
 }
 
 // record is what images/sha256/ID.json holds. Names live in refs.json only.
@@ -52,12 +55,15 @@ type record struct {
 	Size        int64             `json:"size"`
 	Imported    time.Time         `json:"imported"`
 	LastUsed    time.Time         `json:"lastUsed"`
+	// Verified is how the image came to be stored under each name.
+	Verified map[string]Verification `json:"verified,omitempty"`
 }
 
 // AddImage records the image whose manifest is the stored blob id and gives
-// it names (taking each name from any image that had it). The manifest and
-// config blobs must be stored and every layer extracted.
-func (s *Store) AddImage(id digest.Digest, names []string) (*Image, error) {
+// it names (taking each name from any image that had it), each verified as v
+// says. The manifest and config blobs must be stored and every layer
+// extracted.
+func (s *Store) AddImage(id digest.Digest, names []string, v Verification) (*Image, error) {
 	rec, err := s.newRecord(id)
 	if err != nil {
 		return nil, fmt.Errorf("add image %s: %w", id, err)
@@ -67,8 +73,26 @@ func (s *Store) AddImage(id digest.Digest, names []string) (*Image, error) {
 		return nil, err
 	}
 	err = s.withLock(func() error {
+		refs, err := s.readRefs()
+		if err != nil {
+			return err
+		}
 		if old, err := s.readRecord(id); err == nil {
 			rec.Imported, rec.LastUsed = old.Imported, old.LastUsed
+			for n, ov := range old.Verified {
+				if refs[n] == id { // a name another image took keeps no record here
+					rec.Verified[n] = ov
+				}
+			}
+		}
+		if v.Kind == "" {
+			v.Kind = Unverified
+		}
+		if v.Time.IsZero() {
+			v.Time = time.Now().UTC()
+		}
+		for _, n := range names {
+			rec.Verified[n] = v
 		}
 		data, err := json.Marshal(rec)
 		if err != nil {
@@ -99,7 +123,8 @@ func (s *Store) newRecord(id digest.Digest) (*record, error) {
 	}
 	now := time.Now().UTC()
 	rec := &record{ID: id, Config: m.Config.Digest, DiffIDs: cfg.RootFS.DiffIDs,
-		Annotations: m.Annotations, Size: mSize + m.Config.Size, Imported: now, LastUsed: now}
+		Annotations: m.Annotations, Size: mSize + m.Config.Size, Imported: now, LastUsed: now,
+		Verified: map[string]Verification{}}
 	for i, l := range m.Layers {
 		if _, ok, err := s.LayerDir(rec.DiffIDs[i]); err != nil || !ok {
 			return nil, fmt.Errorf("layer %s is not extracted", rec.DiffIDs[i])
@@ -168,10 +193,13 @@ func (s *Store) loadWithRefs(id digest.Digest, refs map[string]digest.Digest) (*
 		return nil, fmt.Errorf("image %s: %w", id, err)
 	}
 	img := &Image{ID: id, Manifest: m, Config: cfg, Annotations: rec.Annotations,
-		Size: rec.Size, Imported: rec.Imported, LastUsed: rec.LastUsed}
+		Size: rec.Size, Imported: rec.Imported, LastUsed: rec.LastUsed, Verified: map[string]Verification{}}
 	for name, target := range refs {
 		if target == id {
 			img.Names = append(img.Names, name)
+			if v, ok := rec.Verified[name]; ok {
+				img.Verified[name] = v
+			}
 		}
 	}
 	slices.Sort(img.Names)

@@ -10,11 +10,17 @@
 //	locks/sha256/HEX               one flock per blob, so a blob is downloaded once (LockBlob)
 //	tmp/                           blobs and layers being written
 //
+// The store's directory is mode 0700 (Open narrows a wider one): layers keep
+// their setuid files and device nodes, which no other user may reach.
+//
 // Blobs and layers are written under tmp/ and renamed into place once
 // verified, so a name always matches its content; whoever loses a race to
 // rename discards their copy. Fetchers Hold the store and use the primitives
-// LockBlob, PutBlob, PutLayer and EnsureLayer, then AddImage; stage0 uses
-// Lookup, List and Touch, and for the image verbs RemoveImage, Prune, Verify,
+// LockBlob, PutBlob, PutLayer and EnsureLayer, then AddImage, which records
+// per name how the image was verified (Verification); an image is handed out
+// to be run through Use, which asks a Gate (image/verify's policy) whether
+// that record will do. stage0 uses Lookup, List and Touch, and for the image
+// verbs RemoveImage, Prune, Verify,
 // and Export. Prune removes only what no image record references and
 // no Hold protects, so a crash or a kill at any point leaves a store whose
 // names all match their content.
@@ -28,6 +34,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/internal/privdir"
 )
 
 // Store is an image store rooted at a directory. It is safe for concurrent
@@ -43,6 +51,9 @@ func Open(dir string) (*Store, error) {
 		return nil, fmt.Errorf("image store %s: %w", dir, err)
 	}
 	s := &Store{dir: abs}
+	if _, err := privdir.Ensure(abs, 0o700); err != nil {
+		return nil, fmt.Errorf("image store %s: %w", abs, err)
+	}
 	for _, d := range []string{"blobs/sha256", "layers/sha256", "images/sha256", "locks/sha256", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(abs, d), 0o755); err != nil {
 			return nil, fmt.Errorf("image store %s: %w", abs, err)

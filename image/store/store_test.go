@@ -42,7 +42,7 @@ func addImage(t *testing.T, s *Store, name string) *Image {
 	}
 	cfg, _ := json.Marshal(ocispec.Image{RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{l.Digest}}})
 	m, _ := json.Marshal(ocispec.Manifest{Config: put(t, s, cfg), Layers: []ocispec.Descriptor{l}})
-	img, err := s.AddImage(put(t, s, m).Digest, []string{name})
+	img, err := s.AddImage(put(t, s, m).Digest, []string{name}, Verification{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestImagesAndLookup(t *testing.T) {
 		t.Errorf("Touch: last used %v -> %v", a.LastUsed, got.LastUsed)
 	}
 	// A name moves to the image that takes it.
-	if _, err := s.AddImage(b.ID, []string{"a"}); err != nil {
+	if _, err := s.AddImage(b.ID, []string{"a"}, Verification{}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _ := s.Lookup("a"); got.ID != b.ID {

@@ -5,6 +5,16 @@
 // accepts it only if a key trusted for the image name made it; a registry
 // image comes with a cosign signature, which Keystore.VerifyCosign checks.
 //
+// An OpenPGP signature is checked before anything is said about the key's
+// scope: VerifySignature checks it against every trusted key, and Scope then
+// holds the signer against the names the signed content gives the image (an
+// archive's own ref name, an appc manifest's name; with none, root keys
+// only); VerifyDetached is the two in that order. Signatures must be binary
+// document signatures: a text-mode one (gpg --textmode, --clearsign) signs
+// the content with its line endings canonicalised, so it also holds for
+// other bytes, and is refused. Which names and records are required is
+// image/verify's policy; this package checks signatures and keeps keys.
+//
 // # Keystore layout
 //
 // Keys live in two trees with rkt's layout, one per configuration directory:

@@ -55,13 +55,22 @@ func (k Keystore) gather(kind keyKind, imageName string) ([]keyFile, error) {
 	for i := range segs {
 		dirs = append(dirs, filepath.Join(append([]string{"prefix.d"}, segs[:i+1]...)...))
 	}
+	files, err := k.gatherDirs(kind, dirs)
+	if err != nil {
+		return nil, fmt.Errorf("image %q: %w", imageName, err)
+	}
+	return files, nil
+}
 
+// gatherDirs returns the keys of kind in the directories dirs of both
+// trees, admin keys first, each once, without masked vendor keys.
+func (k Keystore) gatherDirs(kind keyKind, dirs []string) ([]keyFile, error) {
 	var admin, vendor []keyFile
 	masked := make(map[string]bool)
 	for _, d := range dirs {
 		files, err := readKeyDir(k.LocalDir, kind, d)
 		if err != nil {
-			return nil, fmt.Errorf("image %q: %w", imageName, err)
+			return nil, err
 		}
 		for _, f := range files {
 			if f.key == nil {
@@ -72,7 +81,7 @@ func (k Keystore) gather(kind keyKind, imageName string) ([]keyFile, error) {
 		}
 		files, err = readKeyDir(k.SystemDir, kind, d)
 		if err != nil {
-			return nil, fmt.Errorf("image %q: %w", imageName, err)
+			return nil, err
 		}
 		for _, f := range files {
 			if f.key != nil {

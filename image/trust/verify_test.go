@@ -377,3 +377,42 @@ func TestSignaturePathFor(t *testing.T) {
 		t.Error("ErrUnsigned does not wrap")
 	}
 }
+
+// The signature is checked before the signer's scope: tampered content is
+// a bad signature whatever the key is trusted for, and VerifySignature
+// accepts any trusted key, leaving the name to Scope.
+func TestSignatureBeforeScope(t *testing.T) {
+	f := fix(t)
+	k := newKeystore(t)
+	writeKey(t, k.LocalDir, "prefix.d/example.com", f.export(t, f.prefix, true), f.prefix)
+	sig := f.sign(t, f.prefix, content, true)
+	_, err := verify(k, "other.org/x", append(append([]byte{}, content...), 'x'), sig)
+	wantErr(t, err, ErrBadSignature, "other.org/x")
+	if !strings.Contains(err.Error(), "signature invalid") {
+		t.Errorf("tampered: %v", err)
+	}
+	_, err = verify(k, "other.org/x", content, sig)
+	wantErr(t, err, ErrUntrustedSigner, "other.org/x")
+	if !strings.Contains(err.Error(), "trusted only for example.com") {
+		t.Errorf("scope: %v", err)
+	}
+	signer, err := k.VerifySignature("file", bytes.NewReader(content), bytes.NewReader(sig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Scope("file", signer, []string{"example.com/app"}); err != nil {
+		t.Errorf("in scope: %v", err)
+	}
+	wantErr(t, k.Scope("file", signer, []string{"example.com/app", "other.org/x"}), ErrUntrustedSigner, "file")
+	wantErr(t, k.Scope("file", signer, nil), ErrUntrustedSigner, "file") // an unnamed image: root keys only
+	var unknown *UnknownSignerError
+	if _, err := (Keystore{LocalDir: t.TempDir()}).VerifySignature("file", bytes.NewReader(content), bytes.NewReader(sig)); !errors.As(err, &unknown) || !errors.Is(err, ErrUntrustedSigner) {
+		t.Errorf("no keys: %v", err)
+	}
+	for in, want := range map[string]string{"example.com/app:v1": "example.com/app", "localhost:5000/a": "localhost:5000/a",
+		"bb": "bb", "h:1/a/b:c@sha256:00": "h:1/a/b"} {
+		if got := ImageName(in); got != want {
+			t.Errorf("ImageName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

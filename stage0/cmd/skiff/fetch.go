@@ -14,6 +14,7 @@ import (
 	"github.com/skiff-project/skiff/image/fetch"
 	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/image/store"
+	"github.com/skiff-project/skiff/internal/privdir"
 )
 
 // fetchFlags are the flags of every verb that fetches images.
@@ -86,7 +87,7 @@ otherwise, nothing with --quiet.`,
 				return fmt.Errorf("--signature names the signature of one image; fetch the images one by one")
 			}
 			for _, image := range args {
-				img, err := fetchVerified(ctx, g, in, f, s, image, f.signature)
+				img, err := fetchVerified(ctx, g, in, f, s, image, f.signature, true)
 				if err != nil {
 					return err
 				}
@@ -100,22 +101,23 @@ otherwise, nothing with --quiet.`,
 	return c
 }
 
+// openStore opens the image store in the data directory, which it first
+// makes reachable by root alone (0700, and so images/ and pods/), saying so
+// when it narrows the mode of a directory that was open to other users.
 func openStore(g *globals) (*store.Store, error) {
-	s, err := store.Open(filepath.Join(g.dir, "images"))
+	images := filepath.Join(g.dir, "images")
+	for _, d := range []string{g.dir, images, filepath.Join(g.dir, "pods")} {
+		was, err := privdir.Ensure(d, 0o700)
+		if err != nil {
+			return nil, fmt.Errorf("data directory %s: %w", g.dir, err)
+		}
+		if was != 0 {
+			fmt.Fprintf(os.Stderr, "skiff: WARNING: %s was mode %04o, which lets other users reach image layers (their setuid files and devices); it is now %04o\n", d, was, was&0o700)
+		}
+	}
+	s, err := store.Open(images)
 	if err != nil {
 		return nil, fmt.Errorf("open image store in %s: %w", g.dir, err)
 	}
 	return s, nil
-}
-
-// warnInsecureTransport announces the transport checks skipped for ref.
-func warnInsecureTransport(in insecure, ref reference.Reference, image string) {
-	if ref.Transport != reference.Docker {
-		return
-	}
-	for _, o := range []string{"http", "tls"} {
-		if in.skips(o) {
-			fmt.Fprintf(os.Stderr, "skiff: WARNING: %s skipped for image %q (--insecure-options=%s)\n", insecureOptions[o], image, o)
-		}
-	}
 }

@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/skiff-project/skiff/image/appc"
-	"github.com/skiff-project/skiff/image/fetch"
 	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/image/store"
 	"github.com/skiff-project/skiff/networking"
@@ -226,13 +225,13 @@ func preparePod(ctx context.Context, g *globals, f *prepareFlags, args []string)
 	if err != nil {
 		return nil, nil, err
 	}
-	s, err := store.Open(filepath.Join(g.dir, "images"))
+	s, err := openStore(g)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open image store in %s: %w", g.dir, err)
+		return nil, nil, err
 	}
 	imgs := make([]*store.Image, len(apps))
 	for i, a := range apps {
-		if imgs[i], err = fetchVerified(ctx, g, in, &f.fetchFlags, s, a.Image, a.Signature); err != nil {
+		if imgs[i], err = fetchVerified(ctx, g, in, &f.fetchFlags, s, a.Image, a.Signature, false); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -274,47 +273,6 @@ func podOptions(f *prepareFlags, in insecure) (prepare.Pod, []abi.Volume, error)
 		pd.Mounts = append(pd.Mounts, ma)
 	}
 	return pd, vols, nil
-}
-
-// fetchVerified imports image into the store after checking its signature
-// (unless --insecure-options=image), as the pull policy says. sigFile, when
-// set, is the image file's detached signature (--signature), instead of the
-// one beside it.
-func fetchVerified(ctx context.Context, g *globals, in insecure, f *fetchFlags, s *store.Store, image, sigFile string) (*store.Image, error) {
-	ref, err := reference.Parse(image)
-	if err != nil {
-		return nil, err
-	}
-	if sigFile != "" && ref.Transport == reference.Docker {
-		return nil, fmt.Errorf("image %q: --signature is for image files and URLs; registry images are verified with their cosign signatures", image)
-	}
-	opts, err := f.options(g, in)
-	if err != nil {
-		return nil, err
-	}
-	if isAppc(ref.Transport) {
-		return fetchAppc(ctx, g, in, opts.Pull, s, ref, image, sigFile)
-	}
-	var img *store.Image
-	switch {
-	case in.skips("image"):
-		fmt.Fprintf(os.Stderr, "skiff: WARNING: signature verification of image %q skipped (--insecure-options=image)\n", image)
-		warnInsecureTransport(in, ref, image)
-		img, err = fetch.Import(ctx, s, ref, opts)
-	case ref.Transport == reference.Docker:
-		warnInsecureTransport(in, ref, image)
-		img, err = fetchRegistryVerified(ctx, g, opts, s, ref, image)
-	default:
-		if err := verify(g, ref, image, sigFile); err != nil {
-			return nil, err
-		}
-		img, err = fetch.Import(ctx, s, ref, opts)
-	}
-	if err != nil {
-		return nil, err
-	}
-	_ = s.Touch(img.ID)
-	return img, nil
 }
 
 func loadStage1(ctx context.Context, g *globals, f *prepareFlags, s *store.Store) (abi.Stage1, error) {

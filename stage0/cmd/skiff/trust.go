@@ -20,6 +20,7 @@ import (
 
 	"github.com/skiff-project/skiff/image/appc"
 	"github.com/skiff-project/skiff/image/trust"
+	"github.com/skiff-project/skiff/image/verify"
 )
 
 // trustFlags are the trust verb's flags.
@@ -319,7 +320,7 @@ func httpGet(ctx context.Context, in insecure, rawURL string) ([]byte, int, erro
 	}
 	resp, err := keyClient(in).Do(req)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w%s", err, fetchHint(err))
+		return nil, 0, fmt.Errorf("%w%s", err, verify.FetchHint(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {

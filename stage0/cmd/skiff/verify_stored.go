@@ -68,9 +68,9 @@ func reverifyRegistry(ctx context.Context, g *globals, opts fetch.Options, ref r
 	if i := slices.Index(res.Digests, id); i >= 0 {
 		chain = res.Digests[:i+1]
 	}
-	key, err := verifyCosign(ctx, g, rm, ref, ref.String(), chain)
+	v, err := policy(g, insecure{}).VerifyCosign(ctx, rm, ref, ref.String(), chain)
 	if err != nil {
 		return false, "signature REFUSED: " + oneLine(err)
 	}
-	return true, "signature verified (cosign key " + strings.ToUpper(key.Fingerprint) + ")"
+	return true, "signature verified (cosign key " + strings.ToUpper(v.Key) + ")"
 }

@@ -1,4 +1,4 @@
-package main
+package verify
 
 import (
 	"context"
@@ -22,23 +22,13 @@ const (
 	maxPayload         = 64 << 10
 )
 
-// fetchRegistryVerified brings a docker:// image into the store only after
-// its cosign signature is verified: it resolves the tag to a manifest digest
+// fetchRegistry brings a docker:// image into the store only after its
+// cosign signature is verified: it resolves the tag to a manifest digest
 // (storing nothing), verifies the signatures at sha256-HEX.sig for that
-// digest, then imports exactly that digest. Under --pull-policy=new or never
-// an image already stored under the name is used as it is.
-func fetchRegistryVerified(ctx context.Context, g *globals, opts fetch.Options, s *store.Store, ref reference.Reference, image string) (*store.Image, error) {
-	if opts.Pull != fetch.PullUpdate {
-		img, err := s.Lookup(ref.String())
-		if err != nil && ref.Digest != "" {
-			img, err = s.Lookup(ref.Digest.String())
-		}
-		if err == nil {
-			return img, nil
-		}
-		if opts.Pull == fetch.PullNever {
-			return nil, fmt.Errorf("%s: %w and --pull-policy=never; fetch it first ('skiff fetch %s')", ref, fetch.ErrNotInStore, ref)
-		}
+// digest, then imports exactly that digest, recording the signatures.
+func (p Policy) fetchRegistry(ctx context.Context, s *store.Store, ref reference.Reference, req Request, opts fetch.Options) (*store.Image, error) {
+	if img, err := p.stored(s, ref, req, opts.Pull); img != nil || err != nil {
+		return img, err
 	}
 	rm, err := fetch.NewRemote(ref, opts)
 	if err != nil {
@@ -48,30 +38,32 @@ func fetchRegistryVerified(ctx context.Context, g *globals, opts fetch.Options, 
 	if err != nil {
 		return nil, err
 	}
-	if _, err := verifyCosign(ctx, g, rm, ref, image, res.Digests); err != nil {
+	v, err := p.VerifyCosign(ctx, rm, ref, req.Image, res.Digests)
+	if err != nil {
 		return nil, err
 	}
-	return rm.Import(ctx, s, res.Digests[0])
+	return rm.Import(ctx, s, res.Digests[0], v)
 }
 
-// verifyCosign checks the cosign signatures of the manifests digests names
-// (top first) for ref's repository and returns the key that verified.
-func verifyCosign(ctx context.Context, g *globals, rm *fetch.Remote, ref reference.Reference, image string, digests []digest.Digest) (*trust.CosignKey, error) {
+// VerifyCosign checks the cosign signatures of the manifests digests names
+// (top first; the last is the image) for ref's repository, and returns the
+// record of that verification (the key, and the signatures, so that Admit
+// can check them again).
+func (p Policy) VerifyCosign(ctx context.Context, rm *fetch.Remote, ref reference.Reference, image string, digests []digest.Digest) (store.Verification, error) {
 	repo := ref.Host + "/" + ref.Repo
 	var sigs []trust.CosignSignature
 	for _, d := range digests {
 		found, err := cosignSignatures(ctx, rm, d)
 		if err != nil {
-			return nil, fmt.Errorf("image %q: reading its cosign signature: %w", image, err)
+			return store.Verification{}, fmt.Errorf("image %q: reading its cosign signature: %w", image, err)
 		}
 		sigs = append(sigs, found...)
 	}
-	ks := trust.Keystore{LocalDir: g.localConfig, SystemDir: g.systemConfig}
-	key, err := ks.VerifyCosign(image, repo, digests, sigs)
+	key, err := p.Keys.VerifyCosign(image, repo, digests, sigs)
 	if err != nil {
-		return nil, fmt.Errorf("%w; %s", err, cosignFix(err, repo))
+		return store.Verification{}, fmt.Errorf("%w; %s", err, cosignFix(err, repo))
 	}
-	return key, nil
+	return cosignRecord(key, repo, digests, sigs), nil
 }
 
 // cosignFix says what to do about a refused registry image.
