@@ -38,18 +38,24 @@ func importLayoutArchive(ctx context.Context, s *store.Store, ref reference.Refe
 	return importLayout(ctx, s, src, ref, opts.Verification)
 }
 
-// layoutNames returns the ref name the layout's index gives the image
-// ref.Ref selects (none or one).
-func layoutNames(src layoutSource, ref reference.Reference) ([]string, error) {
+// layoutDescriptor is the descriptor the layout's index.json gives the image
+// ref.Ref selects.
+func layoutDescriptor(src layoutSource, ref reference.Reference) (ocispec.Descriptor, error) {
 	data, err := readFile(src, "index.json")
 	if err != nil {
-		return nil, err
+		return ocispec.Descriptor{}, err
 	}
 	idx, err := ParseIndex(data)
 	if err != nil {
-		return nil, fmt.Errorf("index.json: %w", err)
+		return ocispec.Descriptor{}, fmt.Errorf("index.json: %w", err)
 	}
-	desc, err := selectRef(idx, ref.Ref)
+	return selectRef(idx, ref.Ref)
+}
+
+// layoutNames returns the ref name the layout's index gives the image
+// ref.Ref selects (none or one).
+func layoutNames(src layoutSource, ref reference.Reference) ([]string, error) {
+	desc, err := layoutDescriptor(src, ref)
 	if err != nil {
 		return nil, err
 	}
@@ -62,15 +68,7 @@ func layoutNames(src layoutSource, ref reference.Reference) ([]string, error) {
 // importLayout imports the image ref.Ref names from an image layout,
 // recording v as how it was verified.
 func importLayout(ctx context.Context, s *store.Store, src layoutSource, ref reference.Reference, v store.Verification) (*store.Image, error) {
-	data, err := readFile(src, "index.json")
-	if err != nil {
-		return nil, err
-	}
-	idx, err := ParseIndex(data)
-	if err != nil {
-		return nil, fmt.Errorf("index.json: %w", err)
-	}
-	desc, err := selectRef(idx, ref.Ref)
+	desc, err := layoutDescriptor(src, ref)
 	if err != nil {
 		return nil, err
 	}
