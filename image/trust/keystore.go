@@ -37,11 +37,16 @@ func (k Keystore) KeysFor(imageName string) (openpgp.EntityList, error) {
 	if err != nil {
 		return nil, err
 	}
+	return entities(files), nil
+}
+
+// entities are the OpenPGP keys of files gathered as openpgpKind.
+func entities(files []keyFile) openpgp.EntityList {
 	var keys openpgp.EntityList
 	for _, f := range files {
 		keys = append(keys, f.key.(*openpgp.Entity))
 	}
-	return keys, nil
+	return keys
 }
 
 // gather returns the keys of kind trusted for imageName, admin keys first,

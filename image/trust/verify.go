@@ -256,11 +256,7 @@ func (k Keystore) keysForName(name string) (openpgp.EntityList, error) {
 	if err != nil {
 		return nil, err
 	}
-	var keys openpgp.EntityList
-	for _, f := range files {
-		keys = append(keys, f.key.(*openpgp.Entity))
-	}
-	return keys, nil
+	return entities(files), nil
 }
 
 // allOpenPGPKeys returns every trusted OpenPGP key, whatever it is trusted
