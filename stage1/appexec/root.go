@@ -8,9 +8,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/units"
 )
 
@@ -142,12 +144,26 @@ func closeExtraFDs(keep int) error {
 // cgroupRoot is the pod's cgroup2 tree as the pod's systemd sees it.
 const cgroupRoot = "/sys/fs/cgroup"
 
+// appStartWait is how long enter waits for a starting app's unit.
+const appStartWait = 30 * time.Second
+
 // joinAppCgroup moves this process into app's service cgroup in the pod's
 // cgroup2 tree (enter; the app's v1 cgroups are joined from the host).
+// A pod that was just started may not have started the app's unit yet: wait
+// for its cgroup while the app has not ended.
 func joinAppCgroup(app string) error {
 	dir := filepath.Join(cgroupRoot, "system.slice", units.ServiceName(app))
-	if _, err := os.Stat(dir); err != nil {
-		return fmt.Errorf("app %s is not running (no cgroup %s)", app, dir)
+	exited := filepath.Join(AppsDir, app, abi.AppExitFile)
+	for deadline := time.Now().Add(appStartWait); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := os.Stat(dir); err == nil {
+			break
+		}
+		if _, err := os.Lstat(exited); err == nil {
+			return fmt.Errorf("app %s has exited; there is nothing to enter (see 'skiff status')", app)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("app %s has not started within %s (no cgroup %s); check the pod with 'skiff status'", app, appStartWait, dir)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte("0"), 0); err != nil {
 		return fmt.Errorf("join the app's cgroup: %w", err)
