@@ -81,6 +81,10 @@ func TestPrivateUsersHostVolumeIsNotIdmapped(t *testing.T) {
 		t.Errorf("host root's file is not nobody's in the pod: %q", r.stdout)
 	}
 
+	// Not idmapped, a host volume may be on a filesystem that cannot be
+	// (overlayfs here; only idmap=true needs one that can, TestPrivateUsersBadInput).
+	e.ok(e.runArgs("--private-users", "--net=none", "--volume="+overlayMount(t)+":/ovl", e.image("busybox"), "--", "/bin/true")...)
+
 	// Asked for: idmapped through the pod's range, so the pod's root is host
 	// root in that volume (what the user accepted with idmap).
 	r = e.skiff(e.runArgs("--private-users", "--net=none",
