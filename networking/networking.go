@@ -199,6 +199,11 @@ func Setup(ctx context.Context, req Request) (_ *Result, err error) {
 			(&Result{reserved: reserved}).Release()
 		}
 	}()
+	if portNet >= 0 {
+		if err := ensureLocalnetGuard(); err != nil {
+			return nil, &PortError{Port: req.Ports[0], Err: fmt.Errorf("cannot install the %s rule that keeps pods off the host's loopback: %w; check that iptables works", LocalnetChain, err)}
+		}
+	}
 	if err := os.MkdirAll(req.StateDir, 0o755); err != nil {
 		return nil, err
 	}
