@@ -5,8 +5,12 @@ package tests
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+	"unicode"
 )
 
 // skiff runs as root and writes files at paths users name. A link someone
@@ -70,4 +74,54 @@ func TestUserGivenPathsAreNotWrittenThroughLinks(t *testing.T) {
 	e.fails(125, []string{svc, "symbolic link"}, "--insecure-options=image", "generate", "unit", "--unit-name=web",
 		"--output-dir="+units, img)
 	intact("generate unit --output-dir")
+}
+
+// An app's sd_notify messages reach the host unit's NOTIFY_SOCKET only as
+// far as an app may speak for the unit: STATUS= (cleaned, bounded) and
+// WATCHDOG=1 when the unit's watchdog was handed to it; never MAINPID=,
+// EXTEND_TIMEOUT_USEC=, WATCHDOG=trigger, WATCHDOG_USEC=, FDSTORE= or its own
+// READY=1.
+func TestNotifyRelayPassesOnlyWhatAnAppMaySay(t *testing.T) {
+	e := newEnv(t)
+	img := e.notifyImage()
+	sock, msgs := notifySocket(t)
+	hostile := `WATCHDOG=trigger\nEXTEND_TIMEOUT_USEC=999999999999\nMAINPID=1\nWATCHDOG_USEC=1\nFDSTORE=1\nSTOPPING=1\n` +
+		"STATUS=ok\x1b]0;owned\x07\x1b[2J" + strings.Repeat("a", 1000)
+	c := e.cmd(e.runArgs("--net=none", img, "--",
+		"notify", hostile, ",", "notify", "WATCHDOG=1", ",", "sleep", "1s", ",", "notify", "READY=1", ",", "sleep", "600")...)
+	c.Env = append(c.Env, "NOTIFY_SOCKET="+sock, "WATCHDOG_USEC=600000000")
+	var out, errb syncBuffer
+	c.Stdout, c.Stderr = &out, &errb
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Process.Signal(syscall.SIGTERM); _ = c.Wait() }()
+	ready := "READY=1\nMAINPID=" + strconv.Itoa(c.Process.Pid)
+	var got []string
+	for {
+		m := next(t, msgs, 60*time.Second, "READY=1 from skiff")
+		if m == ready {
+			break
+		}
+		got = append(got, m)
+	}
+	sawWatchdog, sawStatus := false, false
+	for _, m := range got {
+		for _, line := range strings.Split(m, "\n") {
+			switch {
+			case line == "WATCHDOG=1":
+				sawWatchdog = true
+			case strings.HasPrefix(line, "STATUS="):
+				sawStatus = true
+				if len(line) > len("STATUS=")+256 || strings.IndexFunc(line, unicode.IsControl) >= 0 || !strings.HasPrefix(line, "STATUS=ok") {
+					t.Errorf("STATUS passed as %q... (%d bytes); want it without control characters, at most 256 bytes", line[:min(len(line), 60)], len(line))
+				}
+			default:
+				t.Errorf("the app's %q reached the unit's NOTIFY_SOCKET", line)
+			}
+		}
+	}
+	if !sawWatchdog || !sawStatus {
+		t.Errorf("the app's WATCHDOG=1 and STATUS= should pass (watchdog handed to it); got %q", got)
+	}
 }

@@ -1,14 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -20,7 +22,8 @@ import (
 //
 // Outwards, run is skiff: when its NOTIFY_SOCKET is set (a Type=notify unit),
 // it sends READY=1 with MAINPID=its own pid once the pod is ready, and passes
-// the apps' STATUS= and WATCHDOG= messages on. Inwards, each app that declares
+// the apps' STATUS= and WATCHDOG=1 messages on, and nothing else of theirs
+// (filterNotify). Inwards, each app that declares
 // notify support (abi.AnnotationAppNotify in its spec) gets its own datagram
 // socket, stage1/notify/APP in the pod directory, bind-mounted at
 // appNotifySocket in its rootfs and named by its NOTIFY_SOCKET. The pod is
@@ -103,27 +106,66 @@ func (r *readiness) env(app string) []string {
 // serve reads one app's notifications.
 func (r *readiness) serve(app string, c *net.UnixConn) {
 	buf := make([]byte, 4096)
+	watchdog := slices.ContainsFunc(r.env(app), func(kv string) bool { return strings.HasPrefix(kv, "WATCHDOG_USEC=") })
 	for {
 		n, err := c.Read(buf)
 		if err != nil {
 			return
 		}
-		var pass []string
-		for _, line := range bytes.Split(buf[:n], []byte("\n")) {
-			kv := string(line)
-			switch {
-			case kv == "READY=1":
-				r.mark(app, true)
-			case strings.HasPrefix(kv, "STATUS="), strings.HasPrefix(kv, "WATCHDOG="),
-				strings.HasPrefix(kv, "EXTEND_TIMEOUT_USEC="):
-				pass = append(pass, kv)
-			}
+		ready, pass := filterNotify(buf[:n], watchdog)
+		if ready {
+			r.mark(app, true)
 		}
 		if len(pass) > 0 {
 			r.o.Debugf("app %s notifies %q", app, pass)
 			_, _ = daemon.SdNotify(false, strings.Join(pass, "\n"))
 		}
 	}
+}
+
+// maxStatus bounds a STATUS= text passed to the unit, in bytes.
+const maxStatus = 256
+
+// filterNotify reads one datagram of an app's and returns whether it says
+// READY=1 and what of it the unit's NOTIFY_SOCKET may get. An app speaks for
+// itself, not for the unit: READY=1 is skiff's to decide (the pod is ready
+// when all its apps are), and MAINPID=, EXTEND_TIMEOUT_USEC=, WATCHDOG_USEC=,
+// WATCHDOG=trigger, FDSTORE=, STOPPING=, RELOADING=, ERRNO= and everything
+// else would let an app in a pod steer the host's unit (track another
+// process, keep a stop or a start pending forever, fire or disarm its
+// watchdog). Only these pass:
+//   - STATUS=TEXT, cut to maxStatus bytes of valid UTF-8 with control
+//     characters removed (the text ends up in systemctl status and journals);
+//   - WATCHDOG=1, when the unit's watchdog is skiff's and the app was given
+//     it (watchdog: the app has WATCHDOG_USEC).
+func filterNotify(msg []byte, watchdog bool) (ready bool, pass []string) {
+	for _, line := range strings.Split(string(msg), "\n") {
+		switch {
+		case line == "READY=1":
+			ready = true
+		case line == "WATCHDOG=1" && watchdog:
+			pass = append(pass, line)
+		case strings.HasPrefix(line, "STATUS="):
+			pass = append(pass, "STATUS="+cleanStatus(strings.TrimPrefix(line, "STATUS=")))
+		}
+	}
+	return ready, pass
+}
+
+// cleanStatus drops control characters and invalid UTF-8 from s and cuts it
+// to maxStatus bytes on a rune boundary.
+func cleanStatus(s string) string {
+	var b strings.Builder
+	for _, c := range strings.ToValidUTF8(s, "") {
+		if unicode.IsControl(c) {
+			continue
+		}
+		if b.Len()+utf8.RuneLen(c) > maxStatus {
+			break
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }
 
 // appStarted records that app has its stdio and is about to exec.
