@@ -51,6 +51,7 @@ KVM_TOO := TestDefaultIsolation|TestCapabilitiesAndSeccompFlags|TestUsersAndGrou
 KVM_TOO := $(KVM_TOO)|TestEnterHasTheAppsIsolation|TestPrepareAndRunPrepared|TestEnterWaitsForAStartingPod
 KVM_TOO := $(KVM_TOO)|TestWorkingDirCannotLeaveTheAppsRoot|TestRootAppCannotClimbOutOfItsRoot|TestEnterHasTheAppsRootAndLimits
 KVM_TOO := $(KVM_TOO)|TestDefaultNetwork|TestPortForwardingAndPodToPod|TestDNSAndHosts|TestNamedNetworksAndBadInput
+KVM_TOO := $(KVM_TOO)|TestPortForwardKeepsHostLoopbackClosed
 test-kvm: all test-images
 	SKIFF_BIN=$(CURDIR)/$(BIN)/skiff SKIFF_TEST_IMAGES=$(CURDIR)/$(BUILD)/images \
 	SKIFF_STAGE1=$(CURDIR)/$(BIN)/stage1-kvm.oci.tar SKIFF_KVM_STAGE1=$(CURDIR)/$(BIN)/stage1-kvm.oci.tar \

@@ -23,6 +23,10 @@ import (
 //	-A SKIFF-LOCALNET ! -i lo ! -s 127.0.0.0/8 -d 127.0.0.0/8 -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP
 //	-I INPUT -j SKIFF-LOCALNET
 //
+// The kvm flavor is exposed the same way (the guest's NIC is the pod's eth0,
+// behind the same host veth) and is covered by the same guard, which
+// networking.Setup installs for both flavors.
+//
 // The chain is shared by every pod and by both stage1 flavors; it is
 // installed, idempotently, by the Setup of any pod that forwards a port and
 // is left in place afterwards (as kube-proxy leaves KUBE-FIREWALL): it only
