@@ -125,3 +125,41 @@ func TestNotifyRelayPassesOnlyWhatAnAppMaySay(t *testing.T) {
 		t.Errorf("the app's WATCHDOG=1 and STATUS= should pass (watchdog handed to it); got %q", got)
 	}
 }
+
+// The kvm guest writes the VM's serial console, and run prints its tail
+// (here with --debug) to the user's terminal: root in the guest (an app with
+// the capabilities to reach the guest's /dev through /proc/1/root) writes
+// escape sequences, a carriage return and a flood to the console; what
+// reaches skiff's stderr keeps the text but no control character, and its
+// lines are bounded.
+func TestKVMConsoleTailIsSafeToPrint(t *testing.T) {
+	e := newEnv(t)
+	if e.flavor() != "kvm" {
+		t.Skip("the console tail is the kvm flavor's")
+	}
+	hostile := `printf '\033]0;owned\007\033[2J\033[H\rHOSTILE-CONSOLE-LINE\302\233m\n' > /proc/1/root/dev/ttyS0 &&
+head -c 20000 /dev/zero | tr '\0' A > /proc/1/root/dev/ttyS0 && echo > /proc/1/root/dev/ttyS0 && echo written`
+	args := append([]string{"--debug", "--insecure-options=image,seccomp,paths", "run"}, e.stage1...)
+	args = append(args, "--net=none", e.image("busybox"),
+		"--caps-retain=CAP_SYS_PTRACE,CAP_DAC_OVERRIDE,CAP_DAC_READ_SEARCH,CAP_SYS_ADMIN,CAP_SYS_TTY_CONFIG",
+		"--", "/bin/sh", "-c", hostile)
+	r := e.ok(args...)
+	if !strings.Contains(r.stdout, "written") {
+		t.Fatalf("the app could not write the guest's console: %q\n%s", r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "HOSTILE-CONSOLE-LINE") {
+		t.Fatalf("the console's tail is not printed with --debug:\n%s", r.stderr)
+	}
+	for _, c := range r.stderr {
+		if c != '\n' && c != '\t' && unicode.IsControl(c) {
+			i := max(0, strings.Index(r.stderr, "HOSTILE")-40)
+			t.Errorf("control character %U printed from the guest's console: %q", c, r.stderr[i:min(len(r.stderr), i+80)])
+			break
+		}
+	}
+	for _, l := range strings.Split(r.stderr, "\n") {
+		if len(l) > 4096 {
+			t.Errorf("a line of %d bytes printed from the guest's console", len(l))
+		}
+	}
+}
