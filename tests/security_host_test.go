@@ -5,6 +5,7 @@ package tests
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,6 +63,32 @@ func TestUserGivenPathsAreNotWrittenThroughLinks(t *testing.T) {
 	exp := link("exported.tar")
 	e.fails(125, []string{exp, "symbolic link"}, "image", "export", img, exp)
 	intact("image export FILE")
+
+	// extract and render: DIR a link to an empty directory is refused; an
+	// existing empty directory is filled.
+	empty := filepath.Join(dir, "empty")
+	if err := os.Mkdir(empty, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	xlink := filepath.Join(dir, "xlink")
+	if err := os.Symlink(empty, xlink); err != nil {
+		t.Fatal(err)
+	}
+	for _, verb := range []string{"extract", "render"} {
+		e.fails(125, []string{xlink, "symbolic link"}, "image", verb, img, xlink)
+		if ents, _ := os.ReadDir(empty); len(ents) != 0 {
+			t.Errorf("image %s wrote through a link to %s: %d entries", verb, empty, len(ents))
+		}
+	}
+	e.ok("image", "render", img, empty)
+	for _, p := range []string{"rootfs/bin/busybox", "manifest.json", "config.json"} {
+		if _, err := os.Stat(filepath.Join(empty, p)); err != nil {
+			t.Errorf("render into an empty directory: %v", err)
+		}
+	}
+	if ents, _ := os.ReadDir(dir); slices.ContainsFunc(ents, func(d os.DirEntry) bool { return strings.Contains(d.Name(), ".tmp-") }) {
+		t.Errorf("temporary files left in %s: %v", dir, ents)
+	}
 
 	units := filepath.Join(dir, "units")
 	if err := os.Mkdir(units, 0o755); err != nil {

@@ -315,18 +315,43 @@ config). DIR must not exist or be empty.`
 	return c
 }
 
+// extractImage writes the image into a new directory beside dir, which
+// only root can write, and renames it to dir at the end: someone who can
+// write into an existing dir (an empty directory another user made in
+// /tmp, say) cannot slip a link into it for skiff, running as root, to
+// write through while it extracts; and dir never holds half an image. dir
+// itself must be a new name or an empty directory, not a link.
 func extractImage(s *store.Store, img *store.Image, dir string, render bool) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir = filepath.Clean(dir)
+	switch fi, err := os.Lstat(dir); {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return err
+	case fi.Mode()&os.ModeSymlink != 0:
+		return fmt.Errorf("%s is a symbolic link; extract into a new or empty directory", dir)
+	case !fi.IsDir():
+		return fmt.Errorf("%s is not a directory; extract into a new or empty directory", dir)
+	default:
+		if entries, err := os.ReadDir(dir); err != nil {
+			return err
+		} else if len(entries) > 0 {
+			return fmt.Errorf("%s is not empty; extract into a new or empty directory", dir)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
 		return err
 	}
-	if entries, err := os.ReadDir(dir); err != nil {
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-")
+	if err != nil {
 		return err
-	} else if len(entries) > 0 {
-		return fmt.Errorf("%s is not empty; extract into a new or empty directory", dir)
 	}
-	rootfs := dir
+	defer os.RemoveAll(tmp) // nothing left after the rename
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return err
+	}
+	rootfs := tmp
 	if render {
-		rootfs = filepath.Join(dir, "rootfs")
+		rootfs = filepath.Join(tmp, "rootfs")
 		manifest, err := s.ManifestBytes(img)
 		if err != nil {
 			return err
@@ -335,21 +360,29 @@ func extractImage(s *store.Store, img *store.Image, dir string, render bool) err
 		if err != nil {
 			return err
 		}
-		if err := writeNew(filepath.Join(dir, "manifest.json"), manifest); err != nil {
+		if err := writeNew(filepath.Join(tmp, "manifest.json"), manifest); err != nil {
 			return err
 		}
-		if err := writeNew(filepath.Join(dir, "config.json"), config); err != nil {
+		if err := writeNew(filepath.Join(tmp, "config.json"), config); err != nil {
 			return err
 		}
 		if err := os.Mkdir(rootfs, 0o755); err != nil {
 			return err
 		}
 	}
-	return layer.Flatten(rootfs, img.LayerDirs)
+	if err := layer.Flatten(rootfs, img.LayerDirs); err != nil {
+		return err
+	}
+	// rename(2) replaces an empty directory, never a link or a directory
+	// someone filled in the meantime (os.Rename refuses any directory).
+	if err := unix.Rename(tmp, dir); err != nil {
+		return fmt.Errorf("move the extracted image to %s: %w; extract into a new or empty directory", dir, err)
+	}
+	return nil
 }
 
-// writeNew creates path, which must not exist (not even as a link someone
-// put in DIR after it was found empty), and writes data.
+// writeNew creates path, which must not exist (not even as a link), and
+// writes data.
 func writeNew(path string, data []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
 	if err != nil {
