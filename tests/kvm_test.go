@@ -111,7 +111,8 @@ func startLong(t *testing.T, e *env) (*exec.Cmd, string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
-	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(out.String(), "up\n"); time.Sleep(100 * time.Millisecond) {
+	// 150 s: a boot that hangs is retried (stage1-kvm run.go: 30 s, then 90 s).
+	for deadline := time.Now().Add(150 * time.Second); !strings.Contains(out.String(), "up\n"); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("pod did not start: %s", out.String())
 		}
@@ -210,7 +211,7 @@ func TestKVMPortForwardingFromLoopback(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
-	waitFor(t, 60*time.Second, "the pod's server", func() bool { return strings.Contains(out.String(), "up\n") })
+	waitFor(t, 150*time.Second, "the pod's server", func() bool { return strings.Contains(out.String(), "up\n") })
 	waitFor(t, 20*time.Second, "a reply through 127.0.0.1:"+port, func() bool {
 		resp, err := http.Get("http://127.0.0.1:" + port + "/")
 		if err != nil {
@@ -287,5 +288,93 @@ func TestKVMImageConfigAndAppFlags(t *testing.T) {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("output lacks %q:\n%s", want, r.stdout)
 		}
+	}
+}
+
+// kvmBoot runs a pod whose first hang boots never come up (stage1-kvm's
+// test hook starts their QEMU with its CPUs stopped) with a first boot
+// bound of timeout, and returns what it printed and the pod's UUID.
+func kvmBoot(t *testing.T, e *env, hang int, timeout string) (result, string) {
+	t.Helper()
+	uuidFile := filepath.Join(t.TempDir(), "uuid")
+	c := e.cmd(e.runArgs("--uuid-file-save="+uuidFile, e.image("busybox"), "--", "/bin/sh", "-c", "echo hi")...)
+	c.Env = append(c.Env, "SKIFF_KVM_TEST_HANG_BOOTS="+strconv.Itoa(hang), "SKIFF_KVM_BOOT_TIMEOUT="+timeout)
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	err := c.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(uuidFile)
+	uuid := strings.TrimSpace(string(b))
+	if uuid == "" {
+		t.Fatalf("no pod UUID saved; exit %d, stderr %q", r.code, r.stderr)
+	}
+	return r, uuid
+}
+
+// kvmPodLeftovers lists what of pod uuid's run is left on the host once
+// skiff run has returned (before any gc): its QEMU, taps (in its network
+// namespace), mounts and cgroups.
+func kvmPodLeftovers(e *env, uuid string) []string {
+	var left []string
+	if qemuOf(uuid) {
+		left = append(left, "a qemu process")
+	}
+	if _, err := os.Stat("/run/skiff/netns/" + uuid); err == nil {
+		left = append(left, "its network namespace (and taps)")
+	}
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); bytes.Contains(b, []byte(uuid)) {
+		left = append(left, "a mount")
+	}
+	left = append(left, cgroupsOf(uuid)...)
+	socks, _ := filepath.Glob(filepath.Join(e.dir, "pods", "*", uuid, "stage1", "*.sock"))
+	return append(left, socks...)
+}
+
+// A first boot that hangs (about once in 200 boots under TCG) is killed
+// after its bound and the VM booted once more, with one warning line: the
+// pod runs as usual.
+func TestKVMBootRetriedAfterAHang(t *testing.T) {
+	e := kvmEnv(t)
+	r, uuid := kvmBoot(t, e, 1, "15s")
+	if r.code != 0 || r.stdout != "hi\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want 0 and the app's \"hi\" after a second boot", r.code, r.stdout, r.stderr)
+	}
+	if n := strings.Count(r.stderr, "booting its VM again"); n != 1 || !strings.Contains(r.stderr, uuid) {
+		t.Errorf("stderr %q: want one warning naming pod %s and the second boot", r.stderr, uuid)
+	}
+	if left := kvmPodLeftovers(e, uuid); len(left) != 0 {
+		t.Errorf("left on the host after the pod ended: %v", left)
+	}
+}
+
+// When the second boot hangs too, the pod fails with exit 125 and one error
+// line naming the pod, the cause and the fix, after the console's tail;
+// nothing of the VM is left.
+func TestKVMBootFailsAfterTwoHangs(t *testing.T) {
+	e := kvmEnv(t)
+	r, uuid := kvmBoot(t, e, 2, "3s")
+	if r.code != 125 {
+		t.Fatalf("exit %d, want 125; stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n")
+	last := lines[len(lines)-1]
+	for _, w := range []string{"pod " + uuid, "failed to boot 2 times", "did not come up", "SKIFF_KVM_BOOT_TIMEOUT="} {
+		if !strings.Contains(last, w) {
+			t.Errorf("last stderr line %q lacks %q (stderr %q)", last, w, r.stderr)
+		}
+	}
+	if n := strings.Count(r.stderr, "booting its VM again"); n != 1 {
+		t.Errorf("stderr %q: want one warning of the second boot", r.stderr)
+	}
+	if left := kvmPodLeftovers(e, uuid); len(left) != 0 {
+		t.Errorf("left on the host after the pod failed: %v", left)
+	}
+	if ps := e.pods(); len(ps) != 1 || ps[0].ExitCode == nil || *ps[0].ExitCode != 125 {
+		t.Errorf("list: %+v; want the pod exited with 125", ps)
 	}
 }

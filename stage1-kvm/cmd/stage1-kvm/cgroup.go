@@ -29,6 +29,14 @@ func newPodCgroup(uuid string, pid int) (*podCgroup, error) {
 	return &podCgroup{m: m}, nil
 }
 
+// add moves pid into the pod's cgroup too (a VM booted again).
+func (c *podCgroup) add(pid int) error {
+	if err := c.m.Apply(pid); err != nil {
+		return fmt.Errorf("pod cgroup: %w", err)
+	}
+	return nil
+}
+
 // destroy removes the pod's cgroup (QEMU must be gone); nil is fine.
 func (c *podCgroup) destroy() error {
 	if c == nil {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -59,9 +60,30 @@ const kernelCmdline = "console=ttyS0 quiet loglevel=4 panic=-1 tsc_early_khz=200
 // recordPoll is how often run takes what the guest reports (records.go).
 const recordPoll = 100 * time.Millisecond
 
-// bootTimeout is how long the guest gets to bring the pod agent up (a few
-// seconds under TCG on a busy host; well under one with KVM).
-const bootTimeout = 2 * time.Minute
+// A boot's bound: how long the guest gets to bring the pod agent up (a few
+// seconds under TCG on a busy host; well under one with KVM). A boot that
+// does not get there (a guest that hangs early: seen about once in 200
+// boots under TCG) is killed and the VM booted once more, with three times
+// the bound (so a pod on a host too busy for the first bound still gets
+// the 2 minutes a single boot used to); if that one fails too, the pod
+// fails with the console's tail. EnvBootTimeout sets the first bound.
+const (
+	bootTimeoutTCG = 30 * time.Second
+	bootTimeoutKVM = 10 * time.Second
+	bootAttempts   = 2
+	bootRetryScale = 3
+)
+
+// EnvBootTimeout sets the first boot's bound (a Go duration, e.g. "90s")
+// for a host too slow or too busy for the default.
+const EnvBootTimeout = "SKIFF_KVM_BOOT_TIMEOUT"
+
+// envTestHangBoots is for skiff's own tests of the boot retry: the first N
+// boots start QEMU with its CPUs stopped (-S), a guest that never comes up.
+const envTestHangBoots = "SKIFF_KVM_TEST_HANG_BOOTS"
+
+// s1ConsoleBoot is the console of failed boot N, kept beside the last one.
+func s1ConsoleBoot(n int) string { return fmt.Sprintf("%s/console-boot%d.log", abi.Stage1Dir, n) }
 
 // runOpts are run's options (package podrun).
 type runOpts = podrun.Opts
@@ -185,6 +207,8 @@ type vm struct {
 	cgroup *podCgroup
 	rec    *recorder
 	term   *agent.Terminal // skiff's terminal, in raw mode (--interactive on a terminal)
+	accel  string          // "kvm" or "tcg"
+	agent  int             // QEMU's descriptor of the agent's port (each boot has its own)
 }
 
 // fd passes f to QEMU and returns its number there.
@@ -240,6 +264,7 @@ func (v *vm) run() (int, error) {
 	defer log.Close()
 	mem, cpus := v.size()
 	accel := chooseAccel()
+	v.accel = accel
 	v.args = []string{
 		"-L", filepath.Join(dir, "share"), "-name", "guest=" + vmName(o.UUID),
 		"-accel", accel, "-M", "microvm", "-m", strconv.FormatInt(mem>>20, 10), "-smp", strconv.Itoa(cpus),
@@ -270,26 +295,17 @@ func (v *vm) run() (int, error) {
 	for i, l := range v.links {
 		v.args = append(v.args, l.QEMUArgs(fmt.Sprintf("n%d", i), v.fd(l.Tap))...)
 	}
-	// The agent's port: QEMU has one end of a socketpair, the broker the
-	// other.
-	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	mine := os.NewFile(uintptr(pair[0]), "agent")
-	conn, err := net.FileConn(mine)
-	mine.Close()
-	if err != nil {
-		return 0, err
-	}
+	// The agent's port: each boot's QEMU has one end of a socketpair of
+	// its own (newAgent), its broker the other.
+	v.agent = v.fd(nil)
 	v.args = append(v.args,
-		"-chardev", fmt.Sprintf("socket,id=agent,fd=%d", v.fd(os.NewFile(uintptr(pair[1]), "agent-qemu"))),
+		"-chardev", fmt.Sprintf("socket,id=agent,fd=%d", v.agent),
 		"-device", "virtserialport,chardev=agent,name="+agent.PortName)
-	if v.broker, err = agent.NewBroker(conn, filepath.Join(o.PodDir, agent.SocketFile)); err != nil {
-		conn.Close()
-		return 0, err
-	}
-	defer v.broker.Close()
+	defer func() {
+		if v.broker != nil {
+			v.broker.Close()
+		}
+	}()
 	if err := abi.WriteJSON(guest.ConfigFile, v.cfg); err != nil {
 		return 0, err
 	}
@@ -408,31 +424,100 @@ func (v *vm) apps(log *stdio.Log) error {
 	return nil
 }
 
-// boot starts QEMU and waits for the VM to end.
-func (v *vm) boot(dir string) (int, error) {
-	o := v.o
-	o.Debugf("qemu %s", strings.Join(v.args, " "))
-	cmd, err := qemuCommand(dir, v.args)
-	if err != nil {
-		return 0, err
+// newAgent makes a boot's agent port: a socketpair whose one end is a new
+// broker's (replacing the last boot's) and whose other QEMU gets as
+// descriptor v.agent; run closes that one once QEMU has it.
+func (v *vm) newAgent() (*os.File, error) {
+	if v.broker != nil {
+		v.broker.Close()
+		v.broker = nil
 	}
-	cmd.Dir = o.PodDir
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	mine := os.NewFile(uintptr(pair[0]), "agent")
+	theirs := os.NewFile(uintptr(pair[1]), "agent-qemu")
+	conn, err := net.FileConn(mine)
+	mine.Close()
+	if err != nil {
+		theirs.Close()
+		return nil, err
+	}
+	if v.broker, err = agent.NewBroker(conn, filepath.Join(v.o.PodDir, agent.SocketFile)); err != nil {
+		conn.Close()
+		theirs.Close()
+		return nil, err
+	}
+	v.extra[v.agent-3] = theirs
+	return theirs, nil
+}
+
+// closeExtra closes run's copies of QEMU's descriptors (the taps, the
+// tees' write ends), kept while a boot may still be retried; the tees end
+// when QEMU's copies are gone too.
+func (v *vm) closeExtra() {
+	for i, f := range v.extra {
+		if f != nil {
+			f.Close()
+			v.extra[i] = nil
+		}
+	}
+}
+
+// bootTimeout is the first boot's bound (see bootTimeoutTCG).
+func (v *vm) bootTimeout() time.Duration {
+	d := bootTimeoutTCG
+	if v.accel == "kvm" {
+		d = bootTimeoutKVM
+	}
+	if s := os.Getenv(EnvBootTimeout); s != "" {
+		if t, err := time.ParseDuration(s); err == nil && t > 0 {
+			d = t
+		} else {
+			fmt.Fprintf(os.Stderr, "stage1-kvm: warning: %s=%q is not a positive duration (like 90s); using %s\n", EnvBootTimeout, s, d)
+		}
+	}
+	return d
+}
+
+// startQEMU starts boot attempt n's QEMU in the pod's cgroup and records
+// its pid; it returns the channel of its end.
+func (v *vm) startQEMU(dir string, n int) (*exec.Cmd, <-chan error, error) {
+	qemuEnd, err := v.newAgent()
+	if err != nil {
+		return nil, nil, err
+	}
+	args := v.args
+	if h, _ := strconv.Atoi(os.Getenv(envTestHangBoots)); n <= h {
+		args = append([]string{"-S"}, args...)
+	}
+	v.o.Debugf("qemu (boot %d) %s", n, strings.Join(args, " "))
+	cmd, err := qemuCommand(dir, args)
+	if err != nil {
+		qemuEnd.Close()
+		return nil, nil, err
+	}
+	cmd.Dir = v.o.PodDir
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stderr, os.Stderr
 	cmd.ExtraFiles = v.extra
 	// Debian's QEMU loads TCG as a module; the image carries its own.
 	cmd.Env = append(os.Environ(), "QEMU_MODULE_DIR="+filepath.Join(dir, "modules"))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: unix.SIGKILL}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2)
-	defer signal.Stop(sigs)
-	if err := cmd.Start(); err != nil {
-		return 0, fmt.Errorf("start qemu: %w", err)
+	err = cmd.Start()
+	qemuEnd.Close() // QEMU has its own: its end is the broker's EOF
+	v.extra[v.agent-3] = nil
+	if err != nil {
+		return nil, nil, fmt.Errorf("start qemu: %w", err)
 	}
-	for _, f := range v.extra {
-		f.Close() // QEMU has its own copies
+	v.o.Debugf("qemu started, pid %d", cmd.Process.Pid)
+	if v.cgroup == nil {
+		v.cgroup, err = newPodCgroup(v.m.UUID, cmd.Process.Pid)
+	} else {
+		err = v.cgroup.add(cmd.Process.Pid)
 	}
-	o.Debugf("qemu started, pid %d", cmd.Process.Pid)
-	if v.cgroup, err = newPodCgroup(v.m.UUID, cmd.Process.Pid); err != nil {
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "stage1-kvm: pod %s: %v\n", v.m.UUID, err)
 		_ = cmd.Process.Kill()
 	}
 	if err := os.WriteFile(abi.PIDFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
@@ -440,30 +525,36 @@ func (v *vm) boot(dir string) (int, error) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
+	return cmd, done, nil
+}
+
+// boot starts QEMU and waits for the VM to end, booting it once more when
+// the first boot does not bring the agent up (see bootTimeoutTCG).
+func (v *vm) boot(dir string) (int, error) {
+	o := v.o
+	defer v.closeExtra()
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2)
+	defer signal.Stop(sigs)
+	attempt, bound := 1, v.bootTimeout()
+	cmd, done, err := v.startQEMU(dir, attempt)
+	if err != nil {
+		return 0, err
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if v.o.Interactive {
-		go func() {
-			stdin := agent.Stdio{Stdin: os.Stdin}
-			if v.term != nil {
-				stdin.Resize = v.term.Resize()
-			}
-			if err := v.broker.Client().Stdin(ctx, v.m.Apps[0].Name, stdin); err != nil && ctx.Err() == nil {
-				o.Debugf("stdin: %v", err)
-			}
-		}()
-	}
-	var werr error
+	var werr, bootErr error
 	var kill <-chan time.Time
 	// A guest that never gets its agent up (a kernel or init that hangs)
-	// must not hold skiff forever: after bootTimeout the VM is killed and
-	// the pod fails with the console's tail.
-	ready, bootTimer := v.broker.Ready(), time.After(bootTimeout)
+	// must not hold skiff forever: after the boot's bound the VM is
+	// killed, and booted again or the pod fails with the console's tail.
+	ready, bootTimer := v.broker.Ready(), time.After(bound)
 	// What the guest reports (ready, the apps' exits) is taken as it comes.
 	records := time.NewTicker(recordPoll)
 	defer records.Stop()
 wait:
 	for {
+		var failed string // why this boot failed, when it did
 		select {
 		case werr = <-done:
 			break wait
@@ -471,17 +562,27 @@ wait:
 			v.rec.poll()
 		case <-ready:
 			ready, bootTimer = nil, nil
-			o.Debugf("the pod agent is up")
+			o.Debugf("the pod agent is up (boot %d)", attempt)
+			v.closeExtra()
+			if v.o.Interactive {
+				go v.stdin(ctx)
+			}
 		case <-bootTimer:
-			fmt.Fprintf(os.Stderr, "stage1-kvm: pod %s: the VM did not start the pod within %s; killing it\n", v.m.UUID, bootTimeout)
+			bootTimer = nil
+			if kill != nil { // stopping: the stop's own bound applies
+				continue
+			}
 			_ = cmd.Process.Kill()
+			werr = <-done
+			failed = fmt.Sprintf("the pod agent did not come up within %s", bound)
 		case <-kill:
 			o.Debugf("the VM did not power off in time: killing it")
 			_ = cmd.Process.Kill()
 		case s := <-sigs:
 			if s != unix.SIGTERM && s != unix.SIGINT {
+				b := v.broker
 				go func() {
-					if err := v.broker.Client().Signal(ctx, "", s.(unix.Signal)); err != nil {
+					if err := b.Client().Signal(ctx, "", s.(unix.Signal)); err != nil {
 						fmt.Fprintf(os.Stderr, "skiff: pod %s: forward %v: %v\n", v.m.UUID, s, err)
 					}
 				}()
@@ -493,17 +594,69 @@ wait:
 				continue
 			}
 			kill = time.After(stopWait(v.o.StopTimeout))
-			go func() { _ = v.broker.Client().Stop(ctx, agent.StopRequest{}) }()
+			b := v.broker
+			go func() { _ = b.Client().Stop(ctx, agent.StopRequest{}) }()
 		}
+		if failed == "" {
+			continue
+		}
+		if attempt == bootAttempts {
+			fmt.Fprintf(os.Stderr, "stage1-kvm: pod %s: the console of its last boot (%s) ends:\n%s",
+				v.m.UUID, filepath.Join(o.PodDir, s1Console), indent(consoleTail(s1Console, 10)))
+			bootErr = fmt.Errorf("its VM failed to boot %d times (%s, console above); the host may be too slow or too busy: run the pod again, or give the guest longer with %s=90s",
+				attempt, failed, EnvBootTimeout)
+			break wait
+		}
+		_ = os.Rename(s1Console, s1ConsoleBoot(attempt))
+		attempt, bound = attempt+1, bootRetryScale*bound
+		fmt.Fprintf(os.Stderr, "stage1-kvm: warning: pod %s: %s; booting its VM again (console of the failed boot: %s)\n",
+			v.m.UUID, failed, filepath.Join(o.PodDir, s1ConsoleBoot(attempt-1)))
+		if cmd, done, err = v.startQEMU(dir, attempt); err != nil {
+			return 0, err
+		}
+		ready, bootTimer = v.broker.Ready(), time.After(bound)
 	}
 	o.Debugf("qemu exited: %v", werr)
+	v.closeExtra()
 	for _, t := range v.tees {
 		t.Wait(5 * time.Second)
 	}
-	if err != nil {
-		return 0, err
+	if bootErr != nil {
+		v.recordFailure()
+		return 0, bootErr
 	}
 	return v.finish(werr)
+}
+
+// recordFailure records a pod whose VM never came up as failed by skiff
+// itself: each app's exit and the pod's with abi.ExitSkiffFailure.
+func (v *vm) recordFailure() {
+	now := time.Now().UTC()
+	for _, a := range v.m.Apps {
+		x := abi.AppExit{App: a.Name, Code: abi.ExitSkiffFailure, ExitedAt: now}
+		_ = abi.WriteJSON(filepath.Join(abi.AppDir(".", a.Name), abi.AppExitFile), x)
+	}
+	_ = abi.WriteJSON(abi.PodExitFile, abi.PodExit{Code: abi.ExitSkiffFailure, ExitedAt: now})
+}
+
+// stdin relays skiff's stdin to the first app (--interactive), once the
+// agent is up.
+func (v *vm) stdin(ctx context.Context) {
+	stdin := agent.Stdio{Stdin: os.Stdin}
+	if v.term != nil {
+		stdin.Resize = v.term.Resize()
+	}
+	if err := v.broker.Client().Stdin(ctx, v.m.Apps[0].Name, stdin); err != nil && ctx.Err() == nil {
+		v.o.Debugf("stdin: %v", err)
+	}
+}
+
+// indent indents each line of s by two spaces.
+func indent(s string) string {
+	if strings.TrimSpace(s) == "" {
+		return "  (nothing)\n"
+	}
+	return "  " + strings.ReplaceAll(strings.TrimSuffix(s, "\n"), "\n", "\n  ") + "\n"
 }
 
 // finish collects the apps' exits (recorded by app-exited in the guest),
