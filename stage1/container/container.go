@@ -128,14 +128,20 @@ type App struct {
 // layers (unless Mounted), then podfs's: its own /proc, /sys and a minimal
 // /dev, its volumes, the kernel paths it must not see or change, and a
 // read-only remount when asked. stage1Rootfs is the stage1 rootfs as the
-// sandbox sees it before pivot_root.
-func AppMounts(stage1Rootfs string, a App) []specs.Mount {
+// sandbox sees it before pivot_root. A mount target that does not resolve
+// inside the app's rootfs (a symlink loop, the app's root itself) is an
+// error.
+func AppMounts(stage1Rootfs string, a App) ([]specs.Mount, error) {
 	var ms []specs.Mount
 	if !a.Mounted {
 		ms = append(ms, specs.Mount{Destination: a.Root, Type: "overlay", Source: "overlay", Options: []string{
 			"lowerdir=" + a.Lowerdir, "upperdir=" + a.Upper, "workdir=" + a.Work}})
 	}
-	return append(ms, podfs.Mounts(stage1Rootfs, a.App)...)
+	fs, err := podfs.ResolveMounts(stage1Rootfs, a.App)
+	if err != nil {
+		return nil, err
+	}
+	return append(ms, fs...), nil
 }
 
 // boundingSet lists the capabilities in this process's bounding set: asking for

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -30,14 +32,6 @@ type App struct {
 	Layers []string
 }
 
-// Mounts is ResolveMounts for callers that cannot fail: a target that does
-// not resolve (a symlink loop, an unreadable layer) is left as the spec says
-// it, for the mounter to refuse.
-func Mounts(stage1Rootfs string, a App) []specs.Mount {
-	ms, _ := mounts(stage1Rootfs, a, false)
-	return ms
-}
-
 // ResolveMounts are the mounts that follow the app's rootfs mount at a.Root, in
 // order: /proc, read-only /sys, a minimal /dev (tmpfs with null, zero, full,
 // random, urandom and tty bound from the stage1's /dev, its own devpts and
@@ -48,59 +42,130 @@ func Mounts(stage1Rootfs string, a App) []specs.Mount {
 //
 // Every target is resolved inside the app's rootfs (see Resolve): a symlink
 // in the image is followed as if the app's root were "/", so no target is
-// ever outside the app's rootfs, whatever the image's links say.
+// ever outside the app's rootfs, whatever the image's links say. A target
+// is looked up in the tree as the mounts before it leave it: below /proc,
+// /sys and /dev the image's own files are hidden, so a symlink the image
+// plants there (at /proc/sys, /dev/null) moves nothing; below a volume its
+// source decides. A mount that would cover the app's root is an error.
 func ResolveMounts(stage1Rootfs string, a App) ([]specs.Mount, error) {
-	return mounts(stage1Rootfs, a, true)
-}
-
-func mounts(stage1Rootfs string, a App, strict bool) ([]specs.Mount, error) {
 	dest := a.Root
 	var rerr error
-	at := func(p string) string { // p's place in the stage1 rootfs
-		var r string
-		var err error
-		if len(a.Layers) > 0 {
-			r, err = ResolveLayers(a.Layers, p)
-		} else {
-			r, err = Resolve(filepath.Join(stage1Rootfs, dest), p)
+	fail := func(err error) {
+		if rerr == nil {
+			rerr = err
 		}
+	}
+	var image lookupFunc
+	if len(a.Layers) > 0 {
+		image = layersLookup(a.Layers)
+	} else {
+		image = diskLookup(filepath.Join(stage1Rootfs, dest))
+	}
+	var made []mounted // the mounts so far, in the app's terms
+	// resolveAt is p's place in the app's rootfs (no leading "/"), as the
+	// mounts made so far leave the tree: below a mount point the mounted
+	// file system decides, not the image's files it hides.
+	resolveAt := func(p string) string {
+		r, err := resolve(stackLookup(image, made), p)
 		if err != nil {
-			if rerr == nil {
-				rerr = err
-			}
+			fail(err)
 			r = filepath.Clean("/" + p)
 		}
-		return filepath.Join(dest, r)
+		return strings.TrimPrefix(r, "/")
+	}
+	var ms []specs.Mount
+	add := func(p string, m specs.Mount) string { // p's mount, in order
+		rel := resolveAt(p)
+		m.Destination = filepath.Join(dest, rel)
+		ms = append(ms, m)
+		made = append(made, mounted{at: rel, lookup: mountLookup(m)})
+		return rel
 	}
 	nse := []string{"nosuid", "noexec", "nodev"}
-	ms := []specs.Mount{
-		{Destination: at("/proc"), Type: "proc", Source: "proc", Options: nse},
-		Sysfs(at("/sys"), a.UserNS),
-		{Destination: at("/dev"), Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
-	}
+	add("/proc", specs.Mount{Type: "proc", Source: "proc", Options: nse})
+	add("/sys", Sysfs("", a.UserNS))
+	add("/dev", specs.Mount{Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}})
 	if a.UserNS { // an empty /sys/fs/cgroup, as a fresh sysfs has (see Sysfs)
-		ms = append(ms, specs.Mount{Destination: at("/sys/fs/cgroup"), Type: "tmpfs", Source: "tmpfs",
+		add("/sys/fs/cgroup", specs.Mount{Type: "tmpfs", Source: "tmpfs",
 			Options: []string{"ro", "nosuid", "noexec", "nodev", "size=0", "mode=755"}})
 	}
 	for _, d := range []string{"null", "zero", "full", "random", "urandom", "tty"} {
-		ms = append(ms, specs.Mount{Destination: at("/dev/" + d), Type: "bind", Source: "/dev/" + d, Options: []string{"bind", "nosuid", "noexec"}})
+		add("/dev/"+d, specs.Mount{Type: "bind", Source: "/dev/" + d, Options: []string{"bind", "nosuid", "noexec"}})
 	}
-	ms = append(ms,
-		specs.Mount{Destination: at("/dev/pts"), Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
-		specs.Mount{Destination: at("/dev/shm"), Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
-	)
+	add("/dev/pts", specs.Mount{Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}})
+	add("/dev/shm", specs.Mount{Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}})
 	for _, m := range a.Mounts {
-		m.Destination = at(m.Destination)
-		ms = append(ms, m)
+		if add(m.Destination, m) == "" {
+			fail(fmt.Errorf("mount target %s is the app's root directory (the image's symlinks lead there); mount it elsewhere", m.Destination))
+		}
 	}
-	ms = append(ms, kernelPathMounts(stage1Rootfs, at, a.MaskedPaths, a.ReadonlyPaths)...)
+	// hidden and read-only kernel paths, in the kernel's file systems
+	for _, p := range a.MaskedPaths {
+		st, err := os.Stat(p) // this kernel's /proc and /sys: the app's kernel
+		switch {
+		case err != nil:
+		case st.IsDir():
+			add(p, specs.Mount{Type: "tmpfs", Source: "tmpfs", Options: []string{"ro", "nosuid", "nodev", "noexec", "size=0"}})
+		default:
+			add(p, specs.Mount{Type: "bind", Source: "/dev/null", Options: []string{"bind", "ro"}})
+		}
+	}
+	for _, p := range a.ReadonlyPaths {
+		if _, err := os.Stat(p); err == nil {
+			// a remount of what is there: the tree does not change
+			d := filepath.Join(dest, resolveAt(p))
+			ms = append(ms, specs.Mount{Destination: d, Type: "bind", Source: filepath.Join(stage1Rootfs, d), Options: []string{"rbind", "ro"}})
+		}
+	}
 	if a.Readonly {
 		ms = append(ms, specs.Mount{Destination: dest, Type: "bind", Source: filepath.Join(stage1Rootfs, dest), Options: []string{"rbind", "ro"}})
 	}
-	if strict && rerr != nil {
+	if rerr != nil {
 		return nil, rerr
 	}
 	return ms, nil
+}
+
+// mounted is a mount made in an app's rootfs: where (relative to the app's
+// root, "" for the root itself), and how to look paths up below it.
+type mounted struct {
+	at     string
+	lookup lookupFunc
+}
+
+// stackLookup looks paths up in an app's rootfs with mounts made on it: the
+// last mount at or above a path decides (a mount point itself is never a
+// symlink), else the image.
+func stackLookup(image lookupFunc, made []mounted) lookupFunc {
+	return func(rel string) (entry, error) {
+		for i := len(made) - 1; i >= 0; i-- {
+			at := made[i].at
+			switch {
+			case rel == at:
+				return entry{exists: true}, nil
+			case at == "":
+				return made[i].lookup(rel)
+			case strings.HasPrefix(rel, at+"/"):
+				return made[i].lookup(rel[len(at)+1:])
+			}
+		}
+		return image(rel)
+	}
+}
+
+// mountLookup looks paths up below mount m: a bind mount's source as the
+// mounter sees it, nothing in a fresh tmpfs, and in a kernel file system
+// (proc, sysfs, devpts) every path as it is, with no symlink followed
+// (the mounter opens it).
+func mountLookup(m specs.Mount) lookupFunc {
+	switch {
+	case m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind"):
+		return diskLookup(m.Source)
+	case m.Type == "tmpfs":
+		return func(string) (entry, error) { return entry{}, nil }
+	default:
+		return func(string) (entry, error) { return entry{exists: true}, nil }
+	}
 }
 
 // Sysfs is a read-only /sys at dest: a fresh sysfs, or in a pod with a user
@@ -114,30 +179,6 @@ func Sysfs(dest string, userns bool) specs.Mount {
 		return specs.Mount{Destination: dest, Type: "bind", Source: "/sys", Options: append([]string{"rbind", "rro"}, nse...)}
 	}
 	return specs.Mount{Destination: dest, Type: "sysfs", Source: "sysfs", Options: append([]string{"ro"}, nse...)}
-}
-
-// kernelPathMounts hides masked paths (files behind /dev/null, directories
-// behind an empty read-only tmpfs) and makes read-only paths read-only. Paths
-// the running kernel does not have are skipped.
-func kernelPathMounts(stage1Rootfs string, at func(string) string, masked, readonly []string) []specs.Mount {
-	var ms []specs.Mount
-	for _, p := range masked {
-		st, err := os.Stat(p) // this kernel's /proc and /sys: the app's kernel
-		switch {
-		case err != nil:
-		case st.IsDir():
-			ms = append(ms, specs.Mount{Destination: at(p), Type: "tmpfs", Source: "tmpfs", Options: []string{"ro", "nosuid", "nodev", "noexec", "size=0"}})
-		default:
-			ms = append(ms, specs.Mount{Destination: at(p), Type: "bind", Source: "/dev/null", Options: []string{"bind", "ro"}})
-		}
-	}
-	for _, p := range readonly {
-		if _, err := os.Stat(p); err == nil {
-			d := at(p)
-			ms = append(ms, specs.Mount{Destination: d, Type: "bind", Source: filepath.Join(stage1Rootfs, d), Options: []string{"rbind", "ro"}})
-		}
-	}
-	return ms
 }
 
 // FromSpec is an app's filesystem as its spec (apps/NAME/config.json)

@@ -219,7 +219,11 @@ func (r *runningPod) sandbox(rootfs string) (container.Pod, error) {
 		}
 		app.Mounts = append(app.Mounts, r.net.Files...)
 		app.Mounts = append(app.Mounts, r.ready.mount(a.Name)...)
-		mounts = append(mounts, container.AppMounts(rootfs, app)...)
+		ms, err := container.AppMounts(rootfs, app)
+		if err != nil {
+			return container.Pod{}, fmt.Errorf("app %s: %w", a.Name, err)
+		}
+		mounts = append(mounts, ms...)
 	}
 	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
 	if err != nil {
