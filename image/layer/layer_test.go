@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -391,4 +392,47 @@ func scriptOf(hdrs []*tar.Header) []byte {
 		b = append(b, '\n')
 	}
 	return b
+}
+
+// A small layer that expands past the limits is refused: a gzip bomb (its
+// content, or zeros after the tar's end, which the diffID covers), and a
+// layer of many tiny entries.
+func TestExtractLimits(t *testing.T) {
+	bomb := func(tarBytes []byte, trailing int) []byte {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		zw.Write(tarBytes)
+		zw.Write(make([]byte, trailing))
+		zw.Close()
+		return buf.Bytes()
+	}
+	big := &tar.Header{Typeflag: tar.TypeReg, Name: "big", Size: 1 << 20, Mode: 0o644}
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	tw.WriteHeader(big)
+	tw.Write(make([]byte, big.Size))
+	tw.Close()
+	var many []*tar.Header
+	for i := range 10 {
+		many = append(many, dir("d"+strconv.Itoa(i)))
+	}
+	lim := Limits{MaxSize: 64 << 10, MaxEntries: 5}
+	for name, layer := range map[string][]byte{
+		"content":  bomb(tb.Bytes(), 0),
+		"trailing": bomb(mkTar(t, file("small", "x")), 1<<20),
+		"entries":  mkTar(t, many...),
+	} {
+		t.Run(name, func(t *testing.T) {
+			if len(layer) > 8<<10 {
+				t.Fatalf("test layer is %d bytes, not small", len(layer))
+			}
+			_, err := extract(newMemFS(), memRoot, bytes.NewReader(layer), lim)
+			if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "--max-layer-") {
+				t.Fatalf("err = %v, want ErrTooLarge naming the flag", err)
+			}
+			if _, err := extract(newMemFS(), memRoot, bytes.NewReader(layer), DefaultLimits); err != nil {
+				t.Fatalf("with the default limits: %v", err)
+			}
+		})
+	}
 }
