@@ -325,6 +325,9 @@ func FuzzExtract(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
+	for _, tc := range containedCases {
+		f.Add(scriptOf(tc.hdrs(memOutside)))
+	}
 	lim := Limits{MaxSize: 4 << 20, MaxEntries: 1000}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m := newMemFS()
@@ -340,7 +343,7 @@ func FuzzExtract(f *testing.F) {
 // link target (a file's content for '0'), then PAX xattrs as key=value.
 // Entries archive/tar will not write are left out.
 func fuzzLayer(data []byte) []byte {
-	if raw, ok := bytes.CutPrefix(data, []byte("raw:")); ok && len(raw) <= 4096 {
+	if raw, ok := bytes.CutPrefix(data, []byte("raw:")); ok && len(raw) <= 1024 {
 		return raw
 	}
 	if len(data) > 512 {
