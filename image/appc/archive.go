@@ -160,7 +160,7 @@ func convert(ctx context.Context, file string, w io.Writer) (converted, error) {
 			return c, fmt.Errorf("image archive: %w", err)
 		}
 		if entries > lim.MaxEntries {
-			return c, fmt.Errorf("image archive: %w: more than %d entries (the limit; raise it with skiff --max-layer-entries)", layer.ErrTooLarge, lim.MaxEntries)
+			return c, fmt.Errorf("image archive: %w: it has more than %d entries (the limit; raise it with skiff --max-layer-entries)", layer.ErrTooLarge, lim.MaxEntries)
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
