@@ -105,6 +105,12 @@ func TestLayerLimits(t *testing.T) {
 		"--insecure-options=image", "--max-layer-entries=50", "fetch", img)
 	e.checkStoreHasNoLayer("a layer over --max-layer-entries")
 	e.fails(125, []string{"--max-layer-size=lots", "64GiB"}, "--max-layer-size=lots", "fetch", img)
+	// From a registry, a layer blob that says it is larger than the limit
+	// is refused before it is downloaded.
+	fr := newFakeRegistry(t, archive)
+	e.fails(125, []string{fr.ref(), "its blob is", "--max-layer-size"},
+		"--insecure-options=image,http", "--max-layer-size=1KiB", "fetch", fr.ref())
+	e.checkStoreHasNoLayer("a registry layer over --max-layer-size")
 
 	manifestJSON, _ := json.Marshal(manifest("skiff.test/bomb", nil))
 	_, aciGz := bombTar(t, "rootfs/", func(tw *tar.Writer) {
