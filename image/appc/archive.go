@@ -18,6 +18,8 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/ulikunitz/xz"
+
+	"github.com/skiff-project/skiff/image/layer"
 )
 
 // ErrNoManifest is returned for an archive without a manifest file.
@@ -143,12 +145,22 @@ func convert(ctx context.Context, file string, w io.Writer) (converted, error) {
 	if err != nil {
 		return c, err
 	}
+	lim := layer.CurrentLimits()
+	dr = &capped{r: dr, lim: lim}
+	// The first pass (to io.Discard) refuses a layer over the limits before
+	// the second writes anything to the store.
 	counter := &countWriter{}
 	tw := tar.NewWriter(io.MultiWriter(w, layerHash, counter))
 	tr := tar.NewReader(dr)
-	for {
+	for entries := int64(0); ; entries++ {
 		if err := ctx.Err(); err != nil {
 			return c, err
+		}
+		if err := lim.CheckSize(counter.n); err != nil {
+			return c, fmt.Errorf("image archive: %w", err)
+		}
+		if entries > lim.MaxEntries {
+			return c, fmt.Errorf("image archive: %w: it has more than %d entries (the limit; raise it with skiff --max-layer-entries)", layer.ErrTooLarge, lim.MaxEntries)
 		}
 		hdr, err := tr.Next()
 		if err == io.EOF {
@@ -180,6 +192,9 @@ func convert(ctx context.Context, file string, w io.Writer) (converted, error) {
 	}
 	if err := tw.Close(); err != nil {
 		return c, err
+	}
+	if err := lim.CheckSize(counter.n); err != nil {
+		return c, fmt.Errorf("image archive: %w", err)
 	}
 	if _, err := io.Copy(io.Discard, raw); err != nil { // hash the whole file
 		return c, err
@@ -228,3 +243,23 @@ func digestOf(h hash.Hash) digest.Digest { return digest.NewDigest(digest.SHA256
 type countWriter struct{ n int64 }
 
 func (c *countWriter) Write(p []byte) (int, error) { c.n += int64(len(p)); return len(p), nil }
+
+// capped fails once more than lim.MaxSize bytes were read: the uncompressed
+// archive, of which the layer is nearly all.
+type capped struct {
+	r   io.Reader
+	n   int64
+	lim layer.Limits
+}
+
+func (c *capped) Read(p []byte) (int, error) {
+	if err := c.lim.CheckSize(c.n); err != nil {
+		return 0, err
+	}
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	if err := c.lim.CheckSize(c.n); err != nil {
+		return n, err
+	}
+	return n, err
+}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 
+	"github.com/skiff-project/skiff/image/layer"
 	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/image/store"
 	"github.com/skiff-project/skiff/image/trust"
@@ -260,7 +261,14 @@ func (src *Source) download(ctx context.Context, c *http.Client, opts Options, a
 		return err
 	}
 	src.Path, src.temp = f.Name(), true
-	if _, err := io.Copy(f, resp.Body); err != nil {
+	// An ACI is one layer and its manifest, compressed: more than the
+	// layer limit is not an image, it is a disk filler.
+	lim := layer.CurrentLimits()
+	n, err := io.Copy(f, io.LimitReader(resp.Body, lim.MaxSize+1))
+	if err == nil {
+		err = lim.CheckSize(n)
+	}
+	if err != nil {
 		f.Close()
 		return fmt.Errorf("GET %s: %w", aciURL, err)
 	}

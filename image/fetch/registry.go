@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/skiff-project/skiff/image/auth"
+	"github.com/skiff-project/skiff/image/layer"
 	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/image/store"
 )
@@ -314,6 +315,11 @@ func (r *registry) blob(ctx context.Context, desc ocispec.Descriptor) error {
 // at most once: holding the blob's lock, it skips what the store has, and
 // extracts from the download stream as it arrives.
 func (r *registry) layer(ctx context.Context, l ocispec.Descriptor, diffID digest.Digest, item *progressItem) error {
+	// A compressed layer is (about) no bigger than extracted: refuse a
+	// blob that says it is more than the limit before downloading it.
+	if lim := layer.CurrentLimits(); l.Size > lim.MaxSize {
+		return fmt.Errorf("layer %s: %w: its blob is %d bytes, more than the limit of %d (raise it with skiff --max-layer-size)", l.Digest, layer.ErrTooLarge, l.Size, lim.MaxSize)
+	}
 	unlock, err := r.s.LockBlob(l.Digest)
 	if err != nil {
 		return err

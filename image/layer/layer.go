@@ -18,7 +18,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/klauspost/compress/zstd"
@@ -41,7 +40,37 @@ var ErrUnsupportedCompression = errors.New("unsupported layer compression")
 // directory or are otherwise malformed.
 var ErrUnsafeEntry = errors.New("unsafe tar entry")
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+// ErrTooLarge is wrapped by errors for layers that pass the Limits.
+var ErrTooLarge = errors.New("layer too large")
+
+// Limits bound what one layer may expand to, whatever its compressed size:
+// a few kilobytes of gzip can expand to terabytes, a few megabytes of tar
+// headers to millions of inodes.
+type Limits struct {
+	MaxSize    int64 // bytes of uncompressed tar: headers, content, padding
+	MaxEntries int64 // tar entries
+}
+
+// DefaultLimits are far above any real image's layer.
+var DefaultLimits = Limits{MaxSize: 64 << 30, MaxEntries: 4 << 20}
+
+var limits = DefaultLimits
+
+// SetLimits changes the limits of every later extraction (and of ACI
+// imports, see CheckSize). Call it before extracting, e.g. from flags.
+func SetLimits(l Limits) { limits = l }
+
+// CurrentLimits returns the limits in force.
+func CurrentLimits() Limits { return limits }
+
+// CheckSize returns an error wrapping ErrTooLarge when n bytes of
+// uncompressed layer are more than the limit allows.
+func (l Limits) CheckSize(n int64) error {
+	if n > l.MaxSize {
+		return fmt.Errorf("%w: it expands to more than %d bytes (the limit; raise it with skiff --max-layer-size)", ErrTooLarge, l.MaxSize)
+	}
+	return nil
+}
 
 // Extract extracts the layer read from r into dir, which must exist and be
 // empty, and returns the layer's diffID: the sha256 of the uncompressed tar.
@@ -55,14 +84,19 @@ func Extract(dir string, r io.Reader) (digest.Digest, error) {
 	if err := checkEmpty(root); err != nil {
 		return "", err
 	}
+	return extract(osFS{}, root, r, limits)
+}
+
+// extract is Extract on fs, into root (absolute, clean, existing and empty).
+func extract(fs fsys, root string, r io.Reader, lim Limits) (digest.Digest, error) {
 	plain, closeFn, err := decompress(r)
 	if err != nil {
 		return "", err
 	}
 	defer closeFn()
 	digester := digest.SHA256.Digester()
-	stream := io.TeeReader(plain, digester.Hash())
-	x := &extractor{root: root}
+	stream := io.TeeReader(&boundedReader{r: plain, lim: lim}, digester.Hash())
+	x := &extractor{fs: fs, root: root, maxEntries: lim.MaxEntries}
 	if err := x.run(tar.NewReader(stream)); err != nil {
 		return "", err
 	}
@@ -74,6 +108,25 @@ func Extract(dir string, r io.Reader) (digest.Digest, error) {
 		return "", err
 	}
 	return digester.Digest(), nil
+}
+
+// boundedReader fails once more than lim.MaxSize bytes were read.
+type boundedReader struct {
+	r   io.Reader
+	n   int64
+	lim Limits
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if err := b.lim.CheckSize(b.n); err != nil {
+		return 0, err
+	}
+	n, err := b.r.Read(p)
+	b.n += int64(n)
+	if err := b.lim.CheckSize(b.n); err != nil {
+		return n, err
+	}
+	return n, err
 }
 
 func checkEmpty(dir string) error {
@@ -113,8 +166,11 @@ func decompress(r io.Reader) (io.Reader, func(), error) {
 }
 
 type extractor struct {
-	root string
-	dirs []*tar.Header // directories whose times are set last, after their content
+	fs         fsys
+	root       string
+	dirs       []*tar.Header // directories whose times are set last, after their content
+	entries    int64
+	maxEntries int64
 }
 
 func (x *extractor) run(tr *tar.Reader) error {
@@ -125,6 +181,9 @@ func (x *extractor) run(tr *tar.Reader) error {
 		}
 		if err != nil {
 			return fmt.Errorf("reading layer: %w", err)
+		}
+		if x.entries++; x.entries > x.maxEntries {
+			return fmt.Errorf("%w: it has more than %d entries (the limit; raise it with skiff --max-layer-entries)", ErrTooLarge, x.maxEntries)
 		}
 		if err := x.entry(hdr, tr); err != nil {
 			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
@@ -172,17 +231,20 @@ func (x *extractor) resolve(rel string) (string, error) {
 // resolveDir resolves rel inside the root, following symlinks without ever
 // leaving it, and creates the directory if it is missing.
 func (x *extractor) resolveDir(rel string) (string, error) {
-	dir, err := securejoin.SecureJoin(x.root, rel)
+	dir, err := securejoin.SecureJoinVFS(x.root, rel, x.fs)
 	if err != nil {
 		return "", err
 	}
-	return dir, os.MkdirAll(dir, 0o755)
+	return dir, x.fs.MkdirAll(dir)
 }
 
 func (x *extractor) entry(hdr *tar.Header, r io.Reader) error {
 	rel, err := cleanName(hdr.Name)
 	if err != nil {
 		return err
+	}
+	if len(hdr.Linkname) > unix.PathMax {
+		return fmt.Errorf("%w: link target longer than %d bytes", ErrUnsafeEntry, unix.PathMax)
 	}
 	base := path.Base(rel)
 	if strings.HasPrefix(base, whiteoutPrefix) {
@@ -211,7 +273,7 @@ func (x *extractor) whiteout(rel, base string) error {
 		if err != nil {
 			return err
 		}
-		return unix.Lsetxattr(dir, opaqueXattr, []byte("y"), 0)
+		return x.fs.Lsetxattr(dir, opaqueXattr, []byte("y"))
 	}
 	if strings.HasPrefix(base, whiteoutPrefix+whiteoutPrefix) {
 		return nil // other aufs metadata (.wh..wh.plnk, .wh..wh.aufs): meaningless here
@@ -227,7 +289,7 @@ func (x *extractor) whiteout(rel, base string) error {
 	if err := x.replace(target, false); err != nil {
 		return err
 	}
-	return unix.Mknod(target, unix.S_IFCHR, 0)
+	return x.fs.Mknod(target, unix.S_IFCHR, 0)
 }
 
 // replace removes what is at target unless both it and the new entry are
@@ -239,7 +301,7 @@ func (x *extractor) replace(target string, isDir bool) error {
 		}
 		return nil
 	}
-	fi, err := os.Lstat(target)
+	fi, err := x.fs.Lstat(target)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -249,7 +311,7 @@ func (x *extractor) replace(target string, isDir bool) error {
 	if isDir && fi.IsDir() {
 		return nil
 	}
-	return os.RemoveAll(target)
+	return x.fs.RemoveAll(target)
 }
 
 func (x *extractor) create(target string, hdr *tar.Header, r io.Reader) error {
@@ -259,24 +321,24 @@ func (x *extractor) create(target string, hdr *tar.Header, r io.Reader) error {
 			// A few bytes of sparse map can describe exabytes of holes.
 			return fmt.Errorf("%w: sparse files are not supported", ErrUnsafeEntry)
 		}
-		return writeFile(target, r)
+		return x.fs.WriteFile(target, r)
 	case tar.TypeDir:
 		if target == x.root {
 			return nil
 		}
-		err := os.Mkdir(target, 0o700)
+		err := x.fs.Mkdir(target, 0o700)
 		if errors.Is(err, os.ErrExist) {
 			return nil
 		}
 		return err
 	case tar.TypeSymlink:
-		return os.Symlink(hdr.Linkname, target)
+		return x.fs.Symlink(hdr.Linkname, target)
 	case tar.TypeLink:
 		return x.hardlink(target, hdr.Linkname)
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
 		mode := map[byte]uint32{tar.TypeChar: unix.S_IFCHR, tar.TypeBlock: unix.S_IFBLK, tar.TypeFifo: unix.S_IFIFO}[hdr.Typeflag]
 		dev := unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor))
-		return unix.Mknod(target, mode|0o600, int(dev))
+		return x.fs.Mknod(target, mode|0o600, int(dev))
 	}
 	return fmt.Errorf("%w: unsupported entry type %q", ErrUnsafeEntry, hdr.Typeflag)
 }
@@ -288,20 +350,6 @@ func isSparse(hdr *tar.Header) bool {
 		}
 	}
 	return false
-}
-
-func writeFile(target string, r io.Reader) error {
-	f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW, 0o600)
-	if err != nil {
-		return err
-	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	if _, err := io.CopyBuffer(f, r, *bp); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 // hardlink links target to an earlier entry of this layer. The link name is
@@ -316,15 +364,15 @@ func (x *extractor) hardlink(target, linkname string) error {
 		return fmt.Errorf("%w: hard link to the layer root", ErrUnsafeEntry)
 	}
 	dir, base := path.Split(rel)
-	parent, err := securejoin.SecureJoin(x.root, dir)
+	parent, err := securejoin.SecureJoinVFS(x.root, dir, x.fs)
 	if err != nil {
 		return err
 	}
 	old := filepath.Join(parent, base)
-	if fi, err := os.Lstat(old); err != nil {
+	if fi, err := x.fs.Lstat(old); err != nil {
 		return fmt.Errorf("hard link target %q: %w", linkname, err)
 	} else if fi.IsDir() {
 		return fmt.Errorf("%w: hard link to directory %q", ErrUnsafeEntry, linkname)
 	}
-	return os.Link(old, target)
+	return x.fs.Link(old, target)
 }

@@ -4,7 +4,6 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -18,25 +17,25 @@ const paxXattrPrefix = "SCHILY.xattr."
 // because chown clears setuid and setgid bits. Directory times are set last,
 // in finishDirs, since creating their content changes them.
 func (x *extractor) metadata(target string, hdr *tar.Header) error {
-	if err := unix.Lchown(target, hdr.Uid, hdr.Gid); err != nil {
+	if err := x.fs.Lchown(target, hdr.Uid, hdr.Gid); err != nil {
 		return fmt.Errorf("lchown: %w", err)
 	}
 	if hdr.Typeflag != tar.TypeSymlink {
-		if err := unix.Chmod(target, uint32(hdr.Mode&0o7777)); err != nil {
+		if err := x.fs.Chmod(target, uint32(hdr.Mode&0o7777)); err != nil {
 			return fmt.Errorf("chmod: %w", err)
 		}
 	}
-	if err := setXattrs(target, hdr); err != nil {
+	if err := x.setXattrs(target, hdr); err != nil {
 		return err
 	}
 	if hdr.Typeflag == tar.TypeDir {
 		x.dirs = append(x.dirs, hdr)
 		return nil
 	}
-	return setTimes(target, hdr)
+	return x.setTimes(target, hdr)
 }
 
-func setXattrs(target string, hdr *tar.Header) error {
+func (x *extractor) setXattrs(target string, hdr *tar.Header) error {
 	for key, value := range hdr.PAXRecords {
 		name, ok := strings.CutPrefix(key, paxXattrPrefix)
 		if !ok {
@@ -47,7 +46,7 @@ func setXattrs(target string, hdr *tar.Header) error {
 			// must not forge opaque dirs, redirects or metacopy.
 			continue
 		}
-		err := unix.Lsetxattr(target, name, []byte(value), 0)
+		err := x.fs.Lsetxattr(target, name, []byte(value))
 		if err == nil {
 			continue
 		}
@@ -59,13 +58,13 @@ func setXattrs(target string, hdr *tar.Header) error {
 	return nil
 }
 
-func setTimes(target string, hdr *tar.Header) error {
+func (x *extractor) setTimes(target string, hdr *tar.Header) error {
 	atime := hdr.AccessTime
 	if atime.IsZero() {
 		atime = hdr.ModTime
 	}
 	ts := []unix.Timespec{timespec(atime), timespec(hdr.ModTime)}
-	if err := unix.UtimesNanoAt(unix.AT_FDCWD, target, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+	if err := x.fs.Utimes(target, ts); err != nil {
 		return fmt.Errorf("utimes: %w", err)
 	}
 	return nil
@@ -83,14 +82,14 @@ func timespec(t time.Time) unix.Timespec {
 func (x *extractor) finishDirs() error {
 	for _, hdr := range x.dirs {
 		rel, _ := cleanName(hdr.Name) // checked when the entry was created
-		dir, err := securejoin.SecureJoin(x.root, rel)
+		dir, err := securejoin.SecureJoinVFS(x.root, rel, x.fs)
 		if err != nil {
 			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
 		}
-		if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		if fi, err := x.fs.Lstat(dir); err != nil || !fi.IsDir() {
 			continue // removed or replaced by a later entry
 		}
-		if err := setTimes(dir, hdr); err != nil {
+		if err := x.setTimes(dir, hdr); err != nil {
 			return fmt.Errorf("layer entry %q: %w", hdr.Name, err)
 		}
 	}

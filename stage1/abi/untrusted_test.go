@@ -12,7 +12,7 @@ import (
 
 // A pod directory as a hostile pod leaves it: every way a reader could be
 // led outside it, made to block or to read without end.
-func hostilePodDir(t *testing.T) (pod string, secret string) {
+func hostilePodDir(t testing.TB) (pod string, secret string) {
 	t.Helper()
 	root := t.TempDir()
 	pod = filepath.Join(root, "pod")
@@ -35,7 +35,7 @@ func hostilePodDir(t *testing.T) (pod string, secret string) {
 	return pod, secret
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

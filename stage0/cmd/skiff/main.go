@@ -6,11 +6,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
+	"strconv"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/skiff-project/skiff/image/layer"
 	"github.com/skiff-project/skiff/internal/idmap"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
@@ -25,6 +28,8 @@ type globals struct {
 	systemConfig string
 	debug        bool
 	insecure     string
+	maxLayerSize string
+	maxEntries   int64
 }
 
 // exitError carries an exit code through cobra without a message of its own
@@ -60,11 +65,43 @@ filesystems with overlayfs and runs them as pods through a swappable stage1
 	pf.StringVar(&g.systemConfig, "system-config", "/usr/lib/skiff", "the vendor's configuration directory (and stage1 images)")
 	pf.BoolVar(&g.debug, "debug", false, "print debugging information on stderr")
 	pf.StringVar(&g.insecure, "insecure-options", "", "comma-separated checks to skip: "+strings.Join(insecureNames(), ", "))
+	pf.StringVar(&g.maxLayerSize, "max-layer-size", "64GiB", "refuse an image layer (or ACI) that is or expands to more than this (K, M, G, T suffixes)")
+	pf.Int64Var(&g.maxEntries, "max-layer-entries", layer.DefaultLimits.MaxEntries, "refuse an image layer (or ACI) of more than this many files")
+	root.PersistentPreRunE = func(*cobra.Command, []string) error { return g.setLayerLimits() }
 	root.AddCommand(newRunCmd(g), newListCmd(g), newStatusCmd(g), newGCCmd(g), newRmCmd(g),
 		newCatManifestCmd(g), newStopCmd(g), newEnterCmd(g), newVersionCmd(g),
 		newPrepareCmd(g), newRunPreparedCmd(g), newFetchCmd(g), newImageCmd(g), newTrustCmd(g),
 		newLogsCmd(g), newGenerateCmd(g))
 	return root
+}
+
+// setLayerLimits applies --max-layer-size and --max-layer-entries.
+func (g *globals) setLayerLimits() error {
+	size, err := parseByteSize(g.maxLayerSize)
+	if err != nil {
+		return fmt.Errorf("--max-layer-size=%s: %v; want a byte count such as 64GiB", g.maxLayerSize, err)
+	}
+	if g.maxEntries <= 0 {
+		return fmt.Errorf("--max-layer-entries=%d: want a positive count", g.maxEntries)
+	}
+	layer.SetLimits(layer.Limits{MaxSize: size, MaxEntries: g.maxEntries})
+	return nil
+}
+
+// parseByteSize reads a positive byte count with an optional K, M, G or T
+// suffix (powers of 1024; "KiB", "KB" and "K" alike).
+func parseByteSize(s string) (int64, error) {
+	num := strings.TrimSuffix(strings.TrimSuffix(strings.ToUpper(s), "B"), "I")
+	shift := 0
+	if i := strings.IndexAny(num, "KMGT"); i >= 0 && i == len(num)-1 {
+		shift = 10 * (1 + strings.IndexByte("KMGT", num[i]))
+		num = num[:i]
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64>>shift {
+		return 0, errors.New("not a positive byte count")
+	}
+	return n << shift, nil
 }
 
 func main() {
