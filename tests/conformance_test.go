@@ -157,6 +157,15 @@ func TestLifecycleListStatusGCRm(t *testing.T) {
 	}
 }
 
+// waitForSleep waits until the app of a runningPod has exec'd its sleep (a
+// ready pod's app unit has started, but app-exec may not have exec'd yet).
+func (e *env) waitForSleep(uuid string) {
+	e.t.Helper()
+	waitFor(e.t, 20*time.Second, "the app to exec sleep", func() bool {
+		return e.skiff("enter", uuid, "/bin/sh", "-c", "pidof sleep").code == 0
+	})
+}
+
 // runningPod starts a long-running pod and waits until it is ready.
 func (e *env) runningPod(extra ...string) (uuid string, wait func() result) {
 	e.t.Helper()

@@ -157,6 +157,7 @@ func TestLimits(t *testing.T) {
 	if cg("memory", "memory.limit_in_bytes") != strconv.Itoa(48<<20) || cg("cpu", "cpu.cfs_quota_us") != "50000" || cg("pids", "pids.max") != "64" {
 		t.Errorf("limits: memory %s, cpu quota %s, pids %s", cg("memory", "memory.limit_in_bytes"), cg("cpu", "cpu.cfs_quota_us"), cg("pids", "pids.max"))
 	}
+	e.waitForSleep(uuid)
 	if r := e.ok("enter", uuid, "/bin/sh", "-c", "cat /proc/$(pidof sleep)/oom_score_adj"); r.stdout != "500\n" {
 		t.Errorf("--oom-score-adj=500: %q", r.stdout)
 	}
@@ -178,6 +179,7 @@ func TestLimits(t *testing.T) {
 func TestEnterHasTheAppsIsolation(t *testing.T) {
 	e := newEnv(t)
 	uuid, wait := e.runningPod("--user=1000", "--caps-retain=CAP_NET_BIND_SERVICE")
+	e.waitForSleep(uuid)
 	app := e.ok("enter", uuid, "/bin/sh", "-c", "grep -E '^(CapEff|CapBnd|NoNewPrivs|Seccomp):' /proc/$(pidof sleep)/status")
 	mine := e.ok("enter", uuid, "/bin/sh", "-c", statusCmd)
 	if app.stdout != mine.stdout || field(mine.stdout, "CapEff") != "0000000000000000" {
