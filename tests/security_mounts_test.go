@@ -3,9 +3,12 @@
 package tests
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -106,5 +109,50 @@ echo decoys=$(awk '$5 ~ /^\/decoy/' /proc/self/mountinfo | wc -l)`
 	if r.code != 0 || !strings.Contains(r.stdout, "procsys=ro,\n") || !strings.Contains(r.stdout, "decoys=0\n") ||
 		!strings.Contains(r.stdout, "masked /proc/timer_list\n") {
 		t.Fatalf("image with symlinks at masked paths: exit %d\nstdout: %s\nstderr: %s\nwant the kernel's paths masked and read-only, nothing on /decoy", r.code, r.stdout, r.stderr)
+	}
+}
+
+// The stage1's own files (what the pod's systemd runs as root: app-exec,
+// app-exited, the stage1 binary) are read-only in the pod's mount namespace:
+// the pod's root mount is read-only as its PID 1 sees it, and a root process
+// there (reached here through /proc/PID/root, as an escape would) can
+// neither change them nor plant new ones. (Each pod's stage1 rootfs is an
+// overlay of its own over the store's layers, so nothing it writes reaches
+// another pod or the store either way.)
+func TestStage1FilesAreReadOnlyInThePod(t *testing.T) {
+	e := newEnv(t)
+	if e.flavor() != "default" {
+		t.Skip("the kvm flavor's stage1 is the guest's initramfs, out of the host's reach")
+	}
+	uuid, wait := e.runningPod()
+	defer func() { e.ok("stop", uuid); wait() }()
+	pid := e.status(uuid).PID
+	mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rootOpts string
+	for _, l := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(l); len(f) > 5 && f[4] == "/" {
+			rootOpts = f[5]
+		}
+	}
+	if !strings.HasPrefix(rootOpts, "ro,") {
+		t.Errorf("the pod's root mount has options %q, want read-only", rootOpts)
+	}
+	root := fmt.Sprintf("/proc/%d/root", pid)
+	// (the stage1 binary, which app-exec and app-exited are, may be busy
+	// too: it runs from the store's layer, which the pod's overlay shows)
+	for _, f := range []string{"usr/lib/skiff/app-exited", "usr/lib/skiff/app-exec", "usr/lib/skiff/stage1", "etc/passwd"} {
+		w, err := os.OpenFile(filepath.Join(root, f), os.O_WRONLY|os.O_APPEND, 0)
+		if err == nil {
+			w.Close()
+		}
+		if !errors.Is(err, syscall.EROFS) && !errors.Is(err, syscall.ETXTBSY) {
+			t.Errorf("open the pod's /%s for writing: %v, want EROFS", f, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "usr/lib/skiff/planted"), nil, 0o755); !errors.Is(err, syscall.EROFS) {
+		t.Errorf("plant a file in the pod's /usr/lib/skiff: %v, want EROFS", err)
 	}
 }
