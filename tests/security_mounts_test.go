@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Mount targets are resolved inside the app's rootfs (issue #13, point 3):
@@ -162,5 +163,38 @@ for f in planted app-exited app-exec; do if (: >> $S/$f) 2>/dev/null; then echo 
 	}
 	if err := os.WriteFile(filepath.Join(root, "usr/lib/skiff/planted"), nil, 0o755); !errors.Is(err, syscall.EROFS) {
 		t.Errorf("plant a file in the pod's /usr/lib/skiff: %v, want EROFS", err)
+	}
+}
+
+// enter joins the app's own mount namespace: it sees the mounts the app
+// made itself (here a tmpfs by a root app with CAP_SYS_ADMIN), and still
+// nothing of the stage1's tree.
+func TestEnterSeesTheAppsOwnMounts(t *testing.T) {
+	e := newEnv(t)
+	uuidFile := filepath.Join(t.TempDir(), "uuid")
+	// (the default seccomp filter refuses mount(2), CAP_SYS_ADMIN or not)
+	args := append(append([]string{"--insecure-options=image,seccomp", "run"}, e.stage1...), "--uuid-file-save="+uuidFile,
+		e.image("busybox"), "--caps-retain=CAP_SYS_ADMIN", "--", "/bin/sh", "-c",
+		"mkdir -p /mnt/own && mount -t tmpfs tmpfs /mnt/own && echo made-by-the-app > /mnt/own/f && exec sleep 600")
+	c, _, _ := e.startBackground(args...)
+	var uuid string
+	waitFor(t, 2*time.Minute, "the pod to be ready", func() bool {
+		b, err := os.ReadFile(uuidFile)
+		if err != nil || len(b) < 36 {
+			return false
+		}
+		uuid = strings.TrimSpace(string(b))
+		return e.status(uuid).Ready
+	})
+	defer func() {
+		e.skiff("stop", "--force", uuid)
+		c.Wait()
+	}()
+	waitFor(t, 2*time.Minute, "the app to make its mount", func() bool {
+		return e.skiff("enter", uuid, "/bin/pidof", "sleep").code == 0
+	})
+	r := e.skiff("enter", uuid, "/bin/sh", "-c", "cat /mnt/own/f; ls /usr/lib/skiff /skiff 2>&1 | head -n 3")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "made-by-the-app\n") || strings.Contains(r.stdout, "app-exec") || strings.Contains(r.stdout, "apps") {
+		t.Errorf("enter into an app with a mount of its own: exit %d\nstdout: %s\nstderr: %s\nwant the app's tmpfs and no stage1 files", r.code, r.stdout, r.stderr)
 	}
 }
