@@ -50,7 +50,7 @@ CONFORMANCE := $(shell sed -n 's/^func \(Test[A-Za-z0-9_]*\)(t \*testing.T).*/\1
 KVM_TOO := TestDefaultIsolation|TestCapabilitiesAndSeccompFlags|TestUsersAndGroups|TestVolumes|TestMultiAppPods
 KVM_TOO := $(KVM_TOO)|TestEnterHasTheAppsIsolation|TestPrepareAndRunPrepared|TestEnterWaitsForAStartingPod
 KVM_TOO := $(KVM_TOO)|TestWorkingDirCannotLeaveTheAppsRoot|TestRootAppCannotClimbOutOfItsRoot|TestEnterHasTheAppsRootAndLimits
-KVM_TOO := $(KVM_TOO)|TestMountTargetsStayInAppRoot|TestVolumeTargetsThroughRootSymlinks|TestKernelPathMasksIgnoreImageSymlinks
+KVM_TOO := $(KVM_TOO)|TestMountTargetsStayInAppRoot|TestVolumeTargetsThroughRootSymlinks|TestKernelPathMasksIgnoreImageSymlinks|TestStage1FilesAreReadOnlyInThePod|TestEnterSeesTheAppsOwnMounts
 KVM_TOO := $(KVM_TOO)|TestDefaultNetwork|TestPortForwardingAndPodToPod|TestDNSAndHosts|TestNamedNetworksAndBadInput
 KVM_TOO := $(KVM_TOO)|TestPortForwardKeepsHostLoopbackClosed
 test-kvm: all test-images

@@ -3,10 +3,14 @@
 package tests
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Mount targets are resolved inside the app's rootfs (issue #13, point 3):
@@ -14,15 +18,11 @@ import (
 // its rootfs gets those mounts inside its rootfs, where runc would put
 // them, never over the stage1's tree (/usr/lib/skiff, /usr/lib/systemd).
 func TestMountTargetsStayInAppRoot(t *testing.T) {
-	need(t, "umoci", "tar")
 	e := newEnv(t)
 	dir := t.TempDir()
 	up := strings.Repeat("../", 12)
-	sh(t, dir, "mkdir L && tar -C L -xf "+filepath.Join(e.images, "busybox.oci.tar")+
-		` && tag=$(umoci ls --layout L | head -n1) && umoci unpack --image "L:$tag" B >/dev/null`+
-		` && ln -s `+up+`usr/lib/skiff B/rootfs/dev.new && rm -rf B/rootfs/dev && mv B/rootfs/dev.new B/rootfs/dev`+
-		` && ln -s `+up+`usr/lib/systemd B/rootfs/vol`+
-		` && umoci repack --image "L:$tag" B >/dev/null`)
+	img := hostileImage(t, e, dir, `ln -s `+up+`usr/lib/skiff rootfs/dev.new && rm -rf rootfs/dev && mv rootfs/dev.new rootfs/dev`+
+		` && ln -s `+up+`usr/lib/systemd rootfs/vol`)
 	vol := filepath.Join(dir, "vol")
 	if err := os.MkdirAll(vol, 0o755); err != nil {
 		t.Fatal(err)
@@ -30,7 +30,7 @@ func TestMountTargetsStayInAppRoot(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(vol, "marker"), []byte("in-the-app\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := e.skiff(e.runArgs("--volume="+vol+":/vol", "oci:"+filepath.Join(dir, "L"), "--", "/bin/sh", "-c",
+	r := e.skiff(e.runArgs("--volume="+vol+":/vol", img, "--", "/bin/sh", "-c",
 		"test -c /usr/lib/skiff/null && echo dev=$(readlink /dev) && echo vol=$(cat /usr/lib/systemd/marker)")...)
 	if r.code != 0 || !strings.Contains(r.stdout, "dev="+up+"usr/lib/skiff\n") || !strings.Contains(r.stdout, "vol=in-the-app\n") {
 		t.Fatalf("hostile image: exit %d\nstdout: %s\nstderr: %s\nwant /dev's mounts at the app's /usr/lib/skiff and the volume at its /usr/lib/systemd", r.code, r.stdout, r.stderr)
@@ -106,5 +106,91 @@ echo decoys=$(awk '$5 ~ /^\/decoy/' /proc/self/mountinfo | wc -l)`
 	if r.code != 0 || !strings.Contains(r.stdout, "procsys=ro,\n") || !strings.Contains(r.stdout, "decoys=0\n") ||
 		!strings.Contains(r.stdout, "masked /proc/timer_list\n") {
 		t.Fatalf("image with symlinks at masked paths: exit %d\nstdout: %s\nstderr: %s\nwant the kernel's paths masked and read-only, nothing on /decoy", r.code, r.stdout, r.stderr)
+	}
+}
+
+// The stage1's own files (what the pod's systemd runs as root: app-exec,
+// app-exited, the stage1 binary) are read-only in the pod's mount namespace.
+// A root app that reaches the pod's systemd's root (/proc/1/root, with
+// CAP_SYS_PTRACE), as an escape would, can neither change them nor plant new
+// ones, in either flavor; in the default flavor the pod's root mount is
+// read-only as its PID 1 sees it, and host root going through
+// /proc/PID/root fares no better. (Each pod's stage1 rootfs is an overlay of
+// its own over the store's layers, or the kvm guest's initramfs, so nothing
+// written there ever reached another pod or the store.)
+func TestStage1FilesAreReadOnlyInThePod(t *testing.T) {
+	e := newEnv(t)
+	r := e.skiff(e.runArgs(e.image("busybox"), "--caps-retain=CAP_SYS_PTRACE", "--", "/bin/sh", "-c",
+		`S=/proc/1/root/usr/lib/skiff; test -f $S/app-exited && echo reached
+for f in planted app-exited app-exec; do if (: >> $S/$f) 2>/dev/null; then echo wrote $f; fi; done; echo done`)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "reached\n") || !strings.HasSuffix(r.stdout, "reached\ndone\n") {
+		t.Errorf("a root app with CAP_SYS_PTRACE writes the stage1's files: exit %d\nstdout: %s\nstderr: %s\nwant it to reach them and write none", r.code, r.stdout, r.stderr)
+	}
+	if e.flavor() != "default" {
+		return // the kvm guest's root is out of the host's reach
+	}
+	uuid, wait := e.runningPod()
+	defer func() { e.ok("stop", uuid); wait() }()
+	pid := e.status(uuid).PID
+	mi, err := os.ReadFile(fmt.Sprintf("/proc/%d/mountinfo", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rootOpts string
+	for _, l := range strings.Split(string(mi), "\n") {
+		if f := strings.Fields(l); len(f) > 5 && f[4] == "/" {
+			rootOpts = f[5]
+		}
+	}
+	if !strings.HasPrefix(rootOpts, "ro,") {
+		t.Errorf("the pod's root mount has options %q, want read-only", rootOpts)
+	}
+	root := fmt.Sprintf("/proc/%d/root", pid)
+	// (the stage1 binary, which app-exec and app-exited are, may be busy
+	// too: it runs from the store's layer, which the pod's overlay shows)
+	for _, f := range []string{"usr/lib/skiff/app-exited", "usr/lib/skiff/app-exec", "usr/lib/skiff/stage1", "etc/passwd"} {
+		w, err := os.OpenFile(filepath.Join(root, f), os.O_WRONLY|os.O_APPEND, 0)
+		if err == nil {
+			w.Close()
+		}
+		if !errors.Is(err, syscall.EROFS) && !errors.Is(err, syscall.ETXTBSY) {
+			t.Errorf("open the pod's /%s for writing: %v, want EROFS", f, err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(root, "usr/lib/skiff/planted"), nil, 0o755); !errors.Is(err, syscall.EROFS) {
+		t.Errorf("plant a file in the pod's /usr/lib/skiff: %v, want EROFS", err)
+	}
+}
+
+// enter joins the app's own mount namespace: it sees the mounts the app
+// made itself (here a tmpfs by a root app with CAP_SYS_ADMIN), and still
+// nothing of the stage1's tree.
+func TestEnterSeesTheAppsOwnMounts(t *testing.T) {
+	e := newEnv(t)
+	uuidFile := filepath.Join(t.TempDir(), "uuid")
+	// (the default seccomp filter refuses mount(2), CAP_SYS_ADMIN or not)
+	args := append(append([]string{"--insecure-options=image,seccomp", "run"}, e.stage1...), "--uuid-file-save="+uuidFile,
+		e.image("busybox"), "--caps-retain=CAP_SYS_ADMIN", "--", "/bin/sh", "-c",
+		"mkdir -p /mnt/own && mount -t tmpfs tmpfs /mnt/own && echo made-by-the-app > /mnt/own/f && exec sleep 600")
+	c, _, _ := e.startBackground(args...)
+	var uuid string
+	waitFor(t, 2*time.Minute, "the pod to be ready", func() bool {
+		b, err := os.ReadFile(uuidFile)
+		if err != nil || len(b) < 36 {
+			return false
+		}
+		uuid = strings.TrimSpace(string(b))
+		return e.status(uuid).Ready
+	})
+	defer func() {
+		e.skiff("stop", "--force", uuid)
+		c.Wait()
+	}()
+	waitFor(t, 2*time.Minute, "the app to make its mount", func() bool {
+		return e.skiff("enter", uuid, "/bin/pidof", "sleep").code == 0
+	})
+	r := e.skiff("enter", uuid, "/bin/sh", "-c", "cat /mnt/own/f; ls /usr/lib/skiff /skiff 2>&1 | head -n 3")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "made-by-the-app\n") || strings.Contains(r.stdout, "app-exec") || strings.Contains(r.stdout, "apps") {
+		t.Errorf("enter into an app with a mount of its own: exit %d\nstdout: %s\nstderr: %s\nwant the app's tmpfs and no stage1 files", r.code, r.stdout, r.stderr)
 	}
 }

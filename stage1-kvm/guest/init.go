@@ -126,6 +126,9 @@ func initMain() error {
 		return err
 	}
 	debugf("apps' filesystems ready")
+	if err := readOnlyRoot(); err != nil {
+		return err
+	}
 	if err := startAgent(); err != nil {
 		return err
 	}
@@ -266,6 +269,20 @@ func copyUnits(from, to string) error {
 
 // startAgent starts the pod agent and waits until it serves the apps'
 // stdio (it closes its end of a pipe then).
+// readOnlyRoot makes the guest's root (the stage1's files: systemd, the
+// units, app-exec and app-exited, which systemd runs as root) read-only, as
+// the default flavor's pod has it; /tmp gets a tmpfs (systemd mounts /run),
+// and the apps' rootfs and the shares are mounts of their own.
+func readOnlyRoot() error {
+	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=1777"); err != nil {
+		return fmt.Errorf("mount /tmp: %w", err)
+	}
+	if err := unix.Mount("", root, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY, ""); err != nil {
+		return fmt.Errorf("make the guest's root read-only: %w", err)
+	}
+	return nil
+}
+
 func startAgent() error {
 	r, w, err := os.Pipe()
 	if err != nil {

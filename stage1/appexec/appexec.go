@@ -19,6 +19,8 @@ import (
 	"syscall"
 
 	"github.com/moby/sys/user"
+	"github.com/opencontainers/runc/libcontainer/capabilities"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -103,9 +105,28 @@ func exec(app string, args []string, inherit bool, addEnv []string) error {
 	if len(args) == 0 {
 		return fail(abi.ExitSkiffFailure, "app %s: no command: the image has no entrypoint or cmd; pass one after '--'", app)
 	}
-	// From here on nothing of the stage1's tree is reachable (see root.go).
-	if err := enterRoot(AppRoot(app)); err != nil {
-		return fail(abi.ExitSkiffFailure, "app %s: enter its rootfs: %v", app, err)
+	// From here on nothing of the stage1's tree is reachable (see root.go):
+	// enter joins the app's own mount namespace (the mounts it made itself
+	// included) when there is one, else, like the app, gets a fresh root.
+	joined := false
+	if inherit {
+		// What reads /proc happens first, in the pod's namespace: the
+		// app's tree (its own /proc perhaps) is the app's to forge.
+		if _, err := capabilities.New(&configs.Capabilities{}); err != nil {
+			return fail(abi.ExitSkiffFailure, "app %s: capabilities: %v", app, err)
+		}
+		if err := closeExtraFDs(keepFDs); err != nil {
+			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
+		}
+		var err error
+		if joined, err = joinAppMountNS(app); err != nil {
+			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
+		}
+	}
+	if !joined {
+		if err := enterRoot(AppRoot(app)); err != nil {
+			return fail(abi.ExitSkiffFailure, "app %s: enter its rootfs: %v", app, err)
+		}
 	}
 	for _, kv := range addEnv {
 		k, _, _ := strings.Cut(kv, "=")

@@ -59,6 +59,119 @@ func enterRoot(root string) error {
 	return unix.Chdir("/")
 }
 
+// joinAppMountNS moves this thread into the mount namespace of app's
+// oldest process (its main process, or what is left of it), so that enter
+// sees the mounts the app made itself. It says false, and changes nothing,
+// when there is no such namespace to join: no process of the app's but this
+// one, or only processes still in the pod's own namespace (app-exec before
+// it entered the app's root); the caller then builds the app's root afresh.
+// The caller is already in the app's cgroup (joinAppCgroup), has done what
+// needs the pod's /proc, and from here on trusts nothing in the app's tree
+// (it opens paths with openInRoot, as for a fresh root).
+func joinAppMountNS(app string) (bool, error) {
+	procs := filepath.Join(cgroupRoot, "system.slice", units.ServiceName(app), "cgroup.procs")
+	pid, err := oldestOther(procs)
+	if err != nil || pid == 0 {
+		return false, err
+	}
+	// The namespace joined is the one vetted: opened from the process
+	// while a pidfd shows it alive from before the open to after the
+	// checks (so its pid was not reused on the way), in the app's cgroup,
+	// and not the pod's own.
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if errors.Is(err, unix.ESRCH) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("open the app's process %d: %w", pid, err)
+	}
+	defer unix.Close(pidfd)
+	nsfd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false, nil // it has just exited
+	}
+	defer unix.Close(nsfd)
+	if in, err := inCgroupProcs(procs, pid); err != nil || !in {
+		return false, err
+	}
+	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
+		return false, nil // gone: the namespace may be another process's
+	}
+	var mine, its unix.Stat_t
+	if err := unix.Stat("/proc/thread-self/ns/mnt", &mine); err != nil {
+		return false, err
+	}
+	if err := unix.Fstat(nsfd, &its); err != nil {
+		return false, err
+	}
+	if its.Ino == mine.Ino && its.Dev == mine.Dev {
+		return false, nil // not in a root of its own yet
+	}
+	// setns(CLONE_NEWNS) needs a thread that shares no fs information.
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return false, fmt.Errorf("unshare the thread's fs information: %w", err)
+	}
+	if err := unix.Setns(nsfd, unix.CLONE_NEWNS); err != nil {
+		return false, fmt.Errorf("join the app's mount namespace: %w", err)
+	}
+	// setns made the namespace's root this thread's root and cwd
+	return true, unix.Chdir("/")
+}
+
+// oldestOther is the process listed in procs (a cgroup.procs file) that
+// started first, this one aside; 0 when there is none.
+func oldestOther(procs string) (int, error) {
+	b, err := os.ReadFile(procs)
+	if err != nil {
+		return 0, fmt.Errorf("the app's processes: %w", err)
+	}
+	best, bestStart := 0, uint64(0)
+	for _, f := range strings.Fields(string(b)) {
+		pid, err := strconv.Atoi(f)
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		start, ok := startTime(pid)
+		if ok && (best == 0 || start < bestStart || start == bestStart && pid < best) {
+			best, bestStart = pid, start
+		}
+	}
+	return best, nil
+}
+
+// startTime is when pid started (field 22 of /proc/PID/stat, in clock
+// ticks since boot).
+func startTime(pid int) (uint64, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, false
+	}
+	// the command (field 2) may hold spaces and parentheses: count after its last ')'
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(f[19], 10, 64)
+	return v, err == nil
+}
+
+func inCgroupProcs(procs string, pid int) (bool, error) {
+	b, err := os.ReadFile(procs)
+	if err != nil {
+		return false, fmt.Errorf("the app's processes: %w", err)
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if f == strconv.Itoa(pid) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // inRootResolve scopes a lookup to the process's root, with no magic links.
 const inRootResolve = unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS
 

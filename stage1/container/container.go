@@ -72,8 +72,11 @@ func Spec(p Pod) (*specs.Spec, error) {
 		ids = []specs.LinuxIDMapping{*p.UserNS}
 	}
 	return &specs.Spec{
-		Version:  specs.Version,
-		Root:     &specs.Root{Path: p.Rootfs},
+		Version: specs.Version,
+		// The stage1's own files are read-only to the pod: what its
+		// systemd runs as root (app-exec, app-exited) cannot be changed
+		// from inside it. /run, /tmp and the mounts below are writable.
+		Root:     &specs.Root{Path: p.Rootfs, Readonly: true},
 		Hostname: p.Hostname,
 		Process: &specs.Process{
 			Args: p.Args, Env: p.Env, Cwd: "/",
