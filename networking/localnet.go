@@ -47,6 +47,12 @@ var localnetLock = "/run/skiff/localnet.lock"
 // ensureLocalnetGuard installs the SKIFF-LOCALNET chain and its jump from
 // INPUT if they are missing.
 func ensureLocalnetGuard() error {
+	return ensureGuard(LocalnetChain)
+}
+
+// ensureGuard installs chain with localnetRule, jumped to first from
+// INPUT, each exactly once however many Setups run at the same time.
+func ensureGuard(chain string) error {
 	if err := os.MkdirAll(filepath.Dir(localnetLock), 0o700); err != nil {
 		return err
 	}
@@ -58,19 +64,19 @@ func ensureLocalnetGuard() error {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		return err
 	}
-	if iptables("-S", LocalnetChain) != nil {
-		if err := iptables("-N", LocalnetChain); err != nil {
+	if iptables("-S", chain) != nil {
+		if err := iptables("-N", chain); err != nil {
 			return err
 		}
 	}
-	rule := append([]string{LocalnetChain}, localnetRule...)
+	rule := append([]string{chain}, localnetRule...)
 	if iptables(append([]string{"-C"}, rule...)...) != nil {
 		if err := iptables(append([]string{"-A"}, rule...)...); err != nil {
 			return err
 		}
 	}
-	if iptables("-C", "INPUT", "-j", LocalnetChain) != nil {
-		if err := iptables("-I", "INPUT", "1", "-j", LocalnetChain); err != nil {
+	if iptables("-C", "INPUT", "-j", chain) != nil {
+		if err := iptables("-I", "INPUT", "1", "-j", chain); err != nil {
 			return err
 		}
 	}

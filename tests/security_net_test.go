@@ -5,6 +5,7 @@ package tests
 import (
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -64,24 +65,31 @@ exec httpd -f -p 8080 -h /www`, secretPort)
 	c, out, errb := e.startBackground(append(append([]string{"--insecure-options=image,paths", "run"}, e.stage1...),
 		"--uuid-file-save="+uf, fmt.Sprintf("--port=%d:8080", port), e.image("busybox"),
 		"--caps-retain=CAP_NET_ADMIN,CAP_NET_RAW,CAP_NET_BIND_SERVICE", "--", "/bin/sh", "-c", attack)...)
-	var uuid string
+	ended := make(chan struct{})
+	go func() { c.Wait(); close(ended) }()
 	defer func() {
-		if uuid != "" {
-			e.skiff("stop", uuid)
+		if _, err := os.Stat(uf); err == nil {
+			e.skiff("stop", uuidOf(t, uf))
 		}
-		c.Wait()
+		select {
+		case <-ended:
+		case <-time.After(60 * time.Second):
+			c.Process.Kill()
+			<-ended
+		}
 	}()
 	// httpd answers through the forward once the attack is over.
 	var body []byte
 	waitFor(t, 90*time.Second, "the forwarded port on 127.0.0.1", func() bool {
-		if c.ProcessState != nil {
+		select {
+		case <-ended:
 			t.Fatalf("the pod ended: %s %s", out.String(), errb.String())
+		default:
 		}
 		b, err := exec.Command("curl", "-s", "--max-time", "2", fmt.Sprintf("http://127.0.0.1:%d/", port)).Output()
 		body = b
 		return err == nil && len(b) > 0
 	})
-	uuid = uuidOf(t, uf)
 	if string(body) != "served-from-pod\n" {
 		t.Errorf("via 127.0.0.1: %q", body)
 	}
@@ -96,7 +104,4 @@ exec httpd -f -p 8080 -h /www`, secretPort)
 	if len(got) > 0 || strings.Contains(o, "host-loopback-secret") {
 		t.Errorf("the pod reached the host's 127.0.0.1:%d (connections from %v); it says:\n%s", secretPort, got, o)
 	}
-	e.ok("stop", uuid)
-	c.Wait()
-	uuid = ""
 }

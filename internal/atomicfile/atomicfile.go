@@ -12,6 +12,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -79,7 +80,24 @@ func WriteFile(path string, data []byte, perm os.FileMode) error {
 	if err := CheckTarget(path); err != nil {
 		return err
 	}
-	return Write(path, data, perm)
+	if err := Write(path, data, perm); err != nil {
+		return userError(path, err)
+	}
+	return nil
+}
+
+// userError names path, not the temporary file, in an error about writing
+// it, and says what to check.
+func userError(path string, err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		err = le.Err
+	}
+	return fmt.Errorf("write %s: %w; check that its directory exists and is writable", path, err)
 }
 
 // File is a file being written by [Create]: a temporary file beside its
@@ -100,7 +118,7 @@ func Create(path string, perm os.FileMode) (*File, error) {
 	}
 	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
-		return nil, err
+		return nil, userError(path, err)
 	}
 	return &File{File: f, path: path, perm: perm}, nil
 }
@@ -118,9 +136,12 @@ func (f *File) Commit() error {
 		return err
 	}
 	if err := f.File.Close(); err != nil {
-		return err
+		return userError(f.path, err)
 	}
-	return os.Rename(tmp, f.path)
+	if err := os.Rename(tmp, f.path); err != nil {
+		return userError(f.path, err)
+	}
+	return nil
 }
 
 // Abort closes and removes the temporary file, unless Commit ran.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -9,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 	"unicode"
 	"unicode/utf8"
 
@@ -107,8 +109,20 @@ func (r *readiness) env(app string) []string {
 func (r *readiness) serve(app string, c *net.UnixConn) {
 	buf := make([]byte, 4096)
 	watchdog := slices.ContainsFunc(r.env(app), func(kv string) bool { return strings.HasPrefix(kv, "WATCHDOG_USEC=") })
+	var lim notifyLimiter
+	send := func(msg []string) {
+		if len(msg) > 0 {
+			r.o.Debugf("app %s notifies %q", app, msg)
+			_, _ = daemon.SdNotify(false, strings.Join(msg, "\n"))
+		}
+	}
 	for {
 		n, err := c.Read(buf)
+		if errors.Is(err, os.ErrDeadlineExceeded) { // time to pass on what was held back
+			send(lim.flush(time.Now()))
+			_ = c.SetReadDeadline(time.Time{})
+			continue
+		}
 		if err != nil {
 			return
 		}
@@ -116,11 +130,59 @@ func (r *readiness) serve(app string, c *net.UnixConn) {
 		if ready {
 			r.mark(app, true)
 		}
-		if len(pass) > 0 {
-			r.o.Debugf("app %s notifies %q", app, pass)
-			_, _ = daemon.SdNotify(false, strings.Join(pass, "\n"))
+		msg, wait := lim.add(pass, time.Now())
+		send(msg)
+		if wait > 0 {
+			_ = c.SetReadDeadline(time.Now().Add(wait))
 		}
 	}
+}
+
+// notifyInterval is the least time between two messages passed from one
+// app to the unit: each costs the host's systemd (outside the pod's
+// limits) some work, so an app that floods its socket has its STATUS=
+// and WATCHDOG=1 coalesced, the latest of each passed once per interval.
+const notifyInterval = 100 * time.Millisecond
+
+type notifyLimiter struct {
+	last     time.Time
+	status   string // the latest STATUS= held back, if any
+	watchdog bool   // a WATCHDOG=1 held back
+}
+
+// add takes what filterNotify passes at now and returns what to send now,
+// and, when it held something back, how long until flush should send it.
+func (l *notifyLimiter) add(pass []string, now time.Time) ([]string, time.Duration) {
+	for _, kv := range pass {
+		if kv == "WATCHDOG=1" {
+			l.watchdog = true
+		} else {
+			l.status = kv
+		}
+	}
+	if l.status == "" && !l.watchdog {
+		return nil, 0
+	}
+	if wait := l.last.Add(notifyInterval).Sub(now); wait > 0 {
+		return nil, wait
+	}
+	return l.flush(now), 0
+}
+
+// flush returns everything held back and starts a new interval at now.
+func (l *notifyLimiter) flush(now time.Time) []string {
+	var msg []string
+	if l.status != "" {
+		msg = append(msg, l.status)
+	}
+	if l.watchdog {
+		msg = append(msg, "WATCHDOG=1")
+	}
+	if len(msg) > 0 {
+		l.last = now
+	}
+	l.status, l.watchdog = "", false
+	return msg
 }
 
 // maxStatus bounds a STATUS= text passed to the unit, in bytes.
