@@ -57,6 +57,17 @@ const (
 // tsc=reliable avoid TSC calibration hangs under TCG (MACHINE-NOTES §4).
 const kernelCmdline = "console=ttyS0 quiet loglevel=4 panic=-1 tsc_early_khz=2000000 tsc=reliable rdinit=/init"
 
+// Under TCG the VM gets one CPU (tcgCPUs). With two, about one boot in 100
+// to 200 hung for good (QEMU 7.2, multi-threaded TCG): caught with QEMU's
+// monitor, one vCPU sat in the guest's int3 handler and the other at the
+// first instruction of sched_clock_tick, the very site the guest kernel was
+// live-patching (a static key flipped by a late initcall, text_poke_bp) while
+// the other CPU ran it. Cross-modifying code between two TCG vCPU threads
+// is where that goes wrong; one vCPU never has a second CPU running the code
+// being patched (nor SMP bring-up, IPIs or TSC sync to wait on). Emulated
+// CPUs gain little from a second one on a busy host anyway.
+const tcgCPUs = 1
+
 // recordPoll is how often run takes what the guest reports (records.go).
 const recordPoll = 100 * time.Millisecond
 
@@ -265,6 +276,10 @@ func (v *vm) run() (int, error) {
 	mem, cpus := v.size()
 	accel := chooseAccel()
 	v.accel = accel
+	if accel == "tcg" && cpus > tcgCPUs {
+		o.Debugf("TCG: %d CPU rather than %d (tcgCPUs)", tcgCPUs, cpus)
+		cpus = tcgCPUs
+	}
 	v.args = []string{
 		"-L", filepath.Join(dir, "share"), "-name", "guest=" + vmName(o.UUID),
 		"-accel", accel, "-M", "microvm", "-m", strconv.FormatInt(mem>>20, 10), "-smp", strconv.Itoa(cpus),
