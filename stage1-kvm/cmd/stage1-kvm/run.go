@@ -73,8 +73,8 @@ const recordPoll = 100 * time.Millisecond
 
 // A boot's bound: how long the guest gets to bring the pod agent up (a few
 // seconds under TCG on a busy host; well under one with KVM). A boot that
-// does not get there (a guest that hangs early: seen about once in 200
-// boots under TCG) is killed and the VM booted once more, with three times
+// does not get there (a guest that hangs: about once in 100-200 boots
+// under TCG with two vCPUs, see tcgCPUs; whatever is left) is killed and the VM booted once more, with three times
 // the bound (so a pod on a host too busy for the first bound still gets
 // the 2 minutes a single boot used to); if that one fails too, the pod
 // fails with the console's tail. EnvBootTimeout sets the first bound.
