@@ -57,13 +57,24 @@ const (
 // tsc=reliable avoid TSC calibration hangs under TCG (MACHINE-NOTES §4).
 const kernelCmdline = "console=ttyS0 quiet loglevel=4 panic=-1 tsc_early_khz=2000000 tsc=reliable rdinit=/init"
 
+// Under TCG the VM gets one CPU (tcgCPUs). With two, about one boot in 100
+// to 200 hung for good (QEMU 7.2, multi-threaded TCG): caught with QEMU's
+// monitor, one vCPU sat in the guest's int3 handler and the other at the
+// first instruction of sched_clock_tick, the very site the guest kernel was
+// live-patching (a static key flipped by a late initcall, text_poke_bp) while
+// the other CPU ran it. Cross-modifying code between two TCG vCPU threads
+// is where that goes wrong; one vCPU never has a second CPU running the code
+// being patched (nor SMP bring-up, IPIs or TSC sync to wait on). Emulated
+// CPUs gain little from a second one on a busy host anyway.
+const tcgCPUs = 1
+
 // recordPoll is how often run takes what the guest reports (records.go).
 const recordPoll = 100 * time.Millisecond
 
 // A boot's bound: how long the guest gets to bring the pod agent up (a few
 // seconds under TCG on a busy host; well under one with KVM). A boot that
-// does not get there (a guest that hangs early: seen about once in 200
-// boots under TCG) is killed and the VM booted once more, with three times
+// does not get there (a guest that hangs: about once in 100-200 boots
+// under TCG with two vCPUs, see tcgCPUs; whatever is left) is killed and the VM booted once more, with three times
 // the bound (so a pod on a host too busy for the first bound still gets
 // the 2 minutes a single boot used to); if that one fails too, the pod
 // fails with the console's tail. EnvBootTimeout sets the first bound.
@@ -265,6 +276,10 @@ func (v *vm) run() (int, error) {
 	mem, cpus := v.size()
 	accel := chooseAccel()
 	v.accel = accel
+	if accel == "tcg" && cpus > tcgCPUs {
+		o.Debugf("TCG: %d CPU rather than %d (tcgCPUs)", tcgCPUs, cpus)
+		cpus = tcgCPUs
+	}
 	v.args = []string{
 		"-L", filepath.Join(dir, "share"), "-name", "guest=" + vmName(o.UUID),
 		"-accel", accel, "-M", "microvm", "-m", strconv.FormatInt(mem>>20, 10), "-smp", strconv.Itoa(cpus),
