@@ -103,7 +103,7 @@ type snapshot struct {
 	links, netns, chains, rules, leases, mounts []string
 }
 
-var perPodChain = regexp.MustCompile(`^:(CNI-\S+)`)
+var perPodChain = regexp.MustCompile(`^:((?:CNI|SKIFF)-\S+)`)
 
 func (e *testEnv) snapshot() snapshot {
 	var s snapshot
@@ -149,9 +149,18 @@ func listDir(dir string) []string {
 	return names
 }
 
+// The host-wide guard of localnet.go, as iptables-save prints it: the one
+// thing of skiff's own that a pod with forwarded ports leaves behind, on
+// purpose.
+var localnetGuard = []string{
+	"iptables-save -A INPUT -j " + LocalnetChain,
+	"iptables-save -A " + LocalnetChain + ` ! -s 127.0.0.0/8 -d 127.0.0.0/8 ! -i lo -m comment --comment "skiff: pods must not reach host loopback, CVE-2020-8558" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP`,
+}
+
 // checkNoLeaks compares the host with before; shared CNI chains created on
 // first use (CNI-HOSTPORT-*, CNI-FORWARD, CNI-ADMIN) may stay, as they do
-// for every CNI runtime.
+// for every CNI runtime, and so may skiff's SKIFF-LOCALNET guard, but only
+// as exactly localnetGuard: one jump from INPUT and the one rule, no copies.
 func (e *testEnv) checkNoLeaks(before snapshot) {
 	t := e.t
 	t.Helper()
@@ -162,7 +171,8 @@ func (e *testEnv) checkNoLeaks(before snapshot) {
 		after = e.snapshot()
 	}
 	shared := func(c string) bool {
-		return strings.Contains(c, "CNI-HOSTPORT-") || strings.HasSuffix(c, "CNI-FORWARD") || strings.HasSuffix(c, "CNI-ADMIN")
+		return strings.Contains(c, "CNI-HOSTPORT-") || strings.HasSuffix(c, "CNI-FORWARD") || strings.HasSuffix(c, "CNI-ADMIN") ||
+			c == "iptables-save "+LocalnetChain
 	}
 	diff := func(what string, b, a []string, ignore func(string) bool) {
 		for _, x := range a {
@@ -175,6 +185,9 @@ func (e *testEnv) checkNoLeaks(before snapshot) {
 	diff("netns file", before.netns, after.netns, nil)
 	diff("iptables chain", before.chains, after.chains, shared)
 	diff("iptables rule", before.rules, after.rules, func(r string) bool {
+		if slices.Contains(localnetGuard, r) {
+			return true
+		}
 		for _, s := range []string{"-A CNI-HOSTPORT-MASQ ", "-A CNI-HOSTPORT-SETMARK ", "-j CNI-HOSTPORT-DNAT",
 			`"CNI portfwd requiring masquerade"`, `"CNI firewall plugin`} {
 			if strings.Contains(r, s) {
@@ -183,6 +196,17 @@ func (e *testEnv) checkNoLeaks(before snapshot) {
 		}
 		return false
 	})
+	var guard []string
+	for _, r := range after.rules {
+		if strings.Contains(r, LocalnetChain) {
+			guard = append(guard, r)
+		}
+	}
+	slices.Sort(guard)
+	if len(guard) > 0 && !slices.Equal(guard, localnetGuard) {
+		t.Errorf("the %s guard is not exactly\n\t%s\nbut\n\t%s", LocalnetChain,
+			strings.Join(localnetGuard, "\n\t"), strings.Join(guard, "\n\t"))
+	}
 	diff("IPAM lease", before.leases, after.leases, nil)
 	diff("nsfs mount", before.mounts, after.mounts, nil)
 }

@@ -11,6 +11,12 @@
 //     before each step, so Teardown works after a crash of whoever called Setup.
 //   - netns.go: the persistent namespace (a bind mount, like `ip netns add`).
 //   - dns.go: resolv.conf and hosts contents.
+//   - localnet.go: the host-wide SKIFF-LOCALNET guard that keeps pods with
+//     forwarded ports off the host's 127.0.0.0/8 (CVE-2020-8558). It is the
+//     one thing Teardown leaves behind on purpose: installed once, under a
+//     flock, by the first Setup with ports, never removed (as CNI's shared
+//     CNI-HOSTPORT-* chains), so no teardown, crash or gc can reopen the hole
+//     for another pod that still forwards a port.
 package networking
 
 import (
@@ -199,6 +205,11 @@ func Setup(ctx context.Context, req Request) (_ *Result, err error) {
 			(&Result{reserved: reserved}).Release()
 		}
 	}()
+	if portNet >= 0 {
+		if err := ensureLocalnetGuard(); err != nil {
+			return nil, &PortError{Port: req.Ports[0], Err: fmt.Errorf("cannot install the %s rule that keeps pods off the host's loopback: %w; check that iptables works", LocalnetChain, err)}
+		}
+	}
 	if err := os.MkdirAll(req.StateDir, 0o755); err != nil {
 		return nil, err
 	}

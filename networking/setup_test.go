@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os/exec"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -90,6 +91,12 @@ func TestPortForwardingFromLoopbackAndHostAddress(t *testing.T) {
 		mustReach(t, "", net.JoinHostPort(ip.String(), strconv.Itoa(hostPort)), "forwarded")
 	} else {
 		t.Log("no non-loopback host address: forwarding from it not checked")
+	}
+	// A forwarded port sets route_localnet on the host's veth; the guard
+	// that keeps the pod off the host's loopback is in place (exactly
+	// once, checkNoLeaks makes sure).
+	if out, err := exec.Command("iptables-save").Output(); err != nil || !strings.Contains(string(out), localnetGuard[1][len("iptables-save "):]) {
+		t.Errorf("no %s guard after a Setup with ports (%v):\n%s", LocalnetChain, err, out)
 	}
 }
 

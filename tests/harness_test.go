@@ -247,8 +247,15 @@ func (e *env) startBackground(args ...string) (*exec.Cmd, *syncBuffer, *syncBuff
 }
 
 // waitFor polls cond every 20ms until it holds or timeout passes.
+//
+// The timeout is a bound for a hang, never a speed check: under a flavor that
+// boots a VM (QEMU under TCG on a loaded machine takes tens of seconds) it is
+// stretched to at least 90 s.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if f := os.Getenv("SKIFF_STAGE1"); strings.Contains(filepath.Base(f), "kvm") && timeout < 90*time.Second {
+		timeout = max(4*timeout, 90*time.Second)
+	}
 	deadline := time.Now().Add(timeout)
 	for !cond() {
 		if time.Now().After(deadline) {

@@ -414,7 +414,7 @@ func TestPrivateUsersVolumesAndPrepare(t *testing.T) {
 	os.WriteFile(filepath.Join(host, "app-file"), []byte("a\n"), 0o644)
 	os.Chown(filepath.Join(host, "app-file"), 1000, 1000)
 	uuid := strings.TrimSpace(e.ok(append([]string{"--insecure-options=image", "prepare", "--private-users",
-		"--volume=data,kind=host,source=" + host, "--mount=volume=data,target=/data",
+		"--volume=data,kind=host,source=" + host + ",idmap=true", "--mount=volume=data,target=/data",
 		"--volume=scratch,kind=empty,uid=1000,gid=1000,mode=0700", "--mount=volume=scratch,target=/scratch"},
 		append(e.stage1, e.image("busybox"), "--", "/bin/sh", "-c",
 			`cat /proc/self/uid_map; stat -c '%u:%g %n' /data/root-file /data/app-file /scratch; echo new > /data/from-pod; su app -s /bin/sh -c 'echo x > /scratch/f'`)...)...).stdout)
@@ -426,7 +426,8 @@ func TestPrivateUsersVolumesAndPrepare(t *testing.T) {
 	if _, base, _ := idMap(t, strings.SplitN(r.stdout, "\n", 2)[0]); base != rng.Base {
 		t.Errorf("run-prepared used ids from %d, the pod was prepared with %+v", base, rng)
 	}
-	// A host volume is an idmapped mount: the host's owners, seen as the same ids.
+	// A host volume asked to be idmapped (kept by run-prepared): the host's
+	// owners, seen as the same ids (security_idmap_test.go: the default).
 	for _, want := range []string{"0:0 /data/root-file", "1000:1000 /data/app-file", "1000:1000 /scratch"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("volumes in the pod: %q lacks %q", r.stdout, want)
@@ -509,7 +510,7 @@ func TestPrivateUsersBadInput(t *testing.T) {
 	e.fails(125, []string{"id 100000 is not mapped", "--private-users"}, e.runArgs("--private-users", e.image("busybox"), "--user=big", "--", "/bin/true")...)
 	e.ok("gc", "--grace-period=0s")
 	e.fails(125, []string{"volume d", ovl, "overlay", "cannot be idmapped"},
-		e.runArgs("--private-users", "--volume=d,kind=host,source="+ovl, "--mount=volume=d,target=/d", e.image("busybox"))...)
+		e.runArgs("--private-users", "--volume=d,kind=host,source="+ovl+",idmap=true", "--mount=volume=d,target=/d", e.image("busybox"))...)
 	// An image store on overlayfs cannot be idmapped either: skiff says so, and
 	// where to keep --dir instead.
 	onOverlay := *e

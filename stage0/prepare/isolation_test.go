@@ -111,6 +111,43 @@ func TestVolumesAndMounts(t *testing.T) {
 	}
 }
 
+// A host volume is idmapped only when asked (issue #13, point 12): the
+// option reaches the apps' mounts as the runtime-spec idmap/ridmap option.
+func TestVolumeIDMapOption(t *testing.T) {
+	src := t.TempDir()
+	plain, _, err := ParseVolume("data,kind=host,source=" + src)
+	if err != nil || plain.IDMap {
+		t.Fatalf("default: %+v %v", plain, err)
+	}
+	long, _, err := ParseVolume("data,kind=host,source=" + src + ",idmap=true,recursive=false")
+	if err != nil || !long.IDMap {
+		t.Fatalf("idmap=true: %+v %v", long, err)
+	}
+	short, _, err := ParseVolume(src + ":/d:ro,idmap")
+	if err != nil || !short.IDMap || !short.ReadOnly {
+		t.Fatalf("short form ro,idmap: %+v %v", short, err)
+	}
+	for _, bad := range []string{"e,kind=empty,idmap=true", "d,kind=host,source=" + src + ",idmap=maybe", src + ":/d:idmapped"} {
+		if _, _, err := ParseVolume(bad); err == nil {
+			t.Errorf("ParseVolume(%q) accepted", bad)
+		}
+	}
+	vols := map[string]abi.Volume{"plain": plain, "long": long, "short": short}
+	ms, _, err := AppMounts("a", vols, []MountArg{{"plain", "/p"}, {"long", "/l"}, {"short", "/s"}}, nil)
+	if err != nil || len(ms) != 3 {
+		t.Fatalf("AppMounts: %+v %v", ms, err)
+	}
+	if contains(ms[0].Options, "idmap") || contains(ms[0].Options, "ridmap") {
+		t.Errorf("a host volume without idmap is idmapped: %v", ms[0].Options)
+	}
+	if !contains(ms[1].Options, "idmap") || !contains(ms[1].Options, "bind") {
+		t.Errorf("idmap=true,recursive=false: options %v, want bind and idmap", ms[1].Options)
+	}
+	if !contains(ms[2].Options, "ridmap") || !contains(ms[2].Options, "rbind") || !contains(ms[2].Options, "ro") {
+		t.Errorf("short form ro,idmap: options %v, want rbind, ro and ridmap", ms[2].Options)
+	}
+}
+
 func TestAppSpecIsolation(t *testing.T) {
 	img := ocispec.ImageConfig{Cmd: []string{"/bin/sh"}}
 	s, _, err := AppSpec("a", AppArgs{Readonly: true, NoNewPrivs: true, Group: "20", SuppGIDs: []uint32{7}}, img, Pod{})

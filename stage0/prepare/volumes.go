@@ -20,10 +20,12 @@ type MountArg struct {
 	Target string
 }
 
-// ParseVolume reads rkt's long form NAME,kind=host,source=PATH[,readOnly=BOOL][,recursive=BOOL]
+// ParseVolume reads rkt's long form NAME,kind=host,source=PATH[,readOnly=BOOL][,recursive=BOOL][,idmap=BOOL]
 // or NAME,kind=empty[,mode=0755][,uid=N][,gid=N][,readOnly=BOOL], and the short
-// form SOURCE:TARGET[:ro|rw], which also mounts the volume in every app (the
-// returned MountArg).
+// form SOURCE:TARGET[:OPTS] (OPTS: ro or rw, and idmap, comma-separated, as
+// podman's), which also mounts the volume in every app (the returned
+// MountArg). idmap (a host volume of a pod with --private-users, which the
+// caller checks) makes the pod's ids the host's in the volume.
 func ParseVolume(s string) (abi.Volume, *MountArg, error) {
 	if !strings.Contains(s, "kind=") && strings.Count(s, ":") >= 1 {
 		return parseShortVolume(s)
@@ -56,8 +58,10 @@ func ParseVolume(s string) (abi.Volume, *MountArg, error) {
 			v.UID, err = strconv.Atoi(val)
 		case "gid":
 			v.GID, err = strconv.Atoi(val)
+		case "idmap":
+			v.IDMap, err = strconv.ParseBool(val)
 		default:
-			return v, nil, fmt.Errorf("--volume=%s: unknown key %q (kind, source, readOnly, recursive, mode, uid, gid)", s, k)
+			return v, nil, fmt.Errorf("--volume=%s: unknown key %q (kind, source, readOnly, recursive, idmap, mode, uid, gid)", s, k)
 		}
 		if err != nil {
 			return v, nil, fmt.Errorf("--volume=%s: %s=%s: %v", s, k, val, err)
@@ -69,16 +73,21 @@ func ParseVolume(s string) (abi.Volume, *MountArg, error) {
 func parseShortVolume(s string) (abi.Volume, *MountArg, error) {
 	f := strings.Split(s, ":")
 	if len(f) < 2 || len(f) > 3 || f[0] == "" || f[1] == "" {
-		return abi.Volume{}, nil, fmt.Errorf("--volume=%s: want SOURCE:TARGET[:ro] or NAME,kind=host,source=PATH", s)
+		return abi.Volume{}, nil, fmt.Errorf("--volume=%s: want SOURCE:TARGET[:ro][,idmap] or NAME,kind=host,source=PATH", s)
 	}
 	v := abi.Volume{Kind: abi.VolumeHost, Source: f[0], Recursive: true}
 	if len(f) == 3 {
-		switch f[2] {
-		case "ro":
-			v.ReadOnly = true
-		case "rw":
-		default:
-			return v, nil, fmt.Errorf("--volume=%s: option %q: want ro or rw", s, f[2])
+		for _, o := range strings.Split(f[2], ",") {
+			switch o {
+			case "ro":
+				v.ReadOnly = true
+			case "rw":
+				v.ReadOnly = false
+			case "idmap":
+				v.IDMap = true
+			default:
+				return v, nil, fmt.Errorf("--volume=%s: option %q: want ro, rw or idmap", s, o)
+			}
 		}
 	}
 	v.Name = "vol-" + strings.Trim(nameCleanRE.ReplaceAllString(strings.ToLower(f[1]), "-"), "-")
@@ -100,6 +109,9 @@ func checkVolume(flag string, v abi.Volume) error {
 	case abi.VolumeEmpty:
 		if v.Source != "" {
 			return fmt.Errorf("--volume=%s: an empty volume has no source", flag)
+		}
+		if v.IDMap {
+			return fmt.Errorf("--volume=%s: idmap is for host volumes; an empty volume already belongs to the pod's ids (set its owner with uid= and gid=)", flag)
 		}
 	default:
 		return fmt.Errorf("--volume=%s: kind=%q: want kind=host or kind=empty", flag, v.Kind)
@@ -177,6 +189,13 @@ func bindMount(v abi.Volume, target string) specs.Mount {
 	}
 	if v.ReadOnly {
 		opts = append(opts, "ro")
+	}
+	if v.IDMap { // through the pod's user namespace (runtime-spec idmap/ridmap)
+		if opts[0] == "rbind" {
+			opts = append(opts, "ridmap")
+		} else {
+			opts = append(opts, "idmap")
+		}
 	}
 	return specs.Mount{Destination: target, Type: "bind", Source: src, Options: opts}
 }

@@ -147,6 +147,13 @@ type Volume struct {
 	Mode      uint32 `json:"mode,omitempty"`
 	UID       int    `json:"uid,omitempty"`
 	GID       int    `json:"gid,omitempty"`
+	// IDMap (host kind, pods with private users only) says the user asked
+	// for the volume to be idmapped through the pod's range, so that the
+	// pod's ids are the host's in it (its root is host root there). The
+	// apps' mounts of it carry the runtime-spec option idmap (ridmap for an
+	// rbind); without it a host volume is a plain bind mount, seen through
+	// the pod's user namespace. Since v1.
+	IDMap bool `json:"idmap,omitempty"`
 }
 
 // PodManifest is pod.json: everything stage1 needs to run the pod.

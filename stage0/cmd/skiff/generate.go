@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/skiff-project/skiff/internal/atomicfile"
 	"github.com/skiff-project/skiff/stage0/prepare"
 )
 
@@ -115,7 +116,7 @@ func generateUnit(cmd *cobra.Command, g *globals, f *runFlags, u *unitFlags, arg
 	}
 	for file, body := range files {
 		path := filepath.Join(u.outputDir, file)
-		if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		if err := atomicfile.WriteFile(path, []byte(body), 0o644); err != nil {
 			return err
 		}
 		fmt.Fprintln(cmd.OutOrStdout(), path)

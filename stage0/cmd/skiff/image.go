@@ -13,10 +13,12 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/image/layer"
 	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/image/store"
+	"github.com/skiff-project/skiff/internal/atomicfile"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
@@ -265,20 +267,15 @@ stored, as a tar of an OCI image layout; 'skiff run oci-archive:FILE' and
 			if err != nil {
 				return err
 			}
-			tmp := args[1] + ".tmp"
-			f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+			f, err := atomicfile.Create(args[1], 0o644)
 			if err != nil {
 				return err
 			}
-			defer os.Remove(tmp) // no-op after the rename
+			defer f.Abort()
 			if err := s.Export(img, exportRefName(args[0]), f); err != nil {
-				f.Close()
 				return err
 			}
-			if err := f.Close(); err != nil {
-				return err
-			}
-			return os.Rename(tmp, args[1])
+			return f.Commit()
 		},
 	}
 }
@@ -338,10 +335,10 @@ func extractImage(s *store.Store, img *store.Image, dir string, render bool) err
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(dir, "manifest.json"), manifest, 0o644); err != nil {
+		if err := writeNew(filepath.Join(dir, "manifest.json"), manifest); err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(dir, "config.json"), config, 0o644); err != nil {
+		if err := writeNew(filepath.Join(dir, "config.json"), config); err != nil {
 			return err
 		}
 		if err := os.Mkdir(rootfs, 0o755); err != nil {
@@ -349,6 +346,20 @@ func extractImage(s *store.Store, img *store.Image, dir string, render bool) err
 		}
 	}
 	return layer.Flatten(rootfs, img.LayerDirs)
+}
+
+// writeNew creates path, which must not exist (not even as a link someone
+// put in DIR after it was found empty), and writes data.
+func writeNew(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func newImageCatManifestCmd(g *globals) *cobra.Command {

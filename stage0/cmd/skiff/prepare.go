@@ -9,6 +9,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/skiff-project/skiff/image/store"
+	"github.com/skiff-project/skiff/internal/atomicfile"
 	"github.com/skiff-project/skiff/stage0/pod"
 	"github.com/skiff-project/skiff/stage0/prepare"
 	"github.com/skiff-project/skiff/stage1/abi"
@@ -51,6 +52,11 @@ func writePod(g *globals, f *prepareFlags, apps []prepare.AppArgs, imgs []*store
 			return nil, nil, err
 		}
 	}
+	if f.uuidFile != "" {
+		if err := atomicfile.CheckTarget(f.uuidFile); err != nil {
+			return nil, nil, fmt.Errorf("--uuid-file-save: %w", err)
+		}
+	}
 	p, err := pod.New(g.dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("create pod in %s: %w", g.dir, err)
@@ -82,7 +88,7 @@ func writePod(g *globals, f *prepareFlags, apps []prepare.AppArgs, imgs []*store
 		return fail(err)
 	}
 	if f.uuidFile != "" {
-		if err := os.WriteFile(f.uuidFile, []byte(p.UUID+"\n"), 0o644); err != nil {
+		if err := atomicfile.WriteFile(f.uuidFile, []byte(p.UUID+"\n"), 0o644); err != nil {
 			return fail(fmt.Errorf("--uuid-file-save: %w", err))
 		}
 	}

@@ -59,9 +59,9 @@ func (f *prepareFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.uuidFile, "uuid-file-save", "", "write the pod's UUID to this file")
 	fl.StringVar(&f.stage1Path, "stage1-path", "", "run with the stage1 image in this file")
 	fl.StringVar(&f.stage1Name, "stage1-name", stage1img.DefaultName, "run with the installed stage1 of this name")
-	fl.StringArrayVar(&f.volumes, "volume", nil, "a pod volume: NAME,kind=host,source=PATH[,readOnly=true] | NAME,kind=empty[,mode=0755,uid=N,gid=N] | SOURCE:TARGET[:ro]")
+	fl.StringArrayVar(&f.volumes, "volume", nil, "a pod volume: NAME,kind=host,source=PATH[,readOnly=true][,idmap=true] | NAME,kind=empty[,mode=0755,uid=N,gid=N] | SOURCE:TARGET[:ro][,idmap] (idmap: with --private-users, the pod's ids are the host's in this host volume, its root is host root there)")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "mount a volume in every app: volume=NAME,target=PATH")
-	fl.BoolVar(&f.privateUsers, "private-users", false, "run the pod in a user namespace with a private range of 65536 uids and gids (its root is an unprivileged host user)")
+	fl.BoolVar(&f.privateUsers, "private-users", false, "run the pod in a user namespace with a private range of 65536 uids and gids (its root is an unprivileged host user, in host volumes too unless one says idmap)")
 }
 
 func (f *startFlags) register(fl *pflag.FlagSet) {
@@ -255,6 +255,9 @@ func podOptions(f *prepareFlags, in insecure) (prepare.Pod, []abi.Volume, error)
 		vol, m, err := prepare.ParseVolume(v)
 		if err != nil {
 			return pd, nil, err
+		}
+		if vol.IDMap && !f.privateUsers {
+			return pd, nil, fmt.Errorf("--volume=%s: idmap needs --private-users (without it the pod's ids are the host's in every volume); add --private-users or drop idmap", v)
 		}
 		if _, dup := pd.Volumes[vol.Name]; dup {
 			return pd, nil, fmt.Errorf("--volume: two volumes are named %q", vol.Name)

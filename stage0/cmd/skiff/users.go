@@ -20,8 +20,11 @@ import (
 // pod.json, passes to stage1 on every run and gives back when gc or rm
 // removes the pod. stage1 shows the pod its image layers through idmapped
 // mounts, so what stage0 can check beforehand it checks here: that those
-// layers and the host volumes are on filesystems that can be idmapped, and
-// that the apps' ids fit in the range.
+// layers and the host volumes the user asked to idmap (idmap=true) are on
+// filesystems that can be idmapped, and that the apps' ids fit in the range.
+// Other host volumes are plain bind mounts, seen through the pod's range:
+// the pod's root is host uid BASE there, and it cannot leave a file owned
+// by host root (a setuid-root binary) in a host directory.
 
 // usersAllocator is the host's uid/gid range allocator.
 func usersAllocator() *idrange.Allocator {
@@ -59,8 +62,8 @@ func releaseUsers(p *pod.Pod, m *abi.PodManifest) error {
 	return nil
 }
 
-// checkIDMappable refuses layers and host volumes whose filesystems cannot be
-// idmapped, before the pod exists.
+// checkIDMappable refuses layers and idmapped host volumes whose filesystems
+// cannot be idmapped, before the pod exists.
 func checkIDMappable(imgs []*store.Image, s1 abi.Stage1, vols []abi.Volume) error {
 	ns, err := idmap.UserNS(idrange.DefaultPool.Base, abi.PrivateUsersSize)
 	if err != nil {
@@ -77,11 +80,11 @@ func checkIDMappable(imgs []*store.Image, s1 abi.Stage1, vols []abi.Volume) erro
 		}
 	}
 	for _, v := range vols {
-		if v.Kind != abi.VolumeHost {
+		if v.Kind != abi.VolumeHost || !v.IDMap {
 			continue
 		}
 		if err := idmap.Check(v.Source, ns); err != nil {
-			return fmt.Errorf("--private-users: volume %s: host source %w; use a directory on ext4, xfs, btrfs or tmpfs, or run without --private-users", v.Name, err)
+			return fmt.Errorf("--private-users: volume %s: host source %w; use a directory on ext4, xfs, btrfs or tmpfs, or drop idmap", v.Name, err)
 		}
 	}
 	return nil

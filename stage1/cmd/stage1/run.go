@@ -267,11 +267,8 @@ func (r *runningPod) appFS(a abi.App) (container.App, error) {
 			app.Layers = append(app.Layers, a.Rootfs.Layers[i])
 		}
 	}
-	for i, m := range spec.Mounts {
-		if r.users != nil && filepath.IsAbs(m.Source) { // a host volume: the pod's ids are the host's in it
-			app.Mounts[i].Options = append(app.Mounts[i].Options, idmapOption(m.Options))
-		}
-	}
+	// Host volumes are bind mounts seen through the pod's range unless stage0
+	// gave them the idmap/ridmap option (the user's idmap=true; users.go).
 	return app, nil
 }
 

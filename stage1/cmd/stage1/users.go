@@ -32,9 +32,12 @@ import (
 // here rather than by libcontainer; the sandbox takes them along with the
 // stage1 rootfs. The overlays' upper and work directories, the apps'
 // directories (app-exited writes there) and the stdio socket belong to the
-// pod's root; empty volumes to the shifted owner they ask for; host volumes
-// are idmapped bind mounts (made by libcontainer), so the pod's ids are the
-// host's within them, as without --private-users.
+// pod's root; empty volumes to the shifted owner they ask for. Host volumes
+// are plain bind mounts seen through the pod's range (its root is host uid
+// BASE there, host root's files are nobody's), as podman's without :idmap;
+// one the user asked to idmap (idmap=true) comes from stage0 with the
+// runtime-spec option idmap or ridmap, and libcontainer mounts it idmapped
+// through the pod's mapping, so the pod's ids are the host's within it.
 //
 // The stage1 rootfs is mounted in rootfsUsersDir rather than in the pod
 // directory: libcontainer's init, root only in the pod's namespace, must be
@@ -247,15 +250,4 @@ func removeUsersRootfs(uuid string) error {
 		return err
 	}
 	return nil
-}
-
-// idmapOption makes a host volume's bind mount (with its options opts) an
-// idmapped one through the pod's user namespace, recursively for an rbind.
-func idmapOption(opts []string) string {
-	for _, o := range opts {
-		if o == "rbind" {
-			return "ridmap"
-		}
-	}
-	return "idmap"
 }
