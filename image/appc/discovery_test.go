@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/skiff-project/skiff/image/layer"
 	"github.com/skiff-project/skiff/image/reference"
 )
 
@@ -187,4 +188,28 @@ func TestDiscoveryNotFound(t *testing.T) {
 	if !errors.Is(err, ErrNotDiscovered) || !strings.Contains(err.Error(), "/a/b?ac-discovery=1") || !strings.Contains(err.Error(), "/a?ac-discovery=1") {
 		t.Errorf("not discovered: %v", err)
 	}
+}
+
+// A download larger than the layer limit is cut off, refused and removed.
+func TestOpenHTTPSLimit(t *testing.T) {
+	manifest := strings.Replace(testManifest, "example.com/hello", "127.0.0.1/hello", 1)
+	aci := gzipped(aciTar(t, manifest))
+	srv := testServer(t, aci, false)
+	tmp := t.TempDir()
+	ref := reference.Reference{Transport: reference.HTTPS, URL: srv.URL + "/x.aci"}
+	defer layer.SetLimits(layer.CurrentLimits())
+	layer.SetLimits(layer.Limits{MaxSize: int64(len(aci)) - 1, MaxEntries: 100})
+	_, err := Open(context.Background(), ref, Options{TmpDir: tmp, InsecureTLS: true})
+	if !errors.Is(err, layer.ErrTooLarge) || !strings.Contains(err.Error(), "--max-layer-size") {
+		t.Errorf("a download over the limit: %v", err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("refused download not removed: %v", left)
+	}
+	layer.SetLimits(layer.Limits{MaxSize: int64(len(aci)), MaxEntries: 100})
+	src, err := Open(context.Background(), ref, Options{TmpDir: tmp, InsecureTLS: true})
+	if err != nil {
+		t.Fatalf("a download at the limit: %v", err)
+	}
+	src.Close()
 }

@@ -306,6 +306,17 @@ func TestExtractContainedMem(t *testing.T) {
 	}
 }
 
+// extractSeeds are FuzzExtract's seeds (besides containedCases and testdata).
+var extractSeeds = []string{
+	"5a\n0a/b|x\n2a/c|../../..\n0a/c/d|y",
+	"1h|../x\n0/abs\n0.wh.z\n0d/.wh..wh..opq",
+	"2l|/\n5l/m\n1l/m/n|l\n0l/m/.wh.n",
+	"0f|data|user.a=b|trusted.overlay.opaque=y\n5d||security.capability=x",
+	"3c\n4b\n6p\n2s|s\n1s2|s\n0s2|replace",
+	"5d\n0d/f|x\n1d/h|d/f\n2d/s|f\n5d|\n0d/f|replaced\n0d/.wh.s\n5e\n0e/.wh..wh..opq",
+	"raw:",
+}
+
 // FuzzExtract extracts into memFS and fails if anything outside the layer
 // root changed. Why not the host's filesystem: each input's syscalls made
 // ~100 inputs in 25 s. Why not raw tar bytes: a mutated header fails its
@@ -315,14 +326,7 @@ func TestExtractContainedMem(t *testing.T) {
 // fuzzLayer for the script; "raw:" followed by layer bytes (tar, gzip,
 // zstd) fuzzes the readers. The limits are low so a bomb costs little.
 func FuzzExtract(f *testing.F) {
-	for _, seed := range []string{
-		"5a\n0a/b|x\n2a/c|../../..\n0a/c/d|y",
-		"1h|../x\n0/abs\n0.wh.z\n0d/.wh..wh..opq",
-		"2l|/\n5l/m\n1l/m/n|l\n0l/m/.wh.n",
-		"0f|data|user.a=b|trusted.overlay.opaque=y\n5d||security.capability=x",
-		"3c\n4b\n6p\n2s|s\n1s2|s\n0s2|replace",
-		"raw:",
-	} {
+	for _, seed := range extractSeeds {
 		f.Add([]byte(seed))
 	}
 	for _, tc := range containedCases {

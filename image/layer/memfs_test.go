@@ -1,8 +1,11 @@
 package layer
 
 import (
+	"bytes"
 	"io"
 	"os"
+	"path"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -43,6 +46,7 @@ type mnode struct {
 	xattrs map[string]string
 	atime  unix.Timespec
 	mtime  unix.Timespec
+	timed  bool // times set by Utimes (the host's would be the creation's)
 }
 
 const (
@@ -374,6 +378,21 @@ func (m *memFS) Lsetxattr(name, attr string, value []byte) error {
 	if err != nil {
 		return err
 	}
+	// The kernel's checks (as root): a name of 1-255 bytes in a namespace
+	// it knows, a value of at most 64 KiB, user.* only on files and
+	// directories.
+	switch {
+	case len(attr) == 0 || len(attr) > 255:
+		return errno("lsetxattr", name, unix.ERANGE)
+	case len(value) > 64<<10:
+		return errno("lsetxattr", name, unix.E2BIG)
+	case strings.HasPrefix(attr, "user."):
+		if t := n.mode & unix.S_IFMT; t != unix.S_IFREG && t != unix.S_IFDIR {
+			return errno("lsetxattr", name, unix.EPERM)
+		}
+	case !strings.HasPrefix(attr, "trusted.") && !strings.HasPrefix(attr, "security."):
+		return errno("lsetxattr", name, unix.EOPNOTSUPP)
+	}
 	if n.xattrs == nil {
 		n.xattrs = map[string]string{}
 	}
@@ -400,7 +419,133 @@ func (m *memFS) Chmod(name string, mode uint32) error {
 func (m *memFS) Utimes(name string, ts []unix.Timespec) error {
 	n, err := m.existing("utimensat", name, false)
 	if err == nil {
-		n.atime, n.mtime = ts[0], ts[1]
+		n.atime, n.mtime, n.timed = ts[0], ts[1], true
 	}
 	return err
+}
+
+// TestMemFSMatchesHost extracts FuzzExtract's seeds and corpus (and, with
+// SKIFF_EXTRACT_CORPUS=DIR, the files of a fuzzing cache directory) both on
+// the host and on memFS: the two must agree on success and leave the same
+// tree (names, types, modes, owners, sizes, link targets and counts,
+// device numbers, times), or the fuzzer would not be fuzzing what runs.
+func TestMemFSMatchesHost(t *testing.T) {
+	needRoot(t)
+	defer unix.Umask(unix.Umask(0o022))
+	inputs := map[string][]byte{}
+	for i, s := range extractSeeds {
+		inputs["seed"+strconv.Itoa(i)] = []byte(s)
+	}
+	for _, dir := range []string{"testdata/fuzz/FuzzExtract", os.Getenv("SKIFF_EXTRACT_CORPUS")} {
+		if dir == "" {
+			continue
+		}
+		names, _ := filepath.Glob(filepath.Join(dir, "*"))
+		for _, name := range names {
+			b, err := os.ReadFile(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(string(b), "\n")
+			lit, ok := strings.CutPrefix(lines[1], "[]byte(")
+			if !ok {
+				t.Fatalf("%s: not a []byte corpus file", name)
+			}
+			data, err := strconv.Unquote(strings.TrimSuffix(lit, ")"))
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			inputs[filepath.Base(name)] = []byte(data)
+		}
+	}
+	lim := Limits{MaxSize: 4 << 20, MaxEntries: 1000}
+	for name, data := range inputs {
+		layer := fuzzLayer(data)
+		root, _ := sandbox(t)
+		_, hostErr := extract(osFS{}, root, bytes.NewReader(layer), lim)
+		m := newMemFS()
+		_, memErr := extract(m, memRoot, bytes.NewReader(layer), lim)
+		if (hostErr == nil) != (memErr == nil) {
+			t.Errorf("%s (%q): host %v, memFS %v", name, data, hostErr, memErr)
+			continue
+		}
+		mt := memTree(m.lroot, "", map[string]string{})
+		ht := hostTree(t, root, mt)
+		if h, mm := render(ht), render(mt); h != mm {
+			t.Errorf("%s (%q): trees differ\nhost:\n%s\nmemFS:\n%s", name, data, h, mm)
+		}
+	}
+}
+
+// treeLine renders a node's properties but for its mtime, which trees
+// hold apart: the key is the path, the value the properties, and for
+// mtime the tree records "rel mtime" under "\x00"+rel.
+func treeLine(mode uint32, uid, gid int, size int64, target string, nlink, rdev uint64) string {
+	if mode&unix.S_IFMT == unix.S_IFDIR {
+		nlink = 0 // a directory's count is the kernel's business
+	}
+	return strings.Join([]string{strconv.FormatUint(uint64(mode), 8), strconv.Itoa(uid), strconv.Itoa(gid),
+		strconv.FormatInt(size, 10), target, strconv.FormatUint(nlink, 10), strconv.FormatUint(rdev, 10)}, " ")
+}
+
+func render(tree map[string]string) string {
+	var lines []string
+	for k, v := range tree {
+		lines = append(lines, k+" "+v+"\n")
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "")
+}
+
+// hostTree lists root like memTree; a node's mtime is left out where the
+// memFS tree (mem) says the extractor never set it.
+func hostTree(t *testing.T, root string, mem map[string]string) map[string]string {
+	tree := map[string]string{}
+	err := filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		var st unix.Stat_t
+		if err := unix.Lstat(p, &st); err != nil {
+			return err
+		}
+		size, target := int64(0), ""
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			size = st.Size
+		case unix.S_IFLNK:
+			target, _ = os.Readlink(p)
+		}
+		rel, _ := filepath.Rel(root, p)
+		tree[rel] = treeLine(st.Mode, int(st.Uid), int(st.Gid), size, target, uint64(st.Nlink), st.Rdev)
+		if mem["\x00"+rel] != "unset" {
+			tree["\x00"+rel] = strconv.FormatInt(st.Mtim.Nano(), 10)
+		} else {
+			tree["\x00"+rel] = "unset"
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tree
+}
+
+func memTree(n *mnode, rel string, tree map[string]string) map[string]string {
+	for name, k := range n.kids {
+		p := path.Join(rel, name)
+		size := int64(0)
+		if k.mode&unix.S_IFMT == unix.S_IFREG {
+			size = k.size
+		}
+		tree[p] = treeLine(k.mode, k.uid, k.gid, size, k.target, uint64(k.nlink), uint64(k.rdev))
+		tree["\x00"+p] = "unset"
+		if k.timed {
+			tree["\x00"+p] = strconv.FormatInt(k.mtime.Nano(), 10)
+		}
+		if k.isDir() {
+			memTree(k, p, tree)
+		}
+	}
+	return tree
 }
