@@ -30,14 +30,15 @@ type container interface {
 	Start() error
 	// Signal sends sig to the init (all: to every process of the container).
 	Signal(sig int, all bool) error
-	// Exec runs p in the container; it returns the process's pid (a child
-	// of this process).
-	Exec(p *specs.Process, o execOpts) (int, error)
+	// Exec runs p in the container; the process is a child of this one.
+	Exec(p *specs.Process, o execOpts) (*os.Process, error)
 	// Delete removes everything of the container (force: kills it first).
 	Delete(force bool) error
 	// State is the runtime-spec state; Status is creating, created,
 	// running or stopped (paused is skiff-oci's, from the freezer).
 	State() (*specs.State, error)
+	// ExitCode is the app's exit status once the container has stopped.
+	ExitCode() (int, bool)
 }
 
 // globalOpts are the global flags a backend needs.
@@ -66,7 +67,7 @@ type execOpts struct {
 
 var (
 	errExists   = errors.New("container with id exists")
-	errNotExist = errors.New("container does not exist")
+	errNotExist = errors.New("does not exist")
 )
 
 // statePaused is runc's status for a frozen container (not in the spec).

@@ -141,7 +141,7 @@ func newPauseCmd(g *globals, pause bool) *cobra.Command {
 			defer l.unlock()
 			st, err := status(c)
 			if err != nil {
-				return fmt.Errorf("container %s: %w", args[0], err)
+				return wrapC(args[0], err)
 			}
 			switch {
 			case pause && st.Status != specs.StateRunning:
@@ -150,7 +150,7 @@ func newPauseCmd(g *globals, pause bool) *cobra.Command {
 				return fmt.Errorf("container %s: container not paused (%s)", args[0], st.Status)
 			}
 			if err := freeze(st.Pid, pause); err != nil {
-				return fmt.Errorf("container %s: %w", args[0], err)
+				return wrapC(args[0], err)
 			}
 			return nil
 		},
@@ -208,14 +208,14 @@ func newPsCmd(g *globals) *cobra.Command {
 			st, err := status(c)
 			l.unlock()
 			if err != nil {
-				return fmt.Errorf("container %s: %w", args[0], err)
+				return wrapC(args[0], err)
 			}
 			if st.Status == specs.StateStopped || st.Pid <= 0 {
 				return fmt.Errorf("container %s: %w", args[0], errNotRunning)
 			}
 			pids, err := containerPids(st.Pid)
 			if err != nil {
-				return fmt.Errorf("container %s: %w", args[0], err)
+				return wrapC(args[0], err)
 			}
 			if format == "json" {
 				if pids == nil {
@@ -297,17 +297,17 @@ func newUpdateCmd(g *globals) *cobra.Command {
 			defer l.unlock()
 			st, err := status(c)
 			if err != nil {
-				return fmt.Errorf("container %s: %w", args[0], err)
+				return wrapC(args[0], err)
 			}
 			if st.Status == specs.StateStopped || st.Pid <= 0 {
 				return fmt.Errorf("container %s: %w", args[0], errNotRunning)
 			}
 			paths, err := cgroupPaths(st.Pid)
 			if err != nil {
-				return fmt.Errorf("container %s: %w", args[0], err)
+				return wrapC(args[0], err)
 			}
 			if err := applyResources(paths, &r); err != nil {
-				return fmt.Errorf("container %s: %w", args[0], err)
+				return wrapC(args[0], err)
 			}
 			return nil
 		},

@@ -40,7 +40,7 @@ func newExecCmd(g *globals) *cobra.Command {
 			st, err := status(c)
 			if err != nil {
 				l.unlock()
-				return fmt.Errorf("container %s: %w", id, err)
+				return wrapC(id, err)
 			}
 			if st.Status != specs.StateRunning && st.Status != specs.StateCreated {
 				l.unlock()
@@ -58,20 +58,16 @@ func newExecCmd(g *globals) *cobra.Command {
 				}
 			}
 			x.o.stdio = [3]*os.File{os.Stdin, os.Stdout, os.Stderr}
-			pid, err := c.Exec(p, x.o)
+			proc, err := c.Exec(p, x.o)
 			l.unlock()
 			if err != nil {
 				return fmt.Errorf("container %s: exec %s: %w", id, strings.Join(p.Args, " "), err)
 			}
-			if x.o.pidFile != "" {
-				if err := writePidFile(x.o.pidFile, pid); err != nil {
-					return err
-				}
-			}
 			if x.o.detach {
+				proc.Release()
 				return nil
 			}
-			return exitStatus(waitPid(pid))
+			return exitStatus(waitPid(proc.Pid))
 		},
 	}
 	f := c.Flags()

@@ -45,11 +45,19 @@ func (g *globals) open(id string) (container, *flock, error) {
 	return c, l, nil
 }
 
+// wrapC names the container in err unless err already does.
+func wrapC(id string, err error) error {
+	if strings.Contains(err.Error(), "container "+id) {
+		return err
+	}
+	return wrapC(id, err)
+}
+
 func (g *globals) notExist(id string, err error) error {
 	if errors.Is(err, errNotExist) {
-		return fmt.Errorf("container %s: %w under %s; see 'skiff-oci --root %s list'", id, errNotExist, g.root, g.root)
+		return fmt.Errorf("container %s %w under %s; see 'skiff-oci --root %s list'", id, errNotExist, g.root, g.root)
 	}
-	return fmt.Errorf("container %s: %w", id, err)
+	return wrapC(id, err)
 }
 
 // status is the container's runtime-spec status, with "paused" when its
@@ -141,18 +149,15 @@ func (g *globals) create(id, bundle string, o createOpts) (container, int, error
 			return nil, 0, fmt.Errorf("%w: %s (under %s); delete it first or use another id", errExists, id, g.root)
 		}
 		l.removeLocked()
-		return nil, 0, fmt.Errorf("container %s: %w", id, err)
+		return nil, 0, wrapC(id, err)
 	}
 	o.stdio = [3]*os.File{os.Stdin, os.Stdout, os.Stderr}
 	pid, err := c.Create(o)
-	if err == nil && o.pidFile != "" {
-		err = writePidFile(o.pidFile, pid)
-	}
 	if err != nil {
 		if derr := c.Delete(true); derr == nil {
 			l.removeLocked()
 		}
-		return nil, 0, fmt.Errorf("container %s: %w", id, err)
+		return nil, 0, wrapC(id, err)
 	}
 	return c, pid, nil
 }
@@ -191,23 +196,6 @@ func checkBundle(dir string) error {
 	return nil
 }
 
-// writePidFile writes pid atomically, as runc does.
-func writePidFile(path string, pid int) error {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return err
-	}
-	tmp := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs))
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
-		return fmt.Errorf("pid file %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, abs); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("pid file %s: %w", path, err)
-	}
-	return nil
-}
-
 func newStartCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "start ID",
@@ -227,7 +215,7 @@ func newStartCmd(g *globals) *cobra.Command {
 func (g *globals) start(id string, c container) error {
 	st, err := status(c)
 	if err != nil {
-		return fmt.Errorf("container %s: %w", id, err)
+		return wrapC(id, err)
 	}
 	switch st.Status {
 	case specs.StateCreated:
@@ -239,7 +227,7 @@ func (g *globals) start(id string, c container) error {
 		return fmt.Errorf("container %s: %w (%s)", id, errAlreadyRunning, st.Status)
 	}
 	if err := c.Start(); err != nil {
-		return fmt.Errorf("container %s: %w", id, err)
+		return wrapC(id, err)
 	}
 	return nil
 }
@@ -280,6 +268,9 @@ func newRunCmd(g *globals) *cobra.Command {
 				}
 			}()
 			code := waitPid(pid)
+			if x, ok := c.ExitCode(); ok {
+				code = x
+			}
 			if !keep {
 				if l, err := lockContainer(g.root, id); err == nil {
 					if err := c.Delete(true); err == nil {
@@ -349,7 +340,7 @@ func newStateCmd(g *globals) *cobra.Command {
 			}
 			st, err := status(c)
 			if err != nil {
-				return fmt.Errorf("container %s: %w", args[0], err)
+				return wrapC(args[0], err)
 			}
 			return writeJSONIndent(cmd.OutOrStdout(), g.stateOut(st))
 		},
@@ -383,7 +374,7 @@ func newKillCmd(g *globals) *cobra.Command {
 			defer l.unlock()
 			st, err := status(c)
 			if err != nil {
-				return fmt.Errorf("container %s: %w", args[0], err)
+				return wrapC(args[0], err)
 			}
 			if st.Status == specs.StateStopped || st.Status == specs.StateCreating {
 				return fmt.Errorf("container %s: %w", args[0], errNotRunning)
@@ -392,7 +383,7 @@ func newKillCmd(g *globals) *cobra.Command {
 				if errors.Is(err, unix.ESRCH) {
 					return fmt.Errorf("container %s: %w: no such process", args[0], errNotRunning)
 				}
-				return fmt.Errorf("container %s: %w", args[0], err)
+				return wrapC(args[0], err)
 			}
 			return nil
 		},
@@ -473,7 +464,7 @@ func newDeleteCmd(g *globals) *cobra.Command {
 			}
 			defer rl.unlock()
 			if err := c.Delete(true); err != nil {
-				return fmt.Errorf("container %s: %w", id, err)
+				return wrapC(id, err)
 			}
 			l.removeLocked()
 			return nil

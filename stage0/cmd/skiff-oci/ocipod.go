@@ -7,43 +7,81 @@ import (
 	"path/filepath"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
-	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/internal/ocipod"
 )
 
 // ocipodBackend runs containers through internal/ocipod (the stage1
-// contract's OCI mode). Until that package lands, it finds containers by
-// their pod directory and refuses to create any.
+// contract's OCI mode): the bundle's annotation dev.skiff.oci.stage1 picks
+// the stage1 flavor (default "default"), looked for beside the binary and
+// in --stage1-dir.
 type ocipodBackend struct{}
 
-var errNoOCIMode = errors.New("this build of skiff-oci cannot run containers yet: internal/ocipod (the stage1's OCI mode) is missing; build skiff from a tree that has it")
+// mapErr gives ocipod's errors skiff-oci's sentinels (same wording).
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ocipod.ErrExist):
+		return fmt.Errorf("%w: %v", errExists, err)
+	case errors.Is(err, ocipod.ErrNotExist):
+		return errNotExist
+	}
+	return err
+}
 
 func (ocipodBackend) Prepare(root, id, bundle string, o globalOpts) (container, error) {
-	if _, err := os.Stat(filepath.Join(root, id)); err == nil {
-		return nil, errExists
+	var spec *specs.Spec
+	if b, err := os.ReadFile(filepath.Join(bundle, "config.json")); err == nil {
+		spec = &specs.Spec{}
+		if jsonStrict(b, spec) != nil {
+			spec = nil
+		}
 	}
-	return nil, errNoOCIMode
+	s1, err := ocipod.FindStage1(ocipod.Stage1Name(spec), o.stage1Dir)
+	if err != nil {
+		return nil, err
+	}
+	p, err := ocipod.Prepare(root, id, bundle, s1)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	return &pod{p: p, o: o}, nil
 }
 
 func (ocipodBackend) Open(root, id string) (container, error) {
-	dir := filepath.Join(root, id)
-	if _, err := os.Stat(filepath.Join(dir, abi.OCIBundleFile)); err != nil {
-		return nil, errNotExist
+	p, err := ocipod.Load(root, id)
+	if err != nil {
+		return nil, mapErr(err)
 	}
-	return podDir{dir: dir, id: id}, nil
+	return &pod{p: p}, nil
 }
 
-type podDir struct{ dir, id string }
+type pod struct {
+	p *ocipod.Pod
+	o globalOpts
+}
 
-func (p podDir) Create(createOpts) (int, error)             { return 0, errNoOCIMode }
-func (p podDir) Start() error                               { return errNoOCIMode }
-func (p podDir) Signal(int, bool) error                     { return errNoOCIMode }
-func (p podDir) Exec(*specs.Process, execOpts) (int, error) { return 0, errNoOCIMode }
-func (p podDir) Delete(bool) error                          { return errNoOCIMode }
-func (p podDir) State() (*specs.State, error) {
-	b, err := os.ReadFile(filepath.Join(p.dir, abi.OCIBundleFile))
+func (c *pod) Create(o createOpts) (int, error) {
+	return c.p.Create(ocipod.CreateOpts{ConsoleSocket: o.consoleSocket, PidFile: o.pidFile,
+		PreserveFDs: o.preserveFDs, SystemdCgroup: c.o.systemdCgroup, Debug: c.o.debug, Stdio: o.stdio})
+}
+
+func (c *pod) Start() error                   { return c.p.Start() }
+func (c *pod) Signal(sig int, all bool) error { return c.p.Signal(unix.Signal(sig), all) }
+func (c *pod) Delete(force bool) error        { return mapErr(c.p.Delete(force)) }
+func (c *pod) ExitCode() (int, bool)          { return c.p.ExitCode() }
+
+func (c *pod) Exec(p *specs.Process, o execOpts) (*os.Process, error) {
+	return c.p.Exec(p, ocipod.ExecOpts{ConsoleSocket: o.consoleSocket, PidFile: o.pidFile,
+		PreserveFDs: o.preserveFDs, Stdio: o.stdio, Debug: c.o.debug})
+}
+
+func (c *pod) State() (*specs.State, error) {
+	st, err := c.p.State()
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p.dir, err)
+		return nil, mapErr(err)
 	}
-	return &specs.State{Version: specs.Version, ID: p.id, Status: specs.StateStopped, Bundle: string(b)}, nil
+	return &st, nil
 }
