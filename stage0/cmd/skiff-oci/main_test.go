@@ -116,7 +116,9 @@ func TestLifecycleErrorsUseRuncsWording(t *testing.T) {
 	f := &fake{c: map[string]*fakeC{}}
 	root := t.TempDir()
 	b := bundle(t)
-	r := func(args ...string) (int, string, string) { return cli(t, f, append([]string{"--root", root}, args...)...) }
+	r := func(args ...string) (int, string, string) {
+		return cli(t, f, append([]string{"--root", root}, args...)...)
+	}
 	steps := []struct {
 		args []string
 		code int
