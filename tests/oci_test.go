@@ -324,30 +324,42 @@ func TestOCILifecycle(t *testing.T) {
 	o.nothingLeft("r1")
 }
 
-// kill -9 of the runtime during create, then delete --force: nothing left.
+// kill -9 of the runtime during create (as soon as its state directory
+// exists, and once the stage1 works in it), then delete --force: nothing
+// left, and the id is free again.
 func TestOCIKilledCreateThenDeleteForce(t *testing.T) {
 	o := newOCIEnv(t)
 	b := o.bundle("b", "/bin/sleep", "1000")
-	o.forID(b, "k1")
-	c := exec.Command(o.bin, "--root", o.root, "create", "--bundle", b, "k1")
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
+	for _, at := range []string{"", "stage1"} {
+		id := "k1" + at
+		o.forID(b, id)
+		c := exec.Command(o.bin, "--root", o.root, "create", "--bundle", b, id)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { c.Wait(); close(done) }()
+		waitFor(t, 60*time.Second, "create to reach "+filepath.Join(id, at), func() bool {
+			select {
+			case <-done:
+				return true
+			default:
+			}
+			_, err := os.Stat(filepath.Join(o.root, id, at))
+			return err == nil
+		})
+		c.Process.Signal(syscall.SIGKILL)
+		<-done
+		var pid int
+		if raw, err := os.ReadFile(filepath.Join(o.root, id, "pid")); err == nil {
+			pid, _ = strconv.Atoi(strings.TrimSpace(string(raw)))
+		}
+		o.ok("delete", "--force", id)
+		o.nothingLeft(id, pid)
+		o.fails("does not exist", "state", id)
+		// The id is free again.
+		o.ok("create", "--bundle", b, id)
+		o.ok("delete", "--force", id)
+		o.nothingLeft(id)
 	}
-	waitFor(t, 60*time.Second, "create to make its state directory", func() bool {
-		_, err := os.Stat(filepath.Join(o.root, "k1"))
-		return err == nil || (c.ProcessState != nil)
-	})
-	c.Process.Signal(syscall.SIGKILL)
-	c.Wait()
-	var pid int
-	if raw, err := os.ReadFile(filepath.Join(o.root, "k1", "pid")); err == nil {
-		pid, _ = strconv.Atoi(strings.TrimSpace(string(raw)))
-	}
-	o.ok("delete", "--force", "k1")
-	o.nothingLeft("k1", pid)
-	o.fails("does not exist", "state", "k1")
-	// The id is free again.
-	o.ok("create", "--bundle", b, "k1")
-	o.ok("delete", "--force", "k1")
-	o.nothingLeft("k1")
 }

@@ -436,6 +436,11 @@ func newDeleteCmd(g *globals) *cobra.Command {
 		Args:  exactArgs(1, "the container's id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
+			if checkID(id) == nil {
+				if dir, err := filepath.Abs(filepath.Join(g.root, id)); err == nil {
+					settleCreate(dir)
+				}
+			}
 			c, l, err := g.open(id)
 			if err != nil {
 				if force && errors.Is(err, errNotExist) {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -104,4 +106,43 @@ func lockContainer(root, id string) (*flock, error) {
 		return nil, err
 	}
 	return lockFile(filepath.Join(root, locksDir, id+".lock"), true)
+}
+
+// settleCreate waits for stage1 processes still working in the container's
+// pod directory (their cwd): an oci-create whose skiff-oci was killed goes on
+// setting the container up, and deleting under it would leave a container
+// behind. It waits up to a minute, then kills them.
+func settleCreate(dir string) {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		pids := cwdIn(dir)
+		if len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			for _, p := range pids {
+				unix.Kill(p, unix.SIGKILL)
+			}
+			time.Sleep(100 * time.Millisecond)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cwdIn lists the processes (other than this one) whose working directory
+// is dir.
+func cwdIn(dir string) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		if cwd, err := os.Readlink("/proc/" + e.Name() + "/cwd"); err == nil && cwd == dir {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
