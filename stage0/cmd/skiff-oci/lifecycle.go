@@ -455,8 +455,8 @@ func newDeleteCmd(g *globals) *cobra.Command {
 			}
 			if err == nil && !force {
 				switch st.Status {
-				case specs.StateStopped, specs.StateCreated:
-				default:
+				case specs.StateStopped:
+				default: // runtime-spec: even a created container (runc deletes that one)
 					return fmt.Errorf("cannot delete container %s that is not stopped: %s; stop it with 'skiff-oci kill %s' or use --force", id, st.Status, id)
 				}
 			}

@@ -133,6 +133,7 @@ func TestLifecycleErrorsUseRuncsWording(t *testing.T) {
 		{[]string{"create", "--bundle", filepath.Join(b, "missing"), "c1"}, 1, "no such file or directory"},
 		{[]string{"create", "--bundle", b, "c1"}, 0, ""},
 		{[]string{"create", "--bundle", b, "c1"}, 1, "container with id exists"},
+		{[]string{"delete", "c1"}, 1, "cannot delete container c1 that is not stopped: created"},
 		{[]string{"start", "c1"}, 0, ""},
 		{[]string{"start", "c1"}, 1, "cannot start an already running container"},
 		{[]string{"delete", "c1"}, 1, "cannot delete container c1 that is not stopped: running"},
