@@ -25,10 +25,13 @@ COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 $(BIN)/skiff-oci: $(GO_SRC)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)" -o $@ ./stage0/cmd/skiff-oci
 
-# The runtime-tools v0.9.0 validation suite against bin/skiff-oci and runc, side by side
-# (scripts/oci-conformance; builds the suite once into build/conformance).
-conformance: all
+# The runtime-tools v0.9.0 validation suite (scripts/oci-conformance; built once into
+# build/conformance) and podman --runtime (scripts/oci-podman-smoke, when podman is
+# installed) against bin/skiff-oci and runc, side by side.
+conformance: all test-images
 	scripts/oci-conformance --runtime $(CURDIR)/$(BIN)/skiff-oci --out $(CURDIR)/$(BUILD)/conformance
+	if command -v podman >/dev/null; then scripts/oci-podman-smoke --runtime $(CURDIR)/$(BIN)/skiff-oci; \
+	else echo "conformance: podman is not installed; podman --runtime checks skipped"; fi
 
 # The stage1 binary is static (libcontainer's nsenter needs cgo): it runs on the
 # host from the stage1 image's layer and inside the pod alike.
