@@ -50,7 +50,7 @@ func wrapC(id string, err error) error {
 	if strings.Contains(err.Error(), "container "+id) {
 		return err
 	}
-	return wrapC(id, err)
+	return fmt.Errorf("container %s: %w", id, err)
 }
 
 func (g *globals) notExist(id string, err error) error {

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,6 +96,15 @@ func TestVersionIsRuncsThreeLines(t *testing.T) {
 			!strings.HasPrefix(lines[1], "commit: ") || lines[2] != "spec: "+specs.Version {
 			t.Errorf("%s: code %d, output %q; want runc's three lines", flag, code, out)
 		}
+	}
+}
+
+func TestWrapCNamesTheContainerOnce(t *testing.T) {
+	if got := wrapC("c1", errNotRunning).Error(); got != "container c1: container not running" {
+		t.Errorf("wrapC: %q", got)
+	}
+	if got := wrapC("c1", errors.New("container c1: gone")).Error(); got != "container c1: gone" {
+		t.Errorf("wrapC of a named error: %q", got)
 	}
 }
 
