@@ -208,8 +208,10 @@ func (o *ociEnv) nothingLeft(id string, pids ...int) {
 		o.t.Errorf("%s: state directory left under --root (%v)", id, err)
 	}
 	if !o.isRunc {
-		if _, err := os.Stat(filepath.Join(o.root, ".locks", id+".lock")); !os.IsNotExist(err) {
-			o.t.Errorf("%s: lock file left under --root", id)
+		for _, f := range []string{".locks/" + id + ".lock", ".hooks/" + id + ".json"} {
+			if _, err := os.Stat(filepath.Join(o.root, f)); !os.IsNotExist(err) {
+				o.t.Errorf("%s: %s left under --root", id, f)
+			}
 		}
 	}
 	if ms := mountsUnder(o.dir); len(ms) != 0 {
@@ -281,6 +283,25 @@ func TestOCILifecycle(t *testing.T) {
 	o := newOCIEnv(t)
 	b := o.bundle("b", "/bin/sh", "-c", "echo started > /tmp/started; trap 'exit 0' TERM; sleep 1000 & wait")
 	o.forID(b, "l1")
+	// The runtime namespace's hooks get the state on stdin.
+	hook := func(name string) map[string]any {
+		return map[string]any{"path": "/bin/sh", "args": []string{"sh", "-c", "cat > " + filepath.Join(o.dir, name+".hook")}}
+	}
+	o.editConfig(b, func(c map[string]any) {
+		c["hooks"] = map[string]any{"prestart": []any{hook("prestart")}, "createRuntime": []any{hook("createRuntime")},
+			"poststart": []any{hook("poststart")}, "poststop": []any{hook("poststop")}}
+	})
+	hookRan := func(name string) {
+		t.Helper()
+		var st ociState
+		raw, err := os.ReadFile(filepath.Join(o.dir, name+".hook"))
+		if err == nil {
+			err = json.Unmarshal(raw, &st)
+		}
+		if err != nil || st.ID != "l1" || st.Bundle != b {
+			t.Errorf("%s hook: state %q on stdin (%v)", name, raw, err)
+		}
+	}
 	pidFile := filepath.Join(o.dir, "l1.pid")
 	o.ok("create", "--bundle", b, "--pid-file", pidFile, "l1")
 	s := o.state("l1")
@@ -291,6 +312,8 @@ func TestOCILifecycle(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(b, "rootfs/tmp/started")); err == nil {
 		t.Fatal("the app ran before start")
 	}
+	hookRan("prestart")
+	hookRan("createRuntime")
 	// The pid is in the container's namespaces (containerd opens its ns).
 	for _, ns := range []string{"pid", "mnt", "net"} {
 		mine, _ := os.Readlink("/proc/self/ns/" + ns)
@@ -300,6 +323,7 @@ func TestOCILifecycle(t *testing.T) {
 		}
 	}
 	o.ok("start", "l1")
+	hookRan("poststart")
 	o.waitStatus("l1", "running")
 	waitFor(t, 60*time.Second, "the app to run", func() bool {
 		_, err := os.Stat(filepath.Join(b, "rootfs/tmp/started"))
@@ -312,6 +336,7 @@ func TestOCILifecycle(t *testing.T) {
 	o.waitStatus("l1", "stopped")
 	o.fails("container not running", "kill", "l1", "KILL")
 	o.ok("delete", "l1")
+	hookRan("poststop")
 	o.nothingLeft("l1", s.Pid)
 
 	// run: the app's exit status, its output on the caller's stdout.

@@ -119,7 +119,8 @@ func (g *globals) create(id, bundle string, o createOpts) (container, int, error
 	if err != nil {
 		return nil, 0, fmt.Errorf("bundle %s: %w", bundle, err)
 	}
-	if err := checkBundle(abs); err != nil {
+	spec, err := checkBundle(abs)
+	if err != nil {
 		return nil, 0, err
 	}
 	if o.consoleSocket != "" {
@@ -152,9 +153,24 @@ func (g *globals) create(id, bundle string, o createOpts) (container, int, error
 		return nil, 0, wrapC(id, err)
 	}
 	o.stdio = [3]*os.File{os.Stdin, os.Stdout, os.Stderr}
-	pid, err := c.Create(o)
+	err = g.saveHooks(id, spec.Hooks)
+	var pid int
+	if err == nil {
+		pid, err = c.Create(o)
+	}
+	if err == nil {
+		h := g.hooksOf(id)
+		var st *specs.State
+		if st, err = c.State(); err == nil {
+			st.Status = specs.StateCreating
+			if err = runHooks("prestart", h.Prestart, st); err == nil { //nolint:staticcheck // runc runs them still
+				err = runHooks("createRuntime", h.CreateRuntime, st)
+			}
+		}
+	}
 	if err != nil {
 		if derr := c.Delete(true); derr == nil {
+			os.Remove(g.hooksFile(id))
 			l.removeLocked()
 		}
 		return nil, 0, wrapC(id, err)
@@ -164,36 +180,36 @@ func (g *globals) create(id, bundle string, o createOpts) (container, int, error
 
 // checkBundle gives the bundle's common mistakes a clear error before
 // anything is created (the backend validates the rest).
-func checkBundle(dir string) error {
+func checkBundle(dir string) (*specs.Spec, error) {
 	fi, err := os.Stat(dir)
 	if err != nil {
-		return fmt.Errorf("bundle %s: %w; give the bundle directory with --bundle", dir, err)
+		return nil, fmt.Errorf("bundle %s: %w; give the bundle directory with --bundle", dir, err)
 	}
 	if !fi.IsDir() {
-		return fmt.Errorf("bundle %s: not a directory; give the bundle directory with --bundle", dir)
+		return nil, fmt.Errorf("bundle %s: not a directory; give the bundle directory with --bundle", dir)
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
 	if err != nil {
-		return fmt.Errorf("bundle %s: config.json: %w; write one with 'runc spec' or 'umoci unpack'", dir, errors.Unwrap(err))
+		return nil, fmt.Errorf("bundle %s: config.json: %w; write one with 'runc spec' or 'umoci unpack'", dir, errors.Unwrap(err))
 	}
 	var spec specs.Spec
 	if err := jsonStrict(b, &spec); err != nil {
-		return fmt.Errorf("bundle %s: config.json is not a valid runtime spec: %v", dir, err)
+		return nil, fmt.Errorf("bundle %s: config.json is not a valid runtime spec: %v", dir, err)
 	}
 	if spec.Process == nil {
-		return fmt.Errorf("bundle %s: config.json has no process; 'create' needs one", dir)
+		return nil, fmt.Errorf("bundle %s: config.json has no process; 'create' needs one", dir)
 	}
 	if spec.Root == nil || spec.Root.Path == "" {
-		return fmt.Errorf("bundle %s: config.json has no root.path; name the rootfs directory", dir)
+		return nil, fmt.Errorf("bundle %s: config.json has no root.path; name the rootfs directory", dir)
 	}
 	rootfs := spec.Root.Path
 	if !filepath.IsAbs(rootfs) {
 		rootfs = filepath.Join(dir, rootfs)
 	}
 	if fi, err := os.Stat(rootfs); err != nil || !fi.IsDir() {
-		return fmt.Errorf("bundle %s: root.path %s is not a directory; unpack the rootfs there", dir, rootfs)
+		return nil, fmt.Errorf("bundle %s: root.path %s is not a directory; unpack the rootfs there", dir, rootfs)
 	}
-	return nil
+	return &spec, nil
 }
 
 func newStartCmd(g *globals) *cobra.Command {
@@ -228,6 +244,11 @@ func (g *globals) start(id string, c container) error {
 	}
 	if err := c.Start(); err != nil {
 		return wrapC(id, err)
+	}
+	if h := g.hooksOf(id); len(h.Poststart) > 0 {
+		if st, err := c.State(); err == nil {
+			g.warnHooks("poststart", h.Poststart, st)
+		}
 	}
 	return nil
 }
@@ -468,9 +489,16 @@ func newDeleteCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer rl.unlock()
+			h := g.hooksOf(id)
+			final, serr := c.State()
 			if err := c.Delete(true); err != nil {
 				return wrapC(id, err)
 			}
+			if serr == nil && len(h.Poststop) > 0 {
+				final.Status, final.Pid = specs.StateStopped, 0
+				g.warnHooks("poststop", h.Poststop, final)
+			}
+			os.Remove(g.hooksFile(id))
 			l.removeLocked()
 			return nil
 		},
