@@ -270,22 +270,32 @@ func appMain(initPid int) int {
 	return 0
 }
 
-// halted waits (a bounded time) until the container's systemd handles
-// SIGRTMIN+3, then sends it: a signal sent to a namespace's init before it
-// has a handler is dropped.
+// sendHalt waits (a bounded time) until the container's init is systemd and
+// takes SIGRTMIN+3, then sends it: a signal sent to a namespace's init before
+// it has a handler is dropped.
 func sendHalt(pid int) error {
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
 		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
 		if err != nil {
 			return ErrNotRunning
 		}
+		// Before systemd (pod-init, libcontainer's init) the signal would be
+		// lost. systemd takes its signals through a signalfd: blocked, not
+		// caught.
+		if exe, _ := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe"); filepath.Base(exe) != "systemd" {
+			continue
+		}
+		var mask uint64
 		for _, l := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(l, "SigCgt:"); ok {
-				mask, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
-				if mask&(1<<(uint(sigHalt)-1)) != 0 {
-					return unix.Kill(pid, sigHalt)
+			for _, k := range []string{"SigCgt:", "SigBlk:"} {
+				if v, ok := strings.CutPrefix(l, k); ok {
+					m, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+					mask |= m
 				}
 			}
+		}
+		if mask&(1<<(uint(sigHalt)-1)) != 0 {
+			return unix.Kill(pid, sigHalt)
 		}
 	}
 	return unix.Kill(pid, unix.SIGKILL) // systemd never came up: nothing to stop cleanly

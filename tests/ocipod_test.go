@@ -1,0 +1,215 @@
+//go:build functional
+
+package tests
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/internal/ocipod"
+)
+
+// ociBundle unpacks the busybox test image into a bundle (umoci) whose
+// process runs args.
+func ociBundle(t *testing.T, e *env, args ...string) string {
+	t.Helper()
+	need(t, "umoci", "tar")
+	dir := t.TempDir()
+	sh(t, dir, `mkdir L && tar -xf `+filepath.Join(e.images, "busybox.oci.tar")+` -C L`+
+		` && tag=$(umoci ls --layout L | head -n1) && umoci unpack --image "L:$tag" B >/dev/null`)
+	bundle := filepath.Join(dir, "B")
+	raw, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	spec.Process.Args, spec.Process.Terminal = args, false
+	raw, _ = json.Marshal(spec)
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return bundle
+}
+
+// ociStage1 is the stage1 under test: SKIFF_STAGE1, else the default one
+// beside SKIFF_BIN.
+func ociStage1(e *env) ocipod.Stage1 {
+	if p := os.Getenv("SKIFF_STAGE1"); p != "" {
+		return ocipod.Stage1{Name: e.flavor(), Path: p}
+	}
+	return ocipod.Stage1{Name: "default", Path: filepath.Join(filepath.Dir(e.bin), "stage1-default.oci.tar")}
+}
+
+// waitInit reaps the container's init (this process is its subreaper) and
+// returns its exit status.
+func waitInit(t *testing.T, pid int) unix.WaitStatus {
+	t.Helper()
+	done := make(chan unix.WaitStatus, 1)
+	go func() {
+		var ws unix.WaitStatus
+		for {
+			_, err := unix.Wait4(pid, &ws, 0, nil)
+			if !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+		done <- ws
+	}()
+	select {
+	case ws := <-done:
+		return ws
+	case <-time.After(90 * time.Second):
+		_ = unix.Kill(pid, unix.SIGKILL)
+		t.Fatalf("container init %d did not exit within 90 s", pid)
+	}
+	return 0
+}
+
+// checkGone asserts that nothing of container id is left: its directory,
+// mounts under root and its cgroups.
+func checkGone(t *testing.T, root, id string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(root, id)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s/%s is still there (%v)", root, id, err)
+	}
+	if ms := mountsUnder(root); len(ms) > 0 {
+		t.Errorf("mounts left under %s: %v", root, ms)
+	}
+	cgs, _ := filepath.Glob("/sys/fs/cgroup/*/skiff-oci/" + id)
+	if _, err := os.Stat("/sys/fs/cgroup/skiff-oci/" + id); err == nil {
+		cgs = append(cgs, "/sys/fs/cgroup/skiff-oci/"+id)
+	}
+	if len(cgs) > 0 {
+		t.Errorf("cgroups left: %v", cgs)
+	}
+}
+
+func ociState(t *testing.T, p *ocipod.Pod) specs.State {
+	t.Helper()
+	st, err := p.State()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// internal/ocipod runs a bundle as a pod of one app through the stage1's
+// oci-create: create leaves it created (init in its own pid namespace,
+// waiting), start runs the app with the caller's stdout, its exit code comes
+// back as the init's, SIGTERM stops a running app cleanly, and delete leaves
+// nothing behind.
+func TestOCIPodLifecycle(t *testing.T) {
+	e := newEnv(t)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(t.TempDir(), "root")
+	s1 := ociStage1(e)
+
+	// An app that writes and exits 7.
+	bundle := ociBundle(t, e, "/bin/sh", "-c", "echo hello from $(hostname); exit 7")
+	p, err := ocipod.Prepare(root, "one", bundle, s1)
+	if err != nil {
+		t.Fatalf("prepare: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Delete(true) })
+	if _, err := ocipod.Prepare(root, "one", bundle, s1); !errors.Is(err, ocipod.ErrExist) {
+		t.Errorf("second prepare of one id: %v, want ErrExist", err)
+	}
+	r, w, _ := os.Pipe()
+	defer r.Close()
+	pid, err := p.Create(ocipod.CreateOpts{Stdio: [3]*os.File{nil, w, w}, PidFile: filepath.Join(root, "one.pid")})
+	w.Close()
+	if err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if st := ociState(t, p); st.Status != specs.StateCreated || st.Pid != pid || st.Bundle != bundle {
+		t.Fatalf("after create: state %+v, want created, pid %d, bundle %s", st, pid, bundle)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, "one.pid")); strings.TrimSpace(string(b)) != itoa(pid) {
+		t.Errorf("pid file holds %q, want %d", b, pid)
+	}
+	ours, _ := os.Readlink("/proc/self/ns/pid")
+	if theirs, _ := os.Readlink("/proc/" + itoa(pid) + "/ns/pid"); theirs == ours || theirs == "" {
+		t.Errorf("init %d is in pid namespace %q, want a new one", pid, theirs)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if err := p.Start(); !errors.Is(err, ocipod.ErrNotCreated) {
+		t.Errorf("second start: %v, want ErrNotCreated", err)
+	}
+	out, _ := io.ReadAll(r)
+	if !strings.Contains(string(out), "hello from") {
+		t.Errorf("app's stdout: %q, want hello from ...", out)
+	}
+	if ws := waitInit(t, pid); !ws.Exited() || ws.ExitStatus() != 7 {
+		t.Errorf("init ended with %v, want exit status 7", ws)
+	}
+	if st := ociState(t, p); st.Status != specs.StateStopped {
+		t.Errorf("after the app ended: state %s, want stopped", st.Status)
+	}
+	if err := p.Delete(false); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	checkGone(t, root, "one")
+	if _, err := ocipod.Load(root, "one"); !errors.Is(err, ocipod.ErrNotExist) {
+		t.Errorf("load after delete: %v, want ErrNotExist", err)
+	}
+
+	// A long-running app: delete refuses it, SIGTERM stops it cleanly.
+	bundle = ociBundle(t, e, "/bin/sleep", "1000")
+	p, err = ocipod.Prepare(root, "two", bundle, s1)
+	if err != nil {
+		t.Fatalf("prepare: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Delete(true) })
+	if pid, err = p.Create(ocipod.CreateOpts{}); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if st := ociState(t, p); st.Status != specs.StateRunning {
+		t.Errorf("after start: state %s, want running", st.Status)
+	}
+	if err := p.Delete(false); !errors.Is(err, ocipod.ErrNotStopped) {
+		t.Errorf("delete of a running container: %v, want ErrNotStopped", err)
+	}
+	// The app runs once it is the init's child.
+	waitFor(t, 60*time.Second, "the app to run", func() bool {
+		b, _ := os.ReadFile("/proc/" + itoa(pid) + "/task/" + itoa(pid) + "/children")
+		for _, c := range strings.Fields(string(b)) {
+			if comm, _ := os.ReadFile("/proc/" + c + "/comm"); strings.TrimSpace(string(comm)) == "sleep" {
+				return true
+			}
+		}
+		return false
+	})
+	if err := p.Signal(unix.SIGTERM, false); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	ws := waitInit(t, pid)
+	code, ok := p.ExitCode()
+	t.Logf("init after SIGTERM: %v; app exit %d %v", ws, code, ok)
+	if ws.Signaled() {
+		t.Errorf("init was killed by %v; want a clean stop", ws.Signal())
+	}
+	if err := p.Delete(false); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	checkGone(t, root, "two")
+}
+
