@@ -179,14 +179,14 @@ func (o *ociEnv) fails(want string, args ...string) {
 	}
 }
 
-type ociState struct {
+type rtState struct {
 	ID, Status, Bundle string
 	Pid                int
 }
 
-func (o *ociEnv) state(id string) ociState {
+func (o *ociEnv) state(id string) rtState {
 	o.t.Helper()
-	var s ociState
+	var s rtState
 	r := o.ok("state", id)
 	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
 		o.t.Fatalf("state %s: %v: %q", id, err, r.stdout)
@@ -293,7 +293,7 @@ func TestOCILifecycle(t *testing.T) {
 	})
 	hookRan := func(name string) {
 		t.Helper()
-		var st ociState
+		var st rtState
 		raw, err := os.ReadFile(filepath.Join(o.dir, name+".hook"))
 		if err == nil {
 			err = json.Unmarshal(raw, &st)
@@ -387,4 +387,53 @@ func TestOCIKilledCreateThenDeleteForce(t *testing.T) {
 		o.ok("delete", "--force", id)
 		o.nothingLeft(id)
 	}
+}
+
+// pause/resume (the freezer), ps, update --resources on a running container.
+func TestOCIPauseResumePsUpdate(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sleep", "1000")
+	o.forID(b, "p1")
+	o.ok("create", "--bundle", b, "p1")
+	o.ok("start", "p1")
+	o.waitStatus("p1", "running")
+	pid := o.state("p1").Pid
+	// running is start's effect; the app's process comes a moment later.
+	waitFor(t, 60*time.Second, "the app in ps", func() bool { return strings.Contains(o.ok("ps", "p1").stdout, "sleep 1000") })
+	var pids []int
+	if err := json.Unmarshal([]byte(o.ok("ps", "--format", "json", "p1").stdout), &pids); err != nil || len(pids) == 0 {
+		t.Errorf("ps --format json: %v %v", pids, err)
+	}
+	found := false
+	for _, p := range pids {
+		found = found || p == pid
+	}
+	if !found {
+		t.Errorf("ps --format json %v lacks the init %d", pids, pid)
+	}
+	if out := o.ok("ps", "p1").stdout; !strings.Contains(out, "PID") || !strings.Contains(out, "sleep 1000") {
+		t.Errorf("ps: %q", out)
+	}
+	o.ok("pause", "p1")
+	if s := o.state("p1"); s.Status != "paused" {
+		t.Errorf("after pause: %s", s.Status)
+	}
+	o.ok("resume", "p1")
+	if s := o.state("p1"); s.Status != "running" {
+		t.Errorf("after resume: %s", s.Status)
+	}
+	res := filepath.Join(o.dir, "res.json")
+	os.WriteFile(res, []byte(`{"pids": {"limit": 77}, "memory": {"limit": 67108864}}`), 0o644)
+	o.ok("update", "--resources", res, "p1")
+	for file, want := range map[string]string{"pids/" + o.cgroup + "/p1/pids.max": "77",
+		"memory/" + o.cgroup + "/p1/memory.limit_in_bytes": "67108864"} {
+		if _, err := os.Stat("/sys/fs/cgroup/" + filepath.Dir(file)); err != nil {
+			continue // not a v1 hierarchy here
+		}
+		if got, err := os.ReadFile("/sys/fs/cgroup/" + file); err != nil || strings.TrimSpace(string(got)) != want {
+			t.Errorf("after update, %s = %q (%v); want %s", file, got, err, want)
+		}
+	}
+	o.ok("delete", "--force", "p1")
+	o.nothingLeft("p1", pid)
 }

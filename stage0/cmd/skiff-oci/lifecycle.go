@@ -161,8 +161,7 @@ func (g *globals) create(id, bundle string, o createOpts) (container, int, error
 	if err == nil {
 		h := g.hooksOf(id)
 		var st *specs.State
-		if st, err = c.State(); err == nil {
-			st.Status = specs.StateCreating
+		if st, err = c.State(); err == nil { // status created, as runtime-tools expects
 			if err = runHooks("prestart", h.Prestart, st); err == nil { //nolint:staticcheck // runc runs them still
 				err = runHooks("createRuntime", h.CreateRuntime, st)
 			}
