@@ -12,6 +12,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1/abi"
 )
 
 // runc's messages that callers match as substrings.
@@ -43,6 +45,62 @@ func (g *globals) open(id string) (container, *flock, error) {
 		return nil, nil, g.notExist(id, err)
 	}
 	return c, l, nil
+}
+
+// removeHalfMade removes a container directory that a create killed while
+// writing its first files left: no pod manifest to run the stage1's gc with,
+// and nothing that the stage1 made (no init pid, no mount).
+func (g *globals) removeHalfMade(id string) bool {
+	if checkID(id) != nil {
+		return false
+	}
+	dir, err := filepath.Abs(filepath.Join(g.root, id))
+	if err != nil {
+		return false
+	}
+	if _, err := os.Stat(filepath.Join(dir, abi.PodManifestFile)); err == nil {
+		return false
+	}
+	for _, f := range []string{abi.PIDFile, abi.Stage1Dir} {
+		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
+			return false
+		}
+	}
+	if mounted(dir) {
+		return false
+	}
+	l, err := lockContainer(g.root, id)
+	if err != nil {
+		return false
+	}
+	rl, err := lockRoot(g.root, true)
+	if err != nil {
+		l.unlock()
+		return false
+	}
+	defer rl.unlock()
+	if os.RemoveAll(dir) != nil {
+		l.unlock()
+		return false
+	}
+	os.Remove(g.hooksFile(id))
+	l.removeLocked()
+	return true
+}
+
+// mounted tells whether anything is mounted at or below dir.
+func mounted(dir string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return true
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			return true
+		}
+	}
+	return false
 }
 
 // wrapC names the container in err unless err already does.
@@ -127,6 +185,12 @@ func (g *globals) create(id, bundle string, o createOpts) (container, int, error
 		if o.consoleSocket, err = filepath.Abs(o.consoleSocket); err != nil {
 			return nil, 0, err
 		}
+	}
+	if spec.Process.Terminal && o.consoleSocket == "" {
+		return nil, 0, fmt.Errorf("bundle %s: process.terminal is true but no --console-socket was given; pass one (skiff-oci sends the pty master there) or set terminal to false", abs)
+	}
+	if !spec.Process.Terminal && o.consoleSocket != "" {
+		return nil, 0, fmt.Errorf("--console-socket %s: the bundle's process.terminal is false; drop --console-socket or set terminal to true", o.consoleSocket)
 	}
 	if o.preserveFDs < 0 {
 		return nil, 0, fmt.Errorf("--preserve-fds %d: must not be negative", o.preserveFDs)
@@ -465,6 +529,9 @@ func newDeleteCmd(g *globals) *cobra.Command {
 			if err != nil {
 				if force && errors.Is(err, errNotExist) {
 					return nil // runc: delete --force of an unknown id succeeds
+				}
+				if force && g.removeHalfMade(id) {
+					return nil
 				}
 				return err
 			}

@@ -257,3 +257,38 @@ func TestExecProcessFromTheBundle(t *testing.T) {
 		t.Error("--user root: no error")
 	}
 }
+
+func TestDeleteForceOfAHalfMadeContainer(t *testing.T) {
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "h1", "apps"), 0o700) // a create killed before pod.json
+	g := &globals{root: root}
+	if !g.removeHalfMade("h1") {
+		t.Fatal("removeHalfMade refused a directory without pod.json")
+	}
+	if _, err := os.Stat(filepath.Join(root, "h1")); !os.IsNotExist(err) {
+		t.Errorf("h1 is still there: %v", err)
+	}
+	os.MkdirAll(filepath.Join(root, "h2"), 0o700)
+	os.WriteFile(filepath.Join(root, "h2", "pid"), []byte("1"), 0o644) // the stage1 ran: its gc must
+	if g.removeHalfMade("h2") {
+		t.Error("removeHalfMade removed a container whose stage1 ran")
+	}
+}
+
+func TestTerminalNeedsAConsoleSocket(t *testing.T) {
+	f := &fake{c: map[string]*fakeC{}}
+	root, b := t.TempDir(), bundle(t)
+	code, _, stderr := cli(t, f, "--root", root, "create", "--bundle", b, "--console-socket", "/tmp/x.sock", "t1")
+	if code != 1 || !strings.Contains(stderr, "terminal is false") {
+		t.Errorf("--console-socket without a terminal: code %d, %q", code, stderr)
+	}
+	raw, _ := os.ReadFile(filepath.Join(b, "config.json"))
+	os.WriteFile(filepath.Join(b, "config.json"), bytes.Replace(raw, []byte(`"cwd"`), []byte(`"terminal":true,"cwd"`), 1), 0o644)
+	code, _, stderr = cli(t, f, "--root", root, "create", "--bundle", b, "t1")
+	if code != 1 || !strings.Contains(stderr, "--console-socket") {
+		t.Errorf("a terminal without --console-socket: code %d, %q", code, stderr)
+	}
+	if len(f.c) != 0 {
+		t.Errorf("containers made: %v", f.c)
+	}
+}
