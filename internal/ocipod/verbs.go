@@ -322,11 +322,12 @@ func (p *Pod) signal(sig unix.Signal, all bool) error {
 			return unix.Kill(pid, unix.SIGKILL)
 		}
 		return unix.Kill(pid, sig)
-	case sig == unix.SIGTERM || sig == unix.SIGINT:
-		return sendHalt(pid)
 	}
 	if app := appMain(pid); app != 0 {
 		return unix.Kill(app, sig)
+	}
+	if sig == unix.SIGTERM || sig == unix.SIGINT {
+		return sendHalt(pid) // the app is not there yet (or any more): stop the pod
 	}
 	return fmt.Errorf("container %s: its app is not running: %w", p.ID, ErrNotRunning)
 }

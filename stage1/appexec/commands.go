@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/stage1/units"
 )
 
 // Main is app-exec's command line: app-exec [--inherit] [--env=KEY=VALUE]...
@@ -56,7 +57,7 @@ func Exited(app string) error {
 		return err
 	}
 	done, code, apps, err := AllExited()
-	if err != nil || !done || apps == 1 {
+	if err != nil || !done || (apps == 1 && os.Getenv(units.EnvExitWithApp) != "1") {
 		return err
 	}
 	return osexec.Command("/usr/bin/systemctl", "--no-block", "exit", strconv.Itoa(code)).Run()

@@ -89,7 +89,7 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 		return fmt.Errorf("an OCI pod has one app, pod.json lists %d", len(m.Apps))
 	}
 	app := m.Apps[0]
-	r := &runningPod{o: ro, m: m, specs: map[string]*specs.Spec{}, gone: make(chan struct{})}
+	r := &runningPod{o: ro, m: m, specs: map[string]*specs.Spec{}, gone: make(chan struct{}), exitWithApp: true}
 	if err := r.writeUnits(); err != nil {
 		return err
 	}
