@@ -51,6 +51,10 @@ func newExecCmd(g *globals) *cobra.Command {
 				l.unlock()
 				return err
 			}
+			if p.Terminal != (x.o.consoleSocket != "") {
+				l.unlock()
+				return fmt.Errorf("container %s: exec: a terminal (--tty or process.terminal) and --console-socket go together (skiff-oci sends the pty master there)", id)
+			}
 			if x.o.consoleSocket != "" {
 				if x.o.consoleSocket, err = filepath.Abs(x.o.consoleSocket); err != nil {
 					l.unlock()
