@@ -437,3 +437,37 @@ func TestOCIPauseResumePsUpdate(t *testing.T) {
 	o.ok("delete", "--force", "p1")
 	o.nothingLeft("p1", pid)
 }
+
+// Hooks run as root on the host: a pod that rewrites the config in its pod
+// directory (apps/ is writable from inside) gets no hook of its own run.
+func TestOCIHooksAreNotReadFromThePodDirectory(t *testing.T) {
+	o := newOCIEnv(t)
+	if o.isRunc {
+		t.Skip("skiff-oci's pod directory")
+	}
+	b := o.bundle("b", "/bin/sleep", "1000")
+	o.forID(b, "h1")
+	o.ok("create", "--bundle", b, "h1")
+	marker := filepath.Join(o.dir, "injected")
+	cfg := filepath.Join(o.root, "h1", "apps", "app", "config.json")
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	evil := []any{map[string]any{"path": "/bin/sh", "args": []string{"sh", "-c", "touch " + marker}}}
+	c["hooks"] = map[string]any{"poststart": evil, "poststop": evil}
+	raw, _ = json.Marshal(c)
+	if err := os.WriteFile(cfg, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o.ok("start", "h1")
+	o.ok("delete", "--force", "h1")
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("a hook written into the pod directory ran on the host")
+	}
+	o.nothingLeft("h1")
+}
