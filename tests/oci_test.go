@@ -255,6 +255,15 @@ func TestOCIBadInput(t *testing.T) {
 	o.nothingLeft("b3")
 	o.fails("does not exist", "state", "b3")
 
+	if !o.isRunc { // a stage1 flavor that is not there: said so, nothing made
+		ns := o.bundle("ns", "/bin/true")
+		o.editConfig(ns, func(c map[string]any) {
+			c["annotations"] = map[string]any{"dev.skiff.oci.stage1": "nosuch"}
+		})
+		o.fails("nosuch", "create", "--bundle", ns, "b4")
+		o.nothingLeft("b4")
+	}
+
 	// Second create of one id, start twice, delete of a running container.
 	b := o.bundle("b", "/bin/sleep", "1000")
 	o.forID(b, "c1")
