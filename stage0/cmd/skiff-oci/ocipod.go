@@ -10,6 +10,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/internal/ocipod"
+	"github.com/skiff-project/skiff/stage0/stage1img"
+	"github.com/skiff-project/skiff/stage1/abi"
 )
 
 // ocipodBackend runs containers through internal/ocipod (the stage1
@@ -39,7 +41,12 @@ func (ocipodBackend) Prepare(root, id, bundle string, o globalOpts) (container, 
 			spec = nil
 		}
 	}
-	s1, err := ocipod.FindStage1(ocipod.Stage1Name(spec), o.stage1Dir)
+	name := ocipod.Stage1Name(spec)
+	s1, err := ocipod.FindStage1(name, o.stage1Dir)
+	if errors.Is(err, stage1img.ErrNotFound) {
+		return nil, fmt.Errorf("stage1 %q (annotation %s): %w beside skiff-oci or in --stage1-dir %s; install it ('make install') or ask for another flavor",
+			name, abi.AnnotationOCIStage1, stage1img.ErrNotFound, o.stage1Dir)
+	}
 	if err != nil {
 		return nil, err
 	}
