@@ -47,9 +47,10 @@ func (g *globals) open(id string) (container, *flock, error) {
 	return c, l, nil
 }
 
-// removeHalfMade removes a container directory that a create killed while
-// writing its first files left: no pod manifest to run the stage1's gc with,
-// and nothing that the stage1 made (no init pid, no mount).
+// removeHalfMade removes a container directory without a pod manifest (so
+// no stage1 gc can run for it): what a create killed while writing its first
+// files leaves, or a delete killed while removing the directory (after gc).
+// It refuses while an init pid it names lives or anything is mounted below.
 func (g *globals) removeHalfMade(id string) bool {
 	if checkID(id) != nil {
 		return false
@@ -61,9 +62,10 @@ func (g *globals) removeHalfMade(id string) bool {
 	if _, err := os.Stat(filepath.Join(dir, abi.PodManifestFile)); err == nil {
 		return false
 	}
-	for _, f := range []string{abi.PIDFile, abi.Stage1Dir} {
-		if _, err := os.Lstat(filepath.Join(dir, f)); err == nil {
-			return false
+	if raw, err := os.ReadFile(filepath.Join(dir, abi.PIDFile)); err == nil {
+		pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+		if err != nil || pid <= 0 || unix.Kill(pid, 0) == nil {
+			return false // its init may live: only the stage1's gc may undo it
 		}
 	}
 	if mounted(dir) {

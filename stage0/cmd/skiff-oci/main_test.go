@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -269,9 +270,16 @@ func TestDeleteForceOfAHalfMadeContainer(t *testing.T) {
 		t.Errorf("h1 is still there: %v", err)
 	}
 	os.MkdirAll(filepath.Join(root, "h2"), 0o700)
-	os.WriteFile(filepath.Join(root, "h2", "pid"), []byte("1"), 0o644) // the stage1 ran: its gc must
+	os.WriteFile(filepath.Join(root, "h2", "pid"), []byte(strconv.Itoa(os.Getpid())), 0o644) // a live init
 	if g.removeHalfMade("h2") {
-		t.Error("removeHalfMade removed a container whose stage1 ran")
+		t.Error("removeHalfMade removed a container whose init lives")
+	}
+	// A delete killed in its final RemoveAll: pod.json gone, the stage1's
+	// directory left, the init long dead.
+	os.MkdirAll(filepath.Join(root, "h3", "stage1", "upper"), 0o700)
+	os.WriteFile(filepath.Join(root, "h3", "pid"), []byte("999999999"), 0o644)
+	if !g.removeHalfMade("h3") {
+		t.Error("removeHalfMade refused what a killed delete left")
 	}
 }
 
