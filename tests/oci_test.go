@@ -398,6 +398,39 @@ func TestOCIKilledCreateThenDeleteForce(t *testing.T) {
 	}
 }
 
+// kill -9 of delete --force once it has killed the init (while the stage1's
+// gc runs), then delete --force again: nothing left.
+func TestOCIKilledDeleteThenDeleteForce(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sleep", "1000")
+	o.forID(b, "d1")
+	o.ok("create", "--bundle", b, "d1")
+	o.ok("start", "d1")
+	o.waitStatus("d1", "running")
+	pid := o.state("d1").Pid
+	c := exec.Command(o.bin, "--root", o.root, "delete", "--force", "d1")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { c.Wait(); close(done) }()
+	waitFor(t, 60*time.Second, "delete to kill the init", func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+		}
+		return syscall.Kill(pid, 0) != nil
+	})
+	c.Process.Signal(syscall.SIGKILL)
+	<-done
+	r := o.rt("delete", "--force", "d1")
+	if r.code != 0 {
+		t.Errorf("delete --force after a killed delete: exit %d, %q", r.code, r.stderr)
+	}
+	o.nothingLeft("d1", pid)
+}
+
 // pause/resume (the freezer), ps, update --resources on a running container.
 func TestOCIPauseResumePsUpdate(t *testing.T) {
 	o := newOCIEnv(t)
