@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -198,6 +199,37 @@ func TestOCIPodLifecycle(t *testing.T) {
 		}
 		return false
 	})
+	// exec runs a process spec in the app with its exit code; --detach
+	// leaves it running and names it in the pid file.
+	proc := &specs.Process{Args: []string{"/bin/sh", "-c", "echo exec in $(cat /proc/1/comm) as $(id -u); exit 3"},
+		Cwd: "/", Env: []string{"PATH=/bin:/usr/bin"}, User: specs.User{UID: 1000, GID: 1000}}
+	r, w, _ = os.Pipe()
+	x, err := p.Exec(proc, ocipod.ExecOpts{Stdio: [3]*os.File{nil, w, w}})
+	w.Close()
+	if err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	out, _ = io.ReadAll(r)
+	r.Close()
+	if xs, _ := x.Wait(); xs.ExitCode() != 3 || strings.TrimSpace(string(out)) != "exec in systemd as 1000" {
+		t.Errorf("exec: code %d, output %q; want 3 and \"exec in systemd as 1000\"", xs.ExitCode(), out)
+	}
+	pidFile := filepath.Join(t.TempDir(), "exec.pid")
+	proc.Args = []string{"/bin/sleep", "1000"}
+	if _, err := p.Exec(proc, ocipod.ExecOpts{Detach: true, PidFile: pidFile}); err != nil {
+		t.Fatalf("exec --detach: %v", err)
+	}
+	b, _ := os.ReadFile(pidFile)
+	// Once enter has exited this process (a subreaper, like containerd's
+	// shim) is the detached process's parent and must reap it, or the
+	// container's pid namespace cannot end.
+	if xpid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+		go func() { _, _ = unix.Wait4(xpid, nil, 0, nil) }()
+	}
+	ns, _ := os.Readlink("/proc/" + strings.TrimSpace(string(b)) + "/ns/pid")
+	if initNS, _ := os.Readlink("/proc/" + itoa(pid) + "/ns/pid"); ns != initNS {
+		t.Errorf("detached exec: pid file %q names a process in pid namespace %q, want the container's %q", b, ns, initNS)
+	}
 	if err := p.Signal(unix.SIGTERM, false); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
 	}

@@ -1,7 +1,7 @@
 package ocipod
 
 import (
-	"errors"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -249,8 +249,10 @@ func nsPids(initPid int) []int {
 	return pids
 }
 
-// appMain is the app's main process: the init's child in the app's unit.
+// appMain is the app's main process: of the init's children in the app's
+// unit, the one that started first (an exec'd process can be there too).
 func appMain(initPid int) int {
+	best, bestStart := 0, uint64(0)
 	for _, pid := range nsPids(initPid)[1:] {
 		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 		if err != nil {
@@ -259,15 +261,18 @@ func appMain(initPid int) int {
 		s := string(b)
 		i := strings.LastIndexByte(s, ')')
 		f := strings.Fields(s[i+1:])
-		if len(f) < 2 || f[1] != strconv.Itoa(initPid) {
+		if len(f) < 20 || f[1] != strconv.Itoa(initPid) {
 			continue
 		}
 		cg, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
-		if strings.Contains(string(cg), "skiff-app-"+AppName+".service") {
-			return pid
+		if !strings.Contains(string(cg), "skiff-app-"+AppName+".service") {
+			continue
+		}
+		if start, err := strconv.ParseUint(f[19], 10, 64); err == nil && (best == 0 || start < bestStart) {
+			best, bestStart = pid, start
 		}
 	}
-	return 0
+	return best
 }
 
 // sendHalt waits (a bounded time) until the container's init is systemd and
@@ -382,5 +387,73 @@ func (p *Pod) delete(force bool) error {
 }
 
 func (p *Pod) exec(process *specs.Process, o ExecOpts) (*os.Process, error) {
-	return nil, errors.New("exec: not implemented yet")
+	st, pid := p.status()
+	if st != specs.StateRunning && st != specs.StateCreated {
+		return nil, fmt.Errorf("container %s: %w", p.ID, ErrNotRunning)
+	}
+	if process == nil || len(process.Args) == 0 {
+		return nil, fmt.Errorf("container %s: exec: the process has no args; name the command", p.ID)
+	}
+	if o.PreserveFDs > 0 {
+		return nil, fmt.Errorf("container %s: exec --preserve-fds is not supported yet; pass the descriptors another way", p.ID)
+	}
+	raw, err := json.Marshal(process)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"--pid=" + strconv.Itoa(pid), "--app=" + AppName, "--process=/proc/self/fd/3"}
+	if o.Detach {
+		args = append(args, "--detach")
+	}
+	if o.PidFile != "" {
+		pf, err := filepath.Abs(o.PidFile)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--pid-file="+pf)
+	}
+	if o.ConsoleSocket != "" {
+		args = append(args, "--console-socket="+o.ConsoleSocket)
+	}
+	cmd, err := p.entrypoint(abi.EntrypointEnter, args...)
+	if err != nil {
+		return nil, err
+	}
+	s := stdio(o.Stdio)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = s[0], s[1], s[2]
+	cmd.Env = os.Environ()
+	if o.Debug {
+		cmd.Env = append(cmd.Env, abi.EnvDebug+"=1")
+	}
+	// The process spec reaches enter on a pipe: no file to clean up.
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.ExtraFiles = []*os.File{r}
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("container %s: exec: %w", p.ID, err)
+	}
+	r.Close()
+	go func() { _, _ = w.Write(raw); w.Close() }()
+	if !o.Detach {
+		return cmd.Process, nil
+	}
+	if err := cmd.Wait(); err != nil {
+		return nil, fmt.Errorf("container %s: exec: stage1 enter failed (%v); see its message above", p.ID, err)
+	}
+	if o.PidFile == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(o.PidFile)
+	if err != nil {
+		return nil, err
+	}
+	xpid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("container %s: exec: pid file holds %q", p.ID, b)
+	}
+	return os.FindProcess(xpid)
 }

@@ -333,6 +333,24 @@ func Destroy(stateRoot, id string) error {
 // path relative to the pod's cgroup; see libcontainer's SubCgroupPaths)
 // before it runs.
 func Exec(stateRoot, id string, argv []string, subCgroups map[string]string) (int, error) {
+	return ExecWith(stateRoot, id, argv, ExecOpts{SubCgroups: subCgroups})
+}
+
+// ExecOpts are ExecWith's options.
+type ExecOpts struct {
+	SubCgroups map[string]string // as for Exec
+	// ConsoleSocket, when set, receives the master of a pty made in the pod,
+	// which is then the process's stdio (OCI exec --tty).
+	ConsoleSocket *os.File
+	// Detach returns once the process runs, without waiting for it; PidFile
+	// then receives its host pid (it is this process's child until we exit,
+	// then the subreaper's).
+	Detach  bool
+	PidFile string
+}
+
+// ExecWith is Exec with options; with Detach the code is 0.
+func ExecWith(stateRoot, id string, argv []string, o ExecOpts) (int, error) {
 	c, err := libcontainer.Load(stateRoot, id)
 	if err != nil {
 		return 0, fmt.Errorf("load pod sandbox: %w", err)
@@ -340,10 +358,25 @@ func Exec(stateRoot, id string, argv []string, subCgroups map[string]string) (in
 	p := &libcontainer.Process{
 		Args: argv, Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, Cwd: "/",
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-		SubCgroupPaths: subCgroups,
+		SubCgroupPaths: o.SubCgroups, ConsoleSocket: o.ConsoleSocket,
 	}
 	if err := c.Run(p); err != nil {
 		return 0, fmt.Errorf("exec in pod: %w", err)
+	}
+	if o.PidFile != "" {
+		pid, _ := p.Pid()
+		tmp := o.PidFile + ".tmp"
+		err := os.WriteFile(tmp, []byte(fmt.Sprint(pid)), 0o644)
+		if err == nil {
+			err = os.Rename(tmp, o.PidFile)
+		}
+		if err != nil {
+			_ = p.Signal(unix.SIGKILL)
+			return 0, fmt.Errorf("write pid file: %w", err)
+		}
+	}
+	if o.Detach {
+		return 0, nil
 	}
 	st, err := p.Wait()
 	if st == nil {
