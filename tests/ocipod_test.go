@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -243,4 +244,162 @@ func TestOCIPodLifecycle(t *testing.T) {
 		t.Fatalf("delete: %v", err)
 	}
 	checkGone(t, root, "two")
+}
+
+// setSpec edits a bundle's config.json.
+func setSpec(t *testing.T, bundle string, edit func(*specs.Spec)) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var spec specs.Spec
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		t.Fatal(err)
+	}
+	edit(&spec)
+	raw, _ = json.Marshal(spec)
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ociRun prepares, creates and starts a container; the caller deletes it.
+func ociRun(t *testing.T, root, id, bundle string, s1 ocipod.Stage1, o ocipod.CreateOpts) (*ocipod.Pod, int) {
+	t.Helper()
+	p, err := ocipod.Prepare(root, id, bundle, s1)
+	if err != nil {
+		t.Fatalf("prepare %s: %v", id, err)
+	}
+	t.Cleanup(func() { _ = p.Delete(true) })
+	pid, err := p.Create(o)
+	if err != nil {
+		t.Fatalf("create %s: %v", id, err)
+	}
+	go func() { _, _ = unix.Wait4(pid, nil, 0, nil) }() // we are its subreaper
+	if err := p.Start(); err != nil {
+		t.Fatalf("start %s: %v", id, err)
+	}
+	return p, pid
+}
+
+// A container joins another's namespaces by path (as a Kubernetes pod's
+// containers join the sandbox's), gets the cgroup its cgroupsPath names and
+// the sysctls it asks for, and with process.terminal its app's stdio is a pty
+// whose master comes back over --console-socket.
+func TestOCIPodJoinsNamespacesCgroupsPathSysctlsAndTerminal(t *testing.T) {
+	e := newEnv(t)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(t.TempDir(), "root")
+	s1 := ociStage1(e)
+	cgParent := "skiff-oci-test-" + itoa(os.Getpid())
+	t.Cleanup(func() {
+		ds, _ := filepath.Glob("/sys/fs/cgroup/*/" + cgParent)
+		ds = append(ds, "/sys/fs/cgroup/"+cgParent)
+		for _, d := range ds {
+			_ = os.Remove(d)
+		}
+	})
+
+	a := ociBundle(t, e, "/bin/sleep", "1000")
+	setSpec(t, a, func(s *specs.Spec) {
+		s.Linux.Sysctl = map[string]string{"kernel.msgmax": "12345"}
+		s.Linux.CgroupsPath = "/" + cgParent + "/sandbox"
+	})
+	pa, pidA := ociRun(t, root, "sandbox", a, s1, ocipod.CreateOpts{})
+	if cg, _ := os.ReadFile("/proc/" + itoa(pidA) + "/cgroup"); !strings.Contains(string(cg), "/"+cgParent+"/sandbox") {
+		t.Errorf("init's cgroups:\n%s\nwant /%s/sandbox", cg, cgParent)
+	}
+	out := &syncBuffer{}
+	x, err := pa.Exec(&specs.Process{Args: []string{"/bin/cat", "/proc/sys/kernel/msgmax"}, Cwd: "/"},
+		ocipod.ExecOpts{Stdio: [3]*os.File{nil, pipeTo(t, out), nil}})
+	if err != nil {
+		t.Fatalf("exec: %v", err)
+	}
+	_, _ = x.Wait()
+	waitFor(t, 10*time.Second, "exec output", func() bool { return strings.TrimSpace(out.String()) == "12345" })
+
+	b := ociBundle(t, e, "/bin/sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo on-a-tty")
+	setSpec(t, b, func(s *specs.Spec) {
+		s.Process.Terminal = true
+		for i, n := range s.Linux.Namespaces {
+			switch n.Type {
+			case specs.NetworkNamespace, specs.IPCNamespace, specs.UTSNamespace:
+				s.Linux.Namespaces[i].Path = "/proc/" + itoa(pidA) + "/ns/" + map[specs.LinuxNamespaceType]string{
+					specs.NetworkNamespace: "net", specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts"}[n.Type]
+			}
+		}
+	})
+	sock := filepath.Join(t.TempDir(), "console.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	master := make(chan *os.File, 1)
+	go func() {
+		c, err := ln.AcceptUnix()
+		if err != nil {
+			master <- nil
+			return
+		}
+		defer c.Close()
+		buf, oob := make([]byte, 4096), make([]byte, unix.CmsgSpace(4))
+		_, oobn, _, _, err := c.ReadMsgUnix(buf, oob)
+		msgs, _ := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil || len(msgs) != 1 {
+			master <- nil
+			return
+		}
+		fds, _ := unix.ParseUnixRights(&msgs[0])
+		master <- os.NewFile(uintptr(fds[0]), "pty master")
+	}()
+	_, pidB := ociRun(t, root, "member", b, s1, ocipod.CreateOpts{ConsoleSocket: sock})
+	for _, ns := range []string{"net", "ipc", "uts"} {
+		want, _ := os.Readlink("/proc/" + itoa(pidA) + "/ns/" + ns)
+		if got, _ := os.Readlink("/proc/" + itoa(pidB) + "/ns/" + ns); got != want || got == "" {
+			t.Errorf("%s namespace: member's %q, sandbox's %q; want the same", ns, got, want)
+		}
+	}
+	if pidns, _ := os.Readlink("/proc/" + itoa(pidB) + "/ns/pid"); pidns == "" {
+		t.Error("member has no pid namespace")
+	}
+	m := <-master
+	if m == nil {
+		t.Fatal("no pty master came over the console socket")
+	}
+	defer m.Close()
+	got := make(chan string, 1)
+	go func() { b, _ := io.ReadAll(io.LimitReader(m, 200)); got <- string(b) }()
+	var text string
+	select {
+	case text = <-got:
+	case <-time.After(60 * time.Second):
+	}
+	if !strings.Contains(text, "on-a-tty") {
+		t.Errorf("terminal app printed %q, want on-a-tty", text)
+	}
+}
+
+// pipeTo returns the write end of a pipe whose output goes to b.
+func pipeTo(t *testing.T, b *syncBuffer) *os.File {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := r.Read(buf)
+			_, _ = b.Write(buf[:n])
+			if err != nil {
+				r.Close()
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { w.Close() })
+	return w
 }

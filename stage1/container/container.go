@@ -54,13 +54,11 @@ type Pod struct {
 	// list: each entry with a Path is joined, the others created (a cgroup
 	// namespace is always created: the pod's systemd needs its subtree).
 	// Resources and Sysctl apply to the whole sandbox. ExtraFiles become the
-	// init's fd 3 on; ConsoleSocket, when set, receives the master of a pty
-	// made inside the pod, which is then the init's stdio.
-	Namespaces    []specs.LinuxNamespace
-	Resources     *specs.LinuxResources
-	Sysctl        map[string]string
-	ExtraFiles    []*os.File
-	ConsoleSocket *os.File
+	// init's fd 3 on.
+	Namespaces []specs.LinuxNamespace
+	Resources  *specs.LinuxResources
+	Sysctl     map[string]string
+	ExtraFiles []*os.File
 }
 
 // Spec is the OCI runtime spec of the pod's sandbox: new mount, PID, UTS, IPC
@@ -247,7 +245,7 @@ func create(pod Pod, dieWithUs bool) (*libcontainer.Container, *libcontainer.Pro
 	p := &libcontainer.Process{
 		Args: pod.Args, Env: pod.Env, Cwd: "/", Init: true,
 		Stdin: pod.Stdio[0], Stdout: pod.Stdio[1], Stderr: pod.Stdio[2],
-		ExtraFiles: pod.ExtraFiles, ConsoleSocket: pod.ConsoleSocket,
+		ExtraFiles: pod.ExtraFiles,
 	}
 	// Start leaves the init waiting before its exec, with its cgroups made.
 	if err := c.Start(p); err != nil {
