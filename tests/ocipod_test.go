@@ -244,6 +244,52 @@ func TestOCIPodLifecycle(t *testing.T) {
 		t.Fatalf("delete: %v", err)
 	}
 	checkGone(t, root, "two")
+
+	// SIGKILL ends the container at once; a stopped container deletes
+	// without force. A created one that never started deletes with force.
+	p, err = ocipod.Prepare(root, "three", bundle, s1)
+	if err != nil {
+		t.Fatalf("prepare: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Delete(true) })
+	if pid, err = p.Create(ocipod.CreateOpts{}); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	if err := p.Signal(unix.SIGKILL, false); err != nil {
+		t.Fatalf("SIGKILL: %v", err)
+	}
+	if ws := waitInit(t, pid); !ws.Signaled() || ws.Signal() != unix.SIGKILL {
+		t.Errorf("after SIGKILL: init ended with %v", ws)
+	}
+	if err := p.Signal(unix.SIGTERM, false); !errors.Is(err, ocipod.ErrNotRunning) {
+		t.Errorf("signal to a stopped container: %v, want ErrNotRunning", err)
+	}
+	if err := p.Delete(false); err != nil {
+		t.Fatalf("delete: %v", err)
+	}
+	checkGone(t, root, "three")
+	p, err = ocipod.Prepare(root, "four", bundle, s1)
+	if err != nil {
+		t.Fatalf("prepare: %v", err)
+	}
+	t.Cleanup(func() { _ = p.Delete(true) })
+	if pid, err = p.Create(ocipod.CreateOpts{}); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	go func() { _, _ = unix.Wait4(pid, nil, 0, nil) }()
+	if err := p.Delete(false); !errors.Is(err, ocipod.ErrNotStopped) {
+		t.Errorf("delete of a created container: %v, want ErrNotStopped", err)
+	}
+	if err := p.Delete(true); err != nil {
+		t.Fatalf("delete --force: %v", err)
+	}
+	checkGone(t, root, "four")
+	if ids, err := ocipod.List(root); err != nil || len(ids) != 0 {
+		t.Errorf("list after all deletes: %v, %v", ids, err)
+	}
 }
 
 // setSpec edits a bundle's config.json.
