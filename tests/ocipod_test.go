@@ -449,3 +449,63 @@ func pipeTo(t *testing.T, b *syncBuffer) *os.File {
 	t.Cleanup(func() { w.Close() })
 	return w
 }
+
+// ociCreateProc finds the stage1 oci-create process of container id.
+func ociCreateProc(id string) int {
+	ds, _ := os.ReadDir("/proc")
+	for _, d := range ds {
+		b, err := os.ReadFile("/proc/" + d.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) > 1 && strings.HasSuffix(args[0], "oci-create") && args[len(args)-1] == id {
+			pid, _ := strconv.Atoi(d.Name())
+			return pid
+		}
+	}
+	return 0
+}
+
+// A SIGKILL of stage1's oci-create at any point of create, then delete
+// --force, leaves nothing: no directory, mount, cgroup or process.
+func TestOCIPodKilledCreateLeavesNothing(t *testing.T) {
+	e := newEnv(t)
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	root := filepath.Join(t.TempDir(), "root")
+	s1 := ociStage1(e)
+	bundle := ociBundle(t, e, "/bin/sleep", "1000")
+	for i, delay := range []time.Duration{0, 10 * time.Millisecond, 30 * time.Millisecond, 60 * time.Millisecond, 120 * time.Millisecond} {
+		id := "k" + itoa(i)
+		p, err := ocipod.Prepare(root, id, bundle, s1)
+		if err != nil {
+			t.Fatalf("prepare: %v", err)
+		}
+		created := make(chan error, 1)
+		go func() { _, err := p.Create(ocipod.CreateOpts{}); created <- err }()
+		var pid int
+		waitFor(t, 60*time.Second, "oci-create to run", func() bool {
+			pid = ociCreateProc(id)
+			return pid != 0
+		})
+		if st := ociState(t, p); st.Status != specs.StateCreating {
+			t.Errorf("%s: state during create: %s, want creating", id, st.Status)
+		}
+		time.Sleep(delay)
+		_ = unix.Kill(pid, unix.SIGKILL)
+		err = <-created
+		t.Logf("%s: killed after %v: create: %v", id, delay, err)
+		if err := p.Delete(true); err != nil {
+			t.Errorf("%s: delete --force: %v", id, err)
+		}
+		// Orphans of the killed create (a waiting init) came to us: reap them.
+		for {
+			if pid, _ := unix.Wait4(-1, nil, unix.WNOHANG, nil); pid <= 0 {
+				break
+			}
+		}
+		checkGone(t, root, id)
+	}
+}

@@ -2,14 +2,17 @@ package ocipod
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -379,7 +382,9 @@ func (p *Pod) delete(force bool) error {
 	}
 	// A crash of create between its mount and the sandbox start leaves the
 	// stage1 rootfs mounted.
-	_ = unix.Unmount(filepath.Join(p.Dir, abi.Stage1Dir, "rootfs"), unix.MNT_DETACH)
+	if err := unmountUnder(p.Dir); err != nil {
+		return fmt.Errorf("container %s: %w; run delete --force again", p.ID, err)
+	}
 	if err := os.RemoveAll(p.Dir); err != nil {
 		return fmt.Errorf("container %s: remove its directory: %w", p.ID, err)
 	}
@@ -456,4 +461,24 @@ func (p *Pod) exec(process *specs.Process, o ExecOpts) (*os.Process, error) {
 		return nil, fmt.Errorf("container %s: exec: pid file holds %q", p.ID, b)
 	}
 	return os.FindProcess(xpid)
+}
+
+// unmountUnder detaches every mount at or below dir, deepest first.
+func unmountUnder(dir string) error {
+	for tries := 0; tries < 100; tries++ {
+		ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+		if err != nil {
+			return err
+		}
+		if len(ms) == 0 {
+			return nil
+		}
+		sort.Slice(ms, func(i, j int) bool { return len(ms[i].Mountpoint) > len(ms[j].Mountpoint) })
+		for _, m := range ms {
+			if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+				return fmt.Errorf("unmount %s: %w", m.Mountpoint, err)
+			}
+		}
+	}
+	return fmt.Errorf("mounts under %s keep coming back", dir)
 }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -27,6 +28,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/opencontainers/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -99,6 +101,10 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 		return err
 	}
 	r.cgroup = ociCgroupPath(spec.Linux.CgroupsPath, o.id, o.systemdCgroup)
+	// gc removes it by name when a crash left it without libcontainer state.
+	if err := os.WriteFile(s1OCICgroup, []byte(r.cgroup), 0o644); err != nil {
+		return err
+	}
 	rootfs := filepath.Join(ro.PodDir, s1Rootfs)
 	if err := overlay.Mount(m.Stage1.Rootfs.Layers, s1Upper, s1Work, rootfs); err != nil {
 		return fmt.Errorf("mount stage1 rootfs: %w", err)
@@ -418,4 +424,58 @@ func sendPty(sock *os.File) (*os.File, error) {
 		return nil, fmt.Errorf("send the pty master: %w", err)
 	}
 	return slave, nil
+}
+
+// s1OCICgroup names the container's cgroup (written before libcontainer makes
+// it), for gc.
+const s1OCICgroup = abi.Stage1Dir + "/oci-cgroup"
+
+// removeOCICgroup kills what is left in an OCI container's cgroup and
+// removes it in every hierarchy: libcontainer's state, which Destroy uses,
+// is saved only once the init runs, so a create killed before leaves the
+// cgroup to this.
+func removeOCICgroup() error {
+	b, err := os.ReadFile(s1OCICgroup)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cg := path.Clean(strings.TrimSpace(string(b)))
+	if !path.IsAbs(cg) || cg == "/" {
+		return fmt.Errorf("%s holds %q, not a cgroup path", s1OCICgroup, cg)
+	}
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + cg)
+	if _, err := os.Stat("/sys/fs/cgroup" + cg + "/cgroup.procs"); err == nil {
+		dirs = append(dirs, "/sys/fs/cgroup"+cg)
+	}
+	var errs []error
+	for _, d := range dirs {
+		for deadline := time.Now().Add(5 * time.Second); killCgroup(d) && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		errs = append(errs, cgroups.RemovePath(d))
+	}
+	return errors.Join(errs...)
+}
+
+// killCgroup SIGKILLs every process in the cgroup dir and below; it reports
+// whether there were any.
+func killCgroup(dir string) bool {
+	any := false
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		b, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				_ = unix.Kill(pid, unix.SIGKILL)
+				any = true
+			}
+		}
+		return nil
+	})
+	return any
 }

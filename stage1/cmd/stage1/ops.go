@@ -63,7 +63,7 @@ func gcMain(args []string) error {
 		errDestroy = container.Destroy(abs(s1State), containerID(args[0]))
 	}
 	errNet := podnet.TeardownDir(".")
-	return errors.Join(errDestroy, errNet, removeUsersRootfs(args[0]))
+	return errors.Join(errDestroy, errNet, removeUsersRootfs(args[0]), removeOCICgroup())
 }
 
 // enterMain: enter --pid=P --app=NAME -- CMD... Runs CMD inside the app, in the
