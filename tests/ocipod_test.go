@@ -121,7 +121,13 @@ func TestOCIPodLifecycle(t *testing.T) {
 	s1 := ociStage1(e)
 
 	// An app that writes and exits 7.
-	bundle := ociBundle(t, e, "/bin/sh", "-c", "echo hello from $(hostname); exit 7")
+	bundle := ociBundle(t, e, "/bin/sh", "-c",
+		"echo hello from $(hostname) nofile=$(ulimit -n) oom=$(cat /proc/self/oom_score_adj) fd=$(readlink /dev/fd); exit 7")
+	setSpec(t, bundle, func(s *specs.Spec) {
+		s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 512, Hard: 512}}
+		adj := 123
+		s.Process.OOMScoreAdj = &adj
+	})
 	p, err := ocipod.Prepare(root, "one", bundle, s1)
 	if err != nil {
 		t.Fatalf("prepare: %v", err)
@@ -154,8 +160,8 @@ func TestOCIPodLifecycle(t *testing.T) {
 		t.Errorf("second start: %v, want ErrNotCreated", err)
 	}
 	out, _ := io.ReadAll(r)
-	if !strings.Contains(string(out), "hello from") {
-		t.Errorf("app's stdout: %q, want hello from ...", out)
+	if !strings.Contains(string(out), "hello from") || !strings.Contains(string(out), "nofile=512 oom=123 fd=/proc/self/fd") {
+		t.Errorf("app's stdout: %q, want hello from ... nofile=512 oom=123 fd=/proc/self/fd", out)
 	}
 	if ws := waitInit(t, pid); !ws.Exited() || ws.ExitStatus() != 7 {
 		t.Errorf("init ended with %v, want exit status 7", ws)

@@ -145,7 +145,8 @@ type CreateOpts struct {
 func (p *Pod) Create(opts CreateOpts) (pid int, err error) { return p.create(opts) }
 
 // Start tells a created container's init to start the app (it opens
-// abi.OCIStartFIFO). ErrNotCreated when the container is not created.
+// abi.OCIStartFIFO) and returns once the app runs (at most 30 s), or has
+// already ended. ErrNotCreated when the container is not created.
 func (p *Pod) Start() error { return p.start() }
 
 // Signal sends sig to the container: SIGTERM and SIGINT become a clean stop

@@ -229,7 +229,28 @@ func (p *Pod) start() error {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return os.Remove(fifo)
+	if err := os.Remove(fifo); err != nil {
+		return err
+	}
+	p.waitApp(pid)
+	return nil
+}
+
+// waitApp waits (at most 30 s) until the app runs, as after runc start:
+// systemd has started its unit and app-exec has exec'd it; or until the app
+// or the container has already ended.
+func (p *Pod) waitApp(pid int) {
+	exitRecord := filepath.Join(p.Dir, abi.AppsDir, AppName, abi.AppExitFile)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if app := appMain(pid); app != 0 {
+			if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(app) + "/comm"); strings.TrimSpace(string(comm)) != "app-exec" {
+				return
+			}
+		}
+		if _, err := os.Lstat(exitRecord); err == nil || p.livePid() != pid {
+			return
+		}
+	}
 }
 
 // nsPids lists the processes in the init's pid namespace (the init first).

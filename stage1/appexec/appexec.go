@@ -142,6 +142,13 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 		}
 		extraEnv = got.Env
 		keepFDs = len(got.FDs)
+		// Run has set it from the host already; in OCI mode nothing on the
+		// host does (rewriting the same value needs no privilege).
+		if p := spec.Process; p.OOMScoreAdj != nil {
+			if err := setOOMScoreAdj(*p.OOMScoreAdj); err != nil {
+				return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
+			}
+		}
 	} else {
 		// enter: the app's cgroup (cgroup2; the host has put this process in
 		// its v1 cgroups) and OOM score, before anything else.
@@ -165,6 +172,7 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 	if err := enterRoot(AppRoot(app)); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: enter its rootfs: %v", app, err)
 	}
+	devLinks()
 	for _, kv := range addEnv {
 		k, _, _ := strings.Cut(kv, "=")
 		extraEnv = append(withoutEnv(extraEnv, k), kv)
@@ -214,6 +222,15 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 		code = abi.ExitNotFound // e.g. a missing interpreter or loader
 	}
 	return fail(code, "app %s: cannot execute %s: %v", app, args[0], err)
+}
+
+// devLinks adds the links of a Linux /dev that the app's minimal /dev lacks
+// (runc makes the same ones); one that is there is left alone.
+func devLinks() {
+	for name, target := range map[string]string{"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0",
+		"/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2", "/dev/ptmx": "pts/ptmx"} {
+		_ = os.Symlink(target, name)
+	}
 }
 
 // rlimits maps the runtime spec's names to the kernel's resources.
