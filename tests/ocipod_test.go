@@ -384,12 +384,46 @@ func TestOCIPodJoinsNamespacesCgroupsPathSysctlsAndTerminal(t *testing.T) {
 			}
 		}
 	})
+	sock, master := consoleReceiver(t)
+	_, pidB := ociRun(t, root, "member", b, s1, ocipod.CreateOpts{ConsoleSocket: sock})
+	for _, ns := range []string{"net", "ipc", "uts"} {
+		want, _ := os.Readlink("/proc/" + itoa(pidA) + "/ns/" + ns)
+		if got, _ := os.Readlink("/proc/" + itoa(pidB) + "/ns/" + ns); got != want || got == "" {
+			t.Errorf("%s namespace: member's %q, sandbox's %q; want the same", ns, got, want)
+		}
+	}
+	if pidns, _ := os.Readlink("/proc/" + itoa(pidB) + "/ns/pid"); pidns == "" {
+		t.Error("member has no pid namespace")
+	}
+	if text := readPty(t, master); !strings.Contains(text, "on-a-tty") {
+		t.Errorf("terminal app printed %q, want on-a-tty", text)
+	}
+
+	// exec with a terminal: its pty master comes over the console socket.
+	sock, master = consoleReceiver(t)
+	x, err = pa.Exec(&specs.Process{Args: []string{"/bin/sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo exec-on-a-tty"}, Cwd: "/", Terminal: true},
+		ocipod.ExecOpts{ConsoleSocket: sock})
+	if err != nil {
+		t.Fatalf("exec with a terminal: %v", err)
+	}
+	if text := readPty(t, master); !strings.Contains(text, "exec-on-a-tty") {
+		t.Errorf("terminal exec printed %q, want exec-on-a-tty", text)
+	}
+	if xs, _ := x.Wait(); xs.ExitCode() != 0 {
+		t.Errorf("terminal exec: exit code %d", xs.ExitCode())
+	}
+}
+
+// consoleReceiver listens on a console socket and hands on the first pty
+// master sent there (nil when none came).
+func consoleReceiver(t *testing.T) (string, <-chan *os.File) {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "console.sock")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	master := make(chan *os.File, 1)
 	go func() {
 		c, err := ln.AcceptUnix()
@@ -408,30 +442,28 @@ func TestOCIPodJoinsNamespacesCgroupsPathSysctlsAndTerminal(t *testing.T) {
 		fds, _ := unix.ParseUnixRights(&msgs[0])
 		master <- os.NewFile(uintptr(fds[0]), "pty master")
 	}()
-	_, pidB := ociRun(t, root, "member", b, s1, ocipod.CreateOpts{ConsoleSocket: sock})
-	for _, ns := range []string{"net", "ipc", "uts"} {
-		want, _ := os.Readlink("/proc/" + itoa(pidA) + "/ns/" + ns)
-		if got, _ := os.Readlink("/proc/" + itoa(pidB) + "/ns/" + ns); got != want || got == "" {
-			t.Errorf("%s namespace: member's %q, sandbox's %q; want the same", ns, got, want)
-		}
+	return sock, master
+}
+
+// readPty reads what comes out of the pty until its other side closes.
+func readPty(t *testing.T, master <-chan *os.File) string {
+	t.Helper()
+	var m *os.File
+	select {
+	case m = <-master:
+	case <-time.After(60 * time.Second):
 	}
-	if pidns, _ := os.Readlink("/proc/" + itoa(pidB) + "/ns/pid"); pidns == "" {
-		t.Error("member has no pid namespace")
-	}
-	m := <-master
 	if m == nil {
 		t.Fatal("no pty master came over the console socket")
 	}
 	defer m.Close()
 	got := make(chan string, 1)
 	go func() { b, _ := io.ReadAll(io.LimitReader(m, 200)); got <- string(b) }()
-	var text string
 	select {
-	case text = <-got:
+	case text := <-got:
+		return text
 	case <-time.After(60 * time.Second):
-	}
-	if !strings.Contains(text, "on-a-tty") {
-		t.Errorf("terminal app printed %q, want on-a-tty", text)
+		return ""
 	}
 }
 
