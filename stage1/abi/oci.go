@@ -16,8 +16,8 @@ package abi
 // cgroupsPath, resources, mounts, rlimits, sysctls, masked and read-only
 // paths, seccomp, capabilities, user and groups, noNewPrivileges,
 // oomScoreAdj and terminal; it refuses a user namespace and a bundle without
-// new pid and mount namespaces (systemd is the init), and gives the app
-// stage1's minimal /dev (linux.devices are not created). Hooks are the
+// new pid and mount namespaces (systemd is the init); linux.devices are made
+// in the app's minimal /dev. Hooks are the
 // front end's (they run on the host, from the bundle, never from the pod
 // directory).
 

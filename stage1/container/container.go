@@ -59,6 +59,9 @@ type Pod struct {
 	Resources  *specs.LinuxResources
 	Sysctl     map[string]string
 	ExtraFiles []*os.File
+	// Devices are made after the mounts, at their Path in the sandbox (an
+	// app's: under its root), with cgroup rules that allow them.
+	Devices []specs.LinuxDevice
 }
 
 // Spec is the OCI runtime spec of the pod's sandbox: new mount, PID, UTS, IPC
@@ -86,6 +89,10 @@ func Spec(p Pod) (*specs.Spec, error) {
 	if res == nil {
 		res = &specs.LinuxResources{}
 	}
+	for _, d := range p.Devices {
+		major, minor := d.Major, d.Minor
+		res.Devices = append(res.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: "rwm"})
+	}
 	var ids []specs.LinuxIDMapping
 	if p.UserNS != nil {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace})
@@ -107,6 +114,7 @@ func Spec(p Pod) (*specs.Spec, error) {
 			CgroupsPath: p.CgroupsPath,
 			Resources:   res,
 			Sysctl:      p.Sysctl,
+			Devices:     p.Devices,
 			MaskedPaths: []string{"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
 				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"},
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},

@@ -244,6 +244,14 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 			hostname = spec.Hostname
 		}
 	}
+	var devices []specs.LinuxDevice
+	for _, d := range spec.Linux.Devices {
+		if !filepath.IsAbs(d.Path) || strings.Contains(d.Path, "..") {
+			return container.Pod{}, fmt.Errorf("linux.devices: path %q must be absolute, without '..'", d.Path)
+		}
+		d.Path = filepath.Join(appexec.AppRoot(a.Name), d.Path)
+		devices = append(devices, d)
+	}
 	var extra []*os.File
 	for i := 0; i < o.preserveFDs; i++ {
 		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
@@ -264,6 +272,7 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 		Resources:   res,
 		Sysctl:      spec.Linux.Sysctl,
 		ExtraFiles:  extra,
+		Devices:     devices,
 		Args: []string{"/usr/lib/skiff/stage1", "pod-init", "--oci=" + strconv.Itoa(o.preserveFDs),
 			"/usr/lib/systemd/systemd", "--unit=" + units.Target, "--log-target=" + logTarget, "--show-status=0"},
 		Env:   env,
