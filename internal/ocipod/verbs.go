@@ -370,8 +370,9 @@ func (p *Pod) exitCode() (int, bool) {
 		return 0, false
 	}
 	defer d.Close()
+	// The pod can write apps/: the record is hostile until validated.
 	var x abi.AppExit
-	if err := abi.ReadJSONAt(d, filepath.Join(abi.AppsDir, AppName, abi.AppExitFile), &x); err != nil {
+	if err := abi.ReadJSONAt(d, filepath.Join(abi.AppsDir, AppName, abi.AppExitFile), &x); err != nil || x.Validate() != nil {
 		return 0, false
 	}
 	return x.Code, true
