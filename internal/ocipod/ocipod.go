@@ -145,7 +145,8 @@ type CreateOpts struct {
 func (p *Pod) Create(opts CreateOpts) (pid int, err error) { return p.create(opts) }
 
 // Start tells a created container's init to start the app (it opens
-// abi.OCIStartFIFO). ErrNotCreated when the container is not created.
+// abi.OCIStartFIFO) and returns once the app runs (at most 30 s), or has
+// already ended. ErrNotCreated when the container is not created.
 func (p *Pod) Start() error { return p.start() }
 
 // Signal sends sig to the container: SIGTERM and SIGINT become a clean stop
@@ -159,18 +160,23 @@ func (p *Pod) Signal(sig unix.Signal, all bool) error { return p.signal(sig, all
 // ExecOpts are exec's options (runc's flags of the same names).
 type ExecOpts struct {
 	ConsoleSocket string      // the pty master goes there when process.terminal is set
-	PidFile       string      // receives the exec'd process's pid
-	PreserveFDs   int         // as CreateOpts.PreserveFDs
+	PidFile       string      // receives the exec'd process's host pid
+	PreserveFDs   int         // not supported yet: Exec refuses N > 0
 	Stdio         [3]*os.File // nil: the caller's own
-	Debug         bool
+	// Detach returns once the process runs: the returned process is then
+	// the exec'd process itself (not the caller's child: when the caller
+	// exits, its subreaper reaps it, as with runc exec --detach).
+	Detach bool
+	Debug  bool
 }
 
-// Exec runs process inside the running container with its isolation
-// (namespaces, cgroup, and the capabilities, user, no_new_privs, rlimits,
-// apparmor/selinux labels and env the process spec gives), through the
-// stage1's enter entrypoint. The returned process is a child of the caller:
-// wait for it to get the process's exit code (enter exits with it), or leave
-// it (--detach) to be reaped by the caller's subreaper.
+// Exec runs process inside the created or running container with its
+// isolation (namespaces, cgroup, rootfs, seccomp filter; the process's
+// capabilities cut down to the app's bounding set, its user, env, cwd,
+// rlimits, no_new_privs), through the stage1's enter entrypoint (--process,
+// v2). Without Detach the returned process is the enter entrypoint, a child
+// of the caller: wait for it to get the process's exit code (128+N for
+// signal N). ErrNotRunning when the container is stopped.
 func (p *Pod) Exec(process *specs.Process, opts ExecOpts) (*os.Process, error) {
 	return p.exec(process, opts)
 }

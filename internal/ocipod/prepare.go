@@ -20,6 +20,10 @@ import (
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
+// configCopy, in the pod directory, is the host's copy of the bundle's
+// config.json as create read it (apps/APP/config.json is the pod's).
+const configCopy = "oci-config.json"
+
 // stage1Cache is the image store under ROOT that holds the extracted stage1
 // images (read-only layer directories, keyed by digest).
 const stage1Cache = ".stage1"
@@ -147,6 +151,9 @@ func (p *Pod) writeFiles(config []byte) error {
 	if err := os.WriteFile(filepath.Join(p.Dir, abi.AppsDir, AppName, abi.AppSpecFile), config, 0o644); err != nil {
 		return err
 	}
+	if err := os.WriteFile(filepath.Join(p.Dir, configCopy), config, 0o644); err != nil {
+		return err
+	}
 	if err := os.WriteFile(filepath.Join(p.Dir, abi.OCIBundleFile), []byte(p.Bundle), 0o644); err != nil {
 		return err
 	}
@@ -169,14 +176,9 @@ func load(root, id string) (*Pod, error) {
 		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
 	p.Bundle = string(b)
-	// apps/ is writable from inside the pod: no link in any component.
-	d, err := os.Open(p.Dir)
-	if err != nil {
-		return nil, fmt.Errorf("container %s: %w", id, err)
-	}
-	defer d.Close()
+	// The host's copy: apps/APP/config.json is writable from inside the pod.
 	var spec specs.Spec
-	if err := abi.ReadJSONAt(d, filepath.Join(abi.AppsDir, AppName, abi.AppSpecFile), &spec); err != nil {
+	if err := abi.ReadJSON(filepath.Join(p.Dir, configCopy), &spec); err != nil {
 		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
 	p.Spec = &spec

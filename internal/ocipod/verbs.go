@@ -1,15 +1,18 @@
 package ocipod
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -226,7 +229,28 @@ func (p *Pod) start() error {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	return os.Remove(fifo)
+	if err := os.Remove(fifo); err != nil {
+		return err
+	}
+	p.waitApp(pid)
+	return nil
+}
+
+// waitApp waits (at most 30 s) until the app runs, as after runc start:
+// systemd has started its unit and app-exec has exec'd it; or until the app
+// or the container has already ended.
+func (p *Pod) waitApp(pid int) {
+	exitRecord := filepath.Join(p.Dir, abi.AppsDir, AppName, abi.AppExitFile)
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if app := appMain(pid); app != 0 {
+			if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(app) + "/comm"); strings.TrimSpace(string(comm)) != "app-exec" {
+				return
+			}
+		}
+		if _, err := os.Lstat(exitRecord); err == nil || p.livePid() != pid {
+			return
+		}
+	}
 }
 
 // nsPids lists the processes in the init's pid namespace (the init first).
@@ -249,8 +273,10 @@ func nsPids(initPid int) []int {
 	return pids
 }
 
-// appMain is the app's main process: the init's child in the app's unit.
+// appMain is the app's main process: of the init's children in the app's
+// unit, the one that started first (an exec'd process can be there too).
 func appMain(initPid int) int {
+	best, bestStart := 0, uint64(0)
 	for _, pid := range nsPids(initPid)[1:] {
 		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 		if err != nil {
@@ -259,15 +285,18 @@ func appMain(initPid int) int {
 		s := string(b)
 		i := strings.LastIndexByte(s, ')')
 		f := strings.Fields(s[i+1:])
-		if len(f) < 2 || f[1] != strconv.Itoa(initPid) {
+		if len(f) < 20 || f[1] != strconv.Itoa(initPid) {
 			continue
 		}
 		cg, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
-		if strings.Contains(string(cg), "skiff-app-"+AppName+".service") {
-			return pid
+		if !strings.Contains(string(cg), "skiff-app-"+AppName+".service") {
+			continue
+		}
+		if start, err := strconv.ParseUint(f[19], 10, 64); err == nil && (best == 0 || start < bestStart) {
+			best, bestStart = pid, start
 		}
 	}
-	return 0
+	return best
 }
 
 // sendHalt waits (a bounded time) until the container's init is systemd and
@@ -341,8 +370,9 @@ func (p *Pod) exitCode() (int, bool) {
 		return 0, false
 	}
 	defer d.Close()
+	// The pod can write apps/: the record is hostile until validated.
 	var x abi.AppExit
-	if err := abi.ReadJSONAt(d, filepath.Join(abi.AppsDir, AppName, abi.AppExitFile), &x); err != nil {
+	if err := abi.ReadJSONAt(d, filepath.Join(abi.AppsDir, AppName, abi.AppExitFile), &x); err != nil || x.Validate() != nil {
 		return 0, false
 	}
 	return x.Code, true
@@ -374,7 +404,9 @@ func (p *Pod) delete(force bool) error {
 	}
 	// A crash of create between its mount and the sandbox start leaves the
 	// stage1 rootfs mounted.
-	_ = unix.Unmount(filepath.Join(p.Dir, abi.Stage1Dir, "rootfs"), unix.MNT_DETACH)
+	if err := unmountUnder(p.Dir); err != nil {
+		return fmt.Errorf("container %s: %w; run delete --force again", p.ID, err)
+	}
 	if err := os.RemoveAll(p.Dir); err != nil {
 		return fmt.Errorf("container %s: remove its directory: %w", p.ID, err)
 	}
@@ -382,5 +414,93 @@ func (p *Pod) delete(force bool) error {
 }
 
 func (p *Pod) exec(process *specs.Process, o ExecOpts) (*os.Process, error) {
-	return nil, errors.New("exec: not implemented yet")
+	st, pid := p.status()
+	if st != specs.StateRunning && st != specs.StateCreated {
+		return nil, fmt.Errorf("container %s: %w", p.ID, ErrNotRunning)
+	}
+	if process == nil || len(process.Args) == 0 {
+		return nil, fmt.Errorf("container %s: exec: the process has no args; name the command", p.ID)
+	}
+	if o.PreserveFDs > 0 {
+		return nil, fmt.Errorf("container %s: exec --preserve-fds is not supported yet; pass the descriptors another way", p.ID)
+	}
+	raw, err := json.Marshal(process)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"--pid=" + strconv.Itoa(pid), "--app=" + AppName, "--process=/proc/self/fd/3"}
+	if o.Detach {
+		args = append(args, "--detach")
+	}
+	if o.PidFile != "" {
+		pf, err := filepath.Abs(o.PidFile)
+		if err != nil {
+			return nil, err
+		}
+		args = append(args, "--pid-file="+pf)
+	}
+	if o.ConsoleSocket != "" {
+		args = append(args, "--console-socket="+o.ConsoleSocket)
+	}
+	cmd, err := p.entrypoint(abi.EntrypointEnter, args...)
+	if err != nil {
+		return nil, err
+	}
+	s := stdio(o.Stdio)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = s[0], s[1], s[2]
+	cmd.Env = os.Environ()
+	if o.Debug {
+		cmd.Env = append(cmd.Env, abi.EnvDebug+"=1")
+	}
+	// The process spec reaches enter on a pipe: no file to clean up.
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.ExtraFiles = []*os.File{r}
+	if err := cmd.Start(); err != nil {
+		r.Close()
+		w.Close()
+		return nil, fmt.Errorf("container %s: exec: %w", p.ID, err)
+	}
+	r.Close()
+	go func() { _, _ = w.Write(raw); w.Close() }()
+	if !o.Detach {
+		return cmd.Process, nil
+	}
+	if err := cmd.Wait(); err != nil {
+		return nil, fmt.Errorf("container %s: exec: stage1 enter failed (%v); see its message above", p.ID, err)
+	}
+	if o.PidFile == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(o.PidFile)
+	if err != nil {
+		return nil, err
+	}
+	xpid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return nil, fmt.Errorf("container %s: exec: pid file holds %q", p.ID, b)
+	}
+	return os.FindProcess(xpid)
+}
+
+// unmountUnder detaches every mount at or below dir, deepest first.
+func unmountUnder(dir string) error {
+	for tries := 0; tries < 100; tries++ {
+		ms, err := mountinfo.GetMounts(mountinfo.PrefixFilter(dir))
+		if err != nil {
+			return err
+		}
+		if len(ms) == 0 {
+			return nil
+		}
+		sort.Slice(ms, func(i, j int) bool { return len(ms[i].Mountpoint) > len(ms[j].Mountpoint) })
+		for _, m := range ms {
+			if err := unix.Unmount(m.Mountpoint, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) {
+				return fmt.Errorf("unmount %s: %w", m.Mountpoint, err)
+			}
+		}
+	}
+	return fmt.Errorf("mounts under %s keep coming back", dir)
 }

@@ -54,13 +54,14 @@ type Pod struct {
 	// list: each entry with a Path is joined, the others created (a cgroup
 	// namespace is always created: the pod's systemd needs its subtree).
 	// Resources and Sysctl apply to the whole sandbox. ExtraFiles become the
-	// init's fd 3 on; ConsoleSocket, when set, receives the master of a pty
-	// made inside the pod, which is then the init's stdio.
-	Namespaces    []specs.LinuxNamespace
-	Resources     *specs.LinuxResources
-	Sysctl        map[string]string
-	ExtraFiles    []*os.File
-	ConsoleSocket *os.File
+	// init's fd 3 on.
+	Namespaces []specs.LinuxNamespace
+	Resources  *specs.LinuxResources
+	Sysctl     map[string]string
+	ExtraFiles []*os.File
+	// Devices are made after the mounts, at their Path in the sandbox (an
+	// app's: under its root), with cgroup rules that allow them.
+	Devices []specs.LinuxDevice
 }
 
 // Spec is the OCI runtime spec of the pod's sandbox: new mount, PID, UTS, IPC
@@ -88,6 +89,10 @@ func Spec(p Pod) (*specs.Spec, error) {
 	if res == nil {
 		res = &specs.LinuxResources{}
 	}
+	for _, d := range p.Devices {
+		major, minor := d.Major, d.Minor
+		res.Devices = append(res.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: "rwm"})
+	}
 	var ids []specs.LinuxIDMapping
 	if p.UserNS != nil {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace})
@@ -109,6 +114,7 @@ func Spec(p Pod) (*specs.Spec, error) {
 			CgroupsPath: p.CgroupsPath,
 			Resources:   res,
 			Sysctl:      p.Sysctl,
+			Devices:     p.Devices,
 			MaskedPaths: []string{"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
 				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"},
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
@@ -247,7 +253,7 @@ func create(pod Pod, dieWithUs bool) (*libcontainer.Container, *libcontainer.Pro
 	p := &libcontainer.Process{
 		Args: pod.Args, Env: pod.Env, Cwd: "/", Init: true,
 		Stdin: pod.Stdio[0], Stdout: pod.Stdio[1], Stderr: pod.Stdio[2],
-		ExtraFiles: pod.ExtraFiles, ConsoleSocket: pod.ConsoleSocket,
+		ExtraFiles: pod.ExtraFiles,
 	}
 	// Start leaves the init waiting before its exec, with its cgroups made.
 	if err := c.Start(p); err != nil {
@@ -333,6 +339,24 @@ func Destroy(stateRoot, id string) error {
 // path relative to the pod's cgroup; see libcontainer's SubCgroupPaths)
 // before it runs.
 func Exec(stateRoot, id string, argv []string, subCgroups map[string]string) (int, error) {
+	return ExecWith(stateRoot, id, argv, ExecOpts{SubCgroups: subCgroups})
+}
+
+// ExecOpts are ExecWith's options.
+type ExecOpts struct {
+	SubCgroups map[string]string // as for Exec
+	// ConsoleSocket, when set, receives the master of a pty made in the pod,
+	// which is then the process's stdio (OCI exec --tty).
+	ConsoleSocket *os.File
+	// Detach returns once the process runs, without waiting for it; PidFile
+	// then receives its host pid (it is this process's child until we exit,
+	// then the subreaper's).
+	Detach  bool
+	PidFile string
+}
+
+// ExecWith is Exec with options; with Detach the code is 0.
+func ExecWith(stateRoot, id string, argv []string, o ExecOpts) (int, error) {
 	c, err := libcontainer.Load(stateRoot, id)
 	if err != nil {
 		return 0, fmt.Errorf("load pod sandbox: %w", err)
@@ -340,10 +364,25 @@ func Exec(stateRoot, id string, argv []string, subCgroups map[string]string) (in
 	p := &libcontainer.Process{
 		Args: argv, Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, Cwd: "/",
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-		SubCgroupPaths: subCgroups,
+		SubCgroupPaths: o.SubCgroups, ConsoleSocket: o.ConsoleSocket,
 	}
 	if err := c.Run(p); err != nil {
 		return 0, fmt.Errorf("exec in pod: %w", err)
+	}
+	if o.PidFile != "" {
+		pid, _ := p.Pid()
+		tmp := o.PidFile + ".tmp"
+		err := os.WriteFile(tmp, []byte(fmt.Sprint(pid)), 0o644)
+		if err == nil {
+			err = os.Rename(tmp, o.PidFile)
+		}
+		if err != nil {
+			_ = p.Signal(unix.SIGKILL)
+			return 0, fmt.Errorf("write pid file: %w", err)
+		}
+	}
+	if o.Detach {
+		return 0, nil
 	}
 	st, err := p.Wait()
 	if st == nil {

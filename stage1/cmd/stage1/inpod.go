@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"strconv"
 	"strings"
 	"syscall"
 
@@ -16,12 +15,11 @@ import (
 // does not reach the init it forks.
 func podInitMain(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: pod-init [--oci=N] CMD...")
+		return fmt.Errorf("usage: pod-init [--oci=N[:console]] CMD...")
 	}
-	if n, ok := strings.CutPrefix(args[0], "--oci="); ok {
-		fds, err := strconv.Atoi(n)
-		if err != nil || len(args) < 2 {
-			return fmt.Errorf("usage: pod-init [--oci=N] CMD...")
+	if fds, ok := strings.CutPrefix(args[0], "--oci="); ok {
+		if len(args) < 2 {
+			return fmt.Errorf("usage: pod-init [--oci=N[:console]] CMD...")
 		}
 		return podInitOCI(fds, args[1:])
 	}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -23,9 +24,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
+	"github.com/opencontainers/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -98,6 +101,10 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 		return err
 	}
 	r.cgroup = ociCgroupPath(spec.Linux.CgroupsPath, o.id, o.systemdCgroup)
+	// gc removes it by name when a crash left it without libcontainer state.
+	if err := os.WriteFile(s1OCICgroup, []byte(r.cgroup), 0o644); err != nil {
+		return err
+	}
 	rootfs := filepath.Join(ro.PodDir, s1Rootfs)
 	if err := overlay.Mount(m.Stage1.Rootfs.Layers, s1Upper, s1Work, rootfs); err != nil {
 		return fmt.Errorf("mount stage1 rootfs: %w", err)
@@ -109,15 +116,21 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 		return err
 	}
 	if o.consoleSocket != "" && spec.Process.Terminal {
+		// The keeper makes the pty inside the pod and sends its master (see
+		// ociStdioMain); libcontainer's own console would be the pod's
+		// /dev/console, which systemd takes over and hangs up.
 		c, err := net.Dial("unix", o.consoleSocket)
 		if err != nil {
 			return fmt.Errorf("console socket %s: %w", o.consoleSocket, err)
 		}
 		defer c.Close()
-		if sb.ConsoleSocket, err = c.(*net.UnixConn).File(); err != nil {
+		f, err := c.(*net.UnixConn).File()
+		if err != nil {
 			return err
 		}
-		defer sb.ConsoleSocket.Close()
+		defer f.Close()
+		sb.ExtraFiles = append(sb.ExtraFiles, f)
+		sb.Args[2] += ":console"
 	}
 	pid, err := container.Create(sb)
 	if err != nil {
@@ -231,6 +244,14 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 			hostname = spec.Hostname
 		}
 	}
+	var devices []specs.LinuxDevice
+	for _, d := range spec.Linux.Devices {
+		if !filepath.IsAbs(d.Path) || strings.Contains(d.Path, "..") {
+			return container.Pod{}, fmt.Errorf("linux.devices: path %q must be absolute, without '..'", d.Path)
+		}
+		d.Path = filepath.Join(appexec.AppRoot(a.Name), d.Path)
+		devices = append(devices, d)
+	}
 	var extra []*os.File
 	for i := 0; i < o.preserveFDs; i++ {
 		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
@@ -251,6 +272,7 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 		Resources:   res,
 		Sysctl:      spec.Linux.Sysctl,
 		ExtraFiles:  extra,
+		Devices:     devices,
 		Args: []string{"/usr/lib/skiff/stage1", "pod-init", "--oci=" + strconv.Itoa(o.preserveFDs),
 			"/usr/lib/systemd/systemd", "--unit=" + units.Target, "--log-target=" + logTarget, "--show-status=0"},
 		Env:   env,
@@ -280,19 +302,37 @@ func ociMounts(ms []specs.Mount, bundle string) []specs.Mount {
 	return out
 }
 
-// podInitOCI is pod-init --oci=N CMD...: the container's first process in
-// OCI mode. It starts the stdio keeper with its own stdio and the N
-// preserved descriptors (fd 3 on), waits until the keeper listens, points
+// parseOCIFDs reads N[:console]: N preserved descriptors from fd 3 on, then
+// (console is 1) the console socket.
+func parseOCIFDs(s string) (n, console int, err error) {
+	num, rest, _ := strings.Cut(s, ":")
+	n, err = strconv.Atoi(num)
+	if err != nil || n < 0 || (rest != "" && rest != "console") {
+		return 0, 0, fmt.Errorf("want N or N:console, not %q", s)
+	}
+	if rest == "console" {
+		console = 1
+	}
+	return n, console, nil
+}
+
+// podInitOCI is pod-init --oci=N[:console] CMD...: the container's first
+// process in OCI mode. It starts the stdio keeper with its own stdio, the N
+// preserved descriptors (fd 3 on) and the console socket, waits until the keeper listens, points
 // its own stdio at /dev/null and execs CMD (systemd). No parent-death
 // signal: the container outlives oci-create.
-func podInitOCI(n int, args []string) error {
+func podInitOCI(spec string, args []string) error {
+	n, console, err := parseOCIFDs(spec)
+	if err != nil {
+		return err
+	}
 	ready, w, err := os.Pipe()
 	if err != nil {
 		return err
 	}
-	keeper := exec.Command("/usr/lib/skiff/stage1", "oci-stdio", strconv.Itoa(n))
+	keeper := exec.Command("/usr/lib/skiff/stage1", "oci-stdio", spec)
 	keeper.Stdin, keeper.Stdout, keeper.Stderr = os.Stdin, os.Stdout, os.Stderr
-	for i := 0; i < n; i++ {
+	for i := 0; i < n+console; i++ {
 		keeper.ExtraFiles = append(keeper.ExtraFiles, os.NewFile(uintptr(3+i), "preserved"))
 	}
 	keeper.ExtraFiles = append(keeper.ExtraFiles, w)
@@ -314,44 +354,52 @@ func podInitOCI(n int, args []string) error {
 			return err
 		}
 	}
-	for i := 0; i < n; i++ {
+	for i := 0; i < n+console; i++ {
 		unix.CloseOnExec(3 + i)
 	}
 	return syscall.Exec(args[0], args, os.Environ())
 }
 
-// ociStdioMain is oci-stdio N: the keeper. It holds the caller's stdio and N
-// preserved descriptors (fd 3 on), serves app-exec's hand-over of them once,
-// and exits. fd 3+N is a pipe on which it says that it listens.
+// ociStdioMain is oci-stdio N[:console]: the keeper. It holds the caller's
+// stdio and N preserved descriptors (fd 3 on), serves app-exec's hand-over
+// of them once, and exits. With a console socket (fd 3+N) it makes a pty in
+// the pod, sends the master there (runc's protocol: SCM_RIGHTS) and hands
+// the app the slave as stdin, stdout and stderr. The next fd is a pipe on
+// which it says that it listens.
 func ociStdioMain(args []string) error {
 	if len(args) != 1 {
-		return errors.New("usage: oci-stdio N")
+		return errors.New("usage: oci-stdio N[:console]")
 	}
-	n, err := strconv.Atoi(args[0])
-	if err != nil || n < 0 {
-		return errors.New("usage: oci-stdio N")
+	n, console, err := parseOCIFDs(args[0])
+	if err != nil {
+		return err
 	}
 	var extra []*os.File
 	for i := 0; i < n; i++ {
 		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
 	}
-	ready := os.NewFile(uintptr(3+n), "ready")
+	ready := os.NewFile(uintptr(3+n+console), "ready")
+	in, out, errf := os.Stdin, os.Stdout, os.Stderr
+	if console == 1 {
+		sock := os.NewFile(uintptr(3+n), "console socket")
+		slave, err := sendPty(sock)
+		sock.Close()
+		if err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+		in, out, errf = slave, slave, slave
+	}
 	done := make(chan struct{})
-	var once bool
+	var once sync.Once
 	srv, err := stdio.Listen(appexec.StdioSocket,
 		func(app string, pid int) (stdio.Files, error) {
-			f := stdio.Files{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Extra: extra}
+			f := stdio.Files{Stdin: in, Stdout: out, Stderr: errf, Extra: extra}
 			if len(extra) > 0 && os.Getenv("LISTEN_FDS") != "" {
 				f.Env = []string{"LISTEN_FDS=" + strconv.Itoa(n)}
 			}
 			return f, nil
 		},
-		func(app string, pid int) {
-			if !once {
-				once = true
-				close(done)
-			}
-		})
+		func(app string, pid int) { once.Do(func() { close(done) }) })
 	if err != nil {
 		return err
 	}
@@ -359,4 +407,84 @@ func ociStdioMain(args []string) error {
 	ready.Close()
 	<-done
 	return srv.Close()
+}
+
+// sendPty makes a pty on the pod's devpts, sends its master over sock and
+// returns the slave.
+func sendPty(sock *os.File) (*os.File, error) {
+	master, err := os.OpenFile("/dev/pts/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer master.Close()
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		return nil, fmt.Errorf("unlock pty: %w", err)
+	}
+	ptn, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		return nil, fmt.Errorf("pty number: %w", err)
+	}
+	slave, err := os.OpenFile("/dev/pts/"+strconv.Itoa(ptn), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Sendmsg(int(sock.Fd()), []byte(master.Name()), unix.UnixRights(int(master.Fd())), nil, 0); err != nil {
+		slave.Close()
+		return nil, fmt.Errorf("send the pty master: %w", err)
+	}
+	return slave, nil
+}
+
+// s1OCICgroup names the container's cgroup (written before libcontainer makes
+// it), for gc.
+const s1OCICgroup = abi.Stage1Dir + "/oci-cgroup"
+
+// removeOCICgroup kills what is left in an OCI container's cgroup and
+// removes it in every hierarchy: libcontainer's state, which Destroy uses,
+// is saved only once the init runs, so a create killed before leaves the
+// cgroup to this.
+func removeOCICgroup() error {
+	b, err := os.ReadFile(s1OCICgroup)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cg := path.Clean(strings.TrimSpace(string(b)))
+	if !path.IsAbs(cg) || cg == "/" {
+		return fmt.Errorf("%s holds %q, not a cgroup path", s1OCICgroup, cg)
+	}
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + cg)
+	if _, err := os.Stat("/sys/fs/cgroup" + cg + "/cgroup.procs"); err == nil {
+		dirs = append(dirs, "/sys/fs/cgroup"+cg)
+	}
+	var errs []error
+	for _, d := range dirs {
+		for deadline := time.Now().Add(5 * time.Second); killCgroup(d) && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		errs = append(errs, cgroups.RemovePath(d))
+	}
+	return errors.Join(errs...)
+}
+
+// killCgroup SIGKILLs every process in the cgroup dir and below; it reports
+// whether there were any.
+func killCgroup(dir string) bool {
+	any := false
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		b, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				_ = unix.Kill(pid, unix.SIGKILL)
+				any = true
+			}
+		}
+		return nil
+	})
+	return any
 }
