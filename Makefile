@@ -10,15 +10,28 @@ PREFIX    ?= /usr/local
 LIBDIR    ?= /usr/lib/skiff
 GO_SRC    := $(shell find . -name '*.go' -not -path './build/*' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: all deps skiff stage1 stage1-kvm test-kvm test-images test unit functional fuzz-seeds demo bench install clean
+.PHONY: conformance all deps skiff stage1 stage1-kvm test-kvm test-images test unit functional fuzz-seeds demo bench install clean
 
-all: $(BIN)/skiff $(BIN)/stage1-default.oci.tar $(BIN)/stage1-kvm.oci.tar
+all: $(BIN)/skiff $(BIN)/skiff-oci $(BIN)/stage1-default.oci.tar $(BIN)/stage1-kvm.oci.tar
 
 deps:
 	scripts/install-deps
 
 $(BIN)/skiff: $(GO_SRC)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.Version=$(VERSION)" -o $@ ./stage0/cmd/skiff
+
+# skiff-oci: runc's command line over the stage1 contract's OCI mode (issue #14).
+COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+$(BIN)/skiff-oci: $(GO_SRC)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)" -o $@ ./stage0/cmd/skiff-oci
+
+# The runtime-tools v0.9.0 validation suite (scripts/oci-conformance; built once into
+# build/conformance) and podman --runtime (scripts/oci-podman-smoke, when podman is
+# installed) against bin/skiff-oci and runc, side by side.
+conformance: all test-images
+	scripts/oci-conformance --runtime $(CURDIR)/$(BIN)/skiff-oci --out $(CURDIR)/$(BUILD)/conformance
+	if command -v podman >/dev/null; then scripts/oci-podman-smoke --runtime $(CURDIR)/$(BIN)/skiff-oci; \
+	else echo "conformance: podman is not installed; podman --runtime checks skipped"; fi
 
 # The stage1 binary is static (libcontainer's nsenter needs cgo): it runs on the
 # host from the stage1 image's layer and inside the pod alike.
@@ -82,6 +95,7 @@ bench: all test-images
 
 install: all
 	install -D -m 0755 $(BIN)/skiff $(DESTDIR)$(PREFIX)/bin/skiff
+	install -D -m 0755 $(BIN)/skiff-oci $(DESTDIR)$(PREFIX)/bin/skiff-oci
 	install -D -m 0644 $(BIN)/stage1-default.oci.tar $(DESTDIR)$(LIBDIR)/stage1-default.oci.tar
 	install -D -m 0644 $(BIN)/stage1-kvm.oci.tar $(DESTDIR)$(LIBDIR)/stage1-kvm.oci.tar
 

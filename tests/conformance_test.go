@@ -411,7 +411,7 @@ func TestLogsFollowAndSurviveTheExit(t *testing.T) {
 func TestVersionAndHelp(t *testing.T) {
 	e := newEnv(t)
 	r := e.ok("version")
-	if !strings.Contains(r.stdout, "stage1 interface version 1") {
+	if !strings.Contains(r.stdout, "stage1 interface version 2") {
 		t.Errorf("version: %q", r.stdout)
 	}
 	for _, verb := range []string{"run", "list", "status", "gc", "rm", "stop", "enter", "cat-manifest", "version"} {

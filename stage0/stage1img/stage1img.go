@@ -99,7 +99,8 @@ func describe(path string, img *store.Image) (abi.Stage1, error) {
 	}
 	eps := map[string]string{}
 	for name, key := range map[string]string{abi.EntrypointRun: abi.AnnotationRun, abi.EntrypointEnter: abi.AnnotationEnter,
-		abi.EntrypointStop: abi.AnnotationStop, abi.EntrypointGC: abi.AnnotationGC} {
+		abi.EntrypointStop: abi.AnnotationStop, abi.EntrypointGC: abi.AnnotationGC,
+		abi.EntrypointOCICreate: abi.AnnotationOCIRun} {
 		if p := a[key]; p != "" {
 			eps[name] = p
 		}

@@ -26,7 +26,7 @@ import (
 )
 
 // InterfaceVersion is the newest contract version this build speaks.
-const InterfaceVersion = 1
+const InterfaceVersion = 2
 
 // Annotations in a stage1 image's manifest that declare its entrypoints (paths
 // relative to the stage1 rootfs) and the contract version it speaks. Since v1.

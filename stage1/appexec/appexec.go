@@ -8,6 +8,7 @@
 package appexec
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -64,13 +65,70 @@ func Exec(app string, args []string, inherit bool) error {
 // exec is Exec with addEnv added to the app's environment (a key already there
 // is replaced).
 func exec(app string, args []string, inherit bool, addEnv []string) error {
-	// Credentials, no_new_privs and seccomp filters belong to a thread: do all
-	// of it, and the exec, on this one.
-	runtime.LockOSThread()
 	var spec specs.Spec
 	if err := abi.ReadJSON(filepath.Join(AppsDir, app, abi.AppSpecFile), &spec); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: read its spec: %v", app, err)
 	}
+	return execSpec(app, &spec, args, inherit, addEnv)
+}
+
+// execProcess runs an OCI process (JSON, from the host's enter --process) in
+// app with the app's isolation: its namespaces, cgroup, rootfs and seccomp
+// filter, and at most its capabilities (each set is cut down to the app's
+// bounding set) and no fewer restrictions (no_new_privs when either asks).
+func execProcess(app string, process []byte) error {
+	var spec specs.Spec
+	if err := abi.ReadJSON(filepath.Join(AppsDir, app, abi.AppSpecFile), &spec); err != nil {
+		return fail(abi.ExitSkiffFailure, "app %s: read its spec: %v", app, err)
+	}
+	var p specs.Process
+	if err := json.Unmarshal(process, &p); err != nil {
+		return fail(abi.ExitSkiffFailure, "app %s: --process: %v", app, err)
+	}
+	if spec.Process == nil || len(p.Args) == 0 {
+		return fail(abi.ExitSkiffFailure, "app %s: the process to run has no args", app)
+	}
+	var bounding []string
+	if spec.Process.Capabilities != nil {
+		bounding = spec.Process.Capabilities.Bounding
+	}
+	if p.Capabilities != nil {
+		c := *p.Capabilities
+		c.Bounding, c.Effective, c.Permitted = within(c.Bounding, bounding), within(c.Effective, bounding), within(c.Permitted, bounding)
+		c.Inheritable, c.Ambient = within(c.Inheritable, bounding), within(c.Ambient, bounding)
+		p.Capabilities = &c
+	} else {
+		p.Capabilities = spec.Process.Capabilities
+	}
+	p.NoNewPrivileges = p.NoNewPrivileges || spec.Process.NoNewPrivileges
+	if p.OOMScoreAdj == nil {
+		p.OOMScoreAdj = spec.Process.OOMScoreAdj
+	}
+	delete(spec.Annotations, abi.AnnotationAppUser) // the process names its user by id
+	spec.Process = &p
+	return execSpec(app, &spec, p.Args, true, nil)
+}
+
+// within keeps the capabilities of set that are in allowed.
+func within(set, allowed []string) []string {
+	ok := map[string]bool{}
+	for _, c := range allowed {
+		ok[c] = true
+	}
+	var out []string
+	for _, c := range set {
+		if ok[c] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv []string) error {
+	spec := *specp
+	// Credentials, no_new_privs and seccomp filters belong to a thread: do all
+	// of it, and the exec, on this one.
+	runtime.LockOSThread()
 	if spec.Process == nil {
 		return fail(abi.ExitSkiffFailure, "app %s: spec has no process", app)
 	}
@@ -86,6 +144,13 @@ func exec(app string, args []string, inherit bool, addEnv []string) error {
 		}
 		extraEnv = got.Env
 		keepFDs = len(got.FDs)
+		// Run has set it from the host already; in OCI mode nothing on the
+		// host does (rewriting the same value needs no privilege).
+		if p := spec.Process; p.OOMScoreAdj != nil {
+			if err := setOOMScoreAdj(*p.OOMScoreAdj); err != nil {
+				return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
+			}
+		}
 	} else {
 		// enter: the app's cgroup (cgroup2; the host has put this process in
 		// its v1 cgroups) and OOM score, before anything else.
@@ -128,6 +193,7 @@ func exec(app string, args []string, inherit bool, addEnv []string) error {
 			return fail(abi.ExitSkiffFailure, "app %s: enter its rootfs: %v", app, err)
 		}
 	}
+	devLinks()
 	for _, kv := range addEnv {
 		k, _, _ := strings.Cut(kv, "=")
 		extraEnv = append(withoutEnv(extraEnv, k), kv)
@@ -156,6 +222,9 @@ func exec(app string, args []string, inherit bool, addEnv []string) error {
 	if err := closeExtraFDs(keepFDs); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 	}
+	if err := setRlimits(p.Rlimits); err != nil {
+		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
+	}
 	if err := isolate(&spec, u); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 	}
@@ -174,6 +243,39 @@ func exec(app string, args []string, inherit bool, addEnv []string) error {
 		code = abi.ExitNotFound // e.g. a missing interpreter or loader
 	}
 	return fail(code, "app %s: cannot execute %s: %v", app, args[0], err)
+}
+
+// devLinks adds the links of a Linux /dev that the app's minimal /dev lacks
+// (runc makes the same ones); one that is there is left alone.
+func devLinks() {
+	for name, target := range map[string]string{"/dev/fd": "/proc/self/fd", "/dev/stdin": "/proc/self/fd/0",
+		"/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2", "/dev/ptmx": "pts/ptmx"} {
+		_ = os.Symlink(target, name)
+	}
+}
+
+// rlimits maps the runtime spec's names to the kernel's resources.
+var rlimits = map[string]int{
+	"RLIMIT_AS": unix.RLIMIT_AS, "RLIMIT_CORE": unix.RLIMIT_CORE, "RLIMIT_CPU": unix.RLIMIT_CPU,
+	"RLIMIT_DATA": unix.RLIMIT_DATA, "RLIMIT_FSIZE": unix.RLIMIT_FSIZE, "RLIMIT_LOCKS": unix.RLIMIT_LOCKS,
+	"RLIMIT_MEMLOCK": unix.RLIMIT_MEMLOCK, "RLIMIT_MSGQUEUE": unix.RLIMIT_MSGQUEUE, "RLIMIT_NICE": unix.RLIMIT_NICE,
+	"RLIMIT_NOFILE": unix.RLIMIT_NOFILE, "RLIMIT_NPROC": unix.RLIMIT_NPROC, "RLIMIT_RSS": unix.RLIMIT_RSS,
+	"RLIMIT_RTPRIO": unix.RLIMIT_RTPRIO, "RLIMIT_RTTIME": unix.RLIMIT_RTTIME, "RLIMIT_SIGPENDING": unix.RLIMIT_SIGPENDING,
+	"RLIMIT_STACK": unix.RLIMIT_STACK,
+}
+
+// setRlimits applies the process's rlimits (runtime-spec process.rlimits).
+func setRlimits(rs []specs.POSIXRlimit) error {
+	for _, r := range rs {
+		res, ok := rlimits[r.Type]
+		if !ok {
+			return fmt.Errorf("rlimit %s: unknown; use one of the RLIMIT_* names of getrlimit(2)", r.Type)
+		}
+		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: r.Soft, Max: r.Hard}); err != nil {
+			return fmt.Errorf("rlimit %s=%d:%d: %w", r.Type, r.Soft, r.Hard, err)
+		}
+	}
+	return nil
 }
 
 func withoutEnv(env []string, key string) []string {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/stage1/units"
 )
 
 // Main is app-exec's command line: app-exec [--inherit] [--env=KEY=VALUE]...
@@ -21,8 +22,15 @@ func Main(args []string) error {
 	inherit := fs.Bool("inherit", false, "keep this process's stdio instead of asking stage1 for the app's")
 	var env envFlag
 	fs.Var(&env, "env", "KEY=VALUE added to the app's environment (repeatable)")
+	process := fs.String("process", "", "with --inherit: an OCI process (JSON) to run instead of the app's own (OCI exec)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *process != "" {
+		if !*inherit {
+			return fmt.Errorf("app-exec: --process needs --inherit")
+		}
+		return execProcess(fs.Arg(0), []byte(*process))
 	}
 	if fs.NArg() < 1 {
 		return fmt.Errorf("usage: app-exec [--inherit] APP [-- CMD...]")
@@ -56,7 +64,7 @@ func Exited(app string) error {
 		return err
 	}
 	done, code, apps, err := AllExited()
-	if err != nil || !done || apps == 1 {
+	if err != nil || !done || (apps == 1 && os.Getenv(units.EnvExitWithApp) != "1") {
 		return err
 	}
 	return osexec.Command("/usr/bin/systemctl", "--no-block", "exit", strconv.Itoa(code)).Run()

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -49,6 +50,18 @@ type Pod struct {
 	// directory is then given to the pod's root, so that its systemd can
 	// manage the subtree.
 	UserNS *specs.LinuxIDMapping
+	// OCI mode (interface v2). Namespaces, when set, replaces the default
+	// list: each entry with a Path is joined, the others created (a cgroup
+	// namespace is always created: the pod's systemd needs its subtree).
+	// Resources and Sysctl apply to the whole sandbox. ExtraFiles become the
+	// init's fd 3 on.
+	Namespaces []specs.LinuxNamespace
+	Resources  *specs.LinuxResources
+	Sysctl     map[string]string
+	ExtraFiles []*os.File
+	// Devices are made after the mounts, at their Path in the sandbox (an
+	// app's: under its root), with cgroup rules that allow them.
+	Devices []specs.LinuxDevice
 }
 
 // Spec is the OCI runtime spec of the pod's sandbox: new mount, PID, UTS, IPC
@@ -65,6 +78,20 @@ func Spec(p Pod) (*specs.Spec, error) {
 		{Type: specs.UTSNamespace}, {Type: specs.IPCNamespace}, {Type: specs.CgroupNamespace}}
 	if !p.HostNetwork {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: p.NetNSPath})
+	}
+	if p.Namespaces != nil {
+		ns = append([]specs.LinuxNamespace(nil), p.Namespaces...)
+		if !hasNamespace(ns, specs.CgroupNamespace) {
+			ns = append(ns, specs.LinuxNamespace{Type: specs.CgroupNamespace})
+		}
+	}
+	res := p.Resources
+	if res == nil {
+		res = &specs.LinuxResources{}
+	}
+	for _, d := range p.Devices {
+		major, minor := d.Major, d.Minor
+		res.Devices = append(res.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: "rwm"})
 	}
 	var ids []specs.LinuxIDMapping
 	if p.UserNS != nil {
@@ -88,12 +115,23 @@ func Spec(p Pod) (*specs.Spec, error) {
 			UIDMappings: ids,
 			GIDMappings: ids,
 			CgroupsPath: p.CgroupsPath,
-			Resources:   &specs.LinuxResources{},
+			Resources:   res,
+			Sysctl:      p.Sysctl,
+			Devices:     p.Devices,
 			MaskedPaths: []string{"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
 				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"},
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
 	}, nil
+}
+
+func hasNamespace(ns []specs.LinuxNamespace, t specs.LinuxNamespaceType) bool {
+	for _, n := range ns {
+		if n.Type == t {
+			return true
+		}
+	}
+	return false
 }
 
 // BaseMounts are the API filesystems of the pod's init (userns: the pod has
@@ -125,6 +163,10 @@ type App struct {
 	// the host can make); otherwise the sandbox mounts the overlay from
 	// Lowerdir, Upper and Work.
 	Mounted bool
+	// Bind, when set, is a directory bind-mounted at Root as the app's
+	// rootfs, in place (OCI mode: the bundle's rootfs), instead of the
+	// overlay.
+	Bind string
 }
 
 // AppMounts are the mounts that make an app's rootfs: the overlay of its
@@ -136,7 +178,10 @@ type App struct {
 // error.
 func AppMounts(stage1Rootfs string, a App) ([]specs.Mount, error) {
 	var ms []specs.Mount
-	if !a.Mounted {
+	switch {
+	case a.Bind != "":
+		ms = append(ms, specs.Mount{Destination: a.Root, Type: "bind", Source: a.Bind, Options: []string{"rbind"}})
+	case !a.Mounted:
 		ms = append(ms, specs.Mount{Destination: a.Root, Type: "overlay", Source: "overlay", Options: []string{
 			"lowerdir=" + a.Lowerdir, "upperdir=" + a.Upper, "workdir=" + a.Work}})
 	}
@@ -176,28 +221,11 @@ type Running struct {
 // runs. The pod dies with this process (SIGKILL as parent-death signal), so a
 // killed stage1 never leaves a pod behind.
 func Start(pod Pod) (*Running, error) {
-	spec, err := Spec(pod)
+	c, p, err := create(pod, true)
 	if err != nil {
 		return nil, err
 	}
-	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
-		CgroupName: pod.ID, Spec: spec, NoNewKeyring: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("pod sandbox config: %w", err)
-	}
-	config.ParentDeathSignal = int(syscall.SIGKILL)
-	c, err := libcontainer.Create(pod.StateRoot, pod.ID, config)
-	if err != nil {
-		return nil, fmt.Errorf("create pod sandbox: %w", err)
-	}
-	p := &libcontainer.Process{
-		Args: pod.Args, Env: pod.Env, Cwd: "/", Init: true,
-		Stdin: pod.Stdio[0], Stdout: pod.Stdio[1], Stderr: pod.Stdio[2],
-	}
-	// Start leaves the init waiting before its exec, with its cgroups made.
-	err = c.Start(p)
-	if err == nil && pod.UserNS != nil {
+	if pod.UserNS != nil {
 		err = delegateCgroup(c, int(pod.UserNS.HostID))
 	}
 	if err == nil {
@@ -208,6 +236,55 @@ func Start(pod Pod) (*Running, error) {
 		return nil, fmt.Errorf("start pod init: %w", err)
 	}
 	return &Running{c: c, p: p}, nil
+}
+
+// create makes the container and starts its init, which then waits before
+// its exec for someone to open ExecFIFO. dieWithUs sets SIGKILL as the
+// init's parent-death signal.
+func create(pod Pod, dieWithUs bool) (*libcontainer.Container, *libcontainer.Process, error) {
+	spec, err := Spec(pod)
+	if err != nil {
+		return nil, nil, err
+	}
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName: pod.ID, Spec: spec, NoNewKeyring: true,
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("pod sandbox config: %w", err)
+	}
+	if dieWithUs {
+		config.ParentDeathSignal = int(syscall.SIGKILL)
+	}
+	c, err := libcontainer.Create(pod.StateRoot, pod.ID, config)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create pod sandbox: %w", err)
+	}
+	p := &libcontainer.Process{
+		Args: pod.Args, Env: pod.Env, Cwd: "/", Init: true,
+		Stdin: pod.Stdio[0], Stdout: pod.Stdio[1], Stderr: pod.Stdio[2],
+		ExtraFiles: pod.ExtraFiles,
+	}
+	// Start leaves the init waiting before its exec, with its cgroups made.
+	if err := c.Start(p); err != nil {
+		_ = c.Destroy()
+		return nil, nil, fmt.Errorf("start pod init: %w", err)
+	}
+	return c, p, nil
+}
+
+// ExecFIFO is the FIFO a created init (Create) waits on, in the container's
+// state directory: opening it for reading lets the init exec.
+func ExecFIFO(stateRoot, id string) string { return filepath.Join(stateRoot, id, "exec.fifo") }
+
+// Create makes the container and starts its init, which waits before its
+// exec until ExecFIFO is opened (runc's create; OCI mode). The init outlives
+// this process: no parent-death signal. It returns the init's host pid.
+func Create(pod Pod) (int, error) {
+	_, p, err := create(pod, false)
+	if err != nil {
+		return 0, err
+	}
+	return p.Pid()
 }
 
 // delegateCgroup gives the pod's cgroup2 directory to the pod's root (host
@@ -271,6 +348,24 @@ func Destroy(stateRoot, id string) error {
 // path relative to the pod's cgroup; see libcontainer's SubCgroupPaths)
 // before it runs.
 func Exec(stateRoot, id string, argv []string, subCgroups map[string]string) (int, error) {
+	return ExecWith(stateRoot, id, argv, ExecOpts{SubCgroups: subCgroups})
+}
+
+// ExecOpts are ExecWith's options.
+type ExecOpts struct {
+	SubCgroups map[string]string // as for Exec
+	// ConsoleSocket, when set, receives the master of a pty made in the pod,
+	// which is then the process's stdio (OCI exec --tty).
+	ConsoleSocket *os.File
+	// Detach returns once the process runs, without waiting for it; PidFile
+	// then receives its host pid (it is this process's child until we exit,
+	// then the subreaper's).
+	Detach  bool
+	PidFile string
+}
+
+// ExecWith is Exec with options; with Detach the code is 0.
+func ExecWith(stateRoot, id string, argv []string, o ExecOpts) (int, error) {
 	c, err := libcontainer.Load(stateRoot, id)
 	if err != nil {
 		return 0, fmt.Errorf("load pod sandbox: %w", err)
@@ -278,10 +373,25 @@ func Exec(stateRoot, id string, argv []string, subCgroups map[string]string) (in
 	p := &libcontainer.Process{
 		Args: argv, Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, Cwd: "/",
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-		SubCgroupPaths: subCgroups,
+		SubCgroupPaths: o.SubCgroups, ConsoleSocket: o.ConsoleSocket,
 	}
 	if err := c.Run(p); err != nil {
 		return 0, fmt.Errorf("exec in pod: %w", err)
+	}
+	if o.PidFile != "" {
+		pid, _ := p.Pid()
+		tmp := o.PidFile + ".tmp"
+		err := os.WriteFile(tmp, []byte(fmt.Sprint(pid)), 0o644)
+		if err == nil {
+			err = os.Rename(tmp, o.PidFile)
+		}
+		if err != nil {
+			_ = p.Signal(unix.SIGKILL)
+			return 0, fmt.Errorf("write pid file: %w", err)
+		}
+	}
+	if o.Detach {
+		return 0, nil
 	}
 	st, err := p.Wait()
 	if st == nil {

@@ -42,7 +42,16 @@ type Options struct {
 	Apps []App
 	// StopTimeout is how long an app gets between SIGTERM and SIGKILL.
 	StopTimeout time.Duration
+	// ExitWithApp (OCI mode, one app) ends the pod's systemd with the app's
+	// own exit status, 128+N for signal N: app-exited calls `systemctl exit
+	// CODE` (EnvExitWithApp tells it to) instead of a Success/FailureAction,
+	// which would turn a death by signal into 255.
+	ExitWithApp bool
 }
+
+// EnvExitWithApp, set to "1" in an app's unit, tells app-exited to end the
+// pod with the app's exit status (Options.ExitWithApp).
+const EnvExitWithApp = "SKIFF_EXIT_WITH_APP"
 
 // ServiceName is the unit that runs app.
 func ServiceName(app string) string { return "skiff-app-" + app + ".service" }
@@ -90,18 +99,25 @@ func service(a App, o Options) string {
 	// One app: its end is the pod's end. Several: a failure stops the others
 	// cleanly (exit.target pulls in shutdown.target, which the apps conflict
 	// with); success ends the pod with the last app (see app-exited).
-	action := "exit-force"
-	success := "SuccessAction=" + action + "\n"
-	if len(o.Apps) > 1 {
-		action, success = "exit", ""
+	actions := ""
+	switch {
+	case o.ExitWithApp:
+		actions = "\n"
+	case len(o.Apps) > 1:
+		actions = "FailureAction=exit\n"
+	default:
+		actions = "SuccessAction=exit-force\nFailureAction=exit-force\n"
+	}
+	env := ""
+	if o.ExitWithApp {
+		env = "Environment=" + EnvExitWithApp + "=1\n"
 	}
 	return fmt.Sprintf(`[Unit]
 Description=skiff app %[1]s
 DefaultDependencies=no
 Conflicts=shutdown.target
 Before=shutdown.target
-%[4]sFailureAction=%[3]s
-
+%[3]s
 [Service]
 Type=simple
 ExecStart=%[5]s %[1]s
@@ -111,7 +127,7 @@ StandardOutput=null
 StandardError=null
 TimeoutStopSec=%[2]dms
 Restart=no
-%[7]s`, a.Name, timeout.Milliseconds(), action, success, AppExecPath, AppExitedPath, limits(a))
+%[4]s%[7]s`, a.Name, timeout.Milliseconds(), actions, env, AppExecPath, AppExitedPath, limits(a))
 }
 
 func limits(a App) string {

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -14,7 +15,13 @@ import (
 // does not reach the init it forks.
 func podInitMain(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: pod-init CMD...")
+		return fmt.Errorf("usage: pod-init [--oci=N[:console]] CMD...")
+	}
+	if fds, ok := strings.CutPrefix(args[0], "--oci="); ok {
+		if len(args) < 2 {
+			return fmt.Errorf("usage: pod-init [--oci=N[:console]] CMD...")
+		}
+		return podInitOCI(fds, args[1:])
 	}
 	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
 		return fmt.Errorf("pod-init: set parent-death signal: %w", err)

@@ -29,7 +29,9 @@ var commands = map[string]func(args []string) error{
 		}
 		return appexec.Exited(args[0])
 	},
-	"pod-init": podInitMain,
+	"pod-init":              podInitMain,
+	abi.EntrypointOCICreate: ociCreateMain,
+	"oci-stdio":             ociStdioMain,
 }
 
 func main() {

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -61,7 +63,7 @@ func gcMain(args []string) error {
 		errDestroy = container.Destroy(abs(s1State), containerID(args[0]))
 	}
 	errNet := podnet.TeardownDir(".")
-	return errors.Join(errDestroy, errNet, removeUsersRootfs(args[0]))
+	return errors.Join(errDestroy, errNet, removeUsersRootfs(args[0]), removeOCICgroup())
 }
 
 // enterMain: enter --pid=P --app=NAME -- CMD... Runs CMD inside the app, in the
@@ -71,6 +73,10 @@ func enterMain(args []string) error {
 	fs := flag.NewFlagSet("enter", flag.ContinueOnError)
 	fs.Int("pid", 0, "the pod's pid (from the pid file)")
 	app := fs.String("app", "", "the app to enter")
+	process := fs.String("process", "", "v2: a file holding an OCI process (JSON) to run instead of CMD")
+	detach := fs.Bool("detach", false, "v2: return once the process runs")
+	pidFile := fs.String("pid-file", "", "v2: write the process's host pid there")
+	consoleSocket := fs.String("console-socket", "", "v2: send the master of the process's pty there")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -91,7 +97,33 @@ func enterMain(args []string) error {
 	// app-exec then joins the app's cgroup2 group, gives itself the app's
 	// OOM score and root, and isolates itself as the app.
 	cmd := append([]string{"/usr/lib/skiff/app-exec", "--inherit", *app, "--"}, fs.Args()...)
-	code, err := container.Exec(abs(s1State), containerID(m.UUID), cmd, enterCgroups(*app, &spec))
+	o := container.ExecOpts{SubCgroups: enterCgroups(*app, &spec), Detach: *detach, PidFile: *pidFile}
+	if *process != "" {
+		raw, err := os.ReadFile(*process) // the host caller's file, never the pod's
+		if err != nil {
+			return fmt.Errorf("--process: %w", err)
+		}
+		var p specs.Process
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return fmt.Errorf("--process %s: not an OCI process: %w", *process, err)
+		}
+		compact, _ := json.Marshal(p)
+		cmd = []string{"/usr/lib/skiff/app-exec", "--inherit", "--process=" + string(compact), *app}
+		if p.Terminal {
+			if *consoleSocket == "" {
+				return fmt.Errorf("--process %s asks for a terminal: pass --console-socket", *process)
+			}
+			c, err := net.Dial("unix", *consoleSocket)
+			if err != nil {
+				return fmt.Errorf("console socket %s: %w", *consoleSocket, err)
+			}
+			defer c.Close()
+			if o.ConsoleSocket, err = c.(*net.UnixConn).File(); err != nil {
+				return err
+			}
+		}
+	}
+	code, err := container.ExecWith(abs(s1State), containerID(m.UUID), cmd, o)
 	if err != nil {
 		return err
 	}

@@ -90,8 +90,10 @@ type runningPod struct {
 	hand   *handover
 	// unregister undoes the registration with systemd-machined.
 	unregister func()
-	stopping   bool
-	mu         sync.Mutex
+	// exitWithApp: OCI mode, the pod's systemd exits with the app's status.
+	exitWithApp bool
+	stopping    bool
+	mu          sync.Mutex
 }
 
 func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
@@ -171,7 +173,7 @@ func (r *runningPod) writeUnits() error {
 		apps = append(apps, units.AppFromSpec(a.Name, &s))
 	}
 	saveStopTimeout(r.o.StopTimeout)
-	if err := units.Write(s1Upper, units.Options{Apps: apps, StopTimeout: r.o.StopTimeout}); err != nil {
+	if err := units.Write(s1Upper, units.Options{Apps: apps, StopTimeout: r.o.StopTimeout, ExitWithApp: r.exitWithApp}); err != nil {
 		return err
 	}
 	return r.users.ownPodDirs(r.m)

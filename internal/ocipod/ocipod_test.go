@@ -1,0 +1,78 @@
+package ocipod
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestCheckID(t *testing.T) {
+	for _, id := range []string{"a", "abc-123_x+y.z", strings.Repeat("x", 1024)} {
+		if err := checkID(id); err != nil {
+			t.Errorf("%q: %v", id, err)
+		}
+	}
+	for _, id := range []string{"", ".", "..", ".hidden", "a/b", "a b", "../x", strings.Repeat("x", 1025)} {
+		if err := checkID(id); !errors.Is(err, ErrBadID) {
+			t.Errorf("%q: %v, want ErrBadID", id, err)
+		}
+	}
+}
+
+// Bad bundles are refused with an error that names the bundle and the fix.
+func TestReadBundleRefusesBadBundles(t *testing.T) {
+	good := `{"ociVersion":"1.0.2","process":{"args":["/bin/true"],"cwd":"/"},"root":{"path":"rootfs"},"linux":{}}`
+	for _, c := range []struct {
+		name, config string
+		rootfs       bool
+		want         string
+	}{
+		{"missing", "", true, "no such file"},
+		{"malformed", "{", true, "not a runtime spec"},
+		{"old", strings.Replace(good, "1.0.2", "0.9.0", 1), true, "want 1.x"},
+		{"noprocess", `{"ociVersion":"1.0.2","root":{"path":"rootfs"},"linux":{}}`, true, "no process.args"},
+		{"noroot", `{"ociVersion":"1.0.2","process":{"args":["x"]},"linux":{}}`, true, "no root.path"},
+		{"norootfs", good, false, "is not a directory"},
+		{"nolinux", `{"ociVersion":"1.0.2","process":{"args":["x"]},"root":{"path":"rootfs"}}`, true, "no linux section"},
+	} {
+		dir := filepath.Join(t.TempDir(), c.name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if c.config != "" {
+			if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(c.config), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if c.rootfs {
+			if err := os.Mkdir(filepath.Join(dir, "rootfs"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		_, _, err := readBundle(dir)
+		if !errors.Is(err, ErrBadBundle) || !strings.Contains(err.Error(), dir) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v; want ErrBadBundle naming %s and %q", c.name, err, dir, c.want)
+		}
+	}
+	dir := t.TempDir()
+	_ = os.WriteFile(filepath.Join(dir, "config.json"), []byte(good), 0o644)
+	_ = os.Mkdir(filepath.Join(dir, "rootfs"), 0o755)
+	if _, spec, err := readBundle(dir); err != nil || spec.Process.Args[0] != "/bin/true" {
+		t.Errorf("good bundle: %v", err)
+	}
+}
+
+func TestListAndLoadOfMissing(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "nothing")
+	if ids, err := List(root); err != nil || len(ids) != 0 {
+		t.Errorf("List of a missing root: %v, %v", ids, err)
+	}
+	if _, err := Load(root, "x"); !errors.Is(err, ErrNotExist) {
+		t.Errorf("Load of a missing container: %v, want ErrNotExist", err)
+	}
+	if _, err := Load(root, "../etc"); !errors.Is(err, ErrNotExist) {
+		t.Errorf("Load of a bad id: %v, want ErrNotExist", err)
+	}
+}

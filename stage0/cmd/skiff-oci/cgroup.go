@@ -1,0 +1,381 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/spf13/cobra"
+)
+
+// The container's cgroups are found from its init's /proc/PID/cgroup: on
+// cgroup v1 the pod's cgroup in each hierarchy (systemd inside the pod
+// manages only its cgroup2 subtree), on cgroup2 the parent of the init's
+// init.scope. pause/resume, ps and update work on them directly, as runc
+// does; the stage1 is not involved.
+
+const cgroupRoot = "/sys/fs/cgroup"
+
+// cgroupPaths maps a v1 controller (and "" for cgroup2) to the host
+// directory of pid's cgroup.
+func cgroupPaths(pid int) (map[string]string, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		parts := strings.SplitN(sc.Text(), ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if parts[1] == "" {
+			base := cgroupRoot
+			if _, err := os.Stat(filepath.Join(cgroupRoot, "unified", "cgroup.controllers")); err == nil {
+				base = filepath.Join(cgroupRoot, "unified")
+			}
+			p := parts[2]
+			if filepath.Base(p) == "init.scope" {
+				p = filepath.Dir(p)
+			}
+			out[""] = filepath.Join(base, p)
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			for _, d := range []string{parts[1], c} {
+				dir := filepath.Join(cgroupRoot, d, parts[2])
+				if _, err := os.Stat(dir); err == nil {
+					out[c] = dir
+					break
+				}
+			}
+		}
+	}
+	return out, sc.Err()
+}
+
+func readTrim(p string) string {
+	b, _ := os.ReadFile(p)
+	return strings.TrimSpace(string(b))
+}
+
+// frozen tells whether pid's cgroup is frozen (or freezing).
+func frozen(pid int) bool {
+	paths, err := cgroupPaths(pid)
+	if err != nil {
+		return false
+	}
+	if d, ok := paths["freezer"]; ok {
+		s := readTrim(filepath.Join(d, "freezer.state"))
+		return s == "FROZEN" || s == "FREEZING"
+	}
+	if d, ok := paths[""]; ok {
+		return readTrim(filepath.Join(d, "cgroup.freeze")) == "1"
+	}
+	return false
+}
+
+// freeze freezes (or thaws) pid's cgroup and waits until it is done.
+func freeze(pid int, on bool) error {
+	paths, err := cgroupPaths(pid)
+	if err != nil {
+		return err
+	}
+	file, val, done := "", "", func() bool { return true }
+	if d, ok := paths["freezer"]; ok {
+		file, val = filepath.Join(d, "freezer.state"), "THAWED"
+		if on {
+			val = "FROZEN"
+		}
+		done = func() bool { return readTrim(file) == val }
+	} else if d, ok := paths[""]; ok {
+		file, val = filepath.Join(d, "cgroup.freeze"), "0"
+		if on {
+			val = "1"
+		}
+		want := "frozen " + val
+		done = func() bool { return strings.Contains(readTrim(filepath.Join(d, "cgroup.events")), want) }
+	} else {
+		return fmt.Errorf("no freezer cgroup for pid %d (neither the v1 freezer nor cgroup2)", pid)
+	}
+	for i := 0; ; i++ {
+		if err := os.WriteFile(file, []byte(val), 0); err != nil {
+			return fmt.Errorf("%s: %w", file, err)
+		}
+		if done() {
+			return nil
+		}
+		if i == 1000 {
+			return fmt.Errorf("%s: still not %s after 10 s", file, val)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func thaw(pid int) { freeze(pid, false) }
+
+func newPauseCmd(g *globals, pause bool) *cobra.Command {
+	use, short := "pause ID", "Freeze every process of a container (cgroup freezer)"
+	if !pause {
+		use, short = "resume ID", "Thaw a paused container"
+	}
+	return &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  exactArgs(1, "the container's id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, l, err := g.open(args[0])
+			if err != nil {
+				return err
+			}
+			defer l.unlock()
+			st, err := status(c)
+			if err != nil {
+				return wrapC(args[0], err)
+			}
+			switch {
+			case pause && st.Status != specs.StateRunning:
+				return fmt.Errorf("container %s: %w (%s)", args[0], errNotRunning, st.Status)
+			case !pause && st.Status != statePaused:
+				return fmt.Errorf("container %s: container not paused (%s)", args[0], st.Status)
+			}
+			if err := freeze(st.Pid, pause); err != nil {
+				return wrapC(args[0], err)
+			}
+			return nil
+		},
+	}
+}
+
+// containerPids lists every process in the container's cgroup (recursively).
+func containerPids(pid int) ([]int, error) {
+	paths, err := cgroupPaths(pid)
+	if err != nil {
+		return nil, err
+	}
+	dir, ok := paths[""]
+	if !ok {
+		if dir, ok = paths["freezer"]; !ok {
+			if dir, ok = paths["pids"]; !ok {
+				return nil, fmt.Errorf("no cgroup found for pid %d", pid)
+			}
+		}
+	}
+	var pids []int
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		for _, l := range strings.Fields(readTrim(filepath.Join(p, "cgroup.procs"))) {
+			if n, err := strconv.Atoi(l); err == nil {
+				pids = append(pids, n)
+			}
+		}
+		return nil
+	})
+	return pids, nil
+}
+
+func newPsCmd(g *globals) *cobra.Command {
+	var format string
+	c := &cobra.Command{
+		Use:   "ps [--format table|json] ID [PS_ARGS...]",
+		Short: "List a container's processes (json: their pids; table: ps -ef's lines)",
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) < 1 {
+				return fmt.Errorf("%s: expects the container's id; see '%s --help'", cmd.CommandPath(), cmd.CommandPath())
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if format != "table" && format != "json" {
+				return fmt.Errorf("--format %q: unknown format; use table or json", format)
+			}
+			c, l, err := g.open(args[0])
+			if err != nil {
+				return err
+			}
+			st, err := status(c)
+			l.unlock()
+			if err != nil {
+				return wrapC(args[0], err)
+			}
+			if st.Status == specs.StateStopped || st.Pid <= 0 {
+				return fmt.Errorf("container %s: %w", args[0], errNotRunning)
+			}
+			pids, err := containerPids(st.Pid)
+			if err != nil {
+				return wrapC(args[0], err)
+			}
+			if format == "json" {
+				if pids == nil {
+					pids = []int{}
+				}
+				return json.NewEncoder(cmd.OutOrStdout()).Encode(pids)
+			}
+			return psTable(cmd.OutOrStdout(), pids, args[1:])
+		},
+	}
+	c.Flags().SetInterspersed(false)
+	c.Flags().StringVarP(&format, "format", "f", "table", "table or json")
+	return c
+}
+
+// psTable prints ps's header and its lines for pids, as runc does.
+func psTable(w io.Writer, pids []int, psArgs []string) error {
+	if len(psArgs) == 0 {
+		psArgs = []string{"-ef"}
+	}
+	out, err := exec.Command("ps", psArgs...).Output()
+	if err != nil {
+		return fmt.Errorf("ps %s: %w", strings.Join(psArgs, " "), err)
+	}
+	lines := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	col := -1
+	for i, f := range strings.Fields(lines[0]) {
+		if f == "PID" {
+			col = i
+		}
+	}
+	if col < 0 {
+		return fmt.Errorf("ps %s: no PID column in its output", strings.Join(psArgs, " "))
+	}
+	in := map[int]bool{}
+	for _, p := range pids {
+		in[p] = true
+	}
+	fmt.Fprintln(w, lines[0])
+	for _, l := range lines[1:] {
+		f := strings.Fields(l)
+		if len(f) > col {
+			if n, err := strconv.Atoi(f[col]); err == nil && in[n] {
+				fmt.Fprintln(w, l)
+			}
+		}
+	}
+	return nil
+}
+
+func newUpdateCmd(g *globals) *cobra.Command {
+	var resources string
+	c := &cobra.Command{
+		Use:   "update --resources FILE|- ID",
+		Short: "Change a running container's cgroup limits (linux.resources JSON)",
+		Args:  exactArgs(1, "the container's id"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if resources == "" {
+				return fmt.Errorf("update: give the new limits with --resources FILE (or - for stdin)")
+			}
+			var b []byte
+			var err error
+			if resources == "-" {
+				b, err = io.ReadAll(cmd.InOrStdin())
+			} else {
+				b, err = os.ReadFile(resources)
+			}
+			if err != nil {
+				return fmt.Errorf("--resources %s: %w", resources, err)
+			}
+			var r specs.LinuxResources
+			if err := json.Unmarshal(b, &r); err != nil {
+				return fmt.Errorf("--resources %s: not linux.resources JSON: %v", resources, err)
+			}
+			c, l, err := g.open(args[0])
+			if err != nil {
+				return err
+			}
+			defer l.unlock()
+			st, err := status(c)
+			if err != nil {
+				return wrapC(args[0], err)
+			}
+			if st.Status == specs.StateStopped || st.Pid <= 0 {
+				return fmt.Errorf("container %s: %w", args[0], errNotRunning)
+			}
+			paths, err := cgroupPaths(st.Pid)
+			if err != nil {
+				return wrapC(args[0], err)
+			}
+			if err := applyResources(paths, &r); err != nil {
+				return wrapC(args[0], err)
+			}
+			return nil
+		},
+	}
+	c.Flags().StringVarP(&resources, "resources", "r", "", "file with linux.resources JSON, or - for stdin")
+	return c
+}
+
+// applyResources writes the limits that are set in r (memory, cpu, cpuset,
+// pids) to the v1 hierarchies, or to cgroup2 where there is no v1 one.
+func applyResources(paths map[string]string, r *specs.LinuxResources) error {
+	type w struct{ ctrl, v1, v2, val string }
+	var ws []w
+	i64 := func(v int64) string { return strconv.FormatInt(v, 10) }
+	max := func(v int64) string {
+		if v < 0 {
+			return "max"
+		}
+		return i64(v)
+	}
+	if m := r.Memory; m != nil {
+		if m.Limit != nil {
+			ws = append(ws, w{"memory", "memory.limit_in_bytes", "memory.max", max(*m.Limit)})
+		}
+		if m.Reservation != nil {
+			ws = append(ws, w{"memory", "memory.soft_limit_in_bytes", "memory.low", max(*m.Reservation)})
+		}
+		if m.Swap != nil {
+			ws = append(ws, w{"memory", "memory.memsw.limit_in_bytes", "memory.swap.max", max(*m.Swap)})
+		}
+	}
+	if cp := r.CPU; cp != nil {
+		if cp.Shares != nil && *cp.Shares > 0 {
+			weight := 1 + ((*cp.Shares-2)*9999)/262142
+			ws = append(ws, w{"cpu", "cpu.shares", "cpu.weight", strconv.FormatUint(*cp.Shares, 10)})
+			ws[len(ws)-1].v2 = "cpu.weight=" + strconv.FormatUint(weight, 10)
+		}
+		if cp.Period != nil && *cp.Period > 0 {
+			ws = append(ws, w{"cpu", "cpu.cfs_period_us", "", strconv.FormatUint(*cp.Period, 10)})
+		}
+		if cp.Quota != nil && *cp.Quota != 0 {
+			ws = append(ws, w{"cpu", "cpu.cfs_quota_us", "", i64(*cp.Quota)})
+		}
+		if cp.Cpus != "" {
+			ws = append(ws, w{"cpuset", "cpuset.cpus", "cpuset.cpus", cp.Cpus})
+		}
+		if cp.Mems != "" {
+			ws = append(ws, w{"cpuset", "cpuset.mems", "cpuset.mems", cp.Mems})
+		}
+	}
+	if p := r.Pids; p != nil && p.Limit != nil {
+		ws = append(ws, w{"pids", "pids.max", "pids.max", max(*p.Limit)})
+	}
+	for _, x := range ws {
+		file, val := "", x.val
+		if d, ok := paths[x.ctrl]; ok {
+			file = filepath.Join(d, x.v1)
+		} else if d, ok := paths[""]; ok && x.v2 != "" {
+			file = filepath.Join(d, x.v2)
+			if name, v, ok := strings.Cut(x.v2, "="); ok {
+				file, val = filepath.Join(d, name), v
+			}
+		} else {
+			return fmt.Errorf("no %s cgroup to apply %s to", x.ctrl, x.v1)
+		}
+		if err := os.WriteFile(file, []byte(val), 0); err != nil {
+			return fmt.Errorf("%s = %s: %w", file, val, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,68 @@
+package abi
+
+// OCI mode: "run an OCI bundle as a pod of one app" (issue #14), interface
+// version 2; the default flavor implements it (the kvm flavor does not yet).
+// A stage1 opts in by declaring AnnotationOCIRun in its image manifest; a
+// stage1 that does not declare it cannot run a bundle, and skiff-oci
+// (internal/ocipod) refuses it before creating anything (it never half-runs
+// a container).
+//
+// In OCI mode the pod directory is the container's state directory under the
+// runtime's --root (ROOT/ID/), pod.json holds one app whose rootfs is the
+// bundle's rootfs (Rootfs.Layers is that one directory, used in place, no
+// overlay, no image store), apps/NAME/config.json is the bundle's config.json
+// as given, and there is no CNI and no logs/pod.log: the caller's stdio
+// reaches the app. stage1 honours namespaces to create and to join by path,
+// cgroupsPath, resources, mounts, rlimits, sysctls, masked and read-only
+// paths, seccomp, capabilities, user and groups, noNewPrivileges,
+// oomScoreAdj and terminal; it refuses a user namespace and a bundle without
+// new pid and mount namespaces (systemd is the init); linux.devices are made
+// in the app's minimal /dev. Hooks are the
+// front end's (they run on the host, from the bundle, never from the pod
+// directory).
+
+// AnnotationOCIRun, in a stage1 image's manifest, is the path (in its rootfs)
+// of the oci-create entrypoint; its presence declares that the stage1 can run
+// an OCI bundle. Since v2.
+const AnnotationOCIRun = "dev.skiff.stage1.oci-create"
+
+// EntrypointOCICreate is the key of the oci-create entrypoint in Entrypoints.
+// Argv: ENTRYPOINT [--console-socket=PATH] [--systemd-cgroup] [--debug]
+// [--preserve-fds=N] ID, run with the pod directory as working directory and
+// the app's stdio (and fds 3 to 3+N-1 for it) as its own. It sets the
+// container up (namespaces, cgroup, mounts) with systemd to be the
+// container's init, writes PIDFile (the init's host pid; the init is in the
+// container's namespaces and oci-create's child, never double-forked away,
+// so when oci-create exits it goes to the caller's subreaper, as runc's
+// init does), makes OCIStartFIFO and writes OCICreatedFile, and returns. The
+// init waits until OCIStartFIFO is opened for reading, then execs systemd,
+// which starts the app's unit. systemd exits with the app's status (128+N
+// for signal N). A front end stops the app with SIGTERM/SIGINT to the app's
+// main process (never to systemd, which re-executes itself on SIGTERM), or
+// SIGRTMIN+3 (halt) to the init while the app is not running; SIGKILL to the
+// init ends the container's pid namespace. Since v2.
+const EntrypointOCICreate = "oci-create"
+
+// Files of OCI mode in the pod directory. Since v2.
+const (
+	OCIBundleFile  = "bundle"     // absolute path of the bundle, as given to create
+	OCIStartFIFO   = "start.fifo" // opened by start: the init starts the app
+	OCICreatedFile = "created"    // empty marker: create finished; the init waits for start
+)
+
+// AnnotationOCIStage1, in a bundle's config.json annotations, selects the
+// stage1 by name (as --stage1-name does: "kvm" selects stage1-kvm). Since
+// v2.
+const AnnotationOCIStage1 = "dev.skiff.oci.stage1"
+
+// The enter entrypoint's flags added for OCI exec (v2): --process=FILE (an
+// OCI process, JSON, read by enter on the host; run instead of CMD, with the
+// app's isolation and at most its capabilities), --detach (return once the
+// process runs), --pid-file=PATH (its host pid), --console-socket=PATH (with
+// process.terminal: the pty master goes there). Since v2.
+const (
+	EnterFlagProcess       = "process"
+	EnterFlagDetach        = "detach"
+	EnterFlagPidFile       = "pid-file"
+	EnterFlagConsoleSocket = "console-socket"
+)

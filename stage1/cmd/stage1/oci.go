@@ -1,0 +1,490 @@
+package main
+
+// OCI mode (interface v2, stage1/README.md "OCI mode"): oci-create sets up a
+// bundle's container with systemd as its init and returns, leaving the init
+// waiting for start; no process of stage1 stays on the host. The pieces are
+// run's: the units, the stage1 rootfs overlay, the sandbox of package
+// container, app-exec. What differs: the bundle's namespaces (created or
+// joined by path), cgroup path, resources and sysctls make the sandbox; the
+// app's rootfs is the bundle's, bind-mounted in place; and the caller's stdio
+// (or a pty sent over --console-socket) reaches the app through a keeper
+// process inside the pod (oci-stdio), which pod-init starts before it execs
+// systemd and which serves app-exec's hand-over once.
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/internal/overlay"
+	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/stage1/appexec"
+	"github.com/skiff-project/skiff/stage1/container"
+	"github.com/skiff-project/skiff/stage1/podfs"
+	"github.com/skiff-project/skiff/stage1/stdio"
+	"github.com/skiff-project/skiff/stage1/units"
+)
+
+// ociOpts are oci-create's flags.
+type ociOpts struct {
+	consoleSocket string
+	systemdCgroup bool
+	preserveFDs   int
+	id            string
+}
+
+func parseOCICreate(args []string) (ociOpts, runOpts, error) {
+	var o ociOpts
+	var ro runOpts
+	fs := flag.NewFlagSet("oci-create", flag.ContinueOnError)
+	fs.StringVar(&o.consoleSocket, "console-socket", "", "unix socket that receives the pty master")
+	fs.BoolVar(&o.systemdCgroup, "systemd-cgroup", false, "cgroupsPath is slice:prefix:name")
+	fs.BoolVar(&ro.Debug, "debug", false, "say what happens")
+	fs.IntVar(&o.preserveFDs, "preserve-fds", 0, "pass fds 3 to 3+N-1 to the app")
+	if err := fs.Parse(args); err != nil {
+		return o, ro, err
+	}
+	if fs.NArg() != 1 || o.preserveFDs < 0 || o.preserveFDs > stdio.MaxExtra {
+		return o, ro, fmt.Errorf("usage: oci-create [--console-socket=PATH] [--systemd-cgroup] [--debug] [--preserve-fds=N] ID")
+	}
+	o.id = fs.Arg(0)
+	ro.UUID, ro.Start = o.id, time.Now()
+	var err error
+	ro.PodDir, err = os.Getwd()
+	return o, ro, err
+}
+
+// ociCreateMain: oci-create [flags] ID, in the pod directory.
+func ociCreateMain(args []string) error {
+	o, ro, err := parseOCICreate(args)
+	if err != nil {
+		return err
+	}
+	runtime.LockOSThread()
+	var m abi.PodManifest
+	if err := abi.ReadJSON(abi.PodManifestFile, &m); err != nil {
+		return fmt.Errorf("container %s: %w", o.id, err)
+	}
+	if err := ociCreate(o, ro, &m); err != nil {
+		return fmt.Errorf("container %s: %w", o.id, err)
+	}
+	return nil
+}
+
+func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
+	if len(m.Apps) != 1 {
+		return fmt.Errorf("an OCI pod has one app, pod.json lists %d", len(m.Apps))
+	}
+	app := m.Apps[0]
+	r := &runningPod{o: ro, m: m, specs: map[string]*specs.Spec{}, gone: make(chan struct{}), exitWithApp: true}
+	if err := r.writeUnits(); err != nil {
+		return err
+	}
+	spec := r.specs[app.Name]
+	if err := checkOCISpec(spec, o); err != nil {
+		return err
+	}
+	r.cgroup = ociCgroupPath(spec.Linux.CgroupsPath, o.id, o.systemdCgroup)
+	// gc removes it by name when a crash left it without libcontainer state.
+	if err := os.WriteFile(s1OCICgroup, []byte(r.cgroup), 0o644); err != nil {
+		return err
+	}
+	rootfs := filepath.Join(ro.PodDir, s1Rootfs)
+	if err := overlay.Mount(m.Stage1.Rootfs.Layers, s1Upper, s1Work, rootfs); err != nil {
+		return fmt.Errorf("mount stage1 rootfs: %w", err)
+	}
+	// The sandbox keeps its own copy of the mount; the host's goes now.
+	defer unix.Unmount(rootfs, unix.MNT_DETACH)
+	sb, err := r.ociSandbox(rootfs, app, spec, o)
+	if err != nil {
+		return err
+	}
+	if o.consoleSocket != "" && spec.Process.Terminal {
+		// The keeper makes the pty inside the pod and sends its master (see
+		// ociStdioMain); libcontainer's own console would be the pod's
+		// /dev/console, which systemd takes over and hangs up.
+		c, err := net.Dial("unix", o.consoleSocket)
+		if err != nil {
+			return fmt.Errorf("console socket %s: %w", o.consoleSocket, err)
+		}
+		defer c.Close()
+		f, err := c.(*net.UnixConn).File()
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		sb.ExtraFiles = append(sb.ExtraFiles, f)
+		sb.Args[2] += ":console"
+	}
+	pid, err := container.Create(sb)
+	if err != nil {
+		return err
+	}
+	ro.Debugf("sandbox created, init pid %d, cgroup %s", pid, r.cgroup)
+	// start opens start.fifo: a second name of libcontainer's exec FIFO.
+	if err == nil {
+		err = os.Link(container.ExecFIFO(abs(s1State), containerID(o.id)), abi.OCIStartFIFO)
+	}
+	if err == nil {
+		err = os.WriteFile(abi.PIDFile, []byte(strconv.Itoa(pid)+"\n"), 0o644)
+	}
+	if err == nil {
+		err = os.WriteFile(abi.OCICreatedFile, nil, 0o644)
+	}
+	if err != nil {
+		_ = unix.Kill(pid, unix.SIGKILL)
+		return err
+	}
+	return nil
+}
+
+// checkOCISpec refuses what this flavor cannot honour rather than run it
+// differently.
+func checkOCISpec(spec *specs.Spec, o ociOpts) error {
+	if spec.Linux == nil || spec.Process == nil {
+		return errors.New("config.json needs linux and process sections")
+	}
+	var pidNS, mntNS bool
+	for _, n := range spec.Linux.Namespaces {
+		switch n.Type {
+		case specs.PIDNamespace:
+			pidNS = n.Path == ""
+		case specs.MountNamespace:
+			mntNS = n.Path == ""
+		case specs.UserNamespace:
+			return errors.New("linux.namespaces asks for a user namespace, which the default stage1's OCI mode does not support yet; drop it")
+		}
+	}
+	if !pidNS || !mntNS {
+		return errors.New("systemd is the container's init: it needs a new pid and mount namespace (linux.namespaces)")
+	}
+	if spec.Process.Terminal && o.consoleSocket == "" {
+		return errors.New("process.terminal is set: pass --console-socket")
+	}
+	return nil
+}
+
+// ociCgroupPath is the container's cgroup: cgroupsPath as given (cgroupfs),
+// or with --systemd-cgroup slice:prefix:name as systemd would place it
+// (SLICE-PATH/PREFIX-NAME.scope); /skiff-oci/ID when none is given.
+func ociCgroupPath(cgroupsPath, id string, systemdCgroup bool) string {
+	if !systemdCgroup {
+		if cgroupsPath == "" {
+			return "/skiff-oci/" + id
+		}
+		return path.Join("/", cgroupsPath)
+	}
+	parts := strings.SplitN(cgroupsPath, ":", 3)
+	if len(parts) != 3 {
+		return path.Join("/system.slice", "skiff-oci-"+id+".scope")
+	}
+	slice, prefix, name := parts[0], parts[1], parts[2]
+	if slice == "" {
+		slice = "system.slice"
+	}
+	dir := "/"
+	if slice != "-.slice" {
+		// a-b.slice lives in a.slice/a-b.slice (systemd.slice(5)).
+		base := strings.TrimSuffix(slice, ".slice")
+		elems := strings.Split(base, "-")
+		for i := range elems {
+			dir = path.Join(dir, strings.Join(elems[:i+1], "-")+".slice")
+		}
+	}
+	unit := name
+	if !strings.HasSuffix(name, ".slice") {
+		if prefix != "" {
+			unit = prefix + "-" + name
+		}
+		unit += ".scope"
+	}
+	return path.Join(dir, unit)
+}
+
+// ociSandbox describes the container's init for package container.
+func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o ociOpts) (container.Pod, error) {
+	mounts := []specs.Mount{
+		{Destination: appexec.AppsDir, Type: "bind", Source: abs(abi.AppsDir), Options: []string{"rbind"}},
+		{Destination: appexec.RunDir, Type: "bind", Source: abs(s1Run), Options: []string{"rbind"}},
+	}
+	if len(a.Rootfs.Layers) != 1 {
+		return container.Pod{}, errors.New("pod.json: the app's rootfs must be the bundle's one directory")
+	}
+	bundle, _ := os.ReadFile(abi.OCIBundleFile)
+	app := container.App{App: podfs.FromSpec(appexec.AppRoot(a.Name), r.o.PodDir, &specs.Spec{Root: spec.Root, Linux: spec.Linux}),
+		Bind: a.Rootfs.Layers[0]}
+	app.Layers = []string{a.Rootfs.Layers[0]}
+	app.Mounts = ociMounts(spec.Mounts, strings.TrimSpace(string(bundle)))
+	mounts = append(mounts, container.AppMounts(rootfs, app)...)
+	var res *specs.LinuxResources
+	if spec.Linux.Resources != nil {
+		c := *spec.Linux.Resources
+		c.Devices = nil // the sandbox's device rules are stage1's (systemd needs its own)
+		res = &c
+	}
+	hostname := ""
+	for _, n := range spec.Linux.Namespaces {
+		if n.Type == specs.UTSNamespace && n.Path == "" {
+			hostname = spec.Hostname
+		}
+	}
+	var devices []specs.LinuxDevice
+	for _, d := range spec.Linux.Devices {
+		if !filepath.IsAbs(d.Path) || strings.Contains(d.Path, "..") {
+			return container.Pod{}, fmt.Errorf("linux.devices: path %q must be absolute, without '..'", d.Path)
+		}
+		d.Path = filepath.Join(appexec.AppRoot(a.Name), d.Path)
+		devices = append(devices, d)
+	}
+	var extra []*os.File
+	for i := 0; i < o.preserveFDs; i++ {
+		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
+	}
+	env := []string{"container=skiff", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	logTarget := "null"
+	if r.o.Debug {
+		logTarget = "console"
+	}
+	return container.Pod{
+		ID:          containerID(r.m.UUID),
+		StateRoot:   abs(s1State),
+		Rootfs:      rootfs,
+		Hostname:    hostname,
+		CgroupsPath: r.cgroup,
+		Mounts:      mounts,
+		Namespaces:  spec.Linux.Namespaces,
+		Resources:   res,
+		Sysctl:      spec.Linux.Sysctl,
+		ExtraFiles:  extra,
+		Devices:     devices,
+		Args: []string{"/usr/lib/skiff/stage1", "pod-init", "--oci=" + strconv.Itoa(o.preserveFDs),
+			"/usr/lib/systemd/systemd", "--unit=" + units.Target, "--log-target=" + logTarget, "--show-status=0"},
+		Env:   env,
+		Stdio: [3]*os.File{os.Stdin, os.Stdout, os.Stderr},
+	}, nil
+}
+
+// ociMounts are the bundle's mounts less those every app already gets from
+// podfs (/proc, /sys, /dev and its devpts and shm); a relative bind source
+// is relative to the bundle (runtime-spec config.md).
+func ociMounts(ms []specs.Mount, bundle string) []specs.Mount {
+	skip := map[string]bool{"/proc": true, "/sys": true, "/sys/fs/cgroup": true, "/dev": true, "/dev/pts": true, "/dev/shm": true}
+	var out []specs.Mount
+	for _, m := range ms {
+		if skip[path.Clean(m.Destination)] {
+			continue
+		}
+		bind := m.Type == "bind"
+		for _, opt := range m.Options {
+			bind = bind || opt == "bind" || opt == "rbind"
+		}
+		if bind && !filepath.IsAbs(m.Source) {
+			m.Source = filepath.Join(bundle, m.Source)
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// parseOCIFDs reads N[:console]: N preserved descriptors from fd 3 on, then
+// (console is 1) the console socket.
+func parseOCIFDs(s string) (n, console int, err error) {
+	num, rest, _ := strings.Cut(s, ":")
+	n, err = strconv.Atoi(num)
+	if err != nil || n < 0 || (rest != "" && rest != "console") {
+		return 0, 0, fmt.Errorf("want N or N:console, not %q", s)
+	}
+	if rest == "console" {
+		console = 1
+	}
+	return n, console, nil
+}
+
+// podInitOCI is pod-init --oci=N[:console] CMD...: the container's first
+// process in OCI mode. It starts the stdio keeper with its own stdio, the N
+// preserved descriptors (fd 3 on) and the console socket, waits until the keeper listens, points
+// its own stdio at /dev/null and execs CMD (systemd). No parent-death
+// signal: the container outlives oci-create.
+func podInitOCI(spec string, args []string) error {
+	n, console, err := parseOCIFDs(spec)
+	if err != nil {
+		return err
+	}
+	ready, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	keeper := exec.Command("/usr/lib/skiff/stage1", "oci-stdio", spec)
+	keeper.Stdin, keeper.Stdout, keeper.Stderr = os.Stdin, os.Stdout, os.Stderr
+	for i := 0; i < n+console; i++ {
+		keeper.ExtraFiles = append(keeper.ExtraFiles, os.NewFile(uintptr(3+i), "preserved"))
+	}
+	keeper.ExtraFiles = append(keeper.ExtraFiles, w)
+	if err := keeper.Start(); err != nil {
+		return fmt.Errorf("pod-init: start the stdio keeper: %w", err)
+	}
+	w.Close()
+	buf := make([]byte, 1)
+	if n, _ := ready.Read(buf); n != 1 {
+		return errors.New("pod-init: the stdio keeper failed")
+	}
+	ready.Close()
+	null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	for fd := 0; fd < 3; fd++ {
+		if err := unix.Dup3(int(null.Fd()), fd, 0); err != nil {
+			return err
+		}
+	}
+	for i := 0; i < n+console; i++ {
+		unix.CloseOnExec(3 + i)
+	}
+	return syscall.Exec(args[0], args, os.Environ())
+}
+
+// ociStdioMain is oci-stdio N[:console]: the keeper. It holds the caller's
+// stdio and N preserved descriptors (fd 3 on), serves app-exec's hand-over
+// of them once, and exits. With a console socket (fd 3+N) it makes a pty in
+// the pod, sends the master there (runc's protocol: SCM_RIGHTS) and hands
+// the app the slave as stdin, stdout and stderr. The next fd is a pipe on
+// which it says that it listens.
+func ociStdioMain(args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: oci-stdio N[:console]")
+	}
+	n, console, err := parseOCIFDs(args[0])
+	if err != nil {
+		return err
+	}
+	var extra []*os.File
+	for i := 0; i < n; i++ {
+		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
+	}
+	ready := os.NewFile(uintptr(3+n+console), "ready")
+	in, out, errf := os.Stdin, os.Stdout, os.Stderr
+	if console == 1 {
+		sock := os.NewFile(uintptr(3+n), "console socket")
+		slave, err := sendPty(sock)
+		sock.Close()
+		if err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+		in, out, errf = slave, slave, slave
+	}
+	done := make(chan struct{})
+	var once sync.Once
+	srv, err := stdio.Listen(appexec.StdioSocket,
+		func(app string, pid int) (stdio.Files, error) {
+			f := stdio.Files{Stdin: in, Stdout: out, Stderr: errf, Extra: extra}
+			if len(extra) > 0 && os.Getenv("LISTEN_FDS") != "" {
+				f.Env = []string{"LISTEN_FDS=" + strconv.Itoa(n)}
+			}
+			return f, nil
+		},
+		func(app string, pid int) { once.Do(func() { close(done) }) })
+	if err != nil {
+		return err
+	}
+	_, _ = ready.Write([]byte{1})
+	ready.Close()
+	<-done
+	return srv.Close()
+}
+
+// sendPty makes a pty on the pod's devpts, sends its master over sock and
+// returns the slave.
+func sendPty(sock *os.File) (*os.File, error) {
+	master, err := os.OpenFile("/dev/pts/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer master.Close()
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		return nil, fmt.Errorf("unlock pty: %w", err)
+	}
+	ptn, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		return nil, fmt.Errorf("pty number: %w", err)
+	}
+	slave, err := os.OpenFile("/dev/pts/"+strconv.Itoa(ptn), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Sendmsg(int(sock.Fd()), []byte(master.Name()), unix.UnixRights(int(master.Fd())), nil, 0); err != nil {
+		slave.Close()
+		return nil, fmt.Errorf("send the pty master: %w", err)
+	}
+	return slave, nil
+}
+
+// s1OCICgroup names the container's cgroup (written before libcontainer makes
+// it), for gc.
+const s1OCICgroup = abi.Stage1Dir + "/oci-cgroup"
+
+// removeOCICgroup kills what is left in an OCI container's cgroup and
+// removes it in every hierarchy: libcontainer's state, which Destroy uses,
+// is saved only once the init runs, so a create killed before leaves the
+// cgroup to this.
+func removeOCICgroup() error {
+	b, err := os.ReadFile(s1OCICgroup)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cg := path.Clean(strings.TrimSpace(string(b)))
+	if !path.IsAbs(cg) || cg == "/" {
+		return fmt.Errorf("%s holds %q, not a cgroup path", s1OCICgroup, cg)
+	}
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + cg)
+	if _, err := os.Stat("/sys/fs/cgroup" + cg + "/cgroup.procs"); err == nil {
+		dirs = append(dirs, "/sys/fs/cgroup"+cg)
+	}
+	var errs []error
+	for _, d := range dirs {
+		for deadline := time.Now().Add(5 * time.Second); killCgroup(d) && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		errs = append(errs, cgroups.RemovePath(d))
+	}
+	return errors.Join(errs...)
+}
+
+// killCgroup SIGKILLs every process in the cgroup dir and below; it reports
+// whether there were any.
+func killCgroup(dir string) bool {
+	any := false
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return nil
+		}
+		b, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				_ = unix.Kill(pid, unix.SIGKILL)
+				any = true
+			}
+		}
+		return nil
+	})
+	return any
+}

@@ -1,0 +1,515 @@
+//go:build functional
+
+package tests
+
+// skiff-oci, runc's command line (issue #14), driven as podman, containerd's
+// shim and runtime-tools drive it. The runtime under test is
+// SKIFF_OCI_RUNTIME if set (point it at runc to check the expected codes
+// against runc's), else skiff-oci beside SKIFF_BIN.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+type ociEnv struct {
+	t      *testing.T
+	bin    string
+	root   string // --root
+	dir    string // bundles, logs
+	cgroup string // cgroupsPath parent of this test's containers
+	isRunc bool
+}
+
+func newOCIEnv(t *testing.T) *ociEnv {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("functional tests need root")
+	}
+	need(t, "umoci", "tar")
+	bin := os.Getenv("SKIFF_OCI_RUNTIME")
+	if bin == "" {
+		if os.Getenv("SKIFF_BIN") == "" || os.Getenv("SKIFF_TEST_IMAGES") == "" {
+			t.Skip("SKIFF_BIN and SKIFF_TEST_IMAGES are not set; run the functional tests with `make test`")
+		}
+		bin = filepath.Join(filepath.Dir(os.Getenv("SKIFF_BIN")), "skiff-oci")
+	}
+	if _, err := os.Stat(bin); err != nil {
+		t.Skipf("no OCI runtime at %s (make all builds bin/skiff-oci)", bin)
+	}
+	d := t.TempDir()
+	o := &ociEnv{t: t, bin: bin, root: filepath.Join(d, "root"), dir: d,
+		cgroup: fmt.Sprintf("skiff-oci-test-%d", time.Now().UnixNano()), isRunc: filepath.Base(bin) != "skiff-oci"}
+	t.Cleanup(o.cleanup)
+	return o
+}
+
+// cleanup kills and deletes whatever a failed test left, then removes the
+// cgroup parents (runc leaves them; so may a failure).
+func (o *ociEnv) cleanup() {
+	if ids, err := os.ReadDir(o.root); err == nil {
+		for _, e := range ids {
+			if e.IsDir() && !strings.HasPrefix(e.Name(), ".") {
+				exec.Command(o.bin, "--root", o.root, "delete", "--force", e.Name()).Run()
+			}
+		}
+	}
+	for _, m := range mountsUnder(o.dir) {
+		syscall.Unmount(m, syscall.MNT_DETACH)
+	}
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + o.cgroup)
+	if _, err := os.Stat("/sys/fs/cgroup/" + o.cgroup); err == nil {
+		dirs = append(dirs, "/sys/fs/cgroup/"+o.cgroup)
+	}
+	for _, d := range dirs {
+		leaves, _ := filepath.Glob(d + "/*")
+		for _, l := range leaves {
+			os.Remove(l) // only empty cgroup directories go
+		}
+		os.Remove(d)
+	}
+}
+
+// bundle unpacks the busybox test image into a bundle whose process is
+// argv, without a terminal, in the cgroup o.cgroup/ID (set at create).
+func (o *ociEnv) bundle(name string, argv ...string) string {
+	o.t.Helper()
+	images := os.Getenv("SKIFF_TEST_IMAGES")
+	if images == "" {
+		o.t.Skip("SKIFF_TEST_IMAGES is not set")
+	}
+	b := filepath.Join(o.dir, name)
+	sh(o.t, o.dir, fmt.Sprintf("mkdir -p L-%s && tar -xf %s/busybox.oci.tar -C L-%s && umoci unpack --image L-%s:latest %s >/dev/null && rm -rf L-%s",
+		name, images, name, name, b, name))
+	o.editConfig(b, func(c map[string]any) {
+		p := c["process"].(map[string]any)
+		p["args"] = argv
+		p["terminal"] = false
+	})
+	return b
+}
+
+func (o *ociEnv) editConfig(bundle string, edit func(map[string]any)) {
+	o.t.Helper()
+	path := filepath.Join(bundle, "config.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(b, &c); err != nil {
+		o.t.Fatal(err)
+	}
+	edit(c)
+	if b, err = json.Marshal(c); err != nil {
+		o.t.Fatal(err)
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		o.t.Fatal(err)
+	}
+}
+
+// forID puts the container's cgroup at o.cgroup/ID.
+func (o *ociEnv) forID(bundle, id string) {
+	o.editConfig(bundle, func(c map[string]any) {
+		c["linux"].(map[string]any)["cgroupsPath"] = "/" + o.cgroup + "/" + id
+	})
+}
+
+// rt runs the runtime with --root; its stdio are files (a container init
+// that inherits them must not keep the test waiting on a pipe).
+func (o *ociEnv) rt(args ...string) result {
+	o.t.Helper()
+	out, err := os.CreateTemp(o.dir, "out")
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	errf, err := os.CreateTemp(o.dir, "err")
+	if err != nil {
+		o.t.Fatal(err)
+	}
+	defer out.Close()
+	defer errf.Close()
+	c := exec.Command(o.bin, append([]string{"--root", o.root}, args...)...)
+	c.Stdout, c.Stderr = out, errf
+	err = c.Run()
+	r := result{}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		o.t.Fatalf("%s %q: %v", o.bin, args, err)
+	}
+	bo, _ := os.ReadFile(out.Name())
+	be, _ := os.ReadFile(errf.Name())
+	r.stdout, r.stderr = string(bo), string(be)
+	return r
+}
+
+func (o *ociEnv) ok(args ...string) result {
+	o.t.Helper()
+	r := o.rt(args...)
+	if r.code != 0 {
+		o.t.Fatalf("%q: exit %d\nstdout: %s\nstderr: %s", args, r.code, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// fails checks that the runtime exits 1 (runc's code for every error) with
+// an error that contains want (when skiff-oci: on one line).
+func (o *ociEnv) fails(want string, args ...string) {
+	o.t.Helper()
+	r := o.rt(args...)
+	if r.code != 1 || !strings.Contains(r.stderr, want) {
+		o.t.Fatalf("%q: exit %d, stderr %q; want exit 1 and %q", args, r.code, r.stderr, want)
+	}
+	if !o.isRunc && strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		o.t.Errorf("%q: error of more than one line: %q", args, r.stderr)
+	}
+}
+
+type rtState struct {
+	ID, Status, Bundle string
+	Pid                int
+}
+
+func (o *ociEnv) state(id string) rtState {
+	o.t.Helper()
+	var s rtState
+	r := o.ok("state", id)
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil {
+		o.t.Fatalf("state %s: %v: %q", id, err, r.stdout)
+	}
+	return s
+}
+
+func (o *ociEnv) waitStatus(id, want string) {
+	o.t.Helper()
+	waitFor(o.t, 60*time.Second, id+" "+want, func() bool { return o.state(id).Status == want })
+}
+
+// nothingLeft checks that container id left no trace: no state directory
+// (nor skiff-oci's lock file), no mount under --root or the bundles, no
+// cgroup, no process.
+func (o *ociEnv) nothingLeft(id string, pids ...int) {
+	o.t.Helper()
+	if _, err := os.Stat(filepath.Join(o.root, id)); !os.IsNotExist(err) {
+		o.t.Errorf("%s: state directory left under --root (%v)", id, err)
+	}
+	if !o.isRunc {
+		for _, f := range []string{".locks/" + id + ".lock", ".hooks/" + id + ".json"} {
+			if _, err := os.Stat(filepath.Join(o.root, f)); !os.IsNotExist(err) {
+				o.t.Errorf("%s: %s left under --root", id, f)
+			}
+		}
+	}
+	if ms := mountsUnder(o.dir); len(ms) != 0 {
+		o.t.Errorf("%s: mounts left: %v", id, ms)
+	}
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + o.cgroup + "/" + id)
+	if len(dirs) != 0 {
+		o.t.Errorf("%s: cgroups left: %v", id, dirs)
+	}
+	for _, pid := range pids {
+		if pid > 0 && syscall.Kill(pid, 0) == nil {
+			if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !bytes.Contains(b, []byte(") Z ")) {
+				o.t.Errorf("%s: process %d still runs", id, pid)
+			}
+		}
+	}
+}
+
+// Bad input: runc's exit code (1) and wording, one clear error, nothing left.
+func TestOCIBadInput(t *testing.T) {
+	o := newOCIEnv(t)
+	// Unknown ids.
+	o.fails("does not exist", "state", "nope")
+	o.fails("does not exist", "start", "nope")
+	o.fails("does not exist", "kill", "nope", "KILL")
+	o.fails("does not exist", "delete", "nope")
+	o.ok("delete", "--force", "nope")
+	// A missing bundle, a bundle without config.json, a malformed one.
+	o.fails("no such file or directory", "create", "--bundle", filepath.Join(o.dir, "missing"), "b1")
+	o.nothingLeft("b1")
+	empty := filepath.Join(o.dir, "empty")
+	os.Mkdir(empty, 0o755)
+	o.fails("config.json", "create", "--bundle", empty, "b2")
+	o.nothingLeft("b2")
+	bad := o.bundle("bad", "/bin/true")
+	os.WriteFile(filepath.Join(bad, "config.json"), []byte(`{"ociVersion": "1.0.2", "process": `), 0o644)
+	r := o.rt("create", "--bundle", bad, "b3")
+	if r.code != 1 || r.stderr == "" {
+		t.Errorf("create with a malformed config.json: exit %d, %q", r.code, r.stderr)
+	}
+	o.nothingLeft("b3")
+	o.fails("does not exist", "state", "b3")
+
+	if !o.isRunc { // a stage1 flavor that is not there: said so, nothing made
+		ns := o.bundle("ns", "/bin/true")
+		o.editConfig(ns, func(c map[string]any) {
+			c["annotations"] = map[string]any{"dev.skiff.oci.stage1": "nosuch"}
+		})
+		o.fails("nosuch", "create", "--bundle", ns, "b4")
+		o.nothingLeft("b4")
+	}
+
+	// Second create of one id, start twice, delete of a running container.
+	b := o.bundle("b", "/bin/sleep", "1000")
+	o.forID(b, "c1")
+	o.ok("create", "--bundle", b, "c1")
+	pid := o.state("c1").Pid
+	o.fails("exists", "create", "--bundle", b, "c1")
+	if s := o.state("c1"); s.Status != "created" || s.Pid != pid {
+		t.Errorf("the failed second create changed c1: %+v (pid was %d)", s, pid)
+	}
+	o.ok("start", "c1")
+	o.waitStatus("c1", "running")
+	o.fails("cannot start an already running container", "start", "c1")
+	o.fails("is not stopped", "delete", "c1")
+	if s := o.state("c1"); s.Status != "running" {
+		t.Errorf("after a refused delete, c1 is %s", s.Status)
+	}
+	o.ok("delete", "--force", "c1")
+	o.fails("does not exist", "state", "c1")
+	o.nothingLeft("c1", pid)
+}
+
+// The lifecycle runtime-tools and the shims drive: create (init waits, its
+// pid in --pid-file), start, state, kill (SIGTERM: a clean stop), delete;
+// run gives the app's exit status.
+func TestOCILifecycle(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sh", "-c", "echo started > /tmp/started; trap 'exit 0' TERM; sleep 1000 & wait")
+	o.forID(b, "l1")
+	// The runtime namespace's hooks get the state on stdin.
+	hook := func(name string) map[string]any {
+		return map[string]any{"path": "/bin/sh", "args": []string{"sh", "-c", "cat > " + filepath.Join(o.dir, name+".hook")}}
+	}
+	o.editConfig(b, func(c map[string]any) {
+		c["hooks"] = map[string]any{"prestart": []any{hook("prestart")}, "createRuntime": []any{hook("createRuntime")},
+			"poststart": []any{hook("poststart")}, "poststop": []any{hook("poststop")}}
+	})
+	hookRan := func(name string) {
+		t.Helper()
+		var st rtState
+		raw, err := os.ReadFile(filepath.Join(o.dir, name+".hook"))
+		if err == nil {
+			err = json.Unmarshal(raw, &st)
+		}
+		if err != nil || st.ID != "l1" || st.Bundle != b {
+			t.Errorf("%s hook: state %q on stdin (%v)", name, raw, err)
+		}
+	}
+	pidFile := filepath.Join(o.dir, "l1.pid")
+	o.ok("create", "--bundle", b, "--pid-file", pidFile, "l1")
+	s := o.state("l1")
+	raw, err := os.ReadFile(pidFile)
+	if err != nil || strconv.Itoa(s.Pid) != strings.TrimSpace(string(raw)) || s.Status != "created" || s.ID != "l1" || s.Bundle != b {
+		t.Fatalf("after create: state %+v, pid file %q (%v)", s, raw, err)
+	}
+	if _, err := os.Stat(filepath.Join(b, "rootfs/tmp/started")); err == nil {
+		t.Fatal("the app ran before start")
+	}
+	hookRan("prestart")
+	hookRan("createRuntime")
+	// The pid is in the container's namespaces (containerd opens its ns).
+	for _, ns := range []string{"pid", "mnt", "net"} {
+		mine, _ := os.Readlink("/proc/self/ns/" + ns)
+		its, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", s.Pid, ns))
+		if err != nil || its == mine {
+			t.Errorf("init %d's %s namespace is %q (%v), the host's is %q", s.Pid, ns, its, err, mine)
+		}
+	}
+	o.ok("start", "l1")
+	hookRan("poststart")
+	o.waitStatus("l1", "running")
+	waitFor(t, 60*time.Second, "the app to run", func() bool {
+		_, err := os.Stat(filepath.Join(b, "rootfs/tmp/started"))
+		return err == nil
+	})
+	if l := o.ok("list", "-q").stdout; l != "l1\n" {
+		t.Errorf("list -q: %q", l)
+	}
+	o.ok("kill", "l1", "TERM")
+	o.waitStatus("l1", "stopped")
+	o.fails("container not running", "kill", "l1", "KILL")
+	o.ok("delete", "l1")
+	hookRan("poststop")
+	o.nothingLeft("l1", s.Pid)
+
+	// run: the app's exit status, its output on the caller's stdout.
+	b2 := o.bundle("b2", "/bin/sh", "-c", "echo hello from the app; exit 3")
+	o.forID(b2, "r1")
+	r := o.rt("run", "--bundle", b2, "r1")
+	if r.code != 3 || !strings.Contains(r.stdout, "hello from the app") {
+		t.Errorf("run: exit %d, stdout %q, stderr %q; want 3 and the app's line", r.code, r.stdout, r.stderr)
+	}
+	o.nothingLeft("r1")
+}
+
+// kill -9 of the runtime during create (as soon as its state directory
+// exists, and once the stage1 works in it), then delete --force: nothing
+// left, and the id is free again.
+func TestOCIKilledCreateThenDeleteForce(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sleep", "1000")
+	for _, at := range []string{"", "stage1"} {
+		id := "k1" + at
+		o.forID(b, id)
+		c := exec.Command(o.bin, "--root", o.root, "create", "--bundle", b, id)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { c.Wait(); close(done) }()
+		waitFor(t, 60*time.Second, "create to reach "+filepath.Join(id, at), func() bool {
+			select {
+			case <-done:
+				return true
+			default:
+			}
+			_, err := os.Stat(filepath.Join(o.root, id, at))
+			return err == nil
+		})
+		c.Process.Signal(syscall.SIGKILL)
+		<-done
+		var pid int
+		if raw, err := os.ReadFile(filepath.Join(o.root, id, "pid")); err == nil {
+			pid, _ = strconv.Atoi(strings.TrimSpace(string(raw)))
+		}
+		o.ok("delete", "--force", id)
+		o.nothingLeft(id, pid)
+		o.fails("does not exist", "state", id)
+		// The id is free again.
+		o.ok("create", "--bundle", b, id)
+		o.ok("delete", "--force", id)
+		o.nothingLeft(id)
+	}
+}
+
+// kill -9 of delete --force once it has killed the init (while the stage1's
+// gc runs), then delete --force again: nothing left.
+func TestOCIKilledDeleteThenDeleteForce(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sleep", "1000")
+	o.forID(b, "d1")
+	o.ok("create", "--bundle", b, "d1")
+	o.ok("start", "d1")
+	o.waitStatus("d1", "running")
+	pid := o.state("d1").Pid
+	c := exec.Command(o.bin, "--root", o.root, "delete", "--force", "d1")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { c.Wait(); close(done) }()
+	waitFor(t, 60*time.Second, "delete to kill the init", func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+		}
+		return syscall.Kill(pid, 0) != nil
+	})
+	c.Process.Signal(syscall.SIGKILL)
+	<-done
+	r := o.rt("delete", "--force", "d1")
+	if r.code != 0 {
+		t.Errorf("delete --force after a killed delete: exit %d, %q", r.code, r.stderr)
+	}
+	o.nothingLeft("d1", pid)
+}
+
+// pause/resume (the freezer), ps, update --resources on a running container.
+func TestOCIPauseResumePsUpdate(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sleep", "1000")
+	o.forID(b, "p1")
+	o.ok("create", "--bundle", b, "p1")
+	o.ok("start", "p1")
+	o.waitStatus("p1", "running")
+	pid := o.state("p1").Pid
+	// running is start's effect; the app's process comes a moment later.
+	waitFor(t, 60*time.Second, "the app in ps", func() bool { return strings.Contains(o.ok("ps", "p1").stdout, "sleep 1000") })
+	var pids []int
+	if err := json.Unmarshal([]byte(o.ok("ps", "--format", "json", "p1").stdout), &pids); err != nil || len(pids) == 0 {
+		t.Errorf("ps --format json: %v %v", pids, err)
+	}
+	found := false
+	for _, p := range pids {
+		found = found || p == pid
+	}
+	if !found {
+		t.Errorf("ps --format json %v lacks the init %d", pids, pid)
+	}
+	if out := o.ok("ps", "p1").stdout; !strings.Contains(out, "PID") || !strings.Contains(out, "sleep 1000") {
+		t.Errorf("ps: %q", out)
+	}
+	o.ok("pause", "p1")
+	if s := o.state("p1"); s.Status != "paused" {
+		t.Errorf("after pause: %s", s.Status)
+	}
+	o.ok("resume", "p1")
+	if s := o.state("p1"); s.Status != "running" {
+		t.Errorf("after resume: %s", s.Status)
+	}
+	res := filepath.Join(o.dir, "res.json")
+	os.WriteFile(res, []byte(`{"pids": {"limit": 77}, "memory": {"limit": 67108864}}`), 0o644)
+	o.ok("update", "--resources", res, "p1")
+	for file, want := range map[string]string{"pids/" + o.cgroup + "/p1/pids.max": "77",
+		"memory/" + o.cgroup + "/p1/memory.limit_in_bytes": "67108864"} {
+		if _, err := os.Stat("/sys/fs/cgroup/" + filepath.Dir(file)); err != nil {
+			continue // not a v1 hierarchy here
+		}
+		if got, err := os.ReadFile("/sys/fs/cgroup/" + file); err != nil || strings.TrimSpace(string(got)) != want {
+			t.Errorf("after update, %s = %q (%v); want %s", file, got, err, want)
+		}
+	}
+	o.ok("delete", "--force", "p1")
+	o.nothingLeft("p1", pid)
+}
+
+// Hooks run as root on the host: a pod that rewrites the config in its pod
+// directory (apps/ is writable from inside) gets no hook of its own run.
+func TestOCIHooksAreNotReadFromThePodDirectory(t *testing.T) {
+	o := newOCIEnv(t)
+	if o.isRunc {
+		t.Skip("skiff-oci's pod directory")
+	}
+	b := o.bundle("b", "/bin/sleep", "1000")
+	o.forID(b, "h1")
+	o.ok("create", "--bundle", b, "h1")
+	marker := filepath.Join(o.dir, "injected")
+	cfg := filepath.Join(o.root, "h1", "apps", "app", "config.json")
+	raw, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	evil := []any{map[string]any{"path": "/bin/sh", "args": []string{"sh", "-c", "touch " + marker}}}
+	c["hooks"] = map[string]any{"poststart": evil, "poststop": evil}
+	raw, _ = json.Marshal(c)
+	if err := os.WriteFile(cfg, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o.ok("start", "h1")
+	o.ok("delete", "--force", "h1")
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("a hook written into the pod directory ran on the host")
+	}
+	o.nothingLeft("h1")
+}
