@@ -231,7 +231,11 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 		Bind: a.Rootfs.Layers[0]}
 	app.Layers = []string{a.Rootfs.Layers[0]}
 	app.Mounts = ociMounts(spec.Mounts, strings.TrimSpace(string(bundle)))
-	mounts = append(mounts, container.AppMounts(rootfs, app)...)
+	appMounts, err := container.AppMounts(rootfs, app)
+	if err != nil {
+		return container.Pod{}, err
+	}
+	mounts = append(mounts, appMounts...)
 	var res *specs.LinuxResources
 	if spec.Linux.Resources != nil {
 		c := *spec.Linux.Resources
