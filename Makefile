@@ -37,7 +37,8 @@ conformance: all test-images
 # host from the stage1 image's layer and inside the pod alike.
 $(BUILD)/stage1: $(GO_SRC)
 	@mkdir -p $(BUILD)
-	CGO_ENABLED=1 $(GO) build $(GOFLAGS_STATIC) -ldflags "$(LDFLAGS_STAGE1)" -o $@ ./stage1/cmd/stage1 2>&1 | { grep -v 'statically linked applications requires at runtime' || true; }
+	CGO_ENABLED=1 $(GO) build $(GOFLAGS_STATIC) -ldflags "$(LDFLAGS_STAGE1)" -o $@ ./stage1/cmd/stage1 2>$@.log; \
+	  rc=$$?; grep -v 'statically linked applications requires at runtime' $@.log >&2; rm -f $@.log; exit $$rc
 
 $(BIN)/stage1-default.oci.tar: $(BUILD)/stage1 scripts/build-stage1 scripts/lib.sh
 	@mkdir -p $(BIN)
@@ -49,7 +50,8 @@ stage1-kvm: $(BIN)/stage1-kvm.oci.tar
 
 $(BUILD)/stage1-kvm: $(GO_SRC)
 	@mkdir -p $(BUILD)
-	CGO_ENABLED=1 $(GO) build $(GOFLAGS_STATIC) -ldflags "$(LDFLAGS_STAGE1)" -o $@ ./stage1-kvm/cmd/stage1-kvm 2>&1 | { grep -v 'statically linked applications requires at runtime' || true; }
+	CGO_ENABLED=1 $(GO) build $(GOFLAGS_STATIC) -ldflags "$(LDFLAGS_STAGE1)" -o $@ ./stage1-kvm/cmd/stage1-kvm 2>$@.log; \
+	  rc=$$?; grep -v 'statically linked applications requires at runtime' $@.log >&2; rm -f $@.log; exit $$rc
 
 $(BIN)/stage1-kvm.oci.tar: $(BUILD)/stage1-kvm scripts/build-stage1-kvm scripts/lib.sh
 	@mkdir -p $(BIN)
