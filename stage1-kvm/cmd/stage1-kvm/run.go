@@ -65,7 +65,10 @@ const kernelCmdline = "console=ttyS0 quiet loglevel=4 panic=-1 tsc_early_khz=200
 // the other CPU ran it. Cross-modifying code between two TCG vCPU threads
 // is where that goes wrong; one vCPU never has a second CPU running the code
 // being patched (nor SMP bring-up, IPIs or TSC sync to wait on). Emulated
-// CPUs gain little from a second one on a busy host anyway.
+// CPUs gain little from a second one on a busy host anyway. One vCPU is not
+// the whole story: a different hang was caught once in 191 one-vCPU boots
+// (the guest idle in HLT after its init asked for poweroff, as if a timer
+// wakeup never came); the boot bound and its retry cover what is left.
 const tcgCPUs = 1
 
 // recordPoll is how often run takes what the guest reports (records.go).
