@@ -42,6 +42,9 @@ func (ocipodBackend) Prepare(root, id, bundle string, o globalOpts) (container, 
 		}
 	}
 	name := ocipod.Stage1Name(spec)
+	if o.flavor != "" && (spec == nil || spec.Annotations[abi.AnnotationOCIStage1] == "") {
+		name = o.flavor // skiff-oci-FLAVOR
+	}
 	s1, err := ocipod.FindStage1(name, o.stage1Dir)
 	if errors.Is(err, stage1img.ErrNotFound) {
 		return nil, fmt.Errorf("stage1 %q (annotation %s): %w beside skiff-oci or in --stage1-dir %s; install it ('make install') or ask for another flavor",
