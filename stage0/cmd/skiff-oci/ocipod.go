@@ -85,7 +85,7 @@ func (c *pod) ExitCode() (int, bool)          { return c.p.ExitCode() }
 
 func (c *pod) Exec(p *specs.Process, o execOpts) (*os.Process, error) {
 	return c.p.Exec(p, ocipod.ExecOpts{ConsoleSocket: o.consoleSocket, PidFile: o.pidFile,
-		PreserveFDs: o.preserveFDs, Stdio: o.stdio, Debug: c.o.debug})
+		PreserveFDs: o.preserveFDs, Stdio: o.stdio, Detach: o.detach, Debug: c.o.debug})
 }
 
 func (c *pod) State() (*specs.State, error) {
