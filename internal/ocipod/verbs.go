@@ -464,7 +464,16 @@ func (p *Pod) exec(process *specs.Process, o ExecOpts) (*os.Process, error) {
 		return nil, fmt.Errorf("container %s: exec: %w", p.ID, err)
 	}
 	r.Close()
-	go func() { _, _ = w.Write(raw); w.Close() }()
+	// Written before returning: a caller that exits at once (detached)
+	// would take a writing goroutine with it. enter reads it first thing;
+	// if it died, the write fails with EPIPE.
+	_, err = w.Write(raw)
+	w.Close()
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("container %s: exec: hand the process spec to stage1 enter: %w", p.ID, err)
+	}
 	if !o.Detach {
 		return cmd.Process, nil
 	}
