@@ -390,7 +390,7 @@ func TestOCIPodJoinsNamespacesCgroupsPathSysctlsAndTerminal(t *testing.T) {
 	_, _ = x.Wait()
 	waitFor(t, 10*time.Second, "exec output", func() bool { return strings.TrimSpace(out.String()) == "12345" })
 
-	b := ociBundle(t, e, "/bin/sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo on-a-tty")
+	b := ociBundle(t, e, "/bin/sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo on-a-tty $(tty)")
 	setSpec(t, b, func(s *specs.Spec) {
 		s.Process.Terminal = true
 		for i, n := range s.Linux.Namespaces {
@@ -412,8 +412,8 @@ func TestOCIPodJoinsNamespacesCgroupsPathSysctlsAndTerminal(t *testing.T) {
 	if pidns, _ := os.Readlink("/proc/" + itoa(pidB) + "/ns/pid"); pidns == "" {
 		t.Error("member has no pid namespace")
 	}
-	if text := readPty(t, master); !strings.Contains(text, "on-a-tty") {
-		t.Errorf("terminal app printed %q, want on-a-tty", text)
+	if text := readPty(t, master); !strings.Contains(text, "on-a-tty /dev/pts/") {
+		t.Errorf("terminal app printed %q, want on-a-tty /dev/pts/N", text)
 	}
 
 	// exec with a terminal: its pty master comes over the console socket.

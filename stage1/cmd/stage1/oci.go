@@ -409,10 +409,15 @@ func ociStdioMain(args []string) error {
 	return srv.Close()
 }
 
-// sendPty makes a pty on the pod's devpts, sends its master over sock and
-// returns the slave.
+// sendPty makes a pty on the app's devpts (so that inside the app it is
+// /dev/pts/N), sends its master over sock and returns the slave.
 func sendPty(sock *os.File) (*os.File, error) {
-	master, err := os.OpenFile("/dev/pts/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	apps, err := os.ReadDir(appexec.AppsDir)
+	if err != nil || len(apps) != 1 {
+		return nil, fmt.Errorf("want one app in %s (%v)", appexec.AppsDir, err)
+	}
+	pts := filepath.Join(appexec.AppRoot(apps[0].Name()), "dev", "pts")
+	master, err := os.OpenFile(filepath.Join(pts, "ptmx"), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -424,11 +429,11 @@ func sendPty(sock *os.File) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pty number: %w", err)
 	}
-	slave, err := os.OpenFile("/dev/pts/"+strconv.Itoa(ptn), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	slave, err := os.OpenFile(filepath.Join(pts, strconv.Itoa(ptn)), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Sendmsg(int(sock.Fd()), []byte(master.Name()), unix.UnixRights(int(master.Fd())), nil, 0); err != nil {
+	if err := unix.Sendmsg(int(sock.Fd()), []byte("/dev/ptmx"), unix.UnixRights(int(master.Fd())), nil, 0); err != nil {
 		slave.Close()
 		return nil, fmt.Errorf("send the pty master: %w", err)
 	}
