@@ -59,7 +59,8 @@ const AnnotationOCIStage1 = "dev.skiff.oci.stage1"
 // OCI process, JSON, read by enter on the host; run instead of CMD, with the
 // app's isolation and at most its capabilities), --detach (return once the
 // process runs), --pid-file=PATH (its host pid), --console-socket=PATH (with
-// process.terminal: the pty master goes there). Since v2.
+// process.terminal: app-exec makes a pty on the app's devpts and sends the
+// master there). Since v2.
 const (
 	EnterFlagProcess       = "process"
 	EnterFlagDetach        = "detach"
