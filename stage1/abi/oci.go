@@ -67,3 +67,9 @@ const (
 	EnterFlagPidFile       = "pid-file"
 	EnterFlagConsoleSocket = "console-socket"
 )
+
+// EnvOCIListenFDs, in oci-create's environment, says how many of the
+// descriptors passed with --preserve-fds (the first ones) are
+// socket-activated: the app gets LISTEN_FDS for them (and LISTEN_PID, its
+// own pid), as runc passes its caller's LISTEN_FDS on. Since v2.
+const EnvOCIListenFDs = "SKIFF_OCI_LISTEN_FDS"
