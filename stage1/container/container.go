@@ -345,9 +345,8 @@ func Exec(stateRoot, id string, argv []string, subCgroups map[string]string) (in
 // ExecOpts are ExecWith's options.
 type ExecOpts struct {
 	SubCgroups map[string]string // as for Exec
-	// ConsoleSocket, when set, receives the master of a pty made in the pod,
-	// which is then the process's stdio (OCI exec --tty).
-	ConsoleSocket *os.File
+	// ExtraFiles become the process's fd 3 on.
+	ExtraFiles []*os.File
 	// Detach returns once the process runs, without waiting for it; PidFile
 	// then receives its host pid (it is this process's child until we exit,
 	// then the subreaper's).
@@ -364,7 +363,7 @@ func ExecWith(stateRoot, id string, argv []string, o ExecOpts) (int, error) {
 	p := &libcontainer.Process{
 		Args: argv, Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, Cwd: "/",
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-		SubCgroupPaths: o.SubCgroups, ConsoleSocket: o.ConsoleSocket,
+		SubCgroupPaths: o.SubCgroups, ExtraFiles: o.ExtraFiles,
 	}
 	if err := c.Run(p); err != nil {
 		return 0, fmt.Errorf("exec in pod: %w", err)

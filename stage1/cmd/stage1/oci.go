@@ -257,6 +257,9 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
 	}
 	env := []string{"container=skiff", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	if n := os.Getenv(envOCIListenFDs); n != "" {
+		env = append(env, envOCIListenFDs+"="+n) // for the keeper; pod-init drops it
+	}
 	logTarget := "null"
 	if r.o.Debug {
 		logTarget = "console"
@@ -340,6 +343,7 @@ func podInitOCI(spec string, args []string) error {
 		return fmt.Errorf("pod-init: start the stdio keeper: %w", err)
 	}
 	w.Close()
+	_ = os.Unsetenv(envOCIListenFDs) // never systemd's
 	buf := make([]byte, 1)
 	if n, _ := ready.Read(buf); n != 1 {
 		return errors.New("pod-init: the stdio keeper failed")
@@ -394,8 +398,8 @@ func ociStdioMain(args []string) error {
 	srv, err := stdio.Listen(appexec.StdioSocket,
 		func(app string, pid int) (stdio.Files, error) {
 			f := stdio.Files{Stdin: in, Stdout: out, Stderr: errf, Extra: extra}
-			if len(extra) > 0 && os.Getenv("LISTEN_FDS") != "" {
-				f.Env = []string{"LISTEN_FDS=" + strconv.Itoa(n)}
+			if l := os.Getenv(envOCIListenFDs); l != "" {
+				f.Env = []string{"LISTEN_FDS=" + l} // app-exec adds LISTEN_PID
 			}
 			return f, nil
 		},
@@ -409,10 +413,15 @@ func ociStdioMain(args []string) error {
 	return srv.Close()
 }
 
-// sendPty makes a pty on the pod's devpts, sends its master over sock and
-// returns the slave.
+// sendPty makes a pty on the app's devpts (so that inside the app it is
+// /dev/pts/N), sends its master over sock and returns the slave.
 func sendPty(sock *os.File) (*os.File, error) {
-	master, err := os.OpenFile("/dev/pts/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	apps, err := os.ReadDir(appexec.AppsDir)
+	if err != nil || len(apps) != 1 {
+		return nil, fmt.Errorf("want one app in %s (%v)", appexec.AppsDir, err)
+	}
+	pts := filepath.Join(appexec.AppRoot(apps[0].Name()), "dev", "pts")
+	master, err := os.OpenFile(filepath.Join(pts, "ptmx"), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -424,16 +433,20 @@ func sendPty(sock *os.File) (*os.File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pty number: %w", err)
 	}
-	slave, err := os.OpenFile("/dev/pts/"+strconv.Itoa(ptn), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	slave, err := os.OpenFile(filepath.Join(pts, strconv.Itoa(ptn)), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
-	if err := unix.Sendmsg(int(sock.Fd()), []byte(master.Name()), unix.UnixRights(int(master.Fd())), nil, 0); err != nil {
+	if err := unix.Sendmsg(int(sock.Fd()), []byte("/dev/ptmx"), unix.UnixRights(int(master.Fd())), nil, 0); err != nil {
 		slave.Close()
 		return nil, fmt.Errorf("send the pty master: %w", err)
 	}
 	return slave, nil
 }
+
+// envOCIListenFDs (abi.EnvOCIListenFDs) goes on from oci-create through
+// pod-init to the keeper.
+const envOCIListenFDs = abi.EnvOCIListenFDs
 
 // s1OCICgroup names the container's cgroup (written before libcontainer makes
 // it), for gc.

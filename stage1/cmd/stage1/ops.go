@@ -118,9 +118,14 @@ func enterMain(args []string) error {
 				return fmt.Errorf("console socket %s: %w", *consoleSocket, err)
 			}
 			defer c.Close()
-			if o.ConsoleSocket, err = c.(*net.UnixConn).File(); err != nil {
+			f, err := c.(*net.UnixConn).File()
+			if err != nil {
 				return err
 			}
+			defer f.Close()
+			// app-exec makes the pty on the app's devpts (its /dev/pts/N).
+			o.ExtraFiles = []*os.File{f}
+			cmd = []string{"/usr/lib/skiff/app-exec", "--inherit", "--process=" + string(compact), "--console-fd=3", *app}
 		}
 	}
 	code, err := container.ExecWith(abs(s1State), containerID(m.UUID), cmd, o)
