@@ -196,6 +196,10 @@ func TestOCIPodLifecycle(t *testing.T) {
 
 	// A long-running app: delete refuses it, SIGTERM stops it cleanly.
 	bundle = ociBundle(t, e, "/bin/sleep", "1000")
+	setSpec(t, bundle, func(s *specs.Spec) { // limits, as podman and containerd set them
+		limit := int64(2048)
+		s.Linux.Resources = &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &limit}}
+	})
 	p, err = ocipod.Prepare(root, ociID("two"), bundle, s1)
 	if err != nil {
 		t.Fatalf("prepare: %v", err)

@@ -59,6 +59,9 @@ type Pod struct {
 	Resources  *specs.LinuxResources
 	Sysctl     map[string]string
 	ExtraFiles []*os.File
+	// ConsoleSocket, when set, receives the master of a pty libcontainer
+	// makes in the pod during Create; the slave is the init's stdio.
+	ConsoleSocket *os.File
 	// Devices are made after the mounts, at their Path in the sandbox (an
 	// app's: under its root), with cgroup rules that allow them.
 	Devices []specs.LinuxDevice
@@ -253,7 +256,7 @@ func create(pod Pod, dieWithUs bool) (*libcontainer.Container, *libcontainer.Pro
 	p := &libcontainer.Process{
 		Args: pod.Args, Env: pod.Env, Cwd: "/", Init: true,
 		Stdin: pod.Stdio[0], Stdout: pod.Stdio[1], Stderr: pod.Stdio[2],
-		ExtraFiles: pod.ExtraFiles,
+		ExtraFiles: pod.ExtraFiles, ConsoleSocket: pod.ConsoleSocket,
 	}
 	// Start leaves the init waiting before its exec, with its cgroups made.
 	if err := c.Start(p); err != nil {
