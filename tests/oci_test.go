@@ -513,3 +513,64 @@ func TestOCIHooksAreNotReadFromThePodDirectory(t *testing.T) {
 	}
 	o.nothingLeft("h1")
 }
+
+// exec: plain args, the process's exit code and output; exec in a stopped
+// container refused.
+func TestOCIExec(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sleep", "1000")
+	o.forID(b, "e1")
+	o.ok("create", "--bundle", b, "e1")
+	o.ok("start", "e1")
+	o.waitStatus("e1", "running")
+	r := o.rt("exec", "e1", "/bin/sh", "-c", "echo in-the-container; exit 3")
+	if r.code != 3 || !strings.Contains(r.stdout, "in-the-container") {
+		t.Errorf("exec: exit %d, stdout %q, stderr %q; want 3 and the line", r.code, r.stdout, r.stderr)
+	}
+	proc := filepath.Join(o.dir, "process.json")
+	os.WriteFile(proc, []byte(`{"args": ["/bin/sh", "-c", "echo via-process; exit 4"], "cwd": "/",
+		"env": ["PATH=/bin:/usr/bin"], "user": {"uid": 0, "gid": 0}}`), 0o644)
+	r = o.rt("exec", "--process", proc, "e1")
+	if r.code != 4 || !strings.Contains(r.stdout, "via-process") {
+		t.Errorf("exec --process: exit %d, stdout %q, stderr %q; want 4 and the line", r.code, r.stdout, r.stderr)
+	}
+	o.ok("kill", "e1", "KILL")
+	o.waitStatus("e1", "stopped")
+	// runc: exit 255, "cannot exec in a stopped container"; skiff-oci: exit 1.
+	if r := o.rt("exec", "e1", "/bin/true"); r.code == 0 || !strings.Contains(r.stderr, "stopped") {
+		t.Errorf("exec in a stopped container: exit %d, %q", r.code, r.stderr)
+	}
+	o.ok("delete", "e1")
+	o.nothingLeft("e1")
+}
+
+// exec --process F --detach --pid-file P, as containerd's shim and podman
+// send it: the pid is the process's, in the container's namespaces.
+func TestOCIExecDetached(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sleep", "1000")
+	o.forID(b, "e2")
+	o.ok("create", "--bundle", b, "e2")
+	o.ok("start", "e2")
+	o.waitStatus("e2", "running")
+	proc := filepath.Join(o.dir, "process.json")
+	os.WriteFile(proc, []byte(`{"args": ["/bin/sh", "-c", "echo detached > /tmp/exec-ran; sleep 1000"], "cwd": "/",
+		"env": ["PATH=/bin:/usr/bin"], "user": {"uid": 0, "gid": 0}}`), 0o644)
+	pidFile := filepath.Join(o.dir, "exec.pid")
+	o.ok("exec", "--process", proc, "--detach", "--pid-file", pidFile, "e2")
+	raw, err := os.ReadFile(pidFile)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || pid <= 0 {
+		t.Fatalf("exec --pid-file: %q, %v", raw, err)
+	}
+	waitFor(t, 60*time.Second, "the detached exec to run", func() bool {
+		_, err := os.Stat(filepath.Join(b, "rootfs/tmp/exec-ran"))
+		return err == nil
+	})
+	mine, _ := os.Readlink("/proc/self/ns/mnt")
+	if its, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", pid)); err == nil && its == mine {
+		t.Errorf("exec'd process %d is in the host's mount namespace", pid)
+	}
+	o.ok("delete", "--force", "e2")
+	o.nothingLeft("e2", pid)
+}

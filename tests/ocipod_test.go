@@ -145,12 +145,12 @@ func TestOCIPodLifecycle(t *testing.T) {
 		adj := 123
 		s.Process.OOMScoreAdj = &adj
 	})
-	p, err := ocipod.Prepare(root, "one", bundle, s1)
+	p, err := ocipod.Prepare(root, ociID("one"), bundle, s1)
 	if err != nil {
 		t.Fatalf("prepare: %v", err)
 	}
 	t.Cleanup(func() { _ = p.Delete(true) })
-	if _, err := ocipod.Prepare(root, "one", bundle, s1); !errors.Is(err, ocipod.ErrExist) {
+	if _, err := ocipod.Prepare(root, ociID("one"), bundle, s1); !errors.Is(err, ocipod.ErrExist) {
 		t.Errorf("second prepare of one id: %v, want ErrExist", err)
 	}
 	r, w, _ := os.Pipe()
@@ -189,14 +189,18 @@ func TestOCIPodLifecycle(t *testing.T) {
 	if err := p.Delete(false); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
-	checkGone(t, root, "one")
-	if _, err := ocipod.Load(root, "one"); !errors.Is(err, ocipod.ErrNotExist) {
+	checkGone(t, root, ociID("one"))
+	if _, err := ocipod.Load(root, ociID("one")); !errors.Is(err, ocipod.ErrNotExist) {
 		t.Errorf("load after delete: %v, want ErrNotExist", err)
 	}
 
 	// A long-running app: delete refuses it, SIGTERM stops it cleanly.
 	bundle = ociBundle(t, e, "/bin/sleep", "1000")
-	p, err = ocipod.Prepare(root, "two", bundle, s1)
+	setSpec(t, bundle, func(s *specs.Spec) { // limits, as podman and containerd set them
+		limit := int64(2048)
+		s.Linux.Resources = &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &limit}}
+	})
+	p, err = ocipod.Prepare(root, ociID("two"), bundle, s1)
 	if err != nil {
 		t.Fatalf("prepare: %v", err)
 	}
@@ -266,11 +270,11 @@ func TestOCIPodLifecycle(t *testing.T) {
 	if err := p.Delete(false); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
-	checkGone(t, root, "two")
+	checkGone(t, root, ociID("two"))
 
 	// SIGKILL ends the container at once; a stopped container deletes
 	// without force. A created one that never started deletes with force.
-	p, err = ocipod.Prepare(root, "three", bundle, s1)
+	p, err = ocipod.Prepare(root, ociID("three"), bundle, s1)
 	if err != nil {
 		t.Fatalf("prepare: %v", err)
 	}
@@ -293,8 +297,8 @@ func TestOCIPodLifecycle(t *testing.T) {
 	if err := p.Delete(false); err != nil {
 		t.Fatalf("delete: %v", err)
 	}
-	checkGone(t, root, "three")
-	p, err = ocipod.Prepare(root, "four", bundle, s1)
+	checkGone(t, root, ociID("three"))
+	p, err = ocipod.Prepare(root, ociID("four"), bundle, s1)
 	if err != nil {
 		t.Fatalf("prepare: %v", err)
 	}
@@ -309,7 +313,7 @@ func TestOCIPodLifecycle(t *testing.T) {
 	if err := p.Delete(true); err != nil {
 		t.Fatalf("delete --force: %v", err)
 	}
-	checkGone(t, root, "four")
+	checkGone(t, root, ociID("four"))
 	if ids, err := ocipod.List(root); err != nil || len(ids) != 0 {
 		t.Errorf("list after all deletes: %v, %v", ids, err)
 	}
@@ -377,7 +381,7 @@ func TestOCIPodJoinsNamespacesCgroupsPathSysctlsAndTerminal(t *testing.T) {
 		s.Linux.Sysctl = map[string]string{"kernel.msgmax": "12345"}
 		s.Linux.CgroupsPath = "/" + cgParent + "/sandbox"
 	})
-	pa, pidA := ociRun(t, root, "sandbox", a, s1, ocipod.CreateOpts{})
+	pa, pidA := ociRun(t, root, ociID("sandbox"), a, s1, ocipod.CreateOpts{})
 	if cg, _ := os.ReadFile("/proc/" + itoa(pidA) + "/cgroup"); !strings.Contains(string(cg), "/"+cgParent+"/sandbox") {
 		t.Errorf("init's cgroups:\n%s\nwant /%s/sandbox", cg, cgParent)
 	}
@@ -390,7 +394,7 @@ func TestOCIPodJoinsNamespacesCgroupsPathSysctlsAndTerminal(t *testing.T) {
 	_, _ = x.Wait()
 	waitFor(t, 10*time.Second, "exec output", func() bool { return strings.TrimSpace(out.String()) == "12345" })
 
-	b := ociBundle(t, e, "/bin/sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo on-a-tty")
+	b := ociBundle(t, e, "/bin/sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo on-a-tty $(tty)")
 	setSpec(t, b, func(s *specs.Spec) {
 		s.Process.Terminal = true
 		for i, n := range s.Linux.Namespaces {
@@ -402,7 +406,7 @@ func TestOCIPodJoinsNamespacesCgroupsPathSysctlsAndTerminal(t *testing.T) {
 		}
 	})
 	sock, master := consoleReceiver(t)
-	_, pidB := ociRun(t, root, "member", b, s1, ocipod.CreateOpts{ConsoleSocket: sock})
+	_, pidB := ociRun(t, root, ociID("member"), b, s1, ocipod.CreateOpts{ConsoleSocket: sock})
 	for _, ns := range []string{"net", "ipc", "uts"} {
 		want, _ := os.Readlink("/proc/" + itoa(pidA) + "/ns/" + ns)
 		if got, _ := os.Readlink("/proc/" + itoa(pidB) + "/ns/" + ns); got != want || got == "" {
@@ -412,19 +416,19 @@ func TestOCIPodJoinsNamespacesCgroupsPathSysctlsAndTerminal(t *testing.T) {
 	if pidns, _ := os.Readlink("/proc/" + itoa(pidB) + "/ns/pid"); pidns == "" {
 		t.Error("member has no pid namespace")
 	}
-	if text := readPty(t, master); !strings.Contains(text, "on-a-tty") {
-		t.Errorf("terminal app printed %q, want on-a-tty", text)
+	if text := readPty(t, master); !strings.Contains(text, "on-a-tty /dev/pts/") {
+		t.Errorf("terminal app printed %q, want on-a-tty /dev/pts/N", text)
 	}
 
 	// exec with a terminal: its pty master comes over the console socket.
 	sock, master = consoleReceiver(t)
-	x, err = pa.Exec(&specs.Process{Args: []string{"/bin/sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo exec-on-a-tty"}, Cwd: "/", Terminal: true},
+	x, err = pa.Exec(&specs.Process{Args: []string{"/bin/sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo exec-on-a-tty $(tty)"}, Cwd: "/", Terminal: true},
 		ocipod.ExecOpts{ConsoleSocket: sock})
 	if err != nil {
 		t.Fatalf("exec with a terminal: %v", err)
 	}
-	if text := readPty(t, master); !strings.Contains(text, "exec-on-a-tty") {
-		t.Errorf("terminal exec printed %q, want exec-on-a-tty", text)
+	if text := readPty(t, master); !strings.Contains(text, "exec-on-a-tty /dev/pts/") {
+		t.Errorf("terminal exec printed %q, want exec-on-a-tty /dev/pts/N", text)
 	}
 	if xs, _ := x.Wait(); xs.ExitCode() != 0 {
 		t.Errorf("terminal exec: exit code %d", xs.ExitCode())
@@ -533,7 +537,7 @@ func TestOCIPodKilledCreateLeavesNothing(t *testing.T) {
 	s1 := ociStage1(t, e)
 	bundle := ociBundle(t, e, "/bin/sleep", "1000")
 	for i, delay := range []time.Duration{0, 10 * time.Millisecond, 30 * time.Millisecond, 60 * time.Millisecond, 120 * time.Millisecond} {
-		id := "k" + itoa(i)
+		id := ociID("k" + itoa(i))
 		p, err := ocipod.Prepare(root, id, bundle, s1)
 		if err != nil {
 			t.Fatalf("prepare: %v", err)
@@ -566,3 +570,7 @@ func TestOCIPodKilledCreateLeavesNothing(t *testing.T) {
 		checkGone(t, root, id)
 	}
 }
+
+// ociID makes a container id unique on the host (cgroup paths are
+// host-wide): name-PID.
+func ociID(name string) string { return name + "-" + itoa(os.Getpid()) }

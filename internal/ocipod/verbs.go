@@ -80,8 +80,16 @@ func (p *Pod) create(o CreateOpts) (int, error) {
 	if o.Debug {
 		args = append(args, "--debug")
 	}
-	if o.PreserveFDs > 0 {
-		args = append(args, "--preserve-fds="+strconv.Itoa(o.PreserveFDs))
+	// Socket activation passes through, as with runc: LISTEN_FDS
+	// descriptors (fd 3 on, when LISTEN_PID is ours) come before the
+	// preserved ones, and the app gets LISTEN_FDS.
+	nfds, listen := o.PreserveFDs, 0
+	if os.Getenv("LISTEN_PID") == strconv.Itoa(os.Getpid()) {
+		listen, _ = strconv.Atoi(os.Getenv("LISTEN_FDS"))
+		nfds += max(listen, 0)
+	}
+	if nfds > 0 {
+		args = append(args, "--preserve-fds="+strconv.Itoa(nfds))
 	}
 	cmd, err := p.entrypoint(abi.EntrypointOCICreate, append(args, p.ID)...)
 	if err != nil {
@@ -89,10 +97,18 @@ func (p *Pod) create(o CreateOpts) (int, error) {
 	}
 	s := stdio(o.Stdio)
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = s[0], s[1], s[2]
-	for i := 0; i < o.PreserveFDs; i++ {
+	for i := 0; i < nfds; i++ {
 		cmd.ExtraFiles = append(cmd.ExtraFiles, os.NewFile(uintptr(3+i), "preserved"))
 	}
-	cmd.Env = os.Environ()
+	cmd.Env = nil
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "LISTEN_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	if listen > 0 {
+		cmd.Env = append(cmd.Env, abi.EnvOCIListenFDs+"="+strconv.Itoa(listen))
+	}
 	if o.Debug {
 		cmd.Env = append(cmd.Env, abi.EnvDebug+"=1")
 	}
@@ -464,7 +480,16 @@ func (p *Pod) exec(process *specs.Process, o ExecOpts) (*os.Process, error) {
 		return nil, fmt.Errorf("container %s: exec: %w", p.ID, err)
 	}
 	r.Close()
-	go func() { _, _ = w.Write(raw); w.Close() }()
+	// Written before returning: a caller that exits at once (detached)
+	// would take a writing goroutine with it. enter reads it first thing;
+	// if it died, the write fails with EPIPE.
+	_, err = w.Write(raw)
+	w.Close()
+	if err != nil {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("container %s: exec: hand the process spec to stage1 enter: %w", p.ID, err)
+	}
 	if !o.Detach {
 		return cmd.Process, nil
 	}

@@ -59,10 +59,17 @@ const AnnotationOCIStage1 = "dev.skiff.oci.stage1"
 // OCI process, JSON, read by enter on the host; run instead of CMD, with the
 // app's isolation and at most its capabilities), --detach (return once the
 // process runs), --pid-file=PATH (its host pid), --console-socket=PATH (with
-// process.terminal: the pty master goes there). Since v2.
+// process.terminal: app-exec makes a pty on the app's devpts and sends the
+// master there). Since v2.
 const (
 	EnterFlagProcess       = "process"
 	EnterFlagDetach        = "detach"
 	EnterFlagPidFile       = "pid-file"
 	EnterFlagConsoleSocket = "console-socket"
 )
+
+// EnvOCIListenFDs, in oci-create's environment, says how many of the
+// descriptors passed with --preserve-fds (the first ones) are
+// socket-activated: the app gets LISTEN_FDS for them (and LISTEN_PID, its
+// own pid), as runc passes its caller's LISTEN_FDS on. Since v2.
+const EnvOCIListenFDs = "SKIFF_OCI_LISTEN_FDS"

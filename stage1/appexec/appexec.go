@@ -69,14 +69,14 @@ func exec(app string, args []string, inherit bool, addEnv []string) error {
 	if err := abi.ReadJSON(filepath.Join(AppsDir, app, abi.AppSpecFile), &spec); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: read its spec: %v", app, err)
 	}
-	return execSpec(app, &spec, args, inherit, addEnv)
+	return execSpec(app, &spec, args, inherit, addEnv, nil)
 }
 
 // execProcess runs an OCI process (JSON, from the host's enter --process) in
 // app with the app's isolation: its namespaces, cgroup, rootfs and seccomp
 // filter, and at most its capabilities (each set is cut down to the app's
 // bounding set) and no fewer restrictions (no_new_privs when either asks).
-func execProcess(app string, process []byte) error {
+func execProcess(app string, process []byte, consoleFD int) error {
 	var spec specs.Spec
 	if err := abi.ReadJSON(filepath.Join(AppsDir, app, abi.AppSpecFile), &spec); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: read its spec: %v", app, err)
@@ -106,7 +106,53 @@ func execProcess(app string, process []byte) error {
 	}
 	delete(spec.Annotations, abi.AnnotationAppUser) // the process names its user by id
 	spec.Process = &p
-	return execSpec(app, &spec, p.Args, true, nil)
+	var inRoot func() error
+	if consoleFD > 0 {
+		inRoot = func() error { return ptyOnConsoleSocket(consoleFD) }
+	}
+	return execSpec(app, &spec, p.Args, true, nil, inRoot)
+}
+
+// ptyOnConsoleSocket makes a pty on the app's devpts (this process is in the
+// app's root), sends its master over the console socket at fd sock (runc's
+// protocol) and makes the slave this process's controlling terminal and
+// stdio.
+func ptyOnConsoleSocket(sock int) error {
+	defer unix.Close(sock)
+	master, err := unix.Open("/dev/pts/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	defer unix.Close(master)
+	if err := unix.IoctlSetPointerInt(master, unix.TIOCSPTLCK, 0); err != nil {
+		return fmt.Errorf("console: unlock pty: %w", err)
+	}
+	ptn, err := unix.IoctlGetInt(master, unix.TIOCGPTN)
+	if err != nil {
+		return fmt.Errorf("console: pty number: %w", err)
+	}
+	slave, err := unix.Open("/dev/pts/"+strconv.Itoa(ptn), unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	defer unix.Close(slave)
+	if err := unix.Sendmsg(sock, []byte("/dev/ptmx"), unix.UnixRights(master), nil, 0); err != nil {
+		return fmt.Errorf("console: send the pty master: %w", err)
+	}
+	// A controlling terminal needs a session of its own: not for a process
+	// group leader (setsid fails with EPERM); it then keeps the pty as its
+	// stdio only.
+	if _, err := unix.Setsid(); err == nil {
+		if err := unix.IoctlSetInt(slave, unix.TIOCSCTTY, 0); err != nil {
+			return fmt.Errorf("console: controlling terminal: %w", err)
+		}
+	}
+	for fd := 0; fd < 3; fd++ {
+		if err := unix.Dup3(slave, fd, 0); err != nil {
+			return fmt.Errorf("console: %w", err)
+		}
+	}
+	return nil
 }
 
 // within keeps the capabilities of set that are in allowed.
@@ -124,7 +170,9 @@ func within(set, allowed []string) []string {
 	return out
 }
 
-func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv []string) error {
+// execSpec is exec with the spec given; inRoot, when set, runs once this
+// process is in the app's root.
+func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv []string, inRoot func() error) error {
 	spec := *specp
 	// Credentials, no_new_privs and seccomp filters belong to a thread: do all
 	// of it, and the exec, on this one.
@@ -194,6 +242,11 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 		}
 	}
 	devLinks()
+	if inRoot != nil {
+		if err := inRoot(); err != nil {
+			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
+		}
+	}
 	for _, kv := range addEnv {
 		k, _, _ := strings.Cut(kv, "=")
 		extraEnv = append(withoutEnv(extraEnv, k), kv)

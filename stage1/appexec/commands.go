@@ -23,6 +23,7 @@ func Main(args []string) error {
 	var env envFlag
 	fs.Var(&env, "env", "KEY=VALUE added to the app's environment (repeatable)")
 	process := fs.String("process", "", "with --inherit: an OCI process (JSON) to run instead of the app's own (OCI exec)")
+	consoleFD := fs.Int("console-fd", 0, "with --process: the console socket's fd; the process gets a pty whose master goes there")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -30,7 +31,7 @@ func Main(args []string) error {
 		if !*inherit {
 			return fmt.Errorf("app-exec: --process needs --inherit")
 		}
-		return execProcess(fs.Arg(0), []byte(*process))
+		return execProcess(fs.Arg(0), []byte(*process), *consoleFD)
 	}
 	if fs.NArg() < 1 {
 		return fmt.Errorf("usage: app-exec [--inherit] APP [-- CMD...]")

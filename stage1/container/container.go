@@ -59,6 +59,9 @@ type Pod struct {
 	Resources  *specs.LinuxResources
 	Sysctl     map[string]string
 	ExtraFiles []*os.File
+	// ConsoleSocket, when set, receives the master of a pty libcontainer
+	// makes in the pod during Create; the slave is the init's stdio.
+	ConsoleSocket *os.File
 	// Devices are made after the mounts, at their Path in the sandbox (an
 	// app's: under its root), with cgroup rules that allow them.
 	Devices []specs.LinuxDevice
@@ -262,7 +265,7 @@ func create(pod Pod, dieWithUs bool) (*libcontainer.Container, *libcontainer.Pro
 	p := &libcontainer.Process{
 		Args: pod.Args, Env: pod.Env, Cwd: "/", Init: true,
 		Stdin: pod.Stdio[0], Stdout: pod.Stdio[1], Stderr: pod.Stdio[2],
-		ExtraFiles: pod.ExtraFiles,
+		ExtraFiles: pod.ExtraFiles, ConsoleSocket: pod.ConsoleSocket,
 	}
 	// Start leaves the init waiting before its exec, with its cgroups made.
 	if err := c.Start(p); err != nil {
@@ -354,9 +357,8 @@ func Exec(stateRoot, id string, argv []string, subCgroups map[string]string) (in
 // ExecOpts are ExecWith's options.
 type ExecOpts struct {
 	SubCgroups map[string]string // as for Exec
-	// ConsoleSocket, when set, receives the master of a pty made in the pod,
-	// which is then the process's stdio (OCI exec --tty).
-	ConsoleSocket *os.File
+	// ExtraFiles become the process's fd 3 on.
+	ExtraFiles []*os.File
 	// Detach returns once the process runs, without waiting for it; PidFile
 	// then receives its host pid (it is this process's child until we exit,
 	// then the subreaper's).
@@ -373,7 +375,7 @@ func ExecWith(stateRoot, id string, argv []string, o ExecOpts) (int, error) {
 	p := &libcontainer.Process{
 		Args: argv, Env: []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}, Cwd: "/",
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
-		SubCgroupPaths: o.SubCgroups, ConsoleSocket: o.ConsoleSocket,
+		SubCgroupPaths: o.SubCgroups, ExtraFiles: o.ExtraFiles,
 	}
 	if err := c.Run(p); err != nil {
 		return 0, fmt.Errorf("exec in pod: %w", err)

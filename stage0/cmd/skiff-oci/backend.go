@@ -46,6 +46,7 @@ type globalOpts struct {
 	systemdCgroup bool
 	debug         bool
 	stage1Dir     string // where stage1-NAME.oci.tar is looked for (besides beside the binary)
+	flavor        string // the stage1 of bundles that name none ("": default)
 }
 
 type createOpts struct {

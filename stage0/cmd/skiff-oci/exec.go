@@ -67,9 +67,19 @@ func newExecCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("container %s: exec %s: %w", id, strings.Join(p.Args, " "), err)
 			}
+			if x.o.pidFile != "" {
+				if _, err := os.Stat(x.o.pidFile); err != nil {
+					return fmt.Errorf("container %s: exec %s: the stage1 wrote no pid file (%v); the process may not run", id, strings.Join(p.Args, " "), err)
+				}
+			}
 			if x.o.detach {
-				proc.Release()
+				if proc != nil {
+					proc.Release()
+				}
 				return nil
+			}
+			if proc == nil {
+				return fmt.Errorf("container %s: exec %s: the stage1 gave no process to wait for", id, strings.Join(p.Args, " "))
 			}
 			return exitStatus(waitPid(proc.Pid))
 		},

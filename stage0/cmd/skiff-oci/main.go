@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -35,10 +36,27 @@ type globals struct {
 	debug         bool
 	stage1Dir     string
 	be            backend
+	name          string // skiff-oci, or skiff-oci-FLAVOR
+}
+
+// progName is the name skiff-oci runs as: skiff-oci-FLAVOR (a link or a
+// copy, such as skiff-oci-kvm) makes FLAVOR the stage1 of bundles that do not
+// name one, and /run/skiff-oci-FLAVOR its default --root.
+func progName() string {
+	n := filepath.Base(os.Args[0])
+	if strings.HasPrefix(n, "skiff-oci-") && len(n) > len("skiff-oci-") {
+		return n
+	}
+	return "skiff-oci"
+}
+
+// flavorOf is the stage1 flavor a program name selects ("" for skiff-oci).
+func flavorOf(name string) string {
+	return strings.TrimPrefix(strings.TrimPrefix(name, "skiff-oci"), "-")
 }
 
 func (g *globals) opts() globalOpts {
-	return globalOpts{systemdCgroup: g.systemdCgroup, debug: g.debug, stage1Dir: g.stage1Dir}
+	return globalOpts{systemdCgroup: g.systemdCgroup, debug: g.debug, stage1Dir: g.stage1Dir, flavor: flavorOf(g.name)}
 }
 
 // exitStatus carries a process's exit status (run, exec) through cobra
@@ -52,7 +70,7 @@ func versionText() string {
 }
 
 func newRoot(be backend) (*cobra.Command, *globals) {
-	g := &globals{be: be}
+	g := &globals{be: be, name: progName()}
 	root := &cobra.Command{
 		Use:   "skiff-oci",
 		Short: "skiff as an OCI runtime (runc's command line): each container is a pod with systemd as its init",
@@ -66,7 +84,7 @@ with systemd as each container's init. Its command line is runc's, so that podma
 	}
 	root.SetVersionTemplate("{{.Version}}\n")
 	pf := root.PersistentFlags()
-	pf.StringVar(&g.root, "root", "/run/skiff-oci", "root directory for the containers' state")
+	pf.StringVar(&g.root, "root", "/run/"+g.name, "root directory for the containers' state")
 	pf.StringVar(&g.log, "log", "", "append errors (and, with --debug, debugging lines) to this file")
 	pf.StringVar(&g.logFormat, "log-format", "text", "format of --log: text or json")
 	pf.BoolVar(&g.systemdCgroup, "systemd-cgroup", false, "cgroupsPath is slice:prefix:name (systemd's form)")

@@ -300,3 +300,11 @@ func TestTerminalNeedsAConsoleSocket(t *testing.T) {
 		t.Errorf("containers made: %v", f.c)
 	}
 }
+
+func TestFlavorFromTheProgramName(t *testing.T) {
+	for name, want := range map[string]string{"skiff-oci": "", "skiff-oci-kvm": "kvm"} {
+		if got := flavorOf(name); got != want {
+			t.Errorf("flavorOf(%q) = %q, want %q", name, got, want)
+		}
+	}
+}

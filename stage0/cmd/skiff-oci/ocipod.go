@@ -42,6 +42,9 @@ func (ocipodBackend) Prepare(root, id, bundle string, o globalOpts) (container, 
 		}
 	}
 	name := ocipod.Stage1Name(spec)
+	if o.flavor != "" && (spec == nil || spec.Annotations[abi.AnnotationOCIStage1] == "") {
+		name = o.flavor // skiff-oci-FLAVOR
+	}
 	s1, err := ocipod.FindStage1(name, o.stage1Dir)
 	if errors.Is(err, stage1img.ErrNotFound) {
 		return nil, fmt.Errorf("stage1 %q (annotation %s): %w beside skiff-oci or in --stage1-dir %s; install it ('make install') or ask for another flavor",
@@ -82,7 +85,7 @@ func (c *pod) ExitCode() (int, bool)          { return c.p.ExitCode() }
 
 func (c *pod) Exec(p *specs.Process, o execOpts) (*os.Process, error) {
 	return c.p.Exec(p, ocipod.ExecOpts{ConsoleSocket: o.consoleSocket, PidFile: o.pidFile,
-		PreserveFDs: o.preserveFDs, Stdio: o.stdio, Debug: c.o.debug})
+		PreserveFDs: o.preserveFDs, Stdio: o.stdio, Detach: o.detach, Debug: c.o.debug})
 }
 
 func (c *pod) State() (*specs.State, error) {

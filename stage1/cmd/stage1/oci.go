@@ -7,7 +7,7 @@ package main
 // container, app-exec. What differs: the bundle's namespaces (created or
 // joined by path), cgroup path, resources and sysctls make the sandbox; the
 // app's rootfs is the bundle's, bind-mounted in place; and the caller's stdio
-// (or a pty sent over --console-socket) reaches the app through a keeper
+// (or the pty libcontainer made for --console-socket) reaches the app through a keeper
 // process inside the pod (oci-stdio), which pod-init starts before it execs
 // systemd and which serves app-exec's hand-over once.
 
@@ -116,21 +116,20 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 		return err
 	}
 	if o.consoleSocket != "" && spec.Process.Terminal {
-		// The keeper makes the pty inside the pod and sends its master (see
-		// ociStdioMain); libcontainer's own console would be the pod's
-		// /dev/console, which systemd takes over and hangs up.
+		// libcontainer makes the pty in the pod and sends its master now,
+		// during create, as runc does (conmon waits for it before start);
+		// the slave is the init's stdio, and pod-init makes it the app's
+		// (see podInitOCI).
 		c, err := net.Dial("unix", o.consoleSocket)
 		if err != nil {
 			return fmt.Errorf("console socket %s: %w", o.consoleSocket, err)
 		}
 		defer c.Close()
-		f, err := c.(*net.UnixConn).File()
-		if err != nil {
+		if sb.ConsoleSocket, err = c.(*net.UnixConn).File(); err != nil {
 			return err
 		}
-		defer f.Close()
-		sb.ExtraFiles = append(sb.ExtraFiles, f)
-		sb.Args[2] += ":console"
+		defer sb.ConsoleSocket.Close()
+		sb.Args[2] += ":tty"
 	}
 	pid, err := container.Create(sb)
 	if err != nil {
@@ -261,6 +260,9 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
 	}
 	env := []string{"container=skiff", "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	if n := os.Getenv(envOCIListenFDs); n != "" {
+		env = append(env, envOCIListenFDs+"="+n) // for the keeper; pod-init drops it
+	}
 	logTarget := "null"
 	if r.o.Debug {
 		logTarget = "console"
@@ -306,44 +308,53 @@ func ociMounts(ms []specs.Mount, bundle string) []specs.Mount {
 	return out
 }
 
-// parseOCIFDs reads N[:console]: N preserved descriptors from fd 3 on, then
-// (console is 1) the console socket.
-func parseOCIFDs(s string) (n, console int, err error) {
+// parseOCIFDs reads N[:tty]: N preserved descriptors from fd 3 on; tty: the
+// init's stdio is the pty libcontainer made for --console-socket.
+func parseOCIFDs(s string) (n int, tty bool, err error) {
 	num, rest, _ := strings.Cut(s, ":")
 	n, err = strconv.Atoi(num)
-	if err != nil || n < 0 || (rest != "" && rest != "console") {
-		return 0, 0, fmt.Errorf("want N or N:console, not %q", s)
+	if err != nil || n < 0 || (rest != "" && rest != "tty") {
+		return 0, false, fmt.Errorf("want N or N:tty, not %q", s)
 	}
-	if rest == "console" {
-		console = 1
-	}
-	return n, console, nil
+	return n, rest == "tty", nil
 }
 
-// podInitOCI is pod-init --oci=N[:console] CMD...: the container's first
-// process in OCI mode. It starts the stdio keeper with its own stdio, the N
-// preserved descriptors (fd 3 on) and the console socket, waits until the keeper listens, points
-// its own stdio at /dev/null and execs CMD (systemd). No parent-death
-// signal: the container outlives oci-create.
+// podInitOCI is pod-init --oci=N[:tty] CMD...: the container's first
+// process in OCI mode. It starts the stdio keeper with its own stdio and the
+// N preserved descriptors (fd 3 on), waits until the keeper listens, points
+// its own stdio at /dev/null and execs CMD (systemd). With tty its stdio is
+// the pty libcontainer made: it puts /dev/null over /dev/console (systemd
+// takes the console over and hangs it up) and the pod's /dev/pts over the
+// app's, so that the app sees the pty as /dev/pts/N. No parent-death signal:
+// the container outlives oci-create.
 func podInitOCI(spec string, args []string) error {
-	n, console, err := parseOCIFDs(spec)
+	n, tty, err := parseOCIFDs(spec)
 	if err != nil {
 		return err
+	}
+	if tty {
+		if err := ociConsole(); err != nil {
+			return fmt.Errorf("pod-init: %w", err)
+		}
 	}
 	ready, w, err := os.Pipe()
 	if err != nil {
 		return err
 	}
-	keeper := exec.Command("/usr/lib/skiff/stage1", "oci-stdio", spec)
+	keeper := exec.Command("/usr/lib/skiff/stage1", "oci-stdio", strconv.Itoa(n))
 	keeper.Stdin, keeper.Stdout, keeper.Stderr = os.Stdin, os.Stdout, os.Stderr
-	for i := 0; i < n+console; i++ {
+	for i := 0; i < n; i++ {
 		keeper.ExtraFiles = append(keeper.ExtraFiles, os.NewFile(uintptr(3+i), "preserved"))
 	}
 	keeper.ExtraFiles = append(keeper.ExtraFiles, w)
+	// A session of its own: when systemd gives up the pty as its controlling
+	// terminal, the kernel sends SIGHUP to the pty's foreground group.
+	keeper.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := keeper.Start(); err != nil {
 		return fmt.Errorf("pod-init: start the stdio keeper: %w", err)
 	}
 	w.Close()
+	_ = os.Unsetenv(envOCIListenFDs) // never systemd's
 	buf := make([]byte, 1)
 	if n, _ := ready.Read(buf); n != 1 {
 		return errors.New("pod-init: the stdio keeper failed")
@@ -358,48 +369,53 @@ func podInitOCI(spec string, args []string) error {
 			return err
 		}
 	}
-	for i := 0; i < n+console; i++ {
+	for i := 0; i < n; i++ {
 		unix.CloseOnExec(3 + i)
 	}
 	return syscall.Exec(args[0], args, os.Environ())
 }
 
-// ociStdioMain is oci-stdio N[:console]: the keeper. It holds the caller's
-// stdio and N preserved descriptors (fd 3 on), serves app-exec's hand-over
-// of them once, and exits. With a console socket (fd 3+N) it makes a pty in
-// the pod, sends the master there (runc's protocol: SCM_RIGHTS) and hands
-// the app the slave as stdin, stdout and stderr. The next fd is a pipe on
-// which it says that it listens.
+// ociConsole readies the pod for a pty made by libcontainer: /dev/null over
+// /dev/console, and the pod's devpts (the pty's) over the app's.
+func ociConsole() error {
+	if err := unix.Mount("/dev/null", "/dev/console", "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("/dev/null over /dev/console: %w", err)
+	}
+	apps, err := os.ReadDir(appexec.AppsDir)
+	if err != nil || len(apps) != 1 {
+		return fmt.Errorf("want one app in %s (%v)", appexec.AppsDir, err)
+	}
+	pts := filepath.Join(appexec.AppRoot(apps[0].Name()), "dev", "pts")
+	if err := unix.Mount("/dev/pts", pts, "", unix.MS_BIND, ""); err != nil {
+		return fmt.Errorf("the pod's devpts over the app's: %w", err)
+	}
+	return nil
+}
+
+// ociStdioMain is oci-stdio N: the keeper. It holds the caller's stdio (or
+// the pty) and N preserved descriptors (fd 3 on), serves app-exec's
+// hand-over of them once, and exits. fd 3+N is a pipe on which it says that
+// it listens.
 func ociStdioMain(args []string) error {
 	if len(args) != 1 {
-		return errors.New("usage: oci-stdio N[:console]")
+		return errors.New("usage: oci-stdio N")
 	}
-	n, console, err := parseOCIFDs(args[0])
-	if err != nil {
-		return err
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 0 {
+		return errors.New("usage: oci-stdio N")
 	}
 	var extra []*os.File
 	for i := 0; i < n; i++ {
 		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
 	}
-	ready := os.NewFile(uintptr(3+n+console), "ready")
-	in, out, errf := os.Stdin, os.Stdout, os.Stderr
-	if console == 1 {
-		sock := os.NewFile(uintptr(3+n), "console socket")
-		slave, err := sendPty(sock)
-		sock.Close()
-		if err != nil {
-			return fmt.Errorf("console: %w", err)
-		}
-		in, out, errf = slave, slave, slave
-	}
+	ready := os.NewFile(uintptr(3+n), "ready")
 	done := make(chan struct{})
 	var once sync.Once
 	srv, err := stdio.Listen(appexec.StdioSocket,
 		func(app string, pid int) (stdio.Files, error) {
-			f := stdio.Files{Stdin: in, Stdout: out, Stderr: errf, Extra: extra}
-			if len(extra) > 0 && os.Getenv("LISTEN_FDS") != "" {
-				f.Env = []string{"LISTEN_FDS=" + strconv.Itoa(n)}
+			f := stdio.Files{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Extra: extra}
+			if l := os.Getenv(envOCIListenFDs); l != "" {
+				f.Env = []string{"LISTEN_FDS=" + l} // app-exec adds LISTEN_PID
 			}
 			return f, nil
 		},
@@ -413,31 +429,9 @@ func ociStdioMain(args []string) error {
 	return srv.Close()
 }
 
-// sendPty makes a pty on the pod's devpts, sends its master over sock and
-// returns the slave.
-func sendPty(sock *os.File) (*os.File, error) {
-	master, err := os.OpenFile("/dev/pts/ptmx", os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer master.Close()
-	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
-		return nil, fmt.Errorf("unlock pty: %w", err)
-	}
-	ptn, err := unix.IoctlGetInt(int(master.Fd()), unix.TIOCGPTN)
-	if err != nil {
-		return nil, fmt.Errorf("pty number: %w", err)
-	}
-	slave, err := os.OpenFile("/dev/pts/"+strconv.Itoa(ptn), os.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	if err := unix.Sendmsg(int(sock.Fd()), []byte(master.Name()), unix.UnixRights(int(master.Fd())), nil, 0); err != nil {
-		slave.Close()
-		return nil, fmt.Errorf("send the pty master: %w", err)
-	}
-	return slave, nil
-}
+// envOCIListenFDs (abi.EnvOCIListenFDs) goes on from oci-create through
+// pod-init to the keeper.
+const envOCIListenFDs = abi.EnvOCIListenFDs
 
 // s1OCICgroup names the container's cgroup (written before libcontainer makes
 // it), for gc.

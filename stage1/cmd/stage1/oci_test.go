@@ -42,13 +42,13 @@ func TestOCIMountsSkipWhatStage1GivesAndResolveBindSources(t *testing.T) {
 }
 
 func TestParseOCIFDs(t *testing.T) {
-	if n, c, err := parseOCIFDs("2:console"); n != 2 || c != 1 || err != nil {
-		t.Errorf("2:console: %d %d %v", n, c, err)
+	if n, tty, err := parseOCIFDs("2:tty"); n != 2 || !tty || err != nil {
+		t.Errorf("2:tty: %d %v %v", n, tty, err)
 	}
-	if n, c, err := parseOCIFDs("0"); n != 0 || c != 0 || err != nil {
-		t.Errorf("0: %d %d %v", n, c, err)
+	if n, tty, err := parseOCIFDs("0"); n != 0 || tty || err != nil {
+		t.Errorf("0: %d %v %v", n, tty, err)
 	}
-	for _, bad := range []string{"", "-1", "1:tty", "x"} {
+	for _, bad := range []string{"", "-1", "1:console", "x"} {
 		if _, _, err := parseOCIFDs(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}

@@ -97,7 +97,12 @@ func enterMain(args []string) error {
 	// app-exec then joins the app's cgroup2 group, gives itself the app's
 	// OOM score and root, and isolates itself as the app.
 	cmd := append([]string{"/usr/lib/skiff/app-exec", "--inherit", *app, "--"}, fs.Args()...)
-	o := container.ExecOpts{SubCgroups: enterCgroups(*app, &spec), Detach: *detach, PidFile: *pidFile}
+	o := container.ExecOpts{Detach: *detach, PidFile: *pidFile}
+	if _, err := os.Stat(s1OCICgroup); err != nil {
+		// v1 limits live in per-app cgroups that run made; in OCI mode the
+		// bundle's resources are the whole sandbox's, and there are none.
+		o.SubCgroups = enterCgroups(*app, &spec)
+	}
 	if *process != "" {
 		raw, err := os.ReadFile(*process) // the host caller's file, never the pod's
 		if err != nil {
@@ -118,9 +123,14 @@ func enterMain(args []string) error {
 				return fmt.Errorf("console socket %s: %w", *consoleSocket, err)
 			}
 			defer c.Close()
-			if o.ConsoleSocket, err = c.(*net.UnixConn).File(); err != nil {
+			f, err := c.(*net.UnixConn).File()
+			if err != nil {
 				return err
 			}
+			defer f.Close()
+			// app-exec makes the pty on the app's devpts (its /dev/pts/N).
+			o.ExtraFiles = []*os.File{f}
+			cmd = []string{"/usr/lib/skiff/app-exec", "--inherit", "--process=" + string(compact), "--console-fd=3", *app}
 		}
 	}
 	code, err := container.ExecWith(abs(s1State), containerID(m.UUID), cmd, o)
