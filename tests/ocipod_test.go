@@ -140,7 +140,7 @@ func TestOCIPodLifecycle(t *testing.T) {
 	setSpec(t, bundle, func(s *specs.Spec) {
 		mode := os.FileMode(0o666)
 		s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/test-null", Type: "c", Major: 1, Minor: 3, FileMode: &mode},
-			{Path: "/dev/test-fifo", Type: "p", FileMode: &mode}}
+			{Path: "/dev/test-fifo", Type: "p", Major: 8, Minor: 666, FileMode: &mode}}
 		s.Process.Args[2] = "[ -c /dev/test-null ] && [ -p /dev/test-fifo ] && echo > /dev/test-null && " + s.Process.Args[2]
 		s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 512, Hard: 512}}
 		adj := 123

@@ -249,6 +249,9 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 			return container.Pod{}, fmt.Errorf("linux.devices: path %q must be absolute, without '..'", d.Path)
 		}
 		d.Path = filepath.Join(appexec.AppRoot(a.Name), d.Path)
+		if d.Type == "p" {
+			d.Major, d.Minor = 0, 0 // a FIFO has no device number (libcontainer checks it)
+		}
 		devices = append(devices, d)
 	}
 	var extra []*os.File
