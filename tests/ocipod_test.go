@@ -139,8 +139,9 @@ func TestOCIPodLifecycle(t *testing.T) {
 		"echo hello from $(hostname) nofile=$(ulimit -n) oom=$(cat /proc/self/oom_score_adj) fd=$(readlink /dev/fd); exit 7")
 	setSpec(t, bundle, func(s *specs.Spec) {
 		mode := os.FileMode(0o666)
-		s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/test-null", Type: "c", Major: 1, Minor: 3, FileMode: &mode}}
-		s.Process.Args[2] = "[ -c /dev/test-null ] && echo > /dev/test-null && " + s.Process.Args[2]
+		s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/test-null", Type: "c", Major: 1, Minor: 3, FileMode: &mode},
+			{Path: "/dev/test-fifo", Type: "p", Major: 8, Minor: 666, FileMode: &mode}}
+		s.Process.Args[2] = "[ -c /dev/test-null ] && [ -p /dev/test-fifo ] && echo > /dev/test-null && " + s.Process.Args[2]
 		s.Process.Rlimits = []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 512, Hard: 512}}
 		adj := 123
 		s.Process.OOMScoreAdj = &adj

@@ -93,8 +93,15 @@ func Spec(p Pod) (*specs.Spec, error) {
 		res = &specs.LinuxResources{}
 	}
 	for _, d := range p.Devices {
+		t := d.Type
+		switch t {
+		case "u":
+			t = "c"
+		case "p":
+			continue // a FIFO: no device rule
+		}
 		major, minor := d.Major, d.Minor
-		res.Devices = append(res.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: d.Type, Major: &major, Minor: &minor, Access: "rwm"})
+		res.Devices = append(res.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: t, Major: &major, Minor: &minor, Access: "rwm"})
 	}
 	var ids []specs.LinuxIDMapping
 	if p.UserNS != nil {

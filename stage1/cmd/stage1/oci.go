@@ -253,6 +253,9 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 			return container.Pod{}, fmt.Errorf("linux.devices: path %q must be absolute, without '..'", d.Path)
 		}
 		d.Path = filepath.Join(appexec.AppRoot(a.Name), d.Path)
+		if d.Type == "p" {
+			d.Major, d.Minor = 0, 0 // a FIFO has no device number (libcontainer checks it)
+		}
 		devices = append(devices, d)
 	}
 	var extra []*os.File
@@ -288,7 +291,8 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 
 // ociMounts are the bundle's mounts less those every app already gets from
 // podfs (/proc, /sys, /dev and its devpts and shm); a relative bind source
-// is relative to the bundle (runtime-spec config.md).
+// is relative to the bundle (runtime-spec config.md), and a bind mount's
+// filesystem data options (KEY=VALUE) are dropped, as runc 1.1 ignores them.
 func ociMounts(ms []specs.Mount, bundle string) []specs.Mount {
 	skip := map[string]bool{"/proc": true, "/sys": true, "/sys/fs/cgroup": true, "/dev": true, "/dev/pts": true, "/dev/shm": true}
 	var out []specs.Mount
@@ -302,6 +306,15 @@ func ociMounts(ms []specs.Mount, bundle string) []specs.Mount {
 		}
 		if bind && !filepath.IsAbs(m.Source) {
 			m.Source = filepath.Join(bundle, m.Source)
+		}
+		if bind { // a bind mount takes no filesystem data (libcontainer refuses it)
+			var opts []string
+			for _, opt := range m.Options {
+				if !strings.Contains(opt, "=") {
+					opts = append(opts, opt)
+				}
+			}
+			m.Options = opts
 		}
 		out = append(out, m)
 	}

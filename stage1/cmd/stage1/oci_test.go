@@ -34,9 +34,10 @@ func TestOCIMountsSkipWhatStage1GivesAndResolveBindSources(t *testing.T) {
 		{Destination: "/dev/", Type: "tmpfs", Source: "tmpfs"},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue"},
 		{Destination: "/data", Type: "bind", Source: "data", Options: []string{"rbind"}},
-		{Destination: "/etc/hosts", Type: "none", Source: "/tmp/hosts", Options: []string{"bind", "ro"}},
+		{Destination: "/etc/hosts", Type: "none", Source: "/tmp/hosts", Options: []string{"bind", "ro", "mode=755"}},
 	}, "/b")
-	if len(ms) != 3 || ms[0].Source != "mqueue" || ms[1].Source != "/b/data" || ms[2].Source != "/tmp/hosts" {
+	if len(ms) != 3 || ms[0].Source != "mqueue" || ms[1].Source != "/b/data" || ms[2].Source != "/tmp/hosts" ||
+		len(ms[2].Options) != 2 {
 		t.Errorf("ociMounts: %+v", ms)
 	}
 }
