@@ -57,18 +57,18 @@ const (
 // tsc=reliable avoid TSC calibration hangs under TCG (MACHINE-NOTES §4).
 const kernelCmdline = "console=ttyS0 quiet loglevel=4 panic=-1 tsc_early_khz=2000000 tsc=reliable rdinit=/init"
 
-// Under TCG the VM gets one CPU (tcgCPUs). With two, about one boot in 100
-// to 200 hung for good (QEMU 7.2, multi-threaded TCG): caught with QEMU's
-// monitor, one vCPU sat in the guest's int3 handler and the other at the
-// first instruction of sched_clock_tick, the very site the guest kernel was
-// live-patching (a static key flipped by a late initcall, text_poke_bp) while
-// the other CPU ran it. Cross-modifying code between two TCG vCPU threads
-// is where that goes wrong; one vCPU never has a second CPU running the code
-// being patched (nor SMP bring-up, IPIs or TSC sync to wait on). Emulated
-// CPUs gain little from a second one on a busy host anyway. One vCPU is not
-// the whole story: a different hang was caught once in 191 one-vCPU boots
-// (the guest idle in HLT after its init asked for poweroff, as if a timer
-// wakeup never came); the boot bound and its retry cover what is left.
+// Under TCG the VM gets one CPU (tcgCPUs). With two (QEMU 7.2,
+// multi-threaded TCG), 2 of 483 sequential boots hung for good, both the
+// same way (QEMU's monitor, a few seconds apart): both vCPUs looping
+// through the guest's int3 handler at the first instruction of
+// sched_clock_tick, the site the guest kernel was live-patching (a static
+// key flipped by a late initcall, text_poke_bp) while the other CPU ran it:
+// cross-modifying code between two TCG vCPU threads. One vCPU never has a
+// second CPU running the code being patched (nor SMP bring-up, IPIs or TSC
+// sync to wait on), and boots a little faster. It is not the whole story:
+// 1 of 468 one-vCPU boots hung differently (idle in HLT after the guest's
+// init asked for poweroff, as if a timer wakeup never came); the boot bound
+// and its retry cover what is left.
 const tcgCPUs = 1
 
 // recordPoll is how often run takes what the guest reports (records.go).
