@@ -574,3 +574,43 @@ func TestOCIExecDetached(t *testing.T) {
 	o.ok("delete", "--force", "e2")
 	o.nothingLeft("e2", pid)
 }
+
+// The bundle's spec as runtime-spec's default writes it (issue #14,
+// runtime-tools' default config): root's ambient capabilities raised, and
+// /sys mounted where the config lists it (after /dev/mqueue), not first.
+func TestOCIAmbientCapsAndSysMountOrder(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sh", "-c", "grep CapAmb /proc/self/status; cat /proc/self/mountinfo")
+	o.forID(b, "amb")
+	o.editConfig(b, func(c map[string]any) {
+		caps := []string{"CAP_CHOWN", "CAP_KILL", "CAP_SETUID", "CAP_SETGID"}
+		c["process"].(map[string]any)["user"] = map[string]any{"uid": 0, "gid": 0}
+		c["process"].(map[string]any)["capabilities"] = map[string]any{"bounding": caps, "effective": caps,
+			"permitted": caps, "inheritable": caps, "ambient": []string{"CAP_CHOWN", "CAP_KILL"}}
+		nse := []string{"nosuid", "noexec", "nodev"}
+		c["mounts"] = []map[string]any{
+			{"destination": "/proc", "type": "proc", "source": "proc"},
+			{"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+			{"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": append(nse, "mode=1777", "size=65536k")},
+			{"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": nse},
+			{"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": append(nse, "ro")},
+		}
+	})
+	r := o.ok("run", "--bundle", b, "amb")
+	// CAP_CHOWN is bit 0, CAP_KILL bit 5.
+	if !strings.Contains(r.stdout, "CapAmb:\t0000000000000021") {
+		t.Errorf("ambient capabilities CAP_CHOWN and CAP_KILL not raised:\n%s", r.stdout)
+	}
+	var order []string
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if f := strings.Fields(l); len(f) > 4 && (f[4] == "/sys" || f[4] == "/dev/mqueue") {
+			order = append(order, f[4])
+		}
+	}
+	if strings.Join(order, " ") != "/dev/mqueue /sys" {
+		t.Errorf("mount order %v, want /dev/mqueue then /sys (the config's):\n%s", order, r.stdout)
+	}
+	o.rt("delete", "--force", "amb")
+	o.nothingLeft("amb")
+}

@@ -234,6 +234,7 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 	if err != nil {
 		return container.Pod{}, err
 	}
+	appMounts = ociSysInOrder(appMounts, appexec.AppRoot(a.Name), spec.Mounts, len(app.Mounts))
 	mounts = append(mounts, appMounts...)
 	var res *specs.LinuxResources
 	if spec.Linux.Resources != nil {
@@ -319,6 +320,52 @@ func ociMounts(ms []specs.Mount, bundle string) []specs.Mount {
 		out = append(out, m)
 	}
 	return out
+}
+
+// ociSysInOrder moves the app's /sys, which podfs mounts right after /proc,
+// to where the bundle's config lists it (runtime-spec: mounts in order; its
+// default lists /sys after /dev and /dev/mqueue): after /dev's mounts and
+// the bundle's mounts that precede /sys in the config. ms are
+// container.AppMounts' (the rootfs, /proc, /sys, /dev, its six device binds,
+// /dev/pts, /dev/shm, then the nBundle mounts of ociMounts in order, then
+// masked and read-only paths); root is the app's root in the stage1 rootfs.
+// It moves /sys only past mounts outside it (their targets were resolved in
+// podfs's order, and none of them lies in /sys), and changes nothing when
+// the config has no /sys or the mounts are not as described.
+func ociSysInOrder(ms []specs.Mount, root string, config []specs.Mount, nBundle int) []specs.Mount {
+	sysAt, shmAt := -1, -1
+	for i, m := range ms {
+		switch {
+		case sysAt < 0 && m.Destination == root+"/sys" && m.Type == "sysfs":
+			sysAt = i
+		case shmAt < 0 && m.Destination == root+"/dev/shm" && m.Source == "shm":
+			shmAt = i
+		}
+	}
+	// k: the bundle's mounts (those ociMounts keeps) before /sys in the config
+	k, found := 0, false
+	for _, m := range config {
+		if path.Clean(m.Destination) == "/sys" {
+			found = true
+			break
+		}
+		if len(ociMounts([]specs.Mount{m}, "/")) == 1 {
+			k++
+		}
+	}
+	if !found || sysAt < 0 || shmAt < sysAt || shmAt+nBundle >= len(ms) || k > nBundle {
+		return ms
+	}
+	to := shmAt + k // /sys goes after ms[to]
+	for _, m := range ms[sysAt+1 : to+1] {
+		if m.Destination == root+"/sys" || strings.HasPrefix(m.Destination, root+"/sys/") {
+			return ms
+		}
+	}
+	out := append([]specs.Mount{}, ms[:sysAt]...)
+	out = append(out, ms[sysAt+1:to+1]...)
+	out = append(out, ms[sysAt])
+	return append(out, ms[to+1:]...)
 }
 
 // parseOCIFDs reads N[:tty]: N preserved descriptors from fd 3 on; tty: the
