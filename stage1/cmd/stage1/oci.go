@@ -230,6 +230,9 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 		Bind: a.Rootfs.Layers[0]}
 	app.Layers = []string{a.Rootfs.Layers[0]}
 	app.Mounts = ociMounts(spec.Mounts, strings.TrimSpace(string(bundle)))
+	var pathMounts []specs.Mount
+	app.MaskedPaths, app.ReadonlyPaths, pathMounts = ociRootfsPaths(spec.Linux, a.Rootfs.Layers[0], app.Mounts)
+	app.Mounts = append(app.Mounts, pathMounts...)
 	appMounts, err := container.AppMounts(rootfs, app)
 	if err != nil {
 		return container.Pod{}, err
@@ -366,6 +369,63 @@ func ociSysInOrder(ms []specs.Mount, root string, config []specs.Mount, nBundle 
 	out = append(out, ms[sysAt+1:to+1]...)
 	out = append(out, ms[sysAt])
 	return append(out, ms[to+1:]...)
+}
+
+// ociRootfsPaths splits the bundle's masked and read-only paths: those in
+// /proc and /sys (and relative ones) stay podfs's, which masks what this
+// kernel has there; the others are in the app's rootfs (at rootfs, the
+// bundle's), as runc allows, and become mounts after the bundle's: a bind
+// of the path onto itself, read-only, for a read-only path; an empty
+// read-only tmpfs on a masked directory, /dev/null on a masked file (as
+// podfs masks). A path that does not exist in the rootfs is skipped, as
+// runc does; so is one at or below a bundle mount's destination, whose
+// content the rootfs does not show.
+func ociRootfsPaths(l *specs.Linux, rootfs string, bundleMounts []specs.Mount) (masked, readonly []string, ms []specs.Mount) {
+	inRootfs := func(p string) (string, os.FileInfo, bool) {
+		c := path.Clean(p)
+		if !path.IsAbs(p) || c == "/" || c == "/proc" || c == "/sys" ||
+			strings.HasPrefix(c, "/proc/") || strings.HasPrefix(c, "/sys/") {
+			return "", nil, false
+		}
+		for _, m := range bundleMounts {
+			d := path.Clean(m.Destination)
+			if c == d || strings.HasPrefix(c, d+"/") || d == "/" {
+				return "", nil, true
+			}
+		}
+		r, err := podfs.Resolve(rootfs, c)
+		if err != nil || r == "/" {
+			return "", nil, true
+		}
+		st, err := os.Lstat(filepath.Join(rootfs, r))
+		if err != nil {
+			return "", nil, true
+		}
+		return r, st, true
+	}
+	for _, p := range l.ReadonlyPaths {
+		r, st, ours := inRootfs(p)
+		switch {
+		case !ours:
+			readonly = append(readonly, p)
+		case st != nil:
+			ms = append(ms, specs.Mount{Destination: r, Type: "bind", Source: filepath.Join(rootfs, r),
+				Options: []string{"rbind", "ro"}})
+		}
+	}
+	for _, p := range l.MaskedPaths {
+		r, st, ours := inRootfs(p)
+		switch {
+		case !ours:
+			masked = append(masked, p)
+		case st != nil && st.IsDir():
+			ms = append(ms, specs.Mount{Destination: r, Type: "tmpfs", Source: "tmpfs",
+				Options: []string{"ro", "nosuid", "nodev", "noexec", "size=0"}})
+		case st != nil:
+			ms = append(ms, specs.Mount{Destination: r, Type: "bind", Source: "/dev/null", Options: []string{"bind", "ro"}})
+		}
+	}
+	return masked, readonly, ms
 }
 
 // parseOCIFDs reads N[:tty]: N preserved descriptors from fd 3 on; tty: the
