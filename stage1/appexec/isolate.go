@@ -41,7 +41,9 @@ func isolate(spec *specs.Spec, u *user.ExecUser) error {
 			// Raising ambient capabilities gives root nothing it lacks
 			// (they must be permitted and inheritable already); only an
 			// OCI bundle asks for them (runtime-spec's default does).
-			caps.Ambient = p.Capabilities.Ambient
+			// The kernel raises only those (libcontainer warns on the app's
+			// stderr about the others).
+			caps.Ambient = within(p.Capabilities.Ambient, within(caps.Inheritable, caps.Permitted))
 		}
 	}
 	w, err := capabilities.New(caps)
