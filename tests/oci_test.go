@@ -585,8 +585,11 @@ func TestOCIAmbientCapsAndSysMountOrder(t *testing.T) {
 	o.editConfig(b, func(c map[string]any) {
 		caps := []string{"CAP_CHOWN", "CAP_KILL", "CAP_SETUID", "CAP_SETGID"}
 		c["process"].(map[string]any)["user"] = map[string]any{"uid": 0, "gid": 0}
-		c["process"].(map[string]any)["capabilities"] = map[string]any{"bounding": caps, "effective": caps,
-			"permitted": caps, "inheritable": caps, "ambient": []string{"CAP_CHOWN", "CAP_KILL"}}
+		// CAP_NET_RAW is not inheritable: the kernel cannot raise it, and
+		// it is left out (no warning on the app's stderr).
+		more := append([]string{"CAP_NET_RAW"}, caps...)
+		c["process"].(map[string]any)["capabilities"] = map[string]any{"bounding": more, "effective": more,
+			"permitted": more, "inheritable": caps, "ambient": []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW"}}
 		nse := []string{"nosuid", "noexec", "nodev"}
 		c["mounts"] = []map[string]any{
 			{"destination": "/proc", "type": "proc", "source": "proc"},
@@ -602,6 +605,9 @@ func TestOCIAmbientCapsAndSysMountOrder(t *testing.T) {
 	if !strings.Contains(r.stdout, "CapAmb:\t0000000000000021") {
 		t.Errorf("ambient capabilities CAP_CHOWN and CAP_KILL not raised:\n%s", r.stdout)
 	}
+	if strings.Contains(r.stderr, "ambient") {
+		t.Errorf("stderr: %s", r.stderr)
+	}
 	var order []string
 	for _, l := range strings.Split(r.stdout, "\n") {
 		if f := strings.Fields(l); len(f) > 4 && (f[4] == "/sys" || f[4] == "/dev/mqueue") {
@@ -616,16 +622,17 @@ func TestOCIAmbientCapsAndSysMountOrder(t *testing.T) {
 }
 
 // Masked and read-only paths in the bundle's rootfs (not only in /proc and
-// /sys) are masked and read-only, as runc makes them; one the rootfs lacks
-// is skipped.
+// /sys) are masked and read-only, as runc makes them; one the rootfs lacks,
+// or in a directory masked before it, is skipped (the masked directory stays
+// empty).
 func TestOCIMaskedAndReadonlyPathsInTheRootfs(t *testing.T) {
 	o := newOCIEnv(t)
-	b := o.bundle("b", "/bin/sh", "-c", `echo "masked-file:$(cat /masked-file)"; echo "masked-dir:$(ls /masked-dir)";
+	b := o.bundle("b", "/bin/sh", "-c", `echo "masked-file:$(cat /masked-file)"; echo "masked-dir:$(ls -A /masked-dir)";
 		echo x > /ro-file && echo ro-file-written; touch /ro-dir/new && echo ro-dir-written;
 		echo "kept:$(cat /ro-file)"; echo y > /rw-file && echo rw-file-written; true`)
 	o.forID(b, "mro")
 	root := filepath.Join(b, "rootfs")
-	for _, d := range []string{"masked-dir", "ro-dir"} {
+	for _, d := range []string{"masked-dir/sub", "ro-dir"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -637,7 +644,7 @@ func TestOCIMaskedAndReadonlyPathsInTheRootfs(t *testing.T) {
 	}
 	o.editConfig(b, func(c map[string]any) {
 		l := c["linux"].(map[string]any)
-		l["maskedPaths"] = []string{"/masked-file", "/masked-dir", "/not-there", "/proc/kcore"}
+		l["maskedPaths"] = []string{"/masked-file", "/masked-dir", "/masked-dir/sub", "/masked-dir/f", "/not-there", "/proc/kcore"}
 		l["readonlyPaths"] = []string{"/ro-file", "/ro-dir/", "/not-there-either", "/proc/sys"}
 		c["root"].(map[string]any)["readonly"] = false
 	})

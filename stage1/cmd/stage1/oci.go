@@ -378,8 +378,9 @@ func ociSysInOrder(ms []specs.Mount, root string, config []specs.Mount, nBundle 
 // of the path onto itself, read-only, for a read-only path; an empty
 // read-only tmpfs on a masked directory, /dev/null on a masked file (as
 // podfs masks). A path that does not exist in the rootfs is skipped, as
-// runc does; so is one at or below a bundle mount's destination, whose
-// content the rootfs does not show.
+// runc does; so is a masked path in a directory masked before it, and one
+// at or below a bundle mount's destination, whose content the rootfs does
+// not show.
 func ociRootfsPaths(l *specs.Linux, rootfs string, bundleMounts []specs.Mount) (masked, readonly []string, ms []specs.Mount) {
 	inRootfs := func(p string) (string, os.FileInfo, bool) {
 		c := path.Clean(p)
@@ -413,12 +414,24 @@ func ociRootfsPaths(l *specs.Linux, rootfs string, bundleMounts []specs.Mount) (
 				Options: []string{"rbind", "ro"}})
 		}
 	}
+	var maskedDirs []string
+	below := func(r string) bool {
+		for _, d := range maskedDirs {
+			if strings.HasPrefix(r, d+"/") {
+				return true
+			}
+		}
+		return false
+	}
 	for _, p := range l.MaskedPaths {
 		r, st, ours := inRootfs(p)
 		switch {
 		case !ours:
 			masked = append(masked, p)
+		case st != nil && below(r):
+			// in a masked (empty) directory: not there any more, as runc finds
 		case st != nil && st.IsDir():
+			maskedDirs = append(maskedDirs, r)
 			ms = append(ms, specs.Mount{Destination: r, Type: "tmpfs", Source: "tmpfs",
 				Options: []string{"ro", "nosuid", "nodev", "noexec", "size=0"}})
 		case st != nil:
