@@ -662,3 +662,27 @@ func TestOCIMaskedAndReadonlyPathsInTheRootfs(t *testing.T) {
 	o.rt("delete", "--force", "mro")
 	o.nothingLeft("mro")
 }
+
+// A small RLIMIT_AS (runtime-tools' process_rlimits asks for 1 GiB) is the
+// app's, and does not keep app-exec, whose own address space is larger,
+// from building the bundle's seccomp filter first.
+func TestOCIRlimitASWithSeccomp(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sh", "-c", "echo as=$(ulimit -v) nofile=$(ulimit -n)")
+	o.forID(b, "rl")
+	o.editConfig(b, func(c map[string]any) {
+		c["process"].(map[string]any)["rlimits"] = []map[string]any{
+			{"type": "RLIMIT_AS", "soft": 1 << 30, "hard": 2 << 30},
+			{"type": "RLIMIT_NOFILE", "soft": 3000, "hard": 4000},
+		}
+		c["linux"].(map[string]any)["seccomp"] = map[string]any{"defaultAction": "SCMP_ACT_ALLOW",
+			"architectures": []string{"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"},
+			"syscalls":      []map[string]any{{"names": []string{"getegid", "acct", "kexec_load"}, "action": "SCMP_ACT_ERRNO"}}}
+	})
+	r := o.rt("run", "--bundle", b, "rl")
+	if r.code != 0 || !strings.Contains(r.stdout, "as=1048576 nofile=3000") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 0 and as=1048576 nofile=3000", r.code, r.stdout, r.stderr)
+	}
+	o.rt("delete", "--force", "rl")
+	o.nothingLeft("rl")
+}
