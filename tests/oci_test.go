@@ -686,3 +686,17 @@ func TestOCIRlimitASWithSeccomp(t *testing.T) {
 	o.rt("delete", "--force", "rl")
 	o.nothingLeft("rl")
 }
+
+// An rlimit the kernel does not have fails create (runtime-spec: the
+// runtime MUST generate an error), not the app after start.
+func TestOCIUnknownRlimitFailsCreate(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/true")
+	o.forID(b, "rlx")
+	o.editConfig(b, func(c map[string]any) {
+		c["process"].(map[string]any)["rlimits"] = []map[string]any{{"type": "RLIMIT_TEST", "soft": 1024, "hard": 1024}}
+	})
+	o.fails("RLIMIT_TEST", "create", "--bundle", b, "rlx")
+	o.rt("delete", "--force", "rlx")
+	o.nothingLeft("rlx")
+}

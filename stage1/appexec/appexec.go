@@ -320,6 +320,11 @@ var rlimits = map[string]int{
 	"RLIMIT_STACK": unix.RLIMIT_STACK,
 }
 
+// KnownRlimit reports whether name (runtime-spec process.rlimits type) is
+// one this kernel interface has, so that oci-create refuses a bundle with
+// another at create, as the spec asks.
+func KnownRlimit(name string) bool { _, ok := rlimits[name]; return ok }
+
 // setRlimits applies the process's rlimits (runtime-spec process.rlimits):
 // with late unset all but RLIMIT_AS (before the switch to the app's user,
 // which may not raise a hard limit), with late set RLIMIT_AS, right before

@@ -173,6 +173,11 @@ func checkOCISpec(spec *specs.Spec, o ociOpts) error {
 	if !pidNS || !mntNS {
 		return errors.New("systemd is the container's init: it needs a new pid and mount namespace (linux.namespaces)")
 	}
+	for _, r := range spec.Process.Rlimits {
+		if !appexec.KnownRlimit(r.Type) {
+			return fmt.Errorf("process.rlimits: unknown type %q; use one of the RLIMIT_* names of getrlimit(2)", r.Type)
+		}
+	}
 	if spec.Process.Terminal && o.consoleSocket == "" {
 		return errors.New("process.terminal is set: pass --console-socket")
 	}
