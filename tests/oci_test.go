@@ -574,3 +574,129 @@ func TestOCIExecDetached(t *testing.T) {
 	o.ok("delete", "--force", "e2")
 	o.nothingLeft("e2", pid)
 }
+
+// The bundle's spec as runtime-spec's default writes it (issue #14,
+// runtime-tools' default config): root's ambient capabilities raised, and
+// /sys mounted where the config lists it (after /dev/mqueue), not first.
+func TestOCIAmbientCapsAndSysMountOrder(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sh", "-c", "grep CapAmb /proc/self/status; cat /proc/self/mountinfo")
+	o.forID(b, "amb")
+	o.editConfig(b, func(c map[string]any) {
+		caps := []string{"CAP_CHOWN", "CAP_KILL", "CAP_SETUID", "CAP_SETGID"}
+		c["process"].(map[string]any)["user"] = map[string]any{"uid": 0, "gid": 0}
+		// CAP_NET_RAW is not inheritable: the kernel cannot raise it, and
+		// it is left out (no warning on the app's stderr).
+		more := append([]string{"CAP_NET_RAW"}, caps...)
+		c["process"].(map[string]any)["capabilities"] = map[string]any{"bounding": more, "effective": more,
+			"permitted": more, "inheritable": caps, "ambient": []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_RAW"}}
+		nse := []string{"nosuid", "noexec", "nodev"}
+		c["mounts"] = []map[string]any{
+			{"destination": "/proc", "type": "proc", "source": "proc"},
+			{"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			{"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+			{"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": append(nse, "mode=1777", "size=65536k")},
+			{"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": nse},
+			{"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": append(nse, "ro")},
+		}
+	})
+	r := o.ok("run", "--bundle", b, "amb")
+	// CAP_CHOWN is bit 0, CAP_KILL bit 5.
+	if !strings.Contains(r.stdout, "CapAmb:\t0000000000000021") {
+		t.Errorf("ambient capabilities CAP_CHOWN and CAP_KILL not raised:\n%s", r.stdout)
+	}
+	if strings.Contains(r.stderr, "ambient") {
+		t.Errorf("stderr: %s", r.stderr)
+	}
+	var order []string
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if f := strings.Fields(l); len(f) > 4 && (f[4] == "/sys" || f[4] == "/dev/mqueue") {
+			order = append(order, f[4])
+		}
+	}
+	if strings.Join(order, " ") != "/dev/mqueue /sys" {
+		t.Errorf("mount order %v, want /dev/mqueue then /sys (the config's):\n%s", order, r.stdout)
+	}
+	o.rt("delete", "--force", "amb")
+	o.nothingLeft("amb")
+}
+
+// Masked and read-only paths in the bundle's rootfs (not only in /proc and
+// /sys) are masked and read-only, as runc makes them; one the rootfs lacks,
+// or in a directory masked before it, is skipped (the masked directory stays
+// empty).
+func TestOCIMaskedAndReadonlyPathsInTheRootfs(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sh", "-c", `echo "masked-file:$(cat /masked-file)"; echo "masked-dir:$(ls -A /masked-dir)";
+		echo x > /ro-file && echo ro-file-written; touch /ro-dir/new && echo ro-dir-written;
+		echo "kept:$(cat /ro-file)"; echo y > /rw-file && echo rw-file-written; true`)
+	o.forID(b, "mro")
+	root := filepath.Join(b, "rootfs")
+	for _, d := range []string{"masked-dir/sub", "ro-dir"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for f, s := range map[string]string{"masked-file": "secret", "masked-dir/f": "secret", "ro-file": "orig", "rw-file": ""} {
+		if err := os.WriteFile(filepath.Join(root, f), []byte(s), 0o666); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.editConfig(b, func(c map[string]any) {
+		l := c["linux"].(map[string]any)
+		l["maskedPaths"] = []string{"/masked-file", "/masked-dir", "/masked-dir/sub", "/masked-dir/f", "/not-there", "/proc/kcore"}
+		l["readonlyPaths"] = []string{"/ro-file", "/ro-dir/", "/not-there-either", "/proc/sys"}
+		c["root"].(map[string]any)["readonly"] = false
+	})
+	r := o.ok("run", "--bundle", b, "mro")
+	for _, want := range []string{"masked-file:\n", "masked-dir:\n", "kept:orig\n", "rw-file-written\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s%s", want, r.stdout, r.stderr)
+		}
+	}
+	for _, bad := range []string{"secret", "ro-file-written", "ro-dir-written"} {
+		if strings.Contains(r.stdout, bad) {
+			t.Errorf("output has %q:\n%s", bad, r.stdout)
+		}
+	}
+	o.rt("delete", "--force", "mro")
+	o.nothingLeft("mro")
+}
+
+// A small RLIMIT_AS (runtime-tools' process_rlimits asks for 1 GiB) is the
+// app's, and does not keep app-exec, whose own address space is larger,
+// from building the bundle's seccomp filter first.
+func TestOCIRlimitASWithSeccomp(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sh", "-c", "echo as=$(ulimit -v) nofile=$(ulimit -n)")
+	o.forID(b, "rl")
+	o.editConfig(b, func(c map[string]any) {
+		c["process"].(map[string]any)["rlimits"] = []map[string]any{
+			{"type": "RLIMIT_AS", "soft": 1 << 30, "hard": 2 << 30},
+			{"type": "RLIMIT_NOFILE", "soft": 3000, "hard": 4000},
+		}
+		c["linux"].(map[string]any)["seccomp"] = map[string]any{"defaultAction": "SCMP_ACT_ALLOW",
+			"architectures": []string{"SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"},
+			"syscalls":      []map[string]any{{"names": []string{"getegid", "acct", "kexec_load"}, "action": "SCMP_ACT_ERRNO"}}}
+	})
+	r := o.rt("run", "--bundle", b, "rl")
+	if r.code != 0 || !strings.Contains(r.stdout, "as=1048576 nofile=3000") {
+		t.Errorf("exit %d, stdout %q, stderr %q; want 0 and as=1048576 nofile=3000", r.code, r.stdout, r.stderr)
+	}
+	o.rt("delete", "--force", "rl")
+	o.nothingLeft("rl")
+}
+
+// An rlimit the kernel does not have fails create (runtime-spec: the
+// runtime MUST generate an error), not the app after start.
+func TestOCIUnknownRlimitFailsCreate(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/true")
+	o.forID(b, "rlx")
+	o.editConfig(b, func(c map[string]any) {
+		c["process"].(map[string]any)["rlimits"] = []map[string]any{{"type": "RLIMIT_TEST", "soft": 1024, "hard": 1024}}
+	})
+	o.fails("RLIMIT_TEST", "create", "--bundle", b, "rlx")
+	o.rt("delete", "--force", "rlx")
+	o.nothingLeft("rlx")
+}

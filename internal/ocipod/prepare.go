@@ -53,6 +53,12 @@ func findStage1(name, systemDir string) (Stage1, error) {
 	return Stage1{Name: name, Path: p}, nil
 }
 
+// rlimitTypes are process.rlimits' types (RLIMIT_ and these, getrlimit(2)):
+// runtime-spec has the runtime fail on others.
+var rlimitTypes = map[string]bool{"AS": true, "CORE": true, "CPU": true, "DATA": true, "FSIZE": true, "LOCKS": true,
+	"MEMLOCK": true, "MSGQUEUE": true, "NICE": true, "NOFILE": true, "NPROC": true, "RSS": true, "RTPRIO": true,
+	"RTTIME": true, "SIGPENDING": true, "STACK": true}
+
 // readBundle reads and checks BUNDLE/config.json.
 func readBundle(bundle string) ([]byte, *specs.Spec, error) {
 	bad := func(format string, args ...any) error {
@@ -74,6 +80,11 @@ func readBundle(bundle string) ([]byte, *specs.Spec, error) {
 	}
 	if spec.Process == nil || len(spec.Process.Args) == 0 {
 		return nil, nil, bad("config.json has no process.args; name the command to run")
+	}
+	for _, r := range spec.Process.Rlimits {
+		if !rlimitTypes[strings.TrimPrefix(r.Type, "RLIMIT_")] || !strings.HasPrefix(r.Type, "RLIMIT_") {
+			return nil, nil, bad("process.rlimits has type %q, which the kernel does not have; use one of getrlimit(2)'s RLIMIT_* names", r.Type)
+		}
 	}
 	if spec.Root == nil || spec.Root.Path == "" {
 		return nil, nil, bad("config.json has no root.path; name the rootfs directory")

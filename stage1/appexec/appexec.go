@@ -275,7 +275,7 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 	if err := closeExtraFDs(keepFDs); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 	}
-	if err := setRlimits(p.Rlimits); err != nil {
+	if err := setRlimits(p.Rlimits, false); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 	}
 	if err := isolate(&spec, u); err != nil {
@@ -289,6 +289,9 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 		// The socket-activation protocol names the process the fds are for:
 		// this one, which exec turns into the app with the same pid.
 		env = append(withoutEnv(env, "LISTEN_PID"), "LISTEN_PID="+strconv.Itoa(os.Getpid()))
+	}
+	if err := setRlimits(p.Rlimits, true); err != nil {
+		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 	}
 	err = syscall.Exec(path, args, env)
 	code := abi.ExitCannotExec
@@ -317,12 +320,25 @@ var rlimits = map[string]int{
 	"RLIMIT_STACK": unix.RLIMIT_STACK,
 }
 
-// setRlimits applies the process's rlimits (runtime-spec process.rlimits).
-func setRlimits(rs []specs.POSIXRlimit) error {
+// KnownRlimit reports whether name (runtime-spec process.rlimits type) is
+// one this kernel interface has, so that oci-create refuses a bundle with
+// another at create, as the spec asks.
+func KnownRlimit(name string) bool { _, ok := rlimits[name]; return ok }
+
+// setRlimits applies the process's rlimits (runtime-spec process.rlimits):
+// with late unset all but RLIMIT_AS (before the switch to the app's user,
+// which may not raise a hard limit), with late set RLIMIT_AS, right before
+// the exec: this process's address space (a Go runtime's, with threads)
+// can exceed an app's small limit, and the seccomp filter's construction
+// fails with ENOMEM under it. Lowering a limit needs no privilege.
+func setRlimits(rs []specs.POSIXRlimit, late bool) error {
 	for _, r := range rs {
 		res, ok := rlimits[r.Type]
 		if !ok {
 			return fmt.Errorf("rlimit %s: unknown; use one of the RLIMIT_* names of getrlimit(2)", r.Type)
+		}
+		if (res == unix.RLIMIT_AS) != late {
+			continue
 		}
 		if err := unix.Setrlimit(res, &unix.Rlimit{Cur: r.Soft, Max: r.Hard}); err != nil {
 			return fmt.Errorf("rlimit %s=%d:%d: %w", r.Type, r.Soft, r.Hard, err)

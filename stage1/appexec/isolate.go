@@ -22,8 +22,8 @@ import (
 // (right before exec, so the filter does not constrain this setup). Loading a
 // filter needs no_new_privs or CAP_SYS_ADMIN: an app without no_new_privs
 // gets its filter first, while this process still has CAP_SYS_ADMIN.
-// A non-root app keeps its bounding set but gets empty effective, permitted
-// and inheritable sets, and always gets no_new_privs.
+// A non-root app keeps its bounding set but gets empty effective, permitted,
+// inheritable and ambient sets, and always gets no_new_privs.
 func isolate(spec *specs.Spec, u *user.ExecUser) error {
 	p := spec.Process
 	nnp := p.NoNewPrivileges || u.Uid != 0
@@ -38,6 +38,12 @@ func isolate(spec *specs.Spec, u *user.ExecUser) error {
 		if u.Uid == 0 {
 			caps.Effective, caps.Permitted = p.Capabilities.Effective, p.Capabilities.Permitted
 			caps.Inheritable = p.Capabilities.Inheritable
+			// Raising ambient capabilities gives root nothing it lacks
+			// (they must be permitted and inheritable already); only an
+			// OCI bundle asks for them (runtime-spec's default does).
+			// The kernel raises only those (libcontainer warns on the app's
+			// stderr about the others).
+			caps.Ambient = within(p.Capabilities.Ambient, within(caps.Inheritable, caps.Permitted))
 		}
 	}
 	w, err := capabilities.New(caps)

@@ -173,6 +173,11 @@ func checkOCISpec(spec *specs.Spec, o ociOpts) error {
 	if !pidNS || !mntNS {
 		return errors.New("systemd is the container's init: it needs a new pid and mount namespace (linux.namespaces)")
 	}
+	for _, r := range spec.Process.Rlimits {
+		if !appexec.KnownRlimit(r.Type) {
+			return fmt.Errorf("process.rlimits: unknown type %q; use one of the RLIMIT_* names of getrlimit(2)", r.Type)
+		}
+	}
 	if spec.Process.Terminal && o.consoleSocket == "" {
 		return errors.New("process.terminal is set: pass --console-socket")
 	}
@@ -230,10 +235,14 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 		Bind: a.Rootfs.Layers[0]}
 	app.Layers = []string{a.Rootfs.Layers[0]}
 	app.Mounts = ociMounts(spec.Mounts, strings.TrimSpace(string(bundle)))
+	var pathMounts []specs.Mount
+	app.MaskedPaths, app.ReadonlyPaths, pathMounts = ociRootfsPaths(spec.Linux, a.Rootfs.Layers[0], app.Mounts)
+	app.Mounts = append(app.Mounts, pathMounts...)
 	appMounts, err := container.AppMounts(rootfs, app)
 	if err != nil {
 		return container.Pod{}, err
 	}
+	appMounts = ociSysInOrder(appMounts, appexec.AppRoot(a.Name), spec.Mounts, len(app.Mounts))
 	mounts = append(mounts, appMounts...)
 	var res *specs.LinuxResources
 	if spec.Linux.Resources != nil {
@@ -319,6 +328,122 @@ func ociMounts(ms []specs.Mount, bundle string) []specs.Mount {
 		out = append(out, m)
 	}
 	return out
+}
+
+// ociSysInOrder moves the app's /sys, which podfs mounts right after /proc,
+// to where the bundle's config lists it (runtime-spec: mounts in order; its
+// default lists /sys after /dev and /dev/mqueue): after /dev's mounts and
+// the bundle's mounts that precede /sys in the config. ms are
+// container.AppMounts' (the rootfs, /proc, /sys, /dev, its six device binds,
+// /dev/pts, /dev/shm, then the nBundle mounts of ociMounts in order, then
+// masked and read-only paths); root is the app's root in the stage1 rootfs.
+// It moves /sys only past mounts outside it (their targets were resolved in
+// podfs's order, and none of them lies in /sys), and changes nothing when
+// the config has no /sys or the mounts are not as described.
+func ociSysInOrder(ms []specs.Mount, root string, config []specs.Mount, nBundle int) []specs.Mount {
+	sysAt, shmAt := -1, -1
+	for i, m := range ms {
+		switch {
+		case sysAt < 0 && m.Destination == root+"/sys" && m.Type == "sysfs":
+			sysAt = i
+		case shmAt < 0 && m.Destination == root+"/dev/shm" && m.Source == "shm":
+			shmAt = i
+		}
+	}
+	// k: the bundle's mounts (those ociMounts keeps) before /sys in the config
+	k, found := 0, false
+	for _, m := range config {
+		if path.Clean(m.Destination) == "/sys" {
+			found = true
+			break
+		}
+		if len(ociMounts([]specs.Mount{m}, "/")) == 1 {
+			k++
+		}
+	}
+	if !found || sysAt < 0 || shmAt < sysAt || shmAt+nBundle >= len(ms) || k > nBundle {
+		return ms
+	}
+	to := shmAt + k // /sys goes after ms[to]
+	for _, m := range ms[sysAt+1 : to+1] {
+		if m.Destination == root+"/sys" || strings.HasPrefix(m.Destination, root+"/sys/") {
+			return ms
+		}
+	}
+	out := append([]specs.Mount{}, ms[:sysAt]...)
+	out = append(out, ms[sysAt+1:to+1]...)
+	out = append(out, ms[sysAt])
+	return append(out, ms[to+1:]...)
+}
+
+// ociRootfsPaths splits the bundle's masked and read-only paths: those in
+// /proc and /sys (and relative ones) stay podfs's, which masks what this
+// kernel has there; the others are in the app's rootfs (at rootfs, the
+// bundle's), as runc allows, and become mounts after the bundle's: a bind
+// of the path onto itself, read-only, for a read-only path; an empty
+// read-only tmpfs on a masked directory, /dev/null on a masked file (as
+// podfs masks). A path that does not exist in the rootfs is skipped, as
+// runc does; so is a masked path in a directory masked before it, and one
+// at or below a bundle mount's destination, whose content the rootfs does
+// not show.
+func ociRootfsPaths(l *specs.Linux, rootfs string, bundleMounts []specs.Mount) (masked, readonly []string, ms []specs.Mount) {
+	inRootfs := func(p string) (string, os.FileInfo, bool) {
+		c := path.Clean(p)
+		if !path.IsAbs(p) || c == "/" || c == "/proc" || c == "/sys" ||
+			strings.HasPrefix(c, "/proc/") || strings.HasPrefix(c, "/sys/") {
+			return "", nil, false
+		}
+		for _, m := range bundleMounts {
+			d := path.Clean(m.Destination)
+			if c == d || strings.HasPrefix(c, d+"/") || d == "/" {
+				return "", nil, true
+			}
+		}
+		r, err := podfs.Resolve(rootfs, c)
+		if err != nil || r == "/" {
+			return "", nil, true
+		}
+		st, err := os.Lstat(filepath.Join(rootfs, r))
+		if err != nil {
+			return "", nil, true
+		}
+		return r, st, true
+	}
+	for _, p := range l.ReadonlyPaths {
+		r, st, ours := inRootfs(p)
+		switch {
+		case !ours:
+			readonly = append(readonly, p)
+		case st != nil:
+			ms = append(ms, specs.Mount{Destination: r, Type: "bind", Source: filepath.Join(rootfs, r),
+				Options: []string{"rbind", "ro"}})
+		}
+	}
+	var maskedDirs []string
+	below := func(r string) bool {
+		for _, d := range maskedDirs {
+			if strings.HasPrefix(r, d+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, p := range l.MaskedPaths {
+		r, st, ours := inRootfs(p)
+		switch {
+		case !ours:
+			masked = append(masked, p)
+		case st != nil && below(r):
+			// in a masked (empty) directory: not there any more, as runc finds
+		case st != nil && st.IsDir():
+			maskedDirs = append(maskedDirs, r)
+			ms = append(ms, specs.Mount{Destination: r, Type: "tmpfs", Source: "tmpfs",
+				Options: []string{"ro", "nosuid", "nodev", "noexec", "size=0"}})
+		case st != nil:
+			ms = append(ms, specs.Mount{Destination: r, Type: "bind", Source: "/dev/null", Options: []string{"bind", "ro"}})
+		}
+	}
+	return masked, readonly, ms
 }
 
 // parseOCIFDs reads N[:tty]: N preserved descriptors from fd 3 on; tty: the

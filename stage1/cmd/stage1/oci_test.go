@@ -1,6 +1,7 @@
 package main
 
 import (
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -53,5 +54,28 @@ func TestParseOCIFDs(t *testing.T) {
 		if _, _, err := parseOCIFDs(bad); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
+	}
+}
+
+func TestOCISysInOrder(t *testing.T) {
+	r := "/opt/stage2/app/rootfs"
+	ms := []specs.Mount{{Destination: r}, {Destination: r + "/proc"}, {Destination: r + "/sys", Type: "sysfs"},
+		{Destination: r + "/dev"}, {Destination: r + "/dev/shm", Source: "shm"},
+		{Destination: r + "/dev/mqueue"}, {Destination: r + "/data"}, {Destination: r + "/sys/firmware"}}
+	config := []specs.Mount{{Destination: "/proc"}, {Destination: "/dev"}, {Destination: "/dev/mqueue", Type: "mqueue"},
+		{Destination: "/sys/"}, {Destination: "/data", Type: "bind", Source: "/d"}}
+	got := ociSysInOrder(ms, r, config, 2)
+	var order []string
+	for _, m := range got {
+		order = append(order, strings.TrimPrefix(m.Destination, r))
+	}
+	if want := ",/proc,/dev,/dev/shm,/dev/mqueue,/sys,/data,/sys/firmware"; strings.Join(order, ",") != want {
+		t.Errorf("order %s, want %s", strings.Join(order, ","), want)
+	}
+	// a bundle mount below /sys before it in the config: /sys stays first
+	config[2].Destination = "/sys/kernel/x"
+	ms[5].Destination = r + "/sys/kernel/x"
+	if got := ociSysInOrder(ms, r, config, 2); got[2].Destination != r+"/sys" {
+		t.Errorf("/sys moved past a mount below it: %v", got)
 	}
 }
