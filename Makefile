@@ -27,11 +27,13 @@ $(BIN)/skiff-oci: $(GO_SRC)
 
 # The runtime-tools v0.9.0 validation suite (scripts/oci-conformance; built once into
 # build/conformance) and podman --runtime (scripts/oci-podman-smoke, when podman is
-# installed) against bin/skiff-oci and runc, side by side.
+# installed) against bin/skiff-oci and runc, side by side; then critest v1.34.0 through
+# Debian's containerd 1.6 with each as the runc shim's BinaryName (scripts/oci-critest).
 conformance: all test-images
 	scripts/oci-conformance --runtime $(CURDIR)/$(BIN)/skiff-oci --out $(CURDIR)/$(BUILD)/conformance
 	if command -v podman >/dev/null; then scripts/oci-podman-smoke --runtime $(CURDIR)/$(BIN)/skiff-oci; \
 	else echo "conformance: podman is not installed; podman --runtime checks skipped"; fi
+	scripts/oci-critest --runtime $(CURDIR)/$(BIN)/skiff-oci --out $(CURDIR)/$(BUILD)/critest
 
 # The stage1 binary is static (libcontainer's nsenter needs cgo): it runs on the
 # host from the stage1 image's layer and inside the pod alike.
