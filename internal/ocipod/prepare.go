@@ -92,6 +92,9 @@ func readBundle(bundle string) ([]byte, *specs.Spec, error) {
 	if spec.Linux == nil {
 		return nil, nil, bad("config.json has no linux section; skiff runs Linux containers only")
 	}
+	if err := unappliedLSM(spec.Process, spec.Linux.MountLabel); err != nil {
+		return nil, nil, bad("%v", err)
+	}
 	root := spec.Root.Path
 	if !filepath.IsAbs(root) {
 		root = filepath.Join(bundle, root)
@@ -212,4 +215,20 @@ func list(root string) ([]string, error) {
 	}
 	sort.Strings(ids)
 	return ids, nil
+}
+
+// unappliedLSM refuses the security-module settings the stage1 does not
+// apply: a container asked to run confined must not run unconfined. runc
+// refuses them too where the module is off (as on hosts without AppArmor or
+// SELinux); skiff refuses them everywhere until it applies them.
+func unappliedLSM(p *specs.Process, mountLabel string) error {
+	switch {
+	case p != nil && p.ApparmorProfile != "":
+		return fmt.Errorf("process.apparmorProfile %q: skiff-oci does not apply AppArmor profiles yet; remove it (podman: --security-opt apparmor=unconfined)", p.ApparmorProfile)
+	case p != nil && p.SelinuxLabel != "":
+		return fmt.Errorf("process.selinuxLabel %q: skiff-oci does not apply SELinux labels yet; remove it (podman: --security-opt label=disable)", p.SelinuxLabel)
+	case mountLabel != "":
+		return fmt.Errorf("linux.mountLabel %q: skiff-oci does not apply SELinux mount labels yet; remove it (podman: --security-opt label=disable)", mountLabel)
+	}
+	return nil
 }

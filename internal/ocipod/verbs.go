@@ -440,6 +440,9 @@ func (p *Pod) exec(process *specs.Process, o ExecOpts) (*os.Process, error) {
 	if o.PreserveFDs > 0 {
 		return nil, fmt.Errorf("container %s: exec --preserve-fds is not supported yet; pass the descriptors another way", p.ID)
 	}
+	if err := unappliedLSM(process, ""); err != nil {
+		return nil, fmt.Errorf("container %s: exec: %w", p.ID, err)
+	}
 	raw, err := json.Marshal(process)
 	if err != nil {
 		return nil, err
