@@ -700,3 +700,32 @@ func TestOCIUnknownRlimitFailsCreate(t *testing.T) {
 	o.rt("delete", "--force", "rlx")
 	o.nothingLeft("rlx")
 }
+
+// Why the stage1 refused a container reaches the caller in skiff-oci's one
+// error line and its --log (containerd and podman show only those), not only
+// the container's stderr.
+func TestOCICreateErrorNamesTheStage1sCause(t *testing.T) {
+	o := newOCIEnv(t)
+	if o.isRunc {
+		t.Skip("runc joins the host's pid namespace; the refusal is skiff's (systemd is the init)")
+	}
+	b := o.bundle("b", "/bin/true")
+	o.forID(b, "pidjoin")
+	o.editConfig(b, func(c map[string]any) {
+		l := c["linux"].(map[string]any)
+		ns := []any{}
+		for _, n := range l["namespaces"].([]any) {
+			if n.(map[string]any)["type"] != "pid" {
+				ns = append(ns, n)
+			}
+		}
+		l["namespaces"] = append(ns, map[string]any{"type": "pid", "path": "/proc/1/ns/pid"})
+	})
+	logf := filepath.Join(o.dir, "log.json")
+	o.fails("needs a new pid and mount namespace", "--log", logf, "--log-format", "json", "create", "--bundle", b, "pidjoin")
+	if lb, _ := os.ReadFile(logf); !strings.Contains(string(lb), "needs a new pid and mount namespace") {
+		t.Errorf("--log does not say why: %q", lb)
+	}
+	o.rt("delete", "--force", "pidjoin")
+	o.nothingLeft("pidjoin")
+}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/moby/sys/mountinfo"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -112,7 +113,11 @@ func (p *Pod) create(o CreateOpts) (int, error) {
 	if o.Debug {
 		cmd.Env = append(cmd.Env, abi.EnvDebug+"=1")
 	}
+	_ = os.Remove(filepath.Join(p.Dir, abi.OCIErrorFile))
 	if err := cmd.Run(); err != nil {
+		if msg := p.stage1Error(); msg != "" {
+			return 0, fmt.Errorf("container %s: create: %s (stage1 oci-create: %v); then delete the container", p.ID, msg, err)
+		}
 		return 0, fmt.Errorf("container %s: create: stage1 oci-create failed (%v); see its message above, then delete the container", p.ID, err)
 	}
 	pid, err := p.readPid()
@@ -531,4 +536,30 @@ func unmountUnder(dir string) error {
 		}
 	}
 	return fmt.Errorf("mounts under %s keep coming back", dir)
+}
+
+// stage1Error is why oci-create failed, as it wrote it (abi.OCIErrorFile),
+// read as untrusted text: no link followed, bounded, one line of printable
+// characters; "" when there is none.
+func (p *Pod) stage1Error() string {
+	dir, err := os.Open(p.Dir)
+	if err != nil {
+		return ""
+	}
+	defer dir.Close()
+	b, err := abi.ReadFileAt(dir, abi.OCIErrorFile, abi.OCIErrorMax)
+	if err != nil {
+		return ""
+	}
+	var out strings.Builder
+	for _, r := range strings.ToValidUTF8(string(b), "?") {
+		switch {
+		case r == '\n' || r == '\t':
+			out.WriteByte(' ')
+		case unicode.IsControl(r):
+		default:
+			out.WriteRune(r)
+		}
+	}
+	return strings.TrimSpace(out.String())
 }

@@ -48,7 +48,16 @@ const (
 	OCIBundleFile  = "bundle"     // absolute path of the bundle, as given to create
 	OCIStartFIFO   = "start.fifo" // opened by start: the init starts the app
 	OCICreatedFile = "created"    // empty marker: create finished; the init waits for start
+	// OCIErrorFile holds why oci-create failed: one line, at most
+	// OCIErrorMax bytes, written by the stage1 instead of printing it (its
+	// stderr is the container's); the front end reads it as untrusted text
+	// (no link followed, bounded, control characters dropped) and puts it
+	// in its own one-line error. Since v2.
+	OCIErrorFile = "oci-error"
 )
+
+// OCIErrorMax bounds OCIErrorFile.
+const OCIErrorMax = 4096
 
 // AnnotationOCIStage1, in a bundle's config.json annotations, selects the
 // stage1 by name (as --stage1-name does: "kvm" selects stage1-kvm). Since

@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
+	"syscall"
 
 	"github.com/skiff-project/skiff/internal/idmap"
 	"github.com/skiff-project/skiff/stage1/abi"
@@ -58,6 +60,9 @@ func main() {
 		case errors.As(err, &ce):
 			os.Exit(int(ce)) // the pod's own exit code, nothing to report
 		}
+		if name == abi.EntrypointOCICreate && writeOCIError(err) == nil {
+			os.Exit(code) // the front end reports it (its stderr is the container's)
+		}
 		fmt.Fprintf(os.Stderr, "skiff: %v\n", err)
 		os.Exit(code)
 	}
@@ -68,3 +73,19 @@ func main() {
 type codeError int
 
 func (c codeError) Error() string { return fmt.Sprintf("exit status %d", int(c)) }
+
+// writeOCIError records why oci-create failed in the pod directory (the
+// working directory) for the front end: one line, bounded, never through a
+// link.
+func writeOCIError(err error) error {
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	if len(msg) > abi.OCIErrorMax {
+		msg = msg[:abi.OCIErrorMax]
+	}
+	f, err := os.OpenFile(abi.OCIErrorFile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(msg)
+	return errors.Join(err, f.Close())
+}
