@@ -134,15 +134,11 @@ func newPauseCmd(g *globals, pause bool) *cobra.Command {
 		Short: short,
 		Args:  exactArgs(1, "the container's id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, l, err := g.open(args[0])
+			_, l, st, err := g.openStatus(args[0])
 			if err != nil {
 				return err
 			}
 			defer l.unlock()
-			st, err := status(c)
-			if err != nil {
-				return wrapC(args[0], err)
-			}
 			switch {
 			case pause && st.Status != specs.StateRunning:
 				return fmt.Errorf("container %s: %w (%s)", args[0], errNotRunning, st.Status)
@@ -201,15 +197,11 @@ func newPsCmd(g *globals) *cobra.Command {
 			if format != "table" && format != "json" {
 				return fmt.Errorf("--format %q: unknown format; use table or json", format)
 			}
-			c, l, err := g.open(args[0])
+			_, l, st, err := g.openStatus(args[0])
 			if err != nil {
 				return err
 			}
-			st, err := status(c)
 			l.unlock()
-			if err != nil {
-				return wrapC(args[0], err)
-			}
 			if st.Status == specs.StateStopped || st.Pid <= 0 {
 				return fmt.Errorf("container %s: %w", args[0], errNotRunning)
 			}
@@ -290,15 +282,11 @@ func newUpdateCmd(g *globals) *cobra.Command {
 			if err := json.Unmarshal(b, &r); err != nil {
 				return fmt.Errorf("--resources %s: not linux.resources JSON: %v", resources, err)
 			}
-			c, l, err := g.open(args[0])
+			_, l, st, err := g.openStatus(args[0])
 			if err != nil {
 				return err
 			}
 			defer l.unlock()
-			st, err := status(c)
-			if err != nil {
-				return wrapC(args[0], err)
-			}
 			if st.Status == specs.StateStopped || st.Pid <= 0 {
 				return fmt.Errorf("container %s: %w", args[0], errNotRunning)
 			}

@@ -33,14 +33,9 @@ func newExecCmd(g *globals) *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
-			c, l, err := g.open(id)
+			c, l, st, err := g.openStatus(id)
 			if err != nil {
 				return err
-			}
-			st, err := status(c)
-			if err != nil {
-				l.unlock()
-				return wrapC(id, err)
 			}
 			if st.Status != specs.StateRunning && st.Status != specs.StateCreated {
 				l.unlock()

@@ -47,6 +47,21 @@ func (g *globals) open(id string) (container, *flock, error) {
 	return c, l, nil
 }
 
+// openStatus is open followed by status: the container, its lock (held) and
+// its runtime-spec status; on an error nothing stays locked.
+func (g *globals) openStatus(id string) (container, *flock, *specs.State, error) {
+	c, l, err := g.open(id)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := status(c)
+	if err != nil {
+		l.unlock()
+		return nil, nil, nil, wrapC(id, err)
+	}
+	return c, l, st, nil
+}
+
 // removeHalfMade removes a container directory without a pod manifest (so
 // no stage1 gc can run for it): what a create killed while writing its first
 // files leaves, or a delete killed while removing the directory (after gc).
@@ -453,15 +468,11 @@ func newKillCmd(g *globals) *cobra.Command {
 				}
 				sig = s
 			}
-			c, l, err := g.open(args[0])
+			c, l, st, err := g.openStatus(args[0])
 			if err != nil {
 				return err
 			}
 			defer l.unlock()
-			st, err := status(c)
-			if err != nil {
-				return wrapC(args[0], err)
-			}
 			if st.Status == specs.StateStopped || st.Status == specs.StateCreating {
 				return fmt.Errorf("container %s: %w", args[0], errNotRunning)
 			}
