@@ -6,7 +6,6 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
-	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -48,33 +47,7 @@ func bombTar(t *testing.T, prefix string, head ...func(*tar.Writer)) (plain, gz 
 // is the gzip layer gz of the tar plain.
 func layerArchive(t *testing.T, path, refName string, plain, gz []byte) {
 	t.Helper()
-	blobs := map[string][]byte{}
-	desc := func(mt string, data []byte) map[string]any {
-		d := fmt.Sprintf("%x", sha256.Sum256(data))
-		blobs[d] = data
-		return map[string]any{"mediaType": mt, "digest": "sha256:" + d, "size": len(data)}
-	}
-	diffID := fmt.Sprintf("sha256:%x", sha256.Sum256(plain))
-	cfg, _ := json.Marshal(map[string]any{"architecture": "amd64", "os": "linux",
-		"config": map[string]any{"Cmd": []string{"/zeros"}}, "rootfs": map[string]any{"type": "layers", "diff_ids": []string{diffID}}})
-	m, _ := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-		"config": desc("application/vnd.oci.image.config.v1+json", cfg), "layers": []any{desc("application/vnd.oci.image.layer.v1.tar+gzip", gz)}})
-	md := desc("application/vnd.oci.image.manifest.v1+json", m)
-	md["annotations"] = map[string]string{"org.opencontainers.image.ref.name": refName}
-	index, _ := json.Marshal(map[string]any{"schemaVersion": 2, "manifests": []any{md}})
-	var out bytes.Buffer
-	aw := tar.NewWriter(&out)
-	add := func(name string, data []byte) {
-		aw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(data))})
-		aw.Write(data)
-	}
-	add("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`))
-	add("index.json", index)
-	for d, data := range blobs {
-		add("blobs/sha256/"+d, data)
-	}
-	aw.Close()
-	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
+	if err := os.WriteFile(path, ociArchive(refName, "/zeros", "application/vnd.oci.image.layer.v1.tar+gzip", plain, gz), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

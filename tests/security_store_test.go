@@ -35,16 +35,30 @@ func suidArchive(t *testing.T, path, refName string) string {
 	tw.Write(script)
 	tw.Close()
 	diffID := fmt.Sprintf("%x", sha256.Sum256(layer.Bytes()))
+	out := ociArchive(refName, "/bin/suid", "application/vnd.oci.image.layer.v1.tar", layer.Bytes(), layer.Bytes())
+	if bytes.IndexByte(out, '\r') >= 0 {
+		t.Fatal("the archive holds a carriage return")
+	}
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return diffID
+}
+
+// ociArchive is an OCI archive of one image, refName, running cmd, whose one
+// layer is blob (media type layerType) holding the tar plain.
+func ociArchive(refName, cmd, layerType string, plain, blob []byte) []byte {
 	blobs := map[string][]byte{}
 	desc := func(mt string, data []byte) map[string]any {
 		d := fmt.Sprintf("%x", sha256.Sum256(data))
 		blobs[d] = data
 		return map[string]any{"mediaType": mt, "digest": "sha256:" + d, "size": len(data)}
 	}
+	diffID := fmt.Sprintf("sha256:%x", sha256.Sum256(plain))
 	cfg, _ := json.Marshal(map[string]any{"architecture": "amd64", "os": "linux",
-		"config": map[string]any{"Cmd": []string{"/bin/suid"}}, "rootfs": map[string]any{"type": "layers", "diff_ids": []string{"sha256:" + diffID}}})
+		"config": map[string]any{"Cmd": []string{cmd}}, "rootfs": map[string]any{"type": "layers", "diff_ids": []string{diffID}}})
 	m, _ := json.Marshal(map[string]any{"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-		"config": desc("application/vnd.oci.image.config.v1+json", cfg), "layers": []any{desc("application/vnd.oci.image.layer.v1.tar", layer.Bytes())}})
+		"config": desc("application/vnd.oci.image.config.v1+json", cfg), "layers": []any{desc(layerType, blob)}})
 	md := desc("application/vnd.oci.image.manifest.v1+json", m)
 	md["annotations"] = map[string]string{"org.opencontainers.image.ref.name": refName}
 	index, _ := json.Marshal(map[string]any{"schemaVersion": 2, "manifests": []any{md}})
@@ -60,13 +74,7 @@ func suidArchive(t *testing.T, path, refName string) string {
 		add("blobs/sha256/"+d, data)
 	}
 	aw.Close()
-	if bytes.IndexByte(out.Bytes(), '\r') >= 0 {
-		t.Fatal("the archive holds a carriage return")
-	}
-	if err := os.WriteFile(path, out.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return diffID
+	return out.Bytes()
 }
 
 // asNobody runs argv as uid and gid 65534 with no supplementary groups.
