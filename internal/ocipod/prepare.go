@@ -165,6 +165,11 @@ func (p *Pod) writeFiles(config []byte) error {
 	if err := os.WriteFile(filepath.Join(p.Dir, abi.AppsDir, AppName, abi.AppSpecFile), config, 0o644); err != nil {
 		return err
 	}
+	// The app is an OCI bundle's process: app-exec applies its capabilities
+	// and noNewPrivileges as given (runc's rules, not skiff's own mode's).
+	if err := os.WriteFile(filepath.Join(p.Dir, abi.AppsDir, AppName, abi.OCIProcessMarker), nil, 0o644); err != nil {
+		return err
+	}
 	if err := os.WriteFile(filepath.Join(p.Dir, configCopy), config, 0o644); err != nil {
 		return err
 	}
@@ -217,14 +222,14 @@ func list(root string) ([]string, error) {
 	return ids, nil
 }
 
-// unappliedLSM refuses the security-module settings the stage1 does not
-// apply: a container asked to run confined must not run unconfined. runc
-// refuses them too where the module is off (as on hosts without AppArmor or
-// SELinux); skiff refuses them everywhere until it applies them.
+// unappliedLSM refuses the SELinux settings the stage1 does not apply: a
+// container asked to run confined must not run unconfined. runc fails them
+// too where SELinux is off (as here: a process label is refused at create,
+// a mount label makes the mounts fail); skiff refuses them everywhere until
+// it applies them. AppArmor profiles are applied (stage1/appexec), or
+// refused at create where the host has no AppArmor, as runc fails them.
 func unappliedLSM(p *specs.Process, mountLabel string) error {
 	switch {
-	case p != nil && p.ApparmorProfile != "":
-		return fmt.Errorf("process.apparmorProfile %q: skiff-oci does not apply AppArmor profiles yet; remove it (podman: --security-opt apparmor=unconfined)", p.ApparmorProfile)
 	case p != nil && p.SelinuxLabel != "":
 		return fmt.Errorf("process.selinuxLabel %q: skiff-oci does not apply SELinux labels yet; remove it (podman: --security-opt label=disable)", p.SelinuxLabel)
 	case mountLabel != "":
