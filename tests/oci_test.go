@@ -837,3 +837,64 @@ func TestOCIAppArmorProfileIsAppliedOrRefused(t *testing.T) {
 	o.rt("delete", "--force", "aa")
 	o.nothingLeft("aa")
 }
+
+// delete cleans what skiff-oci made besides the container: a stage1 image in
+// ROOT/.stage1 that its file no longer holds (a rebuilt or upgraded stage1)
+// goes with the last container that ran on it, and the default cgroup parent
+// /skiff-oci goes once empty. kill --all of a stopped container succeeds, as
+// with runc.
+func TestOCIDeleteCleansStage1CacheAndCgroupParent(t *testing.T) {
+	o := newOCIEnv(t)
+	if o.isRunc {
+		t.Skip("skiff-oci's stage1 cache")
+	}
+	// A private copy of skiff-oci and its stage1, whose file the test
+	// replaces by a rebuilt one (another manifest) while c1 runs on it.
+	bin := filepath.Join(o.dir, "bin")
+	s1 := filepath.Join(bin, "stage1-default.oci.tar")
+	sh(t, o.dir, fmt.Sprintf("mkdir -p %s && cp %s %s/ && cp %s/stage1-default.oci.tar %s/", bin, o.bin, bin, filepath.Dir(o.bin), bin))
+	o.bin = filepath.Join(bin, "skiff-oci")
+	images := func() int {
+		es, _ := os.ReadDir(filepath.Join(o.root, ".stage1/images/sha256"))
+		return len(es)
+	}
+	b := o.bundle("b", "/bin/sleep", "1000") // no cgroupsPath: /skiff-oci/ID
+	o.ok("create", "--bundle", b, "c1")
+	pid1 := o.state("c1").Pid
+	sh(t, o.dir, fmt.Sprintf("mkdir L1 && tar -xf %s -C L1 && umoci config --image L1:default --manifest.annotation=dev.skiff.test.rebuilt=1 >/dev/null && tar -C L1 -cf %s.new . && mv %s.new %s && rm -rf L1", s1, s1, s1, s1))
+	o.ok("create", "--bundle", b, "c2")
+	pid2 := o.state("c2").Pid
+	if n := images(); n != 2 {
+		t.Fatalf("%d stage1 images cached, want 2 (c1's and c2's)", n)
+	}
+	o.ok("start", "c1")
+	o.ok("kill", "c1", "KILL")
+	o.waitStatus("c1", "stopped")
+	if r := o.rt("kill", "--all", "c1", "9"); r.code != 0 {
+		t.Errorf("kill --all of a stopped container: exit %d, %s; runc exits 0", r.code, r.stderr)
+	}
+	o.ok("delete", "c1")
+	if n := images(); n != 1 {
+		t.Errorf("%d stage1 images cached after c1's delete, want 1: the replaced one goes with its last container", n)
+	}
+	o.ok("delete", "--force", "c2")
+	if n := images(); n != 1 {
+		t.Errorf("%d stage1 images cached after c2's delete, want 1 (the stage1 file's, kept for the next create)", n)
+	}
+	o.nothingLeft("c1", pid1)
+	o.nothingLeft("c2", pid2)
+	// The parent goes when empty; other containers (another test, another
+	// --root) may still have theirs in it.
+	for _, h := range []string{"memory", "pids", "unified"} {
+		p := "/sys/fs/cgroup/" + h + "/skiff-oci"
+		if es, err := os.ReadDir(p); err == nil {
+			empty := true
+			for _, e := range es {
+				empty = empty && !e.IsDir()
+			}
+			if empty {
+				t.Errorf("%s is left empty after the last delete", p)
+			}
+		}
+	}
+}

@@ -123,6 +123,13 @@ func prepare(root, id, bundle string, s1 Stage1) (*Pod, error) {
 	if _, err := os.Stat(filepath.Join(root, id)); err == nil {
 		return nil, fmt.Errorf("container %s: %w", id, ErrExist)
 	}
+	// Until pod.json names the stage1 image, a delete's cleanup must not
+	// take it for unused.
+	release, err := holdStage1Cache(root)
+	if err != nil {
+		return nil, fmt.Errorf("state root %s: %w", root, err)
+	}
+	defer release()
 	st, err := store.Open(filepath.Join(root, stage1Cache))
 	if err != nil {
 		return nil, err
