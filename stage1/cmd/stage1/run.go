@@ -140,6 +140,10 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 	if r.srv, err = r.serveStdio(); err != nil {
 		return nil, err
 	}
+	if err := os.WriteFile(s1Cgroup, []byte(r.cgroup), 0o644); err != nil {
+		r.srv.Close()
+		return nil, fmt.Errorf("record the pod's cgroup for gc: %w", err)
+	}
 	c, err := container.Start(sb)
 	if err != nil {
 		r.srv.Close()

@@ -1,0 +1,134 @@
+//go:build functional
+
+package tests
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// removeCgroupTree removes a test's cgroup directory depth-first after
+// killing what is in it (cleanup of a test that failed half-way).
+func removeCgroupTree(dir string) {
+	var dirs []string
+	_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.IsDir() {
+			dirs = append(dirs, p)
+		}
+		return nil
+	})
+	for i := len(dirs) - 1; i >= 0; i-- {
+		b, _ := os.ReadFile(filepath.Join(dirs[i], "cgroup.procs"))
+		for _, f := range strings.Fields(string(b)) {
+			if pid, err := strconv.Atoi(f); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		for j := 0; j < 100 && syscall.Rmdir(dirs[i]) == syscall.EBUSY; j++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// TestGCRemovesCgroupsLibcontainerNeverRecorded: a run killed while
+// libcontainer made the pod's cgroups (here: cpuset made, state not saved
+// yet) leaves cgroups, maybe with a dying process in them, that the pod's
+// libcontainer state does not know. gc must remove them in every hierarchy,
+// killing what is left, before it removes the pod; it used to delete the pod
+// directory and leak the cgroups for good.
+func TestGCRemovesCgroupsLibcontainerNeverRecorded(t *testing.T) {
+	e := newEnv(t)
+	if e.flavor() != "default" {
+		t.Skip("the default stage1's cgroups")
+	}
+	uuid := strings.TrimSpace(e.ok(append([]string{"--insecure-options=image", "prepare"}, append(e.stage1, e.image("busybox"))...)...).stdout)
+	var made []string
+	for _, h := range []string{"cpuset", "pids", "memory", "unified"} {
+		d := filepath.Join("/sys/fs/cgroup", h, "skiff", uuid)
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			continue // hierarchy not mounted here
+		}
+		made = append(made, d)
+		t.Cleanup(func() { removeCgroupTree(d) })
+	}
+	if len(made) == 0 {
+		t.Skip("no cgroup hierarchy to test with")
+	}
+	// A leftover below (what the pod's systemd makes in its cgroup2 tree) and a
+	// process still in the pod's cgroup.
+	_ = os.Mkdir(filepath.Join(made[len(made)-1], "init.scope"), 0o755)
+	sleep := exec.Command("sleep", "555")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sleep.Process.Kill(); _ = sleep.Wait() }()
+	procs := filepath.Join(made[len(made)-1], "init.scope", "cgroup.procs")
+	if _, err := os.Stat(procs); err != nil {
+		procs = filepath.Join(made[0], "cgroup.procs")
+		if made[0] == filepath.Join("/sys/fs/cgroup/cpuset/skiff", uuid) && len(made) > 1 {
+			procs = filepath.Join(made[1], "cgroup.procs")
+		}
+	}
+	if err := os.WriteFile(procs, []byte(strconv.Itoa(sleep.Process.Pid)), 0o644); err != nil {
+		t.Fatalf("put a process into the pod's cgroup: %v", err)
+	}
+	r := e.skiff("gc", "--expire-prepared=0s", "--grace-period=0s")
+	if left := cgroupsOf(uuid); len(left) > 0 {
+		t.Fatalf("gc (exit %d, %q) left the pod's cgroups: %v", r.code, r.stdout+r.stderr, left)
+	}
+	if r.code != 0 || !strings.Contains(r.stdout, "removed "+uuid) {
+		t.Fatalf("gc: exit %d, stdout %q, stderr %q; want the pod removed", r.code, r.stdout, r.stderr)
+	}
+	waitFor(t, 10*time.Second, "the process in the pod's cgroup to be killed", func() bool {
+		return syscall.Kill(sleep.Process.Pid, 0) != nil || isZombie(sleep.Process.Pid)
+	})
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i > 0 && len(s) > i+2 && s[i+2] == 'Z'
+}
+
+// TestGCAfterRunKilledDuringStart is the issue's recipe: SIGKILL `skiff run`
+// (default network) at moments of its start, gc at once: no pod, and no
+// cgroup of any of them, may stay.
+func TestGCAfterRunKilledDuringStart(t *testing.T) {
+	e := newEnv(t)
+	e.ok("--insecure-options=image", "fetch", e.image("busybox"))
+	var uuids []string
+	for i, d := range []time.Duration{50, 120, 200, 300, 450, 700} {
+		uf := filepath.Join(t.TempDir(), "uuid")
+		c := e.cmd(e.runArgs("--uuid-file-save="+uf, e.image("busybox"), "--", "sleep", "100")...)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(d * time.Millisecond)
+		_ = c.Process.Kill()
+		_ = c.Wait()
+		uuids = append(uuids, e.podDirs()...)
+		r := e.skiff("gc", "--grace-period=0s")
+		if r.code != 0 {
+			t.Errorf("kill %d: gc: exit %d: %s", i, r.code, r.stderr)
+		}
+		if ps := e.podDirs(); len(ps) > 0 {
+			t.Errorf("kill %d: pods left after gc: %v (%s)", i, ps, r.stderr)
+		}
+	}
+	for _, u := range uuids {
+		for _, cg := range cgroupsOf(u) {
+			t.Errorf("cgroup left behind by gc: %s", cg)
+			removeCgroupTree(cg)
+		}
+	}
+}
