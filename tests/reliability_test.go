@@ -3,6 +3,8 @@
 package tests
 
 import (
+	"archive/tar"
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -130,5 +132,81 @@ func TestGCAfterRunKilledDuringStart(t *testing.T) {
 			t.Errorf("cgroup left behind by gc: %s", cg)
 			removeCgroupTree(cg)
 		}
+	}
+}
+
+// tarHasLayout tells whether b is a tar holding an OCI layout.
+func tarHasLayout(b []byte) bool {
+	tr := tar.NewReader(bytes.NewReader(b))
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			return false
+		}
+		if strings.TrimPrefix(h.Name, "./") == "oci-layout" {
+			return true
+		}
+	}
+}
+
+// TestImageExportStreamsAndNeverReplaces: `image export ID -` and `image
+// export ID /dev/stdout` stream to standard output (podman save's way), a
+// fifo is streamed to, and a device or a directory is refused, still there
+// after; none of them is replaced by a file.
+func TestImageExportStreamsAndNeverReplaces(t *testing.T) {
+	e := newEnv(t)
+	img := e.image("busybox")
+	e.ok("--insecure-options=image", "fetch", img)
+	dir := t.TempDir()
+	for _, target := range []string{"-", "/dev/stdout"} {
+		c := e.cmd("image", "export", img, target)
+		c.Dir = dir
+		var out, errb bytes.Buffer
+		c.Stdout, c.Stderr = &out, &errb
+		if err := c.Run(); err != nil || !tarHasLayout(out.Bytes()) {
+			t.Errorf("image export %s: %v (%s); %d bytes on stdout, want an OCI archive", target, err, errb.String(), out.Len())
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "-")); err == nil {
+		t.Errorf("image export -: wrote a file named '-'")
+	}
+	if fi, err := os.Lstat("/dev/stdout"); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("/dev/stdout is no longer a link: %v %v", fi, err)
+	}
+
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := os.ReadFile(fifo)
+		got <- b
+	}()
+	r := e.skiff("image", "export", img, fifo)
+	if r.code != 0 {
+		_ = os.WriteFile(fifo, nil, 0) // let the reader go
+		t.Errorf("image export FIFO: exit %d: %s", r.code, r.stderr)
+	}
+	if b := <-got; r.code == 0 && !tarHasLayout(b) {
+		t.Errorf("image export FIFO: the reader got %d bytes, not an OCI archive", len(b))
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the fifo was replaced: %v %v", fi, err)
+	}
+
+	full := filepath.Join(dir, "full")
+	if err := syscall.Mknod(full, syscall.S_IFCHR|0o666, 1<<8|7); err != nil { // /dev/full's numbers
+		t.Fatal(err)
+	}
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for what, p := range map[string]string{"device": full, "directory": sub} {
+		e.fails(125, []string{p, what}, "image", "export", img, p)
+	}
+	if fi, err := os.Lstat(full); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		t.Errorf("the device node was replaced: %v %v", fi, err)
 	}
 }
