@@ -210,3 +210,55 @@ func TestImageExportStreamsAndNeverReplaces(t *testing.T) {
 		t.Errorf("the device node was replaced: %v %v", fi, err)
 	}
 }
+
+func codeString(c *int) string {
+	if c == nil {
+		return "none"
+	}
+	return strconv.Itoa(*c)
+}
+
+// TestKilledPodReports137: a pod killed on request (`stop --force`, or a
+// second SIGTERM to run while it stops) reports 137 for the killed app and
+// the pod, in run's exit and in status, never success.
+func TestKilledPodReports137(t *testing.T) {
+	check := func(t *testing.T, e *env, uuid string, r result) {
+		t.Helper()
+		if r.code != 137 {
+			t.Errorf("run of the killed pod: exit %d, want 137\nstderr: %s", r.code, r.stderr)
+		}
+		st := e.status(uuid)
+		if st.ExitCode == nil || *st.ExitCode != 137 {
+			t.Errorf("status exitCode %s, want 137", codeString(st.ExitCode))
+		}
+		if len(st.Apps) != 1 || st.Apps[0].ExitCode == nil || *st.Apps[0].ExitCode != 137 {
+			t.Errorf("status apps %+v, want the app's code 137", st.Apps)
+		}
+	}
+	t.Run("stop --force", func(t *testing.T) {
+		e := newEnv(t)
+		uuid, wait := e.runningPod()
+		e.ok("stop", "--force", uuid)
+		check(t, e, uuid, wait())
+	})
+	t.Run("second SIGTERM", func(t *testing.T) {
+		e := newEnv(t)
+		uf := filepath.Join(t.TempDir(), "uuid")
+		c, _, errb := e.startBackground(e.runArgs("--uuid-file-save="+uf, e.image("busybox"), "--", "/bin/sh", "-c",
+			"trap '' TERM; while :; do sleep 1; done")...)
+		var uuid string
+		waitFor(t, 20*time.Second, "the pod to be ready", func() bool {
+			b, err := os.ReadFile(uf)
+			if err != nil || len(b) < 36 {
+				return false
+			}
+			uuid = strings.TrimSpace(string(b))
+			return e.status(uuid).Ready
+		})
+		_ = c.Process.Signal(syscall.SIGTERM)
+		time.Sleep(300 * time.Millisecond) // the app ignores it; the stop timeout is 10 s
+		_ = c.Process.Signal(syscall.SIGTERM)
+		_ = c.Wait()
+		check(t, e, uuid, result{code: c.ProcessState.ExitCode(), stderr: errb.String()})
+	})
+}

@@ -40,6 +40,9 @@ func stopMain(args []string) error {
 		return fmt.Errorf("mark the pod as stopping: %w", err)
 	}
 	if *force {
+		if err := os.WriteFile(s1Kill, nil, 0o644); err != nil {
+			return fmt.Errorf("mark the pod as killed: %w", err)
+		}
 		if err := unix.Kill(pid, unix.SIGKILL); err != nil && err != unix.ESRCH {
 			return fmt.Errorf("kill pod init %d: %w", pid, err)
 		}
