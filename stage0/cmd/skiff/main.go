@@ -68,6 +68,7 @@ filesystems with overlayfs and runs them as pods through a swappable stage1
 	pf.StringVar(&g.maxLayerSize, "max-layer-size", "64GiB", "refuse an image layer (or ACI) that is or expands to more than this (K, M, G, T suffixes)")
 	pf.Int64Var(&g.maxEntries, "max-layer-entries", layer.DefaultLimits.MaxEntries, "refuse an image layer (or ACI) of more than this many files")
 	root.PersistentPreRunE = func(*cobra.Command, []string) error { return g.setLayerLimits() }
+	root.SetFlagErrorFunc(flagHint)
 	root.AddCommand(newRunCmd(g), newListCmd(g), newStatusCmd(g), newGCCmd(g), newRmCmd(g),
 		newCatManifestCmd(g), newStopCmd(g), newEnterCmd(g), newVersionCmd(g),
 		newPrepareCmd(g), newRunPreparedCmd(g), newFetchCmd(g), newImageCmd(g), newTrustCmd(g),
@@ -118,11 +119,7 @@ func main() {
 		}
 		os.Exit(ee.code)
 	}
-	msg := oneLine(err)
-	if isUsageError(msg) {
-		msg += fmt.Sprintf("; see '%s --help'", cmd.CommandPath())
-	}
-	fmt.Fprintf(os.Stderr, "skiff: %s\n", msg)
+	fmt.Fprintf(os.Stderr, "skiff: %s\n", errorMessage(cmd, err))
 	os.Exit(abi.ExitSkiffFailure)
 }
 

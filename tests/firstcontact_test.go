@@ -1,0 +1,82 @@
+//go:build functional
+
+package tests
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Issue #19 (first contact): rkt's pod-level --set-env and --set-env-file
+// reach every app; an app's own --set-env after its image wins.
+func TestPodLevelSetEnv(t *testing.T) {
+	e := newEnv(t)
+	envFile := filepath.Join(t.TempDir(), "env")
+	if err := os.WriteFile(envFile, []byte("# the file's\nFILE=from-file\nB=from-file\n\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	show := `echo "$0 A=$A B=$B FILE=$FILE"`
+	r := e.ok(e.runArgs("--set-env=A=pod", "--set-env=B=pod", "--set-env-file="+envFile,
+		e.image("busybox"), "--name=one", "--set-env=A=app", "--", "/bin/sh", "-c", show, "one",
+		"---", e.image("busybox"), "--name=two", "--", "/bin/sh", "-c", show, "two")...)
+	for _, want := range []string{"one A=app B=pod FILE=from-file", "two A=pod B=pod FILE=from-file"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("stdout %q lacks %q", r.stdout, want)
+		}
+	}
+}
+
+// Issue #19: flags are checked before anything is fetched or created: a bad
+// value fails with one line naming the flag and leaves no pod behind.
+func TestBadFlagValuesLeaveNoPod(t *testing.T) {
+	e := newEnv(t)
+	img := e.image("busybox")
+	e.fails(125, []string{"--uuid-file-save", "/nonexistent-dir", "create it"},
+		e.runArgs("--uuid-file-save=/nonexistent-dir/uuid", img, "--", "true")...)
+	e.fails(125, []string{"--hostname", "RFC 1123"}, e.runArgs("--hostname=a!b", img, "--", "true")...)
+	e.fails(125, []string{"--hostname", "at most 64"}, e.runArgs("--hostname="+strings.Repeat("h", 80), img, "--", "true")...)
+	e.fails(125, []string{"--stop-timeout=-1s"}, e.runArgs("--stop-timeout=-1s", img, "--", "true")...)
+	// The kvm stage1's refusals come before the app's image is fetched (a
+	// missing archive here would otherwise be the complaint).
+	if kvm := filepath.Join(filepath.Dir(e.bin), "stage1-kvm.oci.tar"); fileExists(kvm) {
+		e.fails(125, []string{"--private-users", "kvm"}, "--insecure-options=image", "run", "--stage1-path="+kvm,
+			"--private-users", "oci-archive:/nonexistent/app.tar")
+		e.fails(125, []string{"--net=host", "VM"}, "--insecure-options=image", "run", "--stage1-path="+kvm,
+			"--net=host", "oci-archive:/nonexistent/app.tar")
+	}
+	if dirs := e.podDirs(); len(dirs) != 0 {
+		t.Fatalf("refused command lines left pods: %v", dirs)
+	}
+}
+
+// Issue #19: misplaced flags and podman habits are answered with skiff's
+// way, on one line with one pointer to help.
+func TestMisplacedFlagHints(t *testing.T) {
+	e := newEnv(t)
+	img := e.image("busybox")
+	for _, tc := range []struct {
+		want []string
+		args []string
+	}{
+		{[]string{"--memory", "app flag", "after its image"}, e.runArgs("--memory=64M", img)},
+		{[]string{"--net", "pod flag", "before the first image"}, e.runArgs(img, "--net=host")},
+		{[]string{"--port"}, e.runArgs("-p", "8080:80", img)},
+		{[]string{"--interactive"}, e.runArgs("-it", img)},
+		{[]string{"skiff enter"}, []string{"exec", "x"}},
+		{[]string{"skiff list"}, []string{"ps"}},
+		{[]string{"oci-archive:./bb.oci.tar"}, e.runArgs("./bb.oci.tar")},
+		{[]string{"docker://docker.io/library/busybox"}, e.runArgs("docker.io/library/busybox")},
+	} {
+		r := e.fails(125, tc.want, tc.args...)
+		if n := strings.Count(r.stderr, "--help'"); n > 1 || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("skiff %q: %q: want one line with at most one pointer to help", tc.args, r.stderr)
+		}
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
