@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/image/reference"
+	"github.com/skiff-project/skiff/internal/atomicfile"
 	"github.com/skiff-project/skiff/stage0/prepare"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
@@ -73,8 +74,8 @@ func checkNewFile(flag, path string) error {
 	if err := unix.Access(dir, unix.W_OK); err != nil {
 		return fmt.Errorf("%s=%s: directory %s is not writable (%v); name a file in a writable directory", flag, path, dir, err)
 	}
-	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s=%s: it exists and is not a regular file; remove it or name a new file", flag, path)
+	if err := atomicfile.CheckTarget(path); err != nil {
+		return fmt.Errorf("%s: %w", flag, err)
 	}
 	return nil
 }

@@ -99,7 +99,7 @@ func TestValuesAreCheckedFirst(t *testing.T) {
 		{[]string{"run", "--hostname=-a", img}, "--hostname"},
 		{[]string{"run", "--stop-timeout=-1s", img}, "--stop-timeout=-1s"},
 		{[]string{"run", "--uuid-file-save=" + filepath.Join(dir, "no/such/dir/f"), img}, "--uuid-file-save"},
-		{[]string{"prepare", "--uuid-file-save=" + dir, img}, "not a regular file"},
+		{[]string{"prepare", "--uuid-file-save=" + dir, img}, "is a directory"},
 		{[]string{"run", "--set-env=NOEQUALS", img}, "--set-env"},
 		{[]string{"run", "--set-env-file=" + envFile, img}, "line 3"},
 		{[]string{"run", "--set-env-file=" + filepath.Join(dir, "missing"), img}, "--set-env-file"},
