@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Issue #19 (first contact): rkt's pod-level --set-env and --set-env-file
@@ -73,6 +74,28 @@ func TestMisplacedFlagHints(t *testing.T) {
 		if n := strings.Count(r.stderr, "--help'"); n > 1 || strings.Count(r.stderr, "\n") != 1 {
 			t.Errorf("skiff %q: %q: want one line with at most one pointer to help", tc.args, r.stderr)
 		}
+	}
+}
+
+// Issue #19: status --wait takes its limit as a word of its own, and on a
+// prepared pod --wait and --wait-ready wait for the pod to be run.
+func TestStatusWaitsForAPreparedPod(t *testing.T) {
+	e := newEnv(t)
+	uuid := strings.TrimSpace(e.ok(append([]string{"--insecure-options=image", "prepare"},
+		append(e.stage1, e.image("busybox"), "--", "/bin/sh", "-c", "sleep 1; exit 3")...)...).stdout)
+	e.fails(125, []string{uuid, "still prepared", "run-prepared"}, "status", "--wait", "1s", uuid)
+	e.fails(125, []string{"not a duration"}, "status", "--wait", "soon", uuid)
+	ready, readyOut, readyErr := e.startBackground("status", "--wait-ready", uuid)
+	exited, exitedOut, exitedErr := e.startBackground("status", "--wait", uuid)
+	time.Sleep(500 * time.Millisecond) // let both load the pod while it is prepared (a later start passes too)
+	if r := e.skiff("run-prepared", uuid); r.code != 3 {
+		t.Fatalf("run-prepared: exit %d, %q", r.code, r.stderr)
+	}
+	if err := ready.Wait(); err != nil || !strings.Contains(readyOut.String(), "ready=true") {
+		t.Errorf("status --wait-ready on a prepared pod: %v, %q, %q", err, readyOut.String(), readyErr.String())
+	}
+	if err := exited.Wait(); err != nil || !strings.Contains(exitedOut.String(), "exit-code=3") {
+		t.Errorf("status --wait on a prepared pod: %v, %q, %q", err, exitedOut.String(), exitedErr.String())
 	}
 }
 

@@ -157,10 +157,17 @@ func newStatusCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "status [--wait[=DURATION]] [--wait-ready[=DURATION]] UUID",
 		Short: "Show a pod's state, pid, timestamps and per-app exit codes",
-		Args:  cobra.ExactArgs(1),
+		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.check(); err != nil {
 				return err
+			}
+			if len(args) == 2 {
+				// "--wait 1s UUID": the limit given as a word of its own.
+				if err := bareWaitLimit(cmd, args[0], &wait, &waitReadyLimit); err != nil {
+					return err
+				}
+				args = args[1:]
 			}
 			p, err := pod.Load(g.dir, args[0])
 			if err != nil {
@@ -193,6 +200,27 @@ func newStatusCmd(g *globals) *cobra.Command {
 	return c
 }
 
+// bareWaitLimit reads "status --wait 1s UUID": --wait (or --wait-ready)
+// given without a value, followed by its limit as an argument.
+func bareWaitLimit(cmd *cobra.Command, word string, wait, waitReady *time.Duration) error {
+	d, err := time.ParseDuration(word)
+	bare := func(name string) bool {
+		fl := cmd.Flags().Lookup(name)
+		return fl.Changed && fl.Value.String() == (time.Duration(0)).String()
+	}
+	switch {
+	case err != nil || d < 0:
+		return fmt.Errorf("status takes one pod UUID, and %q is not a duration for --wait; write --wait=DURATION UUID", word)
+	case bare("wait") && !bare("wait-ready"):
+		*wait = d
+	case bare("wait-ready") && !bare("wait"):
+		*waitReady = d
+	default:
+		return fmt.Errorf("status takes one pod UUID; give a limit as --wait=%s or --wait-ready=%s", word, word)
+	}
+	return nil
+}
+
 func waitFor(p *pod.Pod, limit time.Duration) error {
 	ctx := context.Background()
 	if limit > 0 {
@@ -200,10 +228,33 @@ func waitFor(p *pod.Pod, limit time.Duration) error {
 		ctx, cancel = context.WithTimeout(ctx, limit)
 		defer cancel()
 	}
-	if err := p.WaitExit(ctx); err != nil {
+	if err := waitEnded(ctx, p); err != nil {
+		if p.State == pod.Prepared || p.State == pod.Preparing {
+			return fmt.Errorf("pod %s: still prepared after %s; start it with 'skiff run-prepared %s'", p.UUID, limit, p.UUID)
+		}
 		return fmt.Errorf("pod %s: still running after %s", p.UUID, limit)
 	}
 	return nil
+}
+
+// waitEnded waits until the pod has run and ended: a prepared pod is waited
+// for until someone runs it (run-prepared) and it exits.
+func waitEnded(ctx context.Context, p *pod.Pod) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if err := p.WaitExit(ctx); err != nil {
+			return err
+		}
+		if p.State != pod.Prepared && p.State != pod.Preparing {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 func printStatus(w io.Writer, v podView) {
