@@ -99,6 +99,44 @@ func TestStatusWaitsForAPreparedPod(t *testing.T) {
 	}
 }
 
+// Issue #19: logs --tail and --since; an empty log says why it may be empty.
+func TestLogsTailSinceAndEmpty(t *testing.T) {
+	e := newEnv(t)
+	uf := filepath.Join(t.TempDir(), "uuid")
+	e.ok(e.runArgs("--uuid-file-save="+uf, e.image("busybox"), "--", "/bin/sh", "-c", "echo oops >&2; for i in 1 2 3 4 5; do echo line$i; done")...)
+	uuid := readTrimmed(t, uf)
+	// The last two lines of both streams (their order across streams is the
+	// log's): line5 and one other.
+	if r := e.ok("logs", "--tail=2", uuid); !strings.HasSuffix(r.stdout, "line5\n") || strings.Count(r.stdout+r.stderr, "\n") != 2 {
+		t.Errorf("logs --tail=2: stdout %q stderr %q", r.stdout, r.stderr)
+	}
+	if r := e.ok("logs", "--tail=0", uuid); r.stdout+r.stderr != "" {
+		t.Errorf("logs --tail=0: stdout %q stderr %q", r.stdout, r.stderr)
+	}
+	if r := e.ok("logs", "--since=1h", uuid); r.stdout != "line1\nline2\nline3\nline4\nline5\n" || r.stderr != "oops\n" {
+		t.Errorf("logs --since=1h: stdout %q stderr %q", r.stdout, r.stderr)
+	}
+	if r := e.ok("logs", "--since="+time.Now().Add(time.Hour).Format(time.RFC3339), uuid); r.stdout != "" || r.stderr != "" {
+		t.Errorf("logs --since=(in an hour): stdout %q stderr %q", r.stdout, r.stderr)
+	}
+	e.fails(125, []string{"--since=soon"}, "logs", "--since=soon", uuid)
+
+	e.ok(e.runArgs("--uuid-file-save="+uf, e.image("busybox"), "--", "/bin/true")...)
+	quiet := readTrimmed(t, uf)
+	if r := e.ok("logs", quiet); r.stdout != "" || !strings.Contains(r.stderr, "no logged output") || !strings.Contains(r.stderr, "terminal") {
+		t.Errorf("logs of a pod that logged nothing: stdout %q stderr %q; want a note why", r.stdout, r.stderr)
+	}
+}
+
+func readTrimmed(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
 func fileExists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
