@@ -5,6 +5,7 @@ package tests
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +127,44 @@ func TestLogsTailSinceAndEmpty(t *testing.T) {
 	if r := e.ok("logs", quiet); r.stdout != "" || !strings.Contains(r.stderr, "no logged output") || !strings.Contains(r.stderr, "terminal") {
 		t.Errorf("logs of a pod that logged nothing: stdout %q stderr %q; want a note why", r.stdout, r.stderr)
 	}
+}
+
+// Issue #19: one set of formats for every listing verb (table, json,
+// json-pretty, --no-legend, --full); list is oldest pod first; table times
+// carry their zone.
+func TestListingFormats(t *testing.T) {
+	e := newEnv(t)
+	var uuids []string
+	for i := 0; i < 5; i++ {
+		uuids = append(uuids, strings.TrimSpace(e.ok(append([]string{"--insecure-options=image", "prepare"},
+			append(e.stage1, e.image("busybox"))...)...).stdout))
+	}
+	ps := e.pods()
+	for i := range ps {
+		if ps[i].UUID != uuids[i] {
+			t.Fatalf("list is not in creation order: %v, prepared %v", ps, uuids)
+		}
+	}
+	for _, verb := range [][]string{{"list"}, {"status", uuids[0]}, {"image", "list"}, {"trust", "--list"}, {"version"}} {
+		for _, f := range []string{"table", "json", "json-pretty"} {
+			r := e.ok(append(verb, "--format="+f, "--no-legend", "--full")...)
+			switch {
+			case f == "json" && strings.Count(strings.TrimSpace(r.stdout), "\n") != 0:
+				t.Errorf("%v --format=json is not one line: %q", verb, r.stdout)
+			case f == "json-pretty" && r.stdout != "[]\n" && !strings.Contains(r.stdout, "\n  "):
+				t.Errorf("%v --format=json-pretty is not indented: %q", verb, r.stdout)
+			}
+		}
+	}
+	e.ok("image", "list", "--format=")
+	table := e.ok("list", "--full").stdout
+	if !strings.Contains(table, "IMAGE ID") || !strings.Contains(table, "sha256:") {
+		t.Errorf("list --full has no full image IDs: %q", table)
+	}
+	if st := e.ok("status", uuids[0]).stdout; !regexp.MustCompile(`created=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(Z|[+-]\d\d:\d\d)\n`).MatchString(st) {
+		t.Errorf("status has a time without its zone: %q", st)
+	}
+	e.fails(125, []string{"--format=yaml", "json-pretty"}, "image", "list", "--format=yaml")
 }
 
 func readTrimmed(t *testing.T, path string) string {
