@@ -167,6 +167,30 @@ func TestListingFormats(t *testing.T) {
 	e.fails(125, []string{"--format=yaml", "json-pretty"}, "image", "list", "--format=yaml")
 }
 
+// Issue #19: an archive's bare ref name ("latest") is no store-wide name;
+// image rm NAME removes that name only while the image has others; a short
+// ID prefix is explained.
+func TestImageNames(t *testing.T) {
+	e := newEnv(t)
+	bb, layered := e.image("busybox"), e.image("layered")
+	e.ok("--insecure-options=image", "fetch", bb, bb+":latest", layered)
+	e.fails(125, []string{"latest", "not found", "image list"}, "image", "rm", "latest")
+	if l := e.ok("image", "list", "--no-legend").stdout; strings.Count(l, "\n") != 2 {
+		t.Fatalf("image rm latest removed an image: %q", l)
+	}
+	if r := e.ok("image", "rm", bb); !strings.Contains(r.stdout, "removed name") {
+		t.Errorf("image rm NAME: %q", r.stdout)
+	}
+	if l := e.ok("image", "list", "--no-legend").stdout; !strings.Contains(l, bb+":latest") || strings.Count(l, "\n") != 2 {
+		t.Errorf("image rm NAME removed the image's other name: %q", l)
+	}
+	e.ok("image", "rm", bb+":latest") // the last name: the image goes
+	if l := e.ok("image", "list", "--no-legend").stdout; strings.Count(l, "\n") != 1 || !strings.Contains(l, layered) {
+		t.Errorf("image rm of the last name left: %q", l)
+	}
+	e.fails(125, []string{"42", "4 hex digits"}, "image", "rm", "42")
+}
+
 func readTrimmed(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)

@@ -164,10 +164,12 @@ func newImageRmCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "rm NAME|ID...",
 		Short: "Remove images from the store",
-		Long: `Rm removes each image (with all its names). An image a pod uses (in any
-state, until 'skiff gc' or 'skiff rm' removes the pod) is refused unless
---force; even then its layers stay while the pod exists. Blobs and layers are
-freed by 'skiff image gc'.`,
+		Long: `Rm removes each name, as podman's rmi removes a tag: an image with other
+names keeps them. The image itself goes with its last name, or when it is
+given by ID (with all its names). Removing an image a pod uses (in any state,
+until 'skiff gc' or 'skiff rm' removes the pod) is refused unless --force;
+even then its layers stay while the pod exists. Blobs and layers are freed by
+'skiff image gc'.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := openStore(g)
@@ -180,6 +182,14 @@ freed by 'skiff image gc'.`,
 			}
 			var failed int
 			for _, name := range args {
+				if id, err := s.RemoveName(name); err == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "removed name %s (image %s keeps its other names)\n", name, shortImageID(id))
+					continue
+				} else if !errors.Is(err, store.ErrLastName) && !errors.Is(err, store.ErrImageNotFound) {
+					fmt.Fprintf(os.Stderr, "skiff: %v\n", err)
+					failed++
+					continue
+				}
 				if err := removeImage(s, use, name, force); err != nil {
 					fmt.Fprintf(os.Stderr, "skiff: %v\n", err)
 					failed++
@@ -199,6 +209,9 @@ freed by 'skiff image gc'.`,
 
 func removeImage(s *store.Store, use podUse, name string, force bool) error {
 	img, err := s.Lookup(name)
+	if errors.Is(err, store.ErrImageNotFound) {
+		return fmt.Errorf("%w; 'skiff image list' shows the names and IDs", err)
+	}
 	if err != nil {
 		return err
 	}
