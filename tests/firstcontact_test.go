@@ -4,9 +4,11 @@ package tests
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -189,6 +191,38 @@ func TestImageNames(t *testing.T) {
 		t.Errorf("image rm of the last name left: %q", l)
 	}
 	e.fails(125, []string{"42", "4 hex digits"}, "image", "rm", "42")
+}
+
+// Issue #19: without root, skiff says once that it needs root, before it
+// tries anything; version still works.
+func TestWithoutRootSaysSoOnce(t *testing.T) {
+	e := newEnv(t)
+	nobody := func(args ...string) result {
+		c := e.cmd(args...)
+		c.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		var out, errb strings.Builder
+		c.Stdout, c.Stderr = &out, &errb
+		err := c.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatalf("skiff %q as nobody: %v", args, err)
+		}
+		return result{stdout: out.String(), stderr: errb.String(), code: code}
+	}
+	for _, args := range [][]string{e.runArgs(e.image("busybox"), "--", "true"), {"gc"}, {"list"}, {"image", "list"}} {
+		r := nobody(args...)
+		if r.code != 125 || !strings.Contains(r.stderr, "needs root") || strings.Count(r.stderr, "\n") != 1 {
+			t.Errorf("skiff %q without root: exit %d, stderr %q; want 125 and one line saying it needs root", args, r.code, r.stderr)
+		}
+	}
+	if _, err := os.Stat(e.dir); err == nil {
+		t.Errorf("skiff without root created %s", e.dir)
+	}
+	if r := nobody("version"); r.code != 0 {
+		t.Errorf("version without root: exit %d, %q", r.code, r.stderr)
+	}
 }
 
 func readTrimmed(t *testing.T, path string) string {
