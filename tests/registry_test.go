@@ -175,8 +175,9 @@ func TestImageVerbs(t *testing.T) {
 		t.Fatalf("run exported archive: exit %d %q %q", r.code, r.stdout, r.stderr)
 	}
 
-	// A pod that used the image (still listed, exited) keeps it from rm.
-	e.fails(125, []string{"used by pod", "--force"}, "image", "rm", bb)
+	// A pod that used the image (still listed, exited) keeps it from rm (by
+	// ID: the image has two names now, and rm of one name keeps the image).
+	e.fails(125, []string{"used by pod", "--force"}, "image", "rm", id)
 	if v := e.ok("image", "verify").stdout; !strings.Contains(v, "all blobs match") {
 		t.Errorf("verify: %q", v)
 	}

@@ -183,6 +183,12 @@ func (e *env) trustList() []trustEntryJSON {
 	if err := json.Unmarshal([]byte(r.stdout), &l); err != nil {
 		e.t.Fatalf("trust --list --format=json: %v\n%s", err, r.stdout)
 	}
+	for i := range l { // upper-case, as skiff shows fingerprints everywhere; the tests compare gpg's lower-case
+		if l[i].Fingerprint != strings.ToUpper(l[i].Fingerprint) {
+			e.t.Errorf("trust --list --format=json: fingerprint %s is not upper-case", l[i].Fingerprint)
+		}
+		l[i].Fingerprint = strings.ToLower(l[i].Fingerprint)
+	}
 	return l
 }
 

@@ -151,7 +151,7 @@ func TestArchiveRefusesUnpinnedFiles(t *testing.T) {
 // Names an archive gives its image never read as another transport's.
 func TestContentNames(t *testing.T) {
 	got := contentNames([]string{"latest", "bb:1", "example.com/app:v1", "docker://x/y", "/x/y.aci", "oci-archive:/x", "", "https://h/x"})
-	want := []string{"latest", "bb:1", "archive:example.com/app:v1", "archive:docker://x/y", "archive:oci-archive:/x", "archive:https://h/x"}
+	want := []string{"bb:1", "archive:example.com/app:v1", "archive:docker://x/y", "archive:oci-archive:/x", "archive:https://h/x"}
 	if len(got) != len(want) {
 		t.Fatalf("got %q, want %q", got, want)
 	}

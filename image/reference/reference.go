@@ -84,10 +84,43 @@ func parse(s string) (Reference, error) {
 	if strings.HasSuffix(s, ".aci") && !strings.Contains(s, "://") {
 		return Reference{Transport: ACI, Path: s}, nil
 	}
+	if looksLikePath(s) {
+		return Reference{}, fmt.Errorf("no transport; for an image file write oci-archive:%[1]s (an OCI archive) or docker-archive:%[1]s ('docker save' output), for an OCI layout directory oci:%[1]s", s)
+	}
 	if host, _, ok := strings.Cut(s, "/"); ok && !strings.Contains(s, "://") && (strings.ContainsAny(host, ".:") || host == "localhost") {
+		if registryHosts[host] || strings.HasSuffix(host, ".gcr.io") || strings.HasSuffix(host, ".amazonaws.com") {
+			return Reference{}, fmt.Errorf("%s is a container registry, not an appc discovery host; write docker://%s", host, s)
+		}
 		return parseAppcName(s)
 	}
+	if !strings.Contains(s, ":/") && (!strings.Contains(s, ":") || tagRE.MatchString(s[strings.LastIndexByte(s, ':')+1:])) && !strings.ContainsAny(s, " \t") {
+		return Reference{}, fmt.Errorf("no transport; for a registry image write docker://%s (docker.io's), or use one of %s", s, Forms)
+	}
 	return Reference{}, errors.New("no transport; use one of " + Forms)
+}
+
+// registryHosts serve container images only (no appc discovery): a name on
+// one of them without docker:// is a registry image missing its transport.
+var registryHosts = map[string]bool{
+	"docker.io": true, "index.docker.io": true, "registry-1.docker.io": true, "quay.io": true, "ghcr.io": true,
+	"gcr.io": true, "registry.k8s.io": true, "k8s.gcr.io": true, "public.ecr.aws": true, "mcr.microsoft.com": true,
+	"registry.gitlab.com": true, "registry.fedoraproject.org": true, "registry.access.redhat.com": true, "registry.redhat.io": true,
+}
+
+// looksLikePath tells a file name typed without its transport: an absolute
+// or ./ path, or a name ending like an archive.
+func looksLikePath(s string) bool {
+	for _, p := range []string{"/", "./", "../", "~/"} {
+		if strings.HasPrefix(s, p) {
+			return true
+		}
+	}
+	for _, x := range []string{".tar", ".tar.gz", ".tgz", ".oci"} {
+		if strings.HasSuffix(s, x) {
+			return true
+		}
+	}
+	return false
 }
 
 // parsePathRef splits PATH[:REF] at the first colon, like containers/image.

@@ -84,3 +84,20 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// A reference typed without its transport names the one it likely needs.
+func TestParseErrorsSuggestTheTransport(t *testing.T) {
+	for in, want := range map[string]string{
+		"./bb.oci.tar":              "oci-archive:./bb.oci.tar",
+		"/srv/images/web":           "oci:/srv/images/web",
+		"bb.tar":                    "docker-archive:bb.tar",
+		"docker.io/library/busybox": "write docker://docker.io/library/busybox",
+		"quay.io/x/y:1":             "write docker://quay.io/x/y:1",
+		"busybox:1.36":              "docker://busybox:1.36",
+	} {
+		_, err := Parse(in)
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Parse(%q) = %v; want a hint with %q", in, err, want)
+		}
+	}
+}

@@ -39,6 +39,41 @@ func (s *Store) RemoveImage(id digest.Digest) error {
 	return nil
 }
 
+// ErrLastName is RemoveName's refusal to remove an image's last name.
+var ErrLastName = errors.New("the image's last name")
+
+// RemoveName removes one name of an image (podman's rmi of a tag), leaving
+// the image and its other names. It refuses the image's last name with
+// ErrLastName (remove the image with RemoveImage instead).
+func (s *Store) RemoveName(name string) (digest.Digest, error) {
+	var id digest.Digest
+	err := s.withLock(func() error {
+		refs, err := s.readRefs()
+		if err != nil {
+			return err
+		}
+		target, ok := refs[name]
+		if !ok {
+			return fmt.Errorf("%w: %s", ErrImageNotFound, name)
+		}
+		id = target
+		others := 0
+		for n, t := range refs {
+			if t == id && n != name {
+				others++
+			}
+		}
+		if others == 0 {
+			return ErrLastName
+		}
+		return s.updateRefs(func(refs map[string]digest.Digest) { delete(refs, name) })
+	})
+	if err != nil {
+		return id, fmt.Errorf("remove name %q: %w", name, err)
+	}
+	return id, nil
+}
+
 // References are the blobs and extracted layers that image records name.
 type References struct {
 	Blobs  map[digest.Digest]bool

@@ -237,8 +237,11 @@ func (s *Store) Lookup(nameOrID string) (*Image, error) {
 
 func (s *Store) resolveID(nameOrID string) (digest.Digest, error) {
 	prefix := strings.TrimPrefix(nameOrID, digest.SHA256.String()+":")
-	if len(prefix) < minPrefix || len(prefix) > 64 || strings.Trim(prefix, "0123456789abcdef") != "" {
+	if len(prefix) > 64 || strings.Trim(prefix, "0123456789abcdef") != "" {
 		return "", ErrImageNotFound
+	}
+	if len(prefix) < minPrefix {
+		return "", fmt.Errorf("%w: no image has this name, and an ID prefix needs at least %d hex digits", ErrImageNotFound, minPrefix)
 	}
 	ids, err := s.ids()
 	if err != nil {

@@ -7,6 +7,7 @@ package prepare
 import (
 	"errors"
 	"fmt"
+	"path"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -97,31 +98,11 @@ func parseApp(seg []string) (AppArgs, error) {
 			break
 		}
 	}
-	fs := pflag.NewFlagSet("app "+a.Image, pflag.ContinueOnError)
-	fs.SetOutput(discard{})
 	var mounts []string
 	var oom int
-	fs.StringVar(&a.Name, "name", "", "")
-	fs.StringVar(&a.Exec, "exec", "", "")
-	fs.StringVar(&a.Signature, "signature", "", "")
-	fs.StringArrayVar(&a.SetEnv, "set-env", nil, "")
-	fs.StringVar(&a.User, "user", "", "")
-	fs.StringVar(&a.Group, "group", "", "")
-	fs.UintSliceVar(new([]uint), "supplementary-gids", nil, "")
-	fs.StringVar(&a.WorkingDir, "working-dir", "", "")
-	fs.StringSliceVar(&a.CapsRetain, "caps-retain", nil, "")
-	fs.StringSliceVar(&a.CapsRemove, "caps-remove", nil, "")
-	fs.StringVar(&a.Seccomp, "seccomp", "", "")
-	fs.BoolVar(&a.NoNewPrivs, "no-new-privileges", false, "")
-	fs.BoolVar(&a.Readonly, "readonly-rootfs", false, "")
-	fs.StringArrayVar(&mounts, "mount", nil, "")
-	fs.StringVar(&a.Resources.Memory, "memory", "", "")
-	fs.StringVar(&a.Resources.CPU, "cpu", "", "")
-	fs.Uint64Var(&a.Resources.CPUShares, "cpu-shares", 0, "")
-	fs.Int64Var(&a.Resources.PidsLimit, "pids-limit", 0, "")
-	fs.IntVar(&oom, "oom-score-adj", 0, "")
+	fs := appFlagSet(&a, &mounts, &oom)
 	if err := fs.Parse(rest); err != nil {
-		return a, fmt.Errorf("app %s: %w (app flags come after the image; see 'skiff run --help')", a.Image, err)
+		return a, &AppFlagError{Image: a.Image, Err: err}
 	}
 	if fs.NArg() > 0 {
 		return a, fmt.Errorf("app %s: unexpected argument %q; put the app's arguments after '--'", a.Image, fs.Arg(0))
@@ -141,12 +122,89 @@ func parseApp(seg []string) (AppArgs, error) {
 		a.Mounts = append(a.Mounts, ma)
 	}
 	for _, kv := range a.SetEnv {
-		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
-			return a, fmt.Errorf("app %s: --set-env=%q: want NAME=VALUE", a.Image, kv)
+		if err := CheckEnv(kv); err != nil {
+			return a, fmt.Errorf("app %s: %w", a.Image, err)
 		}
+	}
+	if err := checkAppValues(a); err != nil {
+		return a, fmt.Errorf("app %s: %w", a.Image, err)
 	}
 	return a, nil
 }
+
+// CheckEnv refuses a --set-env value that is not NAME=VALUE.
+func CheckEnv(kv string) error {
+	if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.ContainsAny(k, "\x00") {
+		return fmt.Errorf("--set-env=%q: want NAME=VALUE", kv)
+	}
+	return nil
+}
+
+// checkAppValues checks the values of an app's flags that need no image, so
+// that a typo is refused before anything is fetched (AppSpec applies them).
+func checkAppValues(a AppArgs) error {
+	if _, err := a.Resources.LinuxResources(); err != nil {
+		return err
+	}
+	if _, err := Capabilities(a.CapsRetain, a.CapsRemove); err != nil {
+		return err
+	}
+	if a.Seccomp != "" {
+		if _, err := Seccomp(a.Seccomp); err != nil {
+			return err
+		}
+	}
+	if a.WorkingDir != "" && !path.IsAbs(a.WorkingDir) {
+		return fmt.Errorf("--working-dir=%s: want an absolute path", a.WorkingDir)
+	}
+	if a.User != "" {
+		if _, _, err := parseUser(a.User); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// appFlagSet defines the app flags, bound to a, mounts and oom.
+func appFlagSet(a *AppArgs, mounts *[]string, oom *int) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("app "+a.Image, pflag.ContinueOnError)
+	fs.SetOutput(discard{})
+	fs.StringVar(&a.Name, "name", "", "")
+	fs.StringVar(&a.Exec, "exec", "", "")
+	fs.StringVar(&a.Signature, "signature", "", "")
+	fs.StringArrayVar(&a.SetEnv, "set-env", nil, "")
+	fs.StringVar(&a.User, "user", "", "")
+	fs.StringVar(&a.Group, "group", "", "")
+	fs.UintSliceVar(new([]uint), "supplementary-gids", nil, "")
+	fs.StringVar(&a.WorkingDir, "working-dir", "", "")
+	fs.StringSliceVar(&a.CapsRetain, "caps-retain", nil, "")
+	fs.StringSliceVar(&a.CapsRemove, "caps-remove", nil, "")
+	fs.StringVar(&a.Seccomp, "seccomp", "", "")
+	fs.BoolVar(&a.NoNewPrivs, "no-new-privileges", false, "")
+	fs.BoolVar(&a.Readonly, "readonly-rootfs", false, "")
+	fs.StringArrayVar(mounts, "mount", nil, "")
+	fs.StringVar(&a.Resources.Memory, "memory", "", "")
+	fs.StringVar(&a.Resources.CPU, "cpu", "", "")
+	fs.Uint64Var(&a.Resources.CPUShares, "cpu-shares", 0, "")
+	fs.Int64Var(&a.Resources.PidsLimit, "pids-limit", 0, "")
+	fs.IntVar(oom, "oom-score-adj", 0, "")
+	return fs
+}
+
+// IsAppFlag tells whether name (without dashes) is an app flag.
+func IsAppFlag(name string) bool {
+	return appFlagSet(&AppArgs{}, new([]string), new(int)).Lookup(name) != nil
+}
+
+// AppFlagError is an app's flag that did not parse (unknown, or its value
+// missing or malformed). The CLI words the hint: it knows the pod flags.
+type AppFlagError struct {
+	Image string
+	Err   error // pflag's
+}
+
+func (e *AppFlagError) Error() string { return fmt.Sprintf("app %s: %v", e.Image, e.Err) }
+func (e *AppFlagError) Unwrap() error { return e.Err }
 
 type discard struct{}
 

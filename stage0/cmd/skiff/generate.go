@@ -12,8 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/internal/atomicfile"
-	"github.com/skiff-project/skiff/stage0/prepare"
 )
 
 func newGenerateCmd(g *globals) *cobra.Command {
@@ -39,7 +39,7 @@ var restartPolicies = []string{"no", "on-success", "on-failure", "on-abnormal", 
 var unitOnlyFlags = []string{"restart", "socket", "unit-name", "output-dir"}
 
 // Flags that name files: made absolute, since systemd runs skiff in /.
-var pathFlags = []string{"dir", "local-config", "system-config", "stage1-path", "uuid-file-save"}
+var pathFlags = []string{"dir", "local-config", "system-config", "stage1-path", "uuid-file-save", "set-env-file"}
 
 func newGenerateUnitCmd(g *globals) *cobra.Command {
 	f := &runFlags{}
@@ -83,8 +83,17 @@ func generateUnit(cmd *cobra.Command, g *globals, f *runFlags, u *unitFlags, arg
 	if err := f.startFlags.check(g); err != nil {
 		return err
 	}
-	apps, err := prepare.ParseApps(args)
+	plan, err := f.prepareFlags.check(g, args)
 	if err != nil {
+		return err
+	}
+	apps := plan.apps
+	for _, a := range apps {
+		if err := checkImageRef(a.Image, true); err != nil {
+			return err
+		}
+	}
+	if args, err = absImageArgs(args); err != nil {
 		return err
 	}
 	name := u.name
@@ -122,6 +131,59 @@ func generateUnit(cmd *cobra.Command, g *globals, f *runFlags, u *unitFlags, arg
 		fmt.Fprintln(cmd.OutOrStdout(), path)
 	}
 	return nil
+}
+
+// absImageArgs makes the image files and signature files of the app
+// arguments absolute: systemd starts the service in /.
+func absImageArgs(args []string) ([]string, error) {
+	out := append([]string{}, args...)
+	image, inArgs, sigNext := true, false, false
+	for i, a := range out {
+		switch {
+		case sigNext:
+			sigNext = false
+			abs, err := filepath.Abs(a)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = abs
+		case a == "---":
+			image, inArgs = true, false
+		case inArgs:
+		case a == "--":
+			inArgs = true
+		case image:
+			image = false
+			ref, err := reference.Parse(a)
+			if err != nil {
+				return nil, err
+			}
+			if ref.Path == "" {
+				continue
+			}
+			abs, err := filepath.Abs(ref.Path)
+			if err != nil {
+				return nil, err
+			}
+			switch {
+			case ref.Transport == reference.ACI:
+				out[i] = abs
+			case ref.Ref != "":
+				out[i] = string(ref.Transport) + ":" + abs + ":" + ref.Ref
+			default:
+				out[i] = string(ref.Transport) + ":" + abs
+			}
+		case a == "--signature":
+			sigNext = true
+		case strings.HasPrefix(a, "--signature="):
+			abs, err := filepath.Abs(strings.TrimPrefix(a, "--signature="))
+			if err != nil {
+				return nil, err
+			}
+			out[i] = "--signature=" + abs
+		}
+	}
+	return out, nil
 }
 
 // unitArgs renders the flags the user set: global ones (for both skiff

@@ -51,8 +51,7 @@ type imageJSON struct {
 }
 
 func newImageListCmd(g *globals) *cobra.Command {
-	var format string
-	var noLegend bool
+	var o output
 	c := &cobra.Command{
 		Use:   "list",
 		Short: "List the images in the store",
@@ -60,8 +59,8 @@ func newImageListCmd(g *globals) *cobra.Command {
 layers), when it was imported and when a pod last used it, oldest import first.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if format != "table" && format != "json" {
-				return fmt.Errorf("--format=%s: unknown format; use table or json", format)
+			if err := o.check(); err != nil {
+				return err
 			}
 			s, err := openStore(g)
 			if err != nil {
@@ -73,28 +72,29 @@ layers), when it was imported and when a pod last used it, oldest import first.`
 			}
 			slices.SortFunc(imgs, func(a, b *store.Image) int { return a.Imported.Compare(b.Imported) })
 			out := cmd.OutOrStdout()
-			if format == "json" {
+			if o.isJSON() {
 				list := make([]imageJSON, 0, len(imgs))
 				for _, img := range imgs {
 					list = append(list, imageJSON{ID: img.ID.String(), Names: nonNil(img.Names), Size: img.Size, Imported: img.Imported, LastUsed: img.LastUsed})
 				}
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(list)
+				return o.writeJSON(out, list)
 			}
 			tw := tabwriter.NewWriter(out, 0, 8, 2, ' ', 0)
-			if !noLegend {
+			if !o.noLegend {
 				fmt.Fprintln(tw, "ID\tNAMES\tSIZE\tIMPORTED\tLAST USED")
 			}
 			for _, img := range imgs {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", shortImageID(img.ID), strings.Join(img.Names, ","),
+				id := shortImageID(img.ID)
+				if o.full {
+					id = img.ID.String()
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", id, strings.Join(img.Names, ","),
 					humanSize(img.Size), ago(&img.Imported), ago(&img.LastUsed))
 			}
 			return tw.Flush()
 		},
 	}
-	c.Flags().StringVar(&format, "format", "table", "output format: table or json")
-	c.Flags().BoolVar(&noLegend, "no-legend", false, "omit the header line")
+	o.register(c, "a line per image")
 	return c
 }
 
@@ -164,10 +164,12 @@ func newImageRmCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "rm NAME|ID...",
 		Short: "Remove images from the store",
-		Long: `Rm removes each image (with all its names). An image a pod uses (in any
-state, until 'skiff gc' or 'skiff rm' removes the pod) is refused unless
---force; even then its layers stay while the pod exists. Blobs and layers are
-freed by 'skiff image gc'.`,
+		Long: `Rm removes each name, as podman's rmi removes a tag: an image with other
+names keeps them. The image itself goes with its last name, or when it is
+given by ID (with all its names). Removing an image a pod uses (in any state,
+until 'skiff gc' or 'skiff rm' removes the pod) is refused unless --force;
+even then its layers stay while the pod exists. Blobs and layers are freed by
+'skiff image gc'.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, err := openStore(g)
@@ -180,6 +182,14 @@ freed by 'skiff image gc'.`,
 			}
 			var failed int
 			for _, name := range args {
+				if id, err := s.RemoveName(name); err == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "removed name %s (image %s keeps its other names)\n", name, shortImageID(id))
+					continue
+				} else if !errors.Is(err, store.ErrLastName) && !errors.Is(err, store.ErrImageNotFound) {
+					fmt.Fprintf(os.Stderr, "skiff: %v\n", err)
+					failed++
+					continue
+				}
 				if err := removeImage(s, use, name, force); err != nil {
 					fmt.Fprintf(os.Stderr, "skiff: %v\n", err)
 					failed++
@@ -199,6 +209,9 @@ freed by 'skiff image gc'.`,
 
 func removeImage(s *store.Store, use podUse, name string, force bool) error {
 	img, err := s.Lookup(name)
+	if errors.Is(err, store.ErrImageNotFound) {
+		return fmt.Errorf("%w; 'skiff image list' shows the names and IDs", err)
+	}
 	if err != nil {
 		return err
 	}

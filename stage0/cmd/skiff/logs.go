@@ -21,19 +21,50 @@ type logsFlags struct {
 	follow     bool
 	app        string
 	timestamps bool
+	tail       int
+	since      string
+}
+
+// parseSince reads --since: a duration back from now ("10m") or a time
+// (RFC 3339, "2006-01-02 15:04:05" or a date, in the local time zone).
+func parseSince(s string, now time.Time) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil && d >= 0 {
+		return now.Add(-d), nil
+	}
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return t, nil
+	}
+	for _, layout := range []string{"2006-01-02 15:04:05", "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, s, time.Local); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("--since=%s: want a duration back from now (10m, 2h) or a time (2006-01-02T15:04:05Z07:00, 2006-01-02 15:04:05, 2006-01-02)", s)
 }
 
 func newLogsCmd(g *globals) *cobra.Command {
 	var f logsFlags
 	c := &cobra.Command{
-		Use:   "logs [--follow] [--app=NAME] [--timestamps] UUID",
+		Use:   "logs [--follow] [--app=NAME] [--timestamps] [--tail=N] [--since=WHEN] UUID",
 		Short: "Print the output of a pod's apps, while it runs and after it exited (until gc)",
 		Long: `logs prints what the pod's apps wrote to stdout (on stdout) and stderr (on
 stderr), from the log stage1 keeps in the pod directory (size-capped: the
-newest two files of 8 MiB). Output that went to a terminal is not in the log.
+newest two files of 8 MiB). Output that went to a terminal is not in the log:
+a pod run on a terminal gets the terminal itself; redirect skiff's output, or
+run the pod as a unit ('skiff generate unit'), to keep it.
 With several apps and no --app, each line starts with "APP| ".`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			since, err := parseSince(f.since, time.Now())
+			if err != nil {
+				return err
+			}
+			if f.tail < -1 {
+				return fmt.Errorf("--tail=%d: want a number of lines (-1: all)", f.tail)
+			}
 			p, err := pod.Load(g.dir, args[0])
 			if err != nil {
 				return err
@@ -46,8 +77,24 @@ With several apps and no --app, each line starts with "APP| ".`,
 			if f.app != "" && !hasAppNamed(m, f.app) {
 				return fmt.Errorf("pod %s has no app %q", p.UUID, f.app)
 			}
-			pr := &logPrinter{f: f, prefix: f.app == "" && len(m.Apps) > 1,
+			// A first pass counts the lines, for --tail, and tells an empty log.
+			count := &logPrinter{f: f, since: since, countOnly: true}
+			if err := count.printFiles(p.Dir); err != nil {
+				return err
+			}
+			pr := &logPrinter{f: f, prefix: f.app == "" && len(m.Apps) > 1, since: since,
 				out: bufio.NewWriter(cmd.OutOrStdout()), errw: bufio.NewWriter(cmd.ErrOrStderr())}
+			if f.tail >= 0 && count.lines > f.tail {
+				pr.skipLines = count.lines - f.tail
+			}
+			if count.entries == 0 && !f.follow {
+				what := "its apps"
+				if f.app != "" {
+					what = "app " + f.app
+				}
+				fmt.Fprintf(cmd.ErrOrStderr(), "skiff: pod %s has no logged output: %s wrote none, or wrote to the terminal skiff ran on, which is not logged (redirect skiff's output, or run the pod as a unit, to log it)\n", p.UUID, what)
+				return nil
+			}
 			defer pr.flush()
 			if !f.follow {
 				return pr.printFiles(p.Dir)
@@ -58,6 +105,8 @@ With several apps and no --app, each line starts with "APP| ".`,
 	c.Flags().BoolVarP(&f.follow, "follow", "f", false, "keep printing new output until the pod exits")
 	c.Flags().StringVar(&f.app, "app", "", "only this app's output")
 	c.Flags().BoolVar(&f.timestamps, "timestamps", false, "start each line with its time (RFC 3339)")
+	c.Flags().IntVar(&f.tail, "tail", -1, "print only the last N lines (-1: all); with --follow, then what follows")
+	c.Flags().StringVar(&f.since, "since", "", "print only lines written since WHEN: a duration back from now (10m) or a time (RFC 3339, or 2006-01-02 15:04:05 local)")
 	return c
 }
 
@@ -77,6 +126,12 @@ type logPrinter struct {
 	out, errw *bufio.Writer
 	inLine    map[string]bool // app/stream: the last entry was a part of a line
 	skipping  bool            // dropping the rest of an overlong line
+	since     time.Time       // --since: entries before it are not printed
+	skipLines int             // --tail: lines (ends of lines) still to skip
+	// countOnly counts instead of printing: entries of the app at all, and
+	// lines (ends of lines) --since would print.
+	countOnly      bool
+	entries, lines int
 }
 
 // maxLogLine bounds a line of the log: stage1 writes entries of at most
@@ -105,6 +160,22 @@ func (pr *logPrinter) flush() {
 func (pr *logPrinter) line(b []byte) {
 	e, err := abi.ParseLogEntry(b)
 	if err != nil || (pr.f.app != "" && e.App != pr.f.app) {
+		return
+	}
+	if pr.countOnly {
+		pr.entries++
+		if !e.Partial && !e.Time.Before(pr.since) {
+			pr.lines++
+		}
+		return
+	}
+	if e.Time.Before(pr.since) {
+		return
+	}
+	if pr.skipLines > 0 {
+		if !e.Partial {
+			pr.skipLines--
+		}
 		return
 	}
 	if pr.inLine == nil {

@@ -67,12 +67,33 @@ filesystems with overlayfs and runs them as pods through a swappable stage1
 	pf.StringVar(&g.insecure, "insecure-options", "", "comma-separated checks to skip: "+strings.Join(insecureNames(), ", "))
 	pf.StringVar(&g.maxLayerSize, "max-layer-size", "64GiB", "refuse an image layer (or ACI) that is or expands to more than this (K, M, G, T suffixes)")
 	pf.Int64Var(&g.maxEntries, "max-layer-entries", layer.DefaultLimits.MaxEntries, "refuse an image layer (or ACI) of more than this many files")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error { return g.setLayerLimits() }
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := needRoot(cmd, os.Geteuid()); err != nil {
+			return err
+		}
+		return g.setLayerLimits()
+	}
+	root.SetFlagErrorFunc(flagHint)
 	root.AddCommand(newRunCmd(g), newListCmd(g), newStatusCmd(g), newGCCmd(g), newRmCmd(g),
 		newCatManifestCmd(g), newStopCmd(g), newEnterCmd(g), newVersionCmd(g),
 		newPrepareCmd(g), newRunPreparedCmd(g), newFetchCmd(g), newImageCmd(g), newTrustCmd(g),
 		newLogsCmd(g), newGenerateCmd(g))
 	return root
+}
+
+// rootless are the verbs that work without root: they touch neither the
+// store nor a pod.
+var rootless = map[string]bool{"skiff version": true, "skiff generate unit": true, "skiff help": true}
+
+// needRoot refuses, in one line and before anything is tried, a verb run
+// without root: pods need namespaces, cgroups and mounts, and the data
+// directory is root's alone.
+func needRoot(cmd *cobra.Command, euid int) error {
+	if euid == 0 || rootless[cmd.CommandPath()] {
+		return nil
+	}
+	return fmt.Errorf("%s needs root (pods need namespaces, cgroups and mounts, and the data directory is root's); run it as root, e.g. with sudo (without root: skiff version, skiff generate unit and --help)",
+		strings.TrimPrefix(cmd.CommandPath(), "skiff "))
 }
 
 // setLayerLimits applies --max-layer-size and --max-layer-entries.
@@ -118,11 +139,7 @@ func main() {
 		}
 		os.Exit(ee.code)
 	}
-	msg := oneLine(err)
-	if isUsageError(msg) {
-		msg += fmt.Sprintf("; see '%s --help'", cmd.CommandPath())
-	}
-	fmt.Fprintf(os.Stderr, "skiff: %s\n", msg)
+	fmt.Fprintf(os.Stderr, "skiff: %s\n", errorMessage(cmd, err))
 	os.Exit(abi.ExitSkiffFailure)
 }
 

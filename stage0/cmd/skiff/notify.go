@@ -49,7 +49,7 @@ func waitReady(g *globals, p *pod.Pod, limit time.Duration) error {
 	}
 	defer w.Close()
 	go func() {
-		if err := w.WaitExit(ctx); err == nil {
+		if err := waitEnded(ctx, w); err == nil {
 			close(exited)
 		}
 	}()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -16,29 +17,38 @@ import (
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
-// output is the shared --format/--no-legend pair of listing verbs.
+// output is the one set of output flags of every listing verb (rkt's):
+// --format=table|json|json-pretty, --no-legend and --full.
 type output struct {
 	format   string
 	noLegend bool
+	full     bool
 }
 
-func (o *output) register(c *cobra.Command, legend bool) {
-	c.Flags().StringVar(&o.format, "format", "", `output format: "" (a table) or "json"`)
-	if legend {
-		c.Flags().BoolVar(&o.noLegend, "no-legend", false, "omit the table's header line")
-	}
+// register adds the flags; table says what the verb's table is.
+func (o *output) register(c *cobra.Command, table string) {
+	c.Flags().StringVar(&o.format, "format", "table", "output format: table ("+table+"), json (one line) or json-pretty (indented)")
+	c.Flags().BoolVar(&o.noLegend, "no-legend", false, "omit the table's header line")
+	c.Flags().BoolVar(&o.full, "full", false, "do not shorten IDs in the table")
 }
 
 func (o *output) check() error {
-	if o.format != "" && o.format != "json" {
-		return fmt.Errorf("--format=%s: unknown format; use --format=json or leave it out", o.format)
+	switch o.format {
+	case "", "table", "json", "json-pretty":
+		return nil
 	}
-	return nil
+	return fmt.Errorf("--format=%s: unknown format; use table, json or json-pretty", o.format)
 }
 
-func writeJSON(w io.Writer, v any) error {
+// isJSON tells the JSON formats from the table.
+func (o *output) isJSON() bool { return o.format == "json" || o.format == "json-pretty" }
+
+// writeJSON writes v as --format asks: one line, or indented.
+func (o *output) writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
+	if o.format == "json-pretty" {
+		enc.SetIndent("", "  ")
+	}
 	return enc.Encode(v)
 }
 
@@ -104,18 +114,19 @@ func view(p *pod.Pod) podView {
 	return v
 }
 
+// ago is a table's time: RFC 3339 in the local time zone, with its offset.
 func ago(t *time.Time) string {
 	if t == nil {
 		return "-"
 	}
-	return t.Local().Format("2006-01-02 15:04:05")
+	return t.Local().Format(time.RFC3339)
 }
 
 func newListCmd(g *globals) *cobra.Command {
 	var o output
 	c := &cobra.Command{
 		Use:   "list",
-		Short: "List pods: UUID, apps, images, state, created, started, exited",
+		Short: "List pods, oldest first: UUID, apps, images, state, created, started, exited",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.check(); err != nil {
@@ -129,26 +140,48 @@ func newListCmd(g *globals) *cobra.Command {
 			for _, p := range pods {
 				views = append(views, view(p))
 			}
-			if o.format == "json" {
-				return writeJSON(cmd.OutOrStdout(), views)
+			slices.SortStableFunc(views, func(a, b podView) int { return compareCreated(a.Created, b.Created) })
+			if o.isJSON() {
+				return o.writeJSON(cmd.OutOrStdout(), views)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			if !o.noLegend {
-				fmt.Fprintln(tw, "UUID\tAPP\tIMAGE\tSTATE\tCREATED\tSTARTED\tEXITED")
+				legend := "UUID\tAPP\tIMAGE\tSTATE\tCREATED\tSTARTED\tEXITED"
+				if o.full {
+					legend += "\tIMAGE ID"
+				}
+				fmt.Fprintln(tw, legend)
 			}
 			for _, v := range views {
-				var names, images []string
+				var names, images, ids []string
 				for _, a := range v.Apps {
-					names, images = append(names, a.Name), append(images, a.Image)
+					names, images, ids = append(names, a.Name), append(images, a.Image), append(ids, a.ImageID)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", v.UUID, strings.Join(names, ","),
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s", v.UUID, strings.Join(names, ","),
 					strings.Join(images, ","), v.State, ago(v.Created), ago(v.Started), ago(v.Exited))
+				if o.full {
+					fmt.Fprintf(tw, "\t%s", strings.Join(ids, ","))
+				}
+				fmt.Fprintln(tw)
 			}
 			return tw.Flush()
 		},
 	}
-	o.register(c, true)
+	o.register(c, "a line per pod")
 	return c
+}
+
+// compareCreated orders pods by creation, a pod without a time last.
+func compareCreated(a, b *time.Time) int {
+	switch {
+	case a == nil && b == nil:
+		return 0
+	case a == nil:
+		return 1
+	case b == nil:
+		return -1
+	}
+	return a.Compare(*b)
 }
 
 func newStatusCmd(g *globals) *cobra.Command {
@@ -157,10 +190,17 @@ func newStatusCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "status [--wait[=DURATION]] [--wait-ready[=DURATION]] UUID",
 		Short: "Show a pod's state, pid, timestamps and per-app exit codes",
-		Args:  cobra.ExactArgs(1),
+		Args:  cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := o.check(); err != nil {
 				return err
+			}
+			if len(args) == 2 {
+				// "--wait 1s UUID": the limit given as a word of its own.
+				if err := bareWaitLimit(cmd, args[0], &wait, &waitReadyLimit); err != nil {
+					return err
+				}
+				args = args[1:]
 			}
 			p, err := pod.Load(g.dir, args[0])
 			if err != nil {
@@ -178,19 +218,40 @@ func newStatusCmd(g *globals) *cobra.Command {
 				}
 			}
 			v := view(p)
-			if o.format == "json" {
-				return writeJSON(cmd.OutOrStdout(), v)
+			if o.isJSON() {
+				return o.writeJSON(cmd.OutOrStdout(), v)
 			}
 			printStatus(cmd.OutOrStdout(), v)
 			return nil
 		},
 	}
-	o.register(c, false)
+	o.register(c, "KEY=VALUE lines")
 	c.Flags().DurationVar(&wait, "wait", 0, "wait for the pod to exit (at most DURATION; 0 or no value: no limit)")
 	c.Flags().Lookup("wait").NoOptDefVal = "0s"
 	c.Flags().DurationVar(&waitReadyLimit, "wait-ready", 0, "wait for the pod to be ready: its apps started, and those that speak sd_notify sent READY=1 (at most DURATION; 0 or no value: no limit)")
 	c.Flags().Lookup("wait-ready").NoOptDefVal = "0s"
 	return c
+}
+
+// bareWaitLimit reads "status --wait 1s UUID": --wait (or --wait-ready)
+// given without a value, followed by its limit as an argument.
+func bareWaitLimit(cmd *cobra.Command, word string, wait, waitReady *time.Duration) error {
+	d, err := time.ParseDuration(word)
+	bare := func(name string) bool {
+		fl := cmd.Flags().Lookup(name)
+		return fl.Changed && fl.Value.String() == (time.Duration(0)).String()
+	}
+	switch {
+	case err != nil || d < 0:
+		return fmt.Errorf("status takes one pod UUID, and %q is not a duration for --wait; write --wait=DURATION UUID", word)
+	case bare("wait") && !bare("wait-ready"):
+		*wait = d
+	case bare("wait-ready") && !bare("wait"):
+		*waitReady = d
+	default:
+		return fmt.Errorf("status takes one pod UUID; give a limit as --wait=%s or --wait-ready=%s", word, word)
+	}
+	return nil
 }
 
 func waitFor(p *pod.Pod, limit time.Duration) error {
@@ -200,10 +261,33 @@ func waitFor(p *pod.Pod, limit time.Duration) error {
 		ctx, cancel = context.WithTimeout(ctx, limit)
 		defer cancel()
 	}
-	if err := p.WaitExit(ctx); err != nil {
+	if err := waitEnded(ctx, p); err != nil {
+		if p.State == pod.Prepared || p.State == pod.Preparing {
+			return fmt.Errorf("pod %s: still prepared after %s; start it with 'skiff run-prepared %s'", p.UUID, limit, p.UUID)
+		}
 		return fmt.Errorf("pod %s: still running after %s", p.UUID, limit)
 	}
 	return nil
+}
+
+// waitEnded waits until the pod has run and ended: a prepared pod is waited
+// for until someone runs it (run-prepared) and it exits.
+func waitEnded(ctx context.Context, p *pod.Pod) error {
+	t := time.NewTicker(100 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if err := p.WaitExit(ctx); err != nil {
+			return err
+		}
+		if p.State != pod.Prepared && p.State != pod.Preparing {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 func printStatus(w io.Writer, v podView) {

@@ -23,7 +23,11 @@ Images: ` + reference.Forms + `
 
 ` + prepare.AppFlagUsage,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, _, err := preparePod(cmd.Context(), g, f, args)
+			plan, err := f.check(g, args)
+			if err != nil {
+				return err
+			}
+			p, _, err := preparePod(cmd.Context(), g, f, plan, nil)
 			if err != nil {
 				return err
 			}
@@ -60,6 +64,9 @@ func newRunPreparedCmd(g *globals) *cobra.Command {
 			}
 			m, err := p.Manifest()
 			if err != nil {
+				return err
+			}
+			if err := checkStage1Flags(m.Stage1, false, f.net); err != nil {
 				return err
 			}
 			if err := p.Transition(pod.Running); err != nil {

@@ -37,6 +37,8 @@ type prepareFlags struct {
 	stage1Name string
 	volumes    []string
 	mounts     []string
+	setEnv     []string // every app's environment, under the app's own --set-env
+	setEnvFile []string
 	// privateUsers runs the pod in a user namespace of its own (users.go).
 	privateUsers bool
 }
@@ -61,6 +63,8 @@ func (f *prepareFlags) register(fl *pflag.FlagSet) {
 	fl.StringVar(&f.stage1Name, "stage1-name", stage1img.DefaultName, "run with the installed stage1 of this name")
 	fl.StringArrayVar(&f.volumes, "volume", nil, "a pod volume: NAME,kind=host,source=PATH[,readOnly=true][,idmap=true] | NAME,kind=empty[,mode=0755,uid=N,gid=N] | SOURCE:TARGET[:ro][,idmap] (idmap: with --private-users, the pod's ids are the host's in this host volume, its root is host root there)")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "mount a volume in every app: volume=NAME,target=PATH")
+	fl.StringArrayVar(&f.setEnv, "set-env", nil, "set an environment variable NAME=VALUE in every app (repeatable; an app's own --set-env after its image wins)")
+	fl.StringArrayVar(&f.setEnvFile, "set-env-file", nil, "set every app's environment variables from a file of NAME=VALUE lines (# comments; repeatable)")
 	fl.BoolVar(&f.privateUsers, "private-users", false, "run the pod in a user namespace with a private range of 65536 uids and gids (its root is an unprivileged host user, in host volumes too unless one says idmap)")
 }
 
@@ -79,6 +83,12 @@ func (f *startFlags) register(fl *pflag.FlagSet) {
 
 // check validates the start flags before anything is written.
 func (f *startFlags) check(g *globals) error {
+	if err := checkHostname(f.hostname); err != nil {
+		return err
+	}
+	if f.stopTimeout <= 0 {
+		return fmt.Errorf("--stop-timeout=%s: want a positive duration such as 10s (to kill a pod at once: skiff stop --force)", f.stopTimeout)
+	}
 	n, err := networking.ParseNetFlag(f.net)
 	if err != nil {
 		return err
@@ -197,7 +207,11 @@ func runRun(ctx context.Context, g *globals, f *runFlags, args []string) error {
 	if err := f.startFlags.check(g); err != nil {
 		return err
 	}
-	p, m, err := preparePod(ctx, g, &f.prepareFlags, args)
+	plan, err := f.prepareFlags.check(g, args)
+	if err != nil {
+		return err
+	}
+	p, m, err := preparePod(ctx, g, &f.prepareFlags, plan, &f.startFlags)
 	if err != nil {
 		return err
 	}
@@ -207,44 +221,55 @@ func runRun(ctx context.Context, g *globals, f *runFlags, args []string) error {
 	return execStage1(g, &f.startFlags, p, m)
 }
 
-// preparePod fetches and verifies the images, loads the stage1 and writes the
-// prepared pod.
-func preparePod(ctx context.Context, g *globals, f *prepareFlags, args []string) (*pod.Pod, *abi.PodManifest, error) {
+// preparePod loads the stage1, fetches and verifies the images and writes
+// the prepared pod. start, when the pod is to run at once, are its start
+// flags, checked against the stage1 before any image is fetched.
+func preparePod(ctx context.Context, g *globals, f *prepareFlags, plan *podPlan, start *startFlags) (*pod.Pod, *abi.PodManifest, error) {
 	if ctx == nil {
 		ctx = context.Background()
-	}
-	apps, err := prepare.ParseApps(args)
-	if err != nil {
-		return nil, nil, err
-	}
-	in, err := parseInsecure(g.insecure)
-	if err != nil {
-		return nil, nil, err
-	}
-	pd, vols, err := podOptions(f, in)
-	if err != nil {
-		return nil, nil, err
 	}
 	s, err := openStore(g)
 	if err != nil {
 		return nil, nil, err
 	}
-	imgs := make([]*store.Image, len(apps))
-	for i, a := range apps {
-		if imgs[i], err = fetchVerified(ctx, g, in, &f.fetchFlags, s, a.Image, a.Signature, false); err != nil {
-			return nil, nil, err
-		}
-	}
 	s1, err := loadStage1(ctx, g, f, s)
 	if err != nil {
 		return nil, nil, err
 	}
-	if f.privateUsers {
-		if err := checkIDMappable(imgs, s1, vols); err != nil {
+	net := ""
+	if start != nil {
+		net = start.net
+	}
+	if err := checkStage1Flags(s1, f.privateUsers, net); err != nil {
+		return nil, nil, err
+	}
+	imgs := make([]*store.Image, len(plan.apps))
+	for i, a := range plan.apps {
+		if imgs[i], err = fetchVerified(ctx, g, plan.in, &f.fetchFlags, s, a.Image, a.Signature, false); err != nil {
 			return nil, nil, err
 		}
 	}
-	return writePod(g, f, apps, imgs, s1, pd, vols)
+	if f.privateUsers {
+		if err := checkIDMappable(imgs, s1, plan.vols); err != nil {
+			return nil, nil, err
+		}
+	}
+	return writePod(g, f, plan.apps, imgs, s1, plan.pd, plan.vols)
+}
+
+// checkStage1Flags refuses what the stage1's flavor cannot do, before any
+// image is fetched: a VM (kvm) maps no users and has no host network.
+func checkStage1Flags(s1 abi.Stage1, privateUsers bool, net string) error {
+	if s1.Flavor != "kvm" {
+		return nil
+	}
+	if privateUsers {
+		return fmt.Errorf("--private-users: the kvm stage1 isolates the pod in a VM and does not map its users; run without --private-users")
+	}
+	if n, err := networking.ParseNetFlag(net); err == nil && net != "" && n.Mode == networking.ModeHost {
+		return fmt.Errorf("--net=host: a VM cannot share the host's network namespace; use --net=default or a named CNI network")
+	}
+	return nil
 }
 
 // podOptions turns the pod flags into what every app's spec needs.
@@ -274,6 +299,19 @@ func podOptions(f *prepareFlags, in insecure) (prepare.Pod, []abi.Volume, error)
 			return pd, nil, err
 		}
 		pd.Mounts = append(pd.Mounts, ma)
+	}
+	for _, file := range f.setEnvFile {
+		env, err := readEnvFile(file)
+		if err != nil {
+			return pd, nil, err
+		}
+		pd.Env = append(pd.Env, env...)
+	}
+	for _, kv := range f.setEnv {
+		if err := prepare.CheckEnv(kv); err != nil {
+			return pd, nil, err
+		}
+		pd.Env = append(pd.Env, kv)
 	}
 	return pd, vols, nil
 }

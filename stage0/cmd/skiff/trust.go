@@ -96,7 +96,7 @@ deleted, and a vendor key is masked by an empty admin file.`,
 	fl.BoolVar(&f.skipReview, "skip-fingerprint-review", false, "trust without showing the fingerprint and asking (needed without a terminal)")
 	fl.BoolVar(&f.list, "list", false, "list the trusted keys")
 	fl.StringVar(&f.remove, "remove", "", "stop trusting the key with this fingerprint")
-	f.output.register(c, true)
+	f.output.register(c, "a line per key")
 	return c
 }
 
@@ -234,11 +234,14 @@ func listTrust(w io.Writer, ks trust.Keystore, o output) error {
 	if err != nil {
 		return err
 	}
-	if o.format == "json" {
+	if o.isJSON() {
 		if entries == nil {
 			entries = []trust.Entry{}
 		}
-		return writeJSON(w, entries)
+		for i := range entries { // as every other output shows them
+			entries[i].Fingerprint = strings.ToUpper(entries[i].Fingerprint)
+		}
+		return o.writeJSON(w, entries)
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	if !o.noLegend {

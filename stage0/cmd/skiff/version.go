@@ -25,8 +25,8 @@ func newVersionCmd(g *globals) *cobra.Command {
 			installed := stage1img.Installed(g.systemConfig)
 			v := map[string]any{"skiff": Version, "go": runtime.Version(),
 				"stage1InterfaceVersion": abi.InterfaceVersion, "defaultStage1": s1, "stage1s": installed}
-			if o.format == "json" {
-				return writeJSON(cmd.OutOrStdout(), v)
+			if o.isJSON() {
+				return o.writeJSON(cmd.OutOrStdout(), v)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "skiff version %s\nGo version %s\nstage1 interface version %d\n",
 				Version, runtime.Version(), abi.InterfaceVersion)
@@ -44,6 +44,6 @@ func newVersionCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	o.register(c, false)
+	o.register(c, "lines")
 	return c
 }
