@@ -262,3 +262,84 @@ func TestKilledPodReports137(t *testing.T) {
 		check(t, e, uuid, result{code: c.ProcessState.ExitCode(), stderr: errb.String()})
 	})
 }
+
+// hostProcs lists the host's processes whose command line is exactly argv.
+func hostProcs(argv ...string) []int {
+	want := strings.Join(argv, "\x00") + "\x00"
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && string(b) == want && !isZombie(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// shellQuote quotes s for sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
+// TestEnterArgsAppsAndTerminal: `enter UUID -- CMD` runs CMD, --app may
+// follow the UUID, a wrong app is refused with the pod's apps listed, and on
+// a terminal the command gets a pty of its own as its controlling terminal,
+// with enter's TERM (podman exec -it).
+func TestEnterArgsAppsAndTerminal(t *testing.T) {
+	e := newEnv(t)
+	uuid, _ := e.runningPod()
+	app := e.status(uuid).Apps[0].Name
+	if r := e.ok("enter", uuid, "--", "ls", "/"); !strings.Contains(r.stdout, "bin") {
+		t.Errorf("enter UUID -- ls /: %q", r.stdout)
+	}
+	if r := e.ok("enter", uuid, "--app="+app, "--", "echo", "hi"); r.stdout != "hi\n" {
+		t.Errorf("enter UUID --app=%s -- echo hi: %q", app, r.stdout)
+	}
+	if r := e.ok("enter", uuid, "--app", app, "echo", "hi"); r.stdout != "hi\n" {
+		t.Errorf("enter UUID --app %s echo hi: %q", app, r.stdout)
+	}
+	e.fails(125, []string{`"nope"`, app, "--app"}, "enter", uuid, "--app=nope", "true")
+
+	if _, err := exec.LookPath("script"); err != nil {
+		t.Skip("no script(1) to give enter a terminal")
+	}
+	var line []string
+	for _, a := range append(append([]string{e.bin}, e.globals()...), "enter", uuid, "/bin/sh", "-c",
+		`tty; echo "TERM=$TERM"; echo ctty-ok >/dev/tty`) {
+		line = append(line, shellQuote(a))
+	}
+	c := exec.Command("script", "-qec", strings.Join(line, " "), "/dev/null")
+	c.Env = append(os.Environ(), "TERM=xterm-256color")
+	out, err := c.CombinedOutput()
+	for _, w := range []string{"/dev/pts/", "TERM=xterm-256color", "ctty-ok"} {
+		if !strings.Contains(string(out), w) {
+			t.Errorf("enter on a terminal (%v): output %q lacks %q", err, out, w)
+		}
+	}
+}
+
+// TestEnterSignalsEndTheCommandAndNothingOutlivesIt: SIGTERM, SIGHUP or
+// SIGINT to `skiff enter` (a dropped ssh session, Ctrl-C) reaches the
+// entered command, and neither it nor what it started stays in the pod.
+func TestEnterSignalsEndTheCommandAndNothingOutlivesIt(t *testing.T) {
+	e := newEnv(t)
+	uuid, _ := e.runningPod()
+	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP, syscall.SIGINT} {
+		marker := strconv.Itoa(5550 + i)
+		c, _, _ := e.startBackground("enter", uuid, "/bin/sh", "-c", "sleep "+marker+"; true")
+		waitFor(t, 20*time.Second, "the entered command to run", func() bool { return len(hostProcs("sleep", marker)) == 1 })
+		_ = c.Process.Signal(sig)
+		done := make(chan struct{})
+		go func() { _ = c.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			t.Fatalf("%v: skiff enter did not end", sig)
+		}
+		waitFor(t, 20*time.Second, sig.String()+": the entered sh and sleep to be gone", func() bool {
+			return len(hostProcs("sleep", marker)) == 0 && len(hostProcs("/bin/sh", "-c", "sleep "+marker+"; true")) == 0
+		})
+	}
+}

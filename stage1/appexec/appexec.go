@@ -59,17 +59,17 @@ func fail(code int, format string, args ...any) error {
 // stage1 (unless inherit is set, as for enter), enters its rootfs, drops to its user and execs args (the app's
 // own command when args is empty). It returns only on failure.
 func Exec(app string, args []string, inherit bool) error {
-	return exec(app, args, inherit, nil)
+	return exec(app, args, inherit, nil, nil)
 }
 
 // exec is Exec with addEnv added to the app's environment (a key already there
 // is replaced).
-func exec(app string, args []string, inherit bool, addEnv []string) error {
+func exec(app string, args []string, inherit bool, addEnv []string, inRoot func() error) error {
 	var spec specs.Spec
 	if err := abi.ReadJSON(filepath.Join(AppsDir, app, abi.AppSpecFile), &spec); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: read its spec: %v", app, err)
 	}
-	return execSpec(app, &spec, args, inherit, addEnv, nil)
+	return execSpec(app, &spec, args, inherit, addEnv, inRoot)
 }
 
 // execProcess runs an OCI process (JSON, from the host's enter --process) in
@@ -146,9 +146,11 @@ func ptyOnConsoleSocket(sock int) error {
 	}
 	// A controlling terminal needs a session of its own: not for a process
 	// group leader (setsid fails with EPERM); it then keeps the pty as its
-	// stdio only.
-	if _, err := unix.Setsid(); err == nil {
-		if err := unix.IoctlSetInt(slave, unix.TIOCSCTTY, 0); err != nil {
+	// stdio only. A process that already leads its session (libcontainer's
+	// exec makes one) takes the pty as it is.
+	_, errSid := unix.Setsid()
+	if sid, err := unix.Getsid(0); errSid == nil || (err == nil && sid == unix.Getpid()) {
+		if err := unix.IoctlSetInt(slave, unix.TIOCSCTTY, 0); err != nil && errSid == nil {
 			return fmt.Errorf("console: controlling terminal: %w", err)
 		}
 	}

@@ -23,7 +23,7 @@ func Main(args []string) error {
 	var env envFlag
 	fs.Var(&env, "env", "KEY=VALUE added to the app's environment (repeatable)")
 	process := fs.String("process", "", "with --inherit: an OCI process (JSON) to run instead of the app's own (OCI exec)")
-	consoleFD := fs.Int("console-fd", 0, "with --process: the console socket's fd; the process gets a pty whose master goes there")
+	consoleFD := fs.Int("console-fd", 0, "with --inherit: the console socket's fd; the process gets a pty whose master goes there (enter on a terminal)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -40,7 +40,14 @@ func Main(args []string) error {
 	if len(cmd) > 0 && cmd[0] == "--" {
 		cmd = cmd[1:]
 	}
-	return exec(fs.Arg(0), cmd, *inherit, env)
+	var inRoot func() error
+	if *consoleFD > 0 {
+		if !*inherit {
+			return fmt.Errorf("app-exec: --console-fd needs --inherit")
+		}
+		inRoot = func() error { return ptyOnConsoleSocket(*consoleFD) }
+	}
+	return exec(fs.Arg(0), cmd, *inherit, env, inRoot)
 }
 
 type envFlag []string

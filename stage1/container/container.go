@@ -371,6 +371,9 @@ type ExecOpts struct {
 	// then the subreaper's).
 	Detach  bool
 	PidFile string
+	// Started, when set, is called once the process runs, before the wait:
+	// signal sends it a signal.
+	Started func(pid int, signal func(os.Signal) error)
 }
 
 // ExecWith is Exec with options; with Detach the code is 0.
@@ -401,6 +404,10 @@ func ExecWith(stateRoot, id string, argv []string, o ExecOpts) (int, error) {
 	}
 	if o.Detach {
 		return 0, nil
+	}
+	if o.Started != nil {
+		pid, _ := p.Pid()
+		o.Started(pid, p.Signal)
 	}
 	st, err := p.Wait()
 	if st == nil {

@@ -14,6 +14,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/container"
@@ -143,7 +144,33 @@ func enterMain(args []string) error {
 			cmd = []string{"/usr/lib/skiff/app-exec", "--inherit", "--process=" + string(compact), "--console-fd=3", *app}
 		}
 	}
+	var console *enterConsole
+	if *process == "" && term.IsTerminal(0) {
+		c, peer, err := newEnterConsole()
+		if err != nil {
+			return fmt.Errorf("console for enter: %w", err)
+		}
+		defer peer.Close()
+		console = c
+		o.ExtraFiles = []*os.File{peer}
+		cmd = append([]string{"/usr/lib/skiff/app-exec", "--inherit", "--console-fd=3", "--env=" + termEnv(), *app, "--"}, fs.Args()...)
+		defer console.finish()
+	}
+	var sigs *enterSignals
+	if !*detach {
+		sigs = catchEnterSignals()
+		o.Started = func(pid int, send func(os.Signal) error) {
+			if console != nil {
+				_ = o.ExtraFiles[0].Close() // the process has its copy; EOF when it is gone
+				console.start()
+			}
+			sigs.started(pid, send)
+		}
+	}
 	code, err := container.ExecWith(abs(s1State), containerID(m.UUID), cmd, o)
+	if sigs != nil {
+		sigs.stop()
+	}
 	if err != nil {
 		return err
 	}
