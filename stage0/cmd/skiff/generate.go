@@ -14,6 +14,8 @@ import (
 
 	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/internal/atomicfile"
+	"github.com/skiff-project/skiff/stage0/stage1img"
+	"github.com/skiff-project/skiff/stage1/abi"
 )
 
 func newGenerateCmd(g *globals) *cobra.Command {
@@ -90,6 +92,17 @@ func generateUnit(cmd *cobra.Command, g *globals, f *runFlags, u *unitFlags, arg
 	apps := plan.apps
 	for _, a := range apps {
 		if err := checkImageRef(a.Image, true); err != nil {
+			return err
+		}
+	}
+	s1path := f.stage1Path
+	if s1path == "" {
+		if s1path, err = stage1img.Find(f.stage1Name, g.systemConfig); err != nil {
+			return err
+		}
+	}
+	if filepath.Base(s1path) == stage1img.FileName("kvm") { // the flavor by its file's name: the unit imports it later
+		if err := checkStage1Flags(abi.Stage1{Flavor: "kvm"}, f.privateUsers, f.net); err != nil {
 			return err
 		}
 	}
