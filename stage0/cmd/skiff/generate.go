@@ -15,7 +15,6 @@ import (
 	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/internal/atomicfile"
 	"github.com/skiff-project/skiff/stage0/stage1img"
-	"github.com/skiff-project/skiff/stage1/abi"
 )
 
 func newGenerateCmd(g *globals) *cobra.Command {
@@ -101,10 +100,10 @@ func generateUnit(cmd *cobra.Command, g *globals, f *runFlags, u *unitFlags, arg
 			return err
 		}
 	}
-	if filepath.Base(s1path) == stage1img.FileName("kvm") { // the flavor by its file's name: the unit imports it later
-		if err := checkStage1Flags(abi.Stage1{Flavor: "kvm"}, f.privateUsers, f.net); err != nil {
-			return err
-		}
+	// The flavor by the file's name (stage1-FLAVOR.oci.tar): the unit imports it later.
+	flavor := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(s1path), "stage1-"), ".oci.tar")
+	if err := checkStage1Flags(flavor, f.privateUsers, f.net); err != nil {
+		return err
 	}
 	if args, err = absImageArgs(args); err != nil {
 		return err
