@@ -10,12 +10,17 @@ PREFIX    ?= /usr/local
 LIBDIR    ?= /usr/lib/skiff
 GO_SRC    := $(shell find . -name '*.go' -not -path './build/*' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: conformance all deps skiff stage1 stage1-kvm test-kvm test-images test unit functional fuzz-seeds demo bench install clean
+.PHONY: conformance all deps check-deps skiff stage1 stage1-kvm test-kvm test-images test unit functional fuzz-seeds demo bench install clean
 
 all: $(BIN)/skiff $(BIN)/skiff-oci $(BIN)/stage1-default.oci.tar $(BIN)/stage1-kvm.oci.tar
 
 deps:
 	scripts/install-deps
+
+# Before the stage1 builds: a missing build dependency stops make with one line
+# saying to run `make deps`, not with cgo's or a script's error further on.
+check-deps:
+	@scripts/install-deps --check
 
 $(BIN)/skiff: $(GO_SRC)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.Version=$(VERSION)" -o $@ ./stage0/cmd/skiff
@@ -37,7 +42,7 @@ conformance: all test-images
 
 # The stage1 binary is static (libcontainer's nsenter needs cgo): it runs on the
 # host from the stage1 image's layer and inside the pod alike.
-$(BUILD)/stage1: $(GO_SRC)
+$(BUILD)/stage1: $(GO_SRC) | check-deps
 	@mkdir -p $(BUILD)
 	CGO_ENABLED=1 $(GO) build $(GOFLAGS_STATIC) -ldflags "$(LDFLAGS_STAGE1)" -o $@ ./stage1/cmd/stage1 2>$@.log; \
 	  rc=$$?; grep -v 'statically linked applications requires at runtime' $@.log >&2; rm -f $@.log; exit $$rc
@@ -50,7 +55,7 @@ $(BIN)/stage1-default.oci.tar: $(BUILD)/stage1 scripts/build-stage1 scripts/lib.
 # guest's /init, its pod agent and the apps' helpers; static with cgo for libseccomp.
 stage1-kvm: $(BIN)/stage1-kvm.oci.tar
 
-$(BUILD)/stage1-kvm: $(GO_SRC)
+$(BUILD)/stage1-kvm: $(GO_SRC) | check-deps
 	@mkdir -p $(BUILD)
 	CGO_ENABLED=1 $(GO) build $(GOFLAGS_STATIC) -ldflags "$(LDFLAGS_STAGE1)" -o $@ ./stage1-kvm/cmd/stage1-kvm 2>$@.log; \
 	  rc=$$?; grep -v 'statically linked applications requires at runtime' $@.log >&2; rm -f $@.log; exit $$rc

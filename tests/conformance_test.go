@@ -327,7 +327,7 @@ func TestStatusWaitAndEnter(t *testing.T) {
 	wait()
 	select {
 	case r := <-done:
-		if r.code != 0 || !strings.Contains(r.stdout, `"state": "exited"`) {
+		if r.code != 0 || !strings.Contains(r.stdout, `"state":"exited"`) {
 			t.Fatalf("status --wait: %+v", r)
 		}
 	case <-time.After(20 * time.Second):

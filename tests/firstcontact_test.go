@@ -225,6 +225,19 @@ func TestWithoutRootSaysSoOnce(t *testing.T) {
 	}
 }
 
+// Issue #19: version and --help tell a newcomer the three ways to use skiff.
+func TestVersionAndHelpNameTheThreeWays(t *testing.T) {
+	e := newEnv(t)
+	for _, args := range [][]string{{"version"}, {"--help"}} {
+		out := e.ok(args...).stdout
+		for _, want := range []string{"skiff run IMAGE", "skiff generate unit IMAGE", "skiff-oci", "README"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("skiff %v does not mention %q: %q", args, want, out)
+			}
+		}
+	}
+}
+
 func readTrimmed(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -199,11 +200,12 @@ func chart(dir string, m Machine, results []*Result) ([]byte, error) {
 	}
 	defer os.RemoveAll(tmp)
 	var data strings.Builder
-	n := 0
+	n, lo, hi := 0, 1.0, 1.0
 	for _, r := range results {
 		if r.Ratio > 0 {
 			fmt.Fprintf(&data, "%q %.4f\n", r.Scenario+": "+r.Baseline+" / "+r.Runtime, r.Ratio)
 			n++
+			lo, hi = min(lo, r.Ratio), max(hi, r.Ratio)
 		}
 	}
 	if n == 0 {
@@ -219,6 +221,8 @@ set title %q noenhanced font ",10"
 set style fill solid 0.7
 set boxwidth 0.7
 set logscale x 2
+set xrange [%g:%g]
+set rmargin 4
 set xlabel "ratio (median, log scale): >1 means skiff is slower / larger"
 set ytics nomirror noenhanced
 set yrange [%d-0.5:-0.5]
@@ -226,13 +230,23 @@ set grid xtics
 unset key
 plot %q using 2:0:(1):2:($0-0.35):($0+0.35):ytic(1) with boxxyerrorbars lc rgb "#4477aa", \
      '' using ($2>1?$2:1):0:(sprintf("%%.2fx", $2)) with labels left offset 0.5,0 noenhanced
-`, 120+n*36, png, fmt.Sprintf("skiff / peer by median\n%s, %d CPUs, kernel %s", m.Date, m.CPUs, m.Kernel), n, dat)
+`, 120+n*36, png, fmt.Sprintf("skiff / peer by median\n%s, %d CPUs, kernel %s", m.Date, m.CPUs, m.Kernel),
+		lo/1.25, chartRight(lo, hi), n, dat)
 	cmd := exec.Command("gnuplot")
 	cmd.Stdin = strings.NewReader(script)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("gnuplot: %v: %s", err, out)
 	}
 	return os.ReadFile(png)
+}
+
+// chartRight is the right end of the chart's log2 x axis: past the largest
+// ratio by room for its label ("12.34x", about a sixth of the plot's width),
+// so that no label is clipped at the image's edge.
+func chartRight(lo, hi float64) float64 {
+	left := math.Log2(lo / 1.25)
+	span := math.Log2(hi) - left
+	return math.Exp2(math.Log2(hi) + max(span/5, 0.5))
 }
 
 // loadavg is the 1, 5 and 15 minute load averages.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/internal/atomicfile"
+	"github.com/skiff-project/skiff/stage0/stage1img"
 )
 
 func newGenerateCmd(g *globals) *cobra.Command {
@@ -92,6 +93,17 @@ func generateUnit(cmd *cobra.Command, g *globals, f *runFlags, u *unitFlags, arg
 		if err := checkImageRef(a.Image, true); err != nil {
 			return err
 		}
+	}
+	s1path := f.stage1Path
+	if s1path == "" {
+		if s1path, err = stage1img.Find(f.stage1Name, g.systemConfig); err != nil {
+			return err
+		}
+	}
+	// The flavor by the file's name (stage1-FLAVOR.oci.tar): the unit imports it later.
+	flavor := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(s1path), "stage1-"), ".oci.tar")
+	if err := checkStage1Flags(flavor, f.privateUsers, f.net); err != nil {
+		return err
 	}
 	if args, err = absImageArgs(args); err != nil {
 		return err

@@ -14,8 +14,8 @@ import (
 
 // Where a flag goes on run's (prepare's, generate unit's) command line.
 const (
-	podFlagWhere = "a pod flag: put it before the first image, as in 'skiff run --%s IMAGE'"
-	appFlagWhere = "an app flag: put it after its image, as in 'skiff run IMAGE --%s'"
+	podFlagWhere = "a pod flag: put it before the first image, as in '%s --%s IMAGE'"
+	appFlagWhere = "an app flag: put it after its image, as in '%s IMAGE --%s'"
 )
 
 // foreignFlags maps flags users of podman, docker and runc type (without
@@ -106,7 +106,7 @@ func flagHint(cmd *cobra.Command, err error) error {
 		return err
 	}
 	if !short && takesApps(cmd) && prepare.IsAppFlag(name) {
-		return fmt.Errorf("%v: it is "+appFlagWhere, err, name+"=...")
+		return fmt.Errorf("%v: it is "+appFlagWhere, err, cmd.CommandPath(), name+"=...")
 	}
 	if h, ok := foreignFlags[name]; ok {
 		return fmt.Errorf("%v: %s", err, h)
@@ -131,7 +131,7 @@ func appFlagHint(cmd *cobra.Command, err error) error {
 		return err
 	}
 	if !short && (cmd.Flags().Lookup(name) != nil || cmd.InheritedFlags().Lookup(name) != nil) {
-		return fmt.Errorf("%v: it is "+podFlagWhere, err, name+"=...")
+		return fmt.Errorf("%v: it is "+podFlagWhere, err, cmd.CommandPath(), name+"=...")
 	}
 	if h, ok := foreignFlags[name]; ok {
 		return fmt.Errorf("%v: %s", err, h)
@@ -141,7 +141,7 @@ func appFlagHint(cmd *cobra.Command, err error) error {
 			return fmt.Errorf("%v: %s", err, h)
 		}
 	}
-	return fmt.Errorf("%v: see the app flags in 'skiff run --help'", err)
+	return fmt.Errorf("%v: see the app flags in '%s --help'", err, cmd.CommandPath())
 }
 
 var unknownVerbRE = regexp.MustCompile(`^unknown command "([^"]*)" for "skiff"`)

@@ -92,6 +92,10 @@ func TestValuesAreCheckedFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	img := "oci-archive:" + tarFile
+	kvm := filepath.Join(dir, "stage1-kvm.oci.tar")
+	if err := os.WriteFile(kvm, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -120,6 +124,9 @@ func TestValuesAreCheckedFirst(t *testing.T) {
 		{[]string{"generate", "unit", img, "--memory=64X"}, "--memory=64X"},
 		{[]string{"generate", "unit", "--hostname=a!b", img}, "--hostname"},
 		{[]string{"generate", "unit", "oci-archive:" + filepath.Join(dir, "missing.tar")}, "missing.tar"},
+		{[]string{"generate", "unit", "--stage1-path=" + kvm, "--private-users", img}, "kvm stage1"},
+		{[]string{"generate", "unit", "--stage1-path=" + kvm, "--net=host", img}, "a VM cannot share"},
+		{[]string{"generate", "unit", "--stage1-name=nosuch", img}, "nosuch"},
 	} {
 		msg := commandLineError(t, tc.args...)
 		if !strings.Contains(msg, tc.want) {
@@ -142,7 +149,10 @@ func TestGenerateUnitMakesImagePathsAbsolute(t *testing.T) {
 	root := newRoot()
 	var out strings.Builder
 	root.SetOut(&out)
-	root.SetArgs([]string{"--dir=" + filepath.Join(dir, "data"), "generate", "unit", "--set-env-file=env",
+	if err := os.WriteFile("stage1.oci.tar", []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	root.SetArgs([]string{"--dir=" + filepath.Join(dir, "data"), "generate", "unit", "--set-env-file=env", "--stage1-path=stage1.oci.tar",
 		"oci-archive:bb.tar:latest", "--signature", "bb.tar.asc", "--", "bb.tar", "---", "oci-archive:./bb.tar", "--signature=s.asc"})
 	if err := root.Execute(); err != nil {
 		t.Fatal(err)
@@ -154,7 +164,7 @@ func TestGenerateUnitMakesImagePathsAbsolute(t *testing.T) {
 		}
 	}
 	for _, want := range []string{" oci-archive:" + dir + "/bb.tar:latest ", " --signature " + dir + "/bb.tar.asc ",
-		" -- bb.tar --- ", " oci-archive:" + dir + "/bb.tar ", "--signature=" + dir + "/s.asc", "--set-env-file=" + dir + "/env"} {
+		" -- bb.tar --- ", " oci-archive:" + dir + "/bb.tar ", "--signature=" + dir + "/s.asc", "--set-env-file=" + dir + "/env", "--stage1-path=" + dir + "/stage1.oci.tar"} {
 		if !strings.Contains(start+" ", want) {
 			t.Errorf("ExecStart %q lacks %q", start, want)
 		}

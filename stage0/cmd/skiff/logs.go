@@ -54,7 +54,9 @@ func newLogsCmd(g *globals) *cobra.Command {
 stderr), from the log stage1 keeps in the pod directory (size-capped: the
 newest two files of 8 MiB). Output that went to a terminal is not in the log:
 a pod run on a terminal gets the terminal itself; redirect skiff's output, or
-run the pod as a unit ('skiff generate unit'), to keep it.
+run the pod as a unit ('skiff generate unit'), to keep it. When skiff's stdout
+and stderr were one file ('>f 2>&1', one journal stream), the apps wrote both
+through one pipe, which keeps their order, and the log has it all as stdout.
 With several apps and no --app, each line starts with "APP| ".`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

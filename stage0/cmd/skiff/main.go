@@ -54,7 +54,9 @@ func newRoot() *cobra.Command {
 		Short: "skiff runs containers as pods, without a daemon",
 		Long: `skiff fetches OCI images, verifies their signatures, renders their root
 filesystems with overlayfs and runs them as pods through a swappable stage1
-(by default: namespaces, cgroups and systemd as the pod's init).`,
+(by default: namespaces, cgroups and systemd as the pod's init).
+
+` + usageWays,
 		SilenceUsage:      true,
 		SilenceErrors:     true,
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
@@ -80,6 +82,13 @@ filesystems with overlayfs and runs them as pods through a swappable stage1
 		newLogsCmd(g), newGenerateCmd(g))
 	return root
 }
+
+// usageWays are the three ways to use skiff, for --help and version.
+const usageWays = `Three ways to use it:
+  from the command line:  skiff run IMAGE (see 'skiff run --help')
+  as systemd units:       skiff generate unit IMAGE (see 'skiff generate unit --help')
+  under an orchestrator:  skiff-oci, a runc-compatible OCI runtime (see 'skiff-oci --help')
+Read on in the README (a short tour, the security model, skiff-oci) and stage1/README.md.`
 
 // rootless are the verbs that work without root: they touch neither the
 // store nor a pod.

@@ -66,7 +66,7 @@ func newRunPreparedCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := checkStage1Flags(m.Stage1, false, f.net); err != nil {
+			if err := checkStage1Flags(m.Stage1.Flavor, false, f.net); err != nil {
 				return err
 			}
 			if err := p.Transition(pod.Running); err != nil {

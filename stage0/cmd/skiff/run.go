@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -240,7 +241,7 @@ func preparePod(ctx context.Context, g *globals, f *prepareFlags, plan *podPlan,
 	if start != nil {
 		net = start.net
 	}
-	if err := checkStage1Flags(s1, f.privateUsers, net); err != nil {
+	if err := checkStage1Flags(s1.Flavor, f.privateUsers, net); err != nil {
 		return nil, nil, err
 	}
 	imgs := make([]*store.Image, len(plan.apps))
@@ -257,17 +258,26 @@ func preparePod(ctx context.Context, g *globals, f *prepareFlags, plan *podPlan,
 	return writePod(g, f, plan.apps, imgs, s1, plan.pd, plan.vols)
 }
 
-// checkStage1Flags refuses what the stage1's flavor cannot do, before any
-// image is fetched: a VM (kvm) maps no users and has no host network.
-func checkStage1Flags(s1 abi.Stage1, privateUsers bool, net string) error {
-	if s1.Flavor != "kvm" {
+// flavorLimits are what a stage1 flavor cannot do, by flavor: refused, with
+// the reason and the fix, before any image is fetched (stage1 refuses them too).
+var flavorLimits = map[string]struct{ privateUsers, hostNet string }{
+	"kvm": {
+		privateUsers: "--private-users: the kvm stage1 isolates the pod in a VM and does not map its users; run without --private-users",
+		hostNet:      "--net=host: a VM cannot share the host's network namespace; use --net=default or a named CNI network",
+	},
+}
+
+// checkStage1Flags refuses what the stage1's flavor cannot do.
+func checkStage1Flags(flavor string, privateUsers bool, net string) error {
+	lim, ok := flavorLimits[flavor]
+	if !ok {
 		return nil
 	}
-	if privateUsers {
-		return fmt.Errorf("--private-users: the kvm stage1 isolates the pod in a VM and does not map its users; run without --private-users")
+	if privateUsers && lim.privateUsers != "" {
+		return errors.New(lim.privateUsers)
 	}
-	if n, err := networking.ParseNetFlag(net); err == nil && net != "" && n.Mode == networking.ModeHost {
-		return fmt.Errorf("--net=host: a VM cannot share the host's network namespace; use --net=default or a named CNI network")
+	if n, err := networking.ParseNetFlag(net); err == nil && net != "" && n.Mode == networking.ModeHost && lim.hostNet != "" {
+		return errors.New(lim.hostNet)
 	}
 	return nil
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 
+	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/image/store"
 	"github.com/skiff-project/skiff/image/trust"
 	"github.com/skiff-project/skiff/image/verify"
@@ -30,5 +32,13 @@ func fetchVerified(ctx context.Context, g *globals, in insecure, f *fetchFlags, 
 	if err != nil {
 		return nil, err
 	}
-	return policy(g, in).Fetch(ctx, s, verify.Request{Image: image, Signature: sigFile, Fetch: opts, Refetch: refetch})
+	img, err := policy(g, in).Fetch(ctx, s, verify.Request{Image: image, Signature: sigFile, Fetch: opts, Refetch: refetch})
+	if err != nil && strings.Contains(err.Error(), "discovery") {
+		// An appc name that discovery cannot find is often a registry
+		// image typed without its transport.
+		if ref, perr := reference.Parse(image); perr == nil && ref.Transport == reference.AppcName {
+			return nil, fmt.Errorf("%w; if it is a registry image, write docker://%s", err, image)
+		}
+	}
+	return img, err
 }

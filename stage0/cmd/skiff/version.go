@@ -41,6 +41,9 @@ func newVersionCmd(g *globals) *cobra.Command {
 			for _, n := range names {
 				fmt.Fprintf(cmd.OutOrStdout(), "stage1 %s %s (--stage1-name=%s)\n", n, installed[n], n)
 			}
+			if !o.noLegend {
+				fmt.Fprintf(cmd.OutOrStdout(), "\n%s\n", usageWays)
+			}
 			return nil
 		},
 	}
