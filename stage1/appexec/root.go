@@ -52,6 +52,11 @@ func enterRoot(root string) error {
 	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind its rootfs on itself: %w", err)
 	}
+	oldRoot, err := unix.Open("/", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open the old root: %w", err)
+	}
+	defer unix.Close(oldRoot)
 	if err := unix.Chdir(root); err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}
@@ -59,6 +64,12 @@ func enterRoot(root string) error {
 	// unmounting "." detaches it (no directory for it needed in the image).
 	if err := unix.PivotRoot(".", "."); err != nil {
 		return fmt.Errorf("pivot_root into its rootfs: %w", err)
+	}
+	// "." is then the new root's directory: change to the old root's, so
+	// that what follows applies to the old root's tree only (as runc does),
+	// not to the new root's shared mounts.
+	if err := unix.Fchdir(oldRoot); err != nil {
+		return fmt.Errorf("change to the old root: %w", err)
 	}
 	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("make the old root a slave: %w", err)
