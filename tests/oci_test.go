@@ -707,7 +707,7 @@ func TestOCIUnknownRlimitFailsCreate(t *testing.T) {
 func TestOCICreateErrorNamesTheStage1sCause(t *testing.T) {
 	o := newOCIEnv(t)
 	if o.isRunc {
-		t.Skip("runc joins the host's pid namespace; the refusal is skiff's (systemd is the init)")
+		t.Skip("runc joins the mount namespace; the refusal is skiff's (systemd is the init)")
 	}
 	b := o.bundle("b", "/bin/true")
 	o.forID(b, "pidjoin")
@@ -715,15 +715,15 @@ func TestOCICreateErrorNamesTheStage1sCause(t *testing.T) {
 		l := c["linux"].(map[string]any)
 		ns := []any{}
 		for _, n := range l["namespaces"].([]any) {
-			if n.(map[string]any)["type"] != "pid" {
+			if n.(map[string]any)["type"] != "mount" {
 				ns = append(ns, n)
 			}
 		}
-		l["namespaces"] = append(ns, map[string]any{"type": "pid", "path": "/proc/1/ns/pid"})
+		l["namespaces"] = append(ns, map[string]any{"type": "mount", "path": "/proc/self/ns/mnt"})
 	})
 	logf := filepath.Join(o.dir, "log.json")
-	o.fails("needs a new pid and mount namespace", "--log", logf, "--log-format", "json", "create", "--bundle", b, "pidjoin")
-	if lb, _ := os.ReadFile(logf); !strings.Contains(string(lb), "needs a new pid and mount namespace") {
+	o.fails("cannot join another", "--log", logf, "--log-format", "json", "create", "--bundle", b, "pidjoin")
+	if lb, _ := os.ReadFile(logf); !strings.Contains(string(lb), "cannot join another") {
 		t.Errorf("--log does not say why: %q", lb)
 	}
 	o.rt("delete", "--force", "pidjoin")

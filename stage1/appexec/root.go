@@ -35,13 +35,28 @@ func enterRoot(root string) error {
 		return fmt.Errorf("new mount namespace: %w", err)
 	}
 	// The pod's systemd shares its mounts (rshared /): nothing done here may
-	// propagate back into the pod's namespace.
-	if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("make the mount tree a slave: %w", err)
+	// propagate back into the pod's namespace. In OCI mode, the volumes the
+	// bundle mounts shared (rshared, shared) stay so: the app's mounts in
+	// them reach the host, as with runc.
+	shared, err := sharedMounts(SharedMountsFile)
+	if err != nil {
+		return err
+	}
+	if len(shared) == 0 {
+		if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("make the mount tree a slave: %w", err)
+		}
+	} else if err := slaveAllBut(shared); err != nil {
+		return err
 	}
 	if err := unix.Mount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind its rootfs on itself: %w", err)
 	}
+	oldRoot, err := unix.Open("/", unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open the old root: %w", err)
+	}
+	defer unix.Close(oldRoot)
 	if err := unix.Chdir(root); err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}
@@ -49,6 +64,12 @@ func enterRoot(root string) error {
 	// unmounting "." detaches it (no directory for it needed in the image).
 	if err := unix.PivotRoot(".", "."); err != nil {
 		return fmt.Errorf("pivot_root into its rootfs: %w", err)
+	}
+	// "." is then the new root's directory: change to the old root's, so
+	// that what follows applies to the old root's tree only (as runc does),
+	// not to the new root's shared mounts.
+	if err := unix.Fchdir(oldRoot); err != nil {
+		return fmt.Errorf("change to the old root: %w", err)
 	}
 	if err := unix.Mount("", ".", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("make the old root a slave: %w", err)
@@ -294,4 +315,82 @@ func setOOMScoreAdj(adj int) error {
 		return fmt.Errorf("OOM score adjustment %s: %w", want, err)
 	}
 	return nil
+}
+
+// SharedMountsFile, in the stage1's rootfs (out of the apps' reach), lists
+// the mount points (in the pod's namespace, one a line) of the app's mounts
+// that the bundle asked to be shared (OCI mode: oci-create writes it; in the
+// default mode there is none).
+const SharedMountsFile = "/etc/skiff/oci-shared-mounts"
+
+// sharedMounts reads SharedMountsFile at p; no file is no shared mount.
+func sharedMounts(p string) ([]string, error) {
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("shared mounts: %w", err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); filepath.IsAbs(l) && filepath.Clean(l) != "/" {
+			out = append(out, filepath.Clean(l))
+		}
+	}
+	return out, nil
+}
+
+// slaveAllBut makes every mount of this thread's mount namespace a slave
+// (as MS_SLAVE|MS_REC on / would), except those at or below the shared
+// mount points, which stay peers of the pod's. A mount that is not reachable
+// by its path (covered by another) is left: nothing here mounts on it, and
+// enterRoot makes the whole old root a slave before it detaches it.
+func slaveAllBut(shared []string) error {
+	b, err := os.ReadFile("/proc/thread-self/mountinfo")
+	if err != nil {
+		return fmt.Errorf("read mountinfo: %w", err)
+	}
+	kept := func(p string) bool {
+		for _, s := range shared {
+			if p == s || strings.HasPrefix(p, s+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 5 {
+			continue
+		}
+		mp := unescapeMountinfo(f[4])
+		if kept(mp) {
+			continue
+		}
+		err := unix.Mount("", mp, "", unix.MS_SLAVE, "")
+		if err != nil && mp == "/" {
+			return fmt.Errorf("make the mount tree a slave: %w", err)
+		}
+	}
+	return nil
+}
+
+// unescapeMountinfo undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMountinfo(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var out []byte
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if n, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				out = append(out, byte(n))
+				i += 3
+				continue
+			}
+		}
+		out = append(out, s[i])
+	}
+	return string(out)
 }

@@ -65,6 +65,10 @@ type Pod struct {
 	// Devices are made after the mounts, at their Path in the sandbox (an
 	// app's: under its root), with cgroup rules that allow them.
 	Devices []specs.LinuxDevice
+	// RootPropagation is the sandbox's rootfsPropagation (OCI mode: the
+	// bundle's, so that its rshared volumes stay peers of the host's);
+	// empty is libcontainer's default, rslave.
+	RootPropagation string
 }
 
 // Spec is the OCI runtime spec of the pod's sandbox: new mount, PID, UTS, IPC
@@ -121,13 +125,14 @@ func Spec(p Pod) (*specs.Spec, error) {
 		},
 		Mounts: append(BaseMounts(p.UserNS != nil), p.Mounts...),
 		Linux: &specs.Linux{
-			Namespaces:  ns,
-			UIDMappings: ids,
-			GIDMappings: ids,
-			CgroupsPath: p.CgroupsPath,
-			Resources:   res,
-			Sysctl:      p.Sysctl,
-			Devices:     p.Devices,
+			Namespaces:        ns,
+			RootfsPropagation: p.RootPropagation,
+			UIDMappings:       ids,
+			GIDMappings:       ids,
+			CgroupsPath:       p.CgroupsPath,
+			Resources:         res,
+			Sysctl:            p.Sysctl,
+			Devices:           p.Devices,
 			MaskedPaths: []string{"/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
 				"/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"},
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},

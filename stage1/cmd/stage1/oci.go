@@ -113,6 +113,18 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 	if err != nil {
 		return err
 	}
+	nss, pidNS, err := ociNamespaces(spec.Linux.Namespaces)
+	if err != nil {
+		return err
+	}
+	if pidNS != nil {
+		defer pidNS.Close()
+	}
+	sb.Namespaces = nss
+	sb.RootPropagation = spec.Linux.RootfsPropagation
+	if err := writeOCISharedMounts(rootfs, sb.Mounts); err != nil {
+		return err
+	}
 	if o.consoleSocket != "" && spec.Process.Terminal {
 		// libcontainer makes the pty in the pod and sends its master now,
 		// during create, as runc does (conmon waits for it before start);
@@ -129,7 +141,16 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 		defer sb.ConsoleSocket.Close()
 		sb.Args[2] += ":tty"
 	}
-	pid, err := container.Create(sb)
+	var pid int
+	create := func() (err error) {
+		pid, err = container.Create(sb)
+		return err
+	}
+	if pidNS != nil {
+		err = inPIDNS(pidNS, create) // ociCreateMain has locked this thread
+	} else {
+		err = create()
+	}
 	if err != nil {
 		return err
 	}
@@ -157,19 +178,13 @@ func checkOCISpec(spec *specs.Spec, o ociOpts) error {
 	if spec.Linux == nil || spec.Process == nil {
 		return errors.New("config.json needs linux and process sections")
 	}
-	var pidNS, mntNS bool
-	for _, n := range spec.Linux.Namespaces {
-		switch n.Type {
-		case specs.PIDNamespace:
-			pidNS = n.Path == ""
-		case specs.MountNamespace:
-			mntNS = n.Path == ""
-		case specs.UserNamespace:
-			return errors.New("linux.namespaces asks for a user namespace, which the default stage1's OCI mode does not support yet; drop it")
-		}
+	if err := checkOCINamespaces(spec.Linux.Namespaces); err != nil {
+		return err
 	}
-	if !pidNS || !mntNS {
-		return errors.New("systemd is the container's init: it needs a new pid and mount namespace (linux.namespaces)")
+	switch spec.Linux.RootfsPropagation {
+	case "", "shared", "rshared", "slave", "rslave", "private", "rprivate", "unbindable", "runbindable":
+	default:
+		return fmt.Errorf("linux.rootfsPropagation: %q is none of shared, rshared, slave, rslave, private, rprivate, unbindable, runbindable", spec.Linux.RootfsPropagation)
 	}
 	for _, r := range spec.Process.Rlimits {
 		if !appexec.KnownRlimit(r.Type) {
@@ -183,6 +198,31 @@ func checkOCISpec(spec *specs.Spec, o ociOpts) error {
 		return errors.New("process.terminal is set: pass --console-socket")
 	}
 	return nil
+}
+
+// writeOCISharedMounts lists, for app-exec, the app's mounts the bundle asks
+// to be shared (rshared, shared: a Kubernetes Bidirectional volume), so that
+// the app's own mount namespace keeps them peers of the pod's (and, with
+// rootfsPropagation rshared, of the host's). It is written in the stage1's
+// rootfs, out of the apps' reach.
+func writeOCISharedMounts(rootfs string, ms []specs.Mount) error {
+	var b strings.Builder
+	for _, m := range ms {
+		for _, opt := range m.Options {
+			if opt == "shared" || opt == "rshared" {
+				b.WriteString(m.Destination + "\n")
+				break
+			}
+		}
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	p := filepath.Join(rootfs, appexec.SharedMountsFile)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, []byte(b.String()), 0o644)
 }
 
 // ociCgroupPath is the container's cgroup: cgroupsPath as given (cgroupfs),

@@ -1,0 +1,203 @@
+//go:build functional
+
+package tests
+
+// skiff-oci (issue #14): namespaces joined by path, as a Kubernetes pod's
+// containers join the sandbox's, and mount propagation of volumes.
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// nsOf is the namespace link of pid's type ns ("net:[4026...]").
+func nsOf(t *testing.T, pid int, ns string) string {
+	t.Helper()
+	l, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, ns))
+	if err != nil {
+		t.Fatalf("namespace %s of %d: %v", ns, pid, err)
+	}
+	return l
+}
+
+// A container that joins a sandbox's pid, net, ipc and uts namespaces by
+// path: it sees the sandbox's network devices and hostname, and the
+// sandbox's pid namespace sees its processes, while systemd is PID 1 of a
+// pid namespace of the container's own, nested in the sandbox's.
+func TestOCIJoinNamespacesByPath(t *testing.T) {
+	o := newOCIEnv(t)
+	need(t, "ip")
+	sb := o.bundle("sb", "/bin/sleep", "1000")
+	o.forID(sb, "ns-sb")
+	o.editConfig(sb, func(c map[string]any) { c["hostname"] = "the-sandbox" })
+	o.ok("create", "--bundle", sb, "ns-sb")
+	o.ok("start", "ns-sb")
+	o.waitStatus("ns-sb", "running")
+	spid := o.state("ns-sb").Pid
+	// A device only the sandbox's network namespace has.
+	veth := fmt.Sprintf("skns%d", time.Now().UnixNano()%100000)
+	sh(t, o.dir, fmt.Sprintf("ip link add %s type veth peer name %sp && ip link set %s netns %d", veth, veth, veth, spid))
+	t.Cleanup(func() { exec.Command("ip", "link", "del", veth+"p").Run() })
+
+	c := o.bundle("c", "/bin/sh", "-c", "echo ran > /tmp/ran; exec sleep 4343")
+	o.forID(c, "ns-c")
+	o.editConfig(c, func(cfg map[string]any) {
+		l := cfg["linux"].(map[string]any)
+		delete(cfg, "hostname")
+		l["namespaces"] = []any{
+			map[string]any{"type": "pid", "path": fmt.Sprintf("/proc/%d/ns/pid", spid)},
+			map[string]any{"type": "network", "path": fmt.Sprintf("/proc/%d/ns/net", spid)},
+			map[string]any{"type": "ipc", "path": fmt.Sprintf("/proc/%d/ns/ipc", spid)},
+			map[string]any{"type": "uts", "path": fmt.Sprintf("/proc/%d/ns/uts", spid)},
+			map[string]any{"type": "mount"},
+		}
+	})
+	pidFile := filepath.Join(o.dir, "c.pid")
+	o.ok("create", "--bundle", c, "--pid-file", pidFile, "ns-c")
+	o.ok("start", "ns-c")
+	o.waitStatus("ns-c", "running")
+	cpid := o.state("ns-c").Pid
+	if raw, _ := os.ReadFile(pidFile); strings.TrimSpace(string(raw)) != fmt.Sprint(cpid) {
+		t.Errorf("pid file %q, state pid %d", raw, cpid)
+	}
+	for _, ns := range []string{"net", "ipc", "uts"} {
+		if a, b := nsOf(t, cpid, ns), nsOf(t, spid, ns); a != b {
+			t.Errorf("%s namespace: container's %s, sandbox's %s; want the sandbox's", ns, a, b)
+		}
+	}
+	if a, b := nsOf(t, cpid, "pid"), nsOf(t, spid, "pid"); a == b {
+		t.Errorf("pid namespace: the container's init shares the sandbox's (%s); systemd needs its own", a)
+	}
+	// NSpid: host, sandbox, own: the container's init is PID 1 of a namespace
+	// nested in the sandbox's (whose own init is PID 1 one level up).
+	status, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", cpid))
+	var nspid []string
+	for _, l := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(l, "NSpid:") {
+			nspid = strings.Fields(l)[1:]
+		}
+	}
+	if len(nspid) != 3 || nspid[2] != "1" {
+		t.Errorf("container init NSpid %v; want host, sandbox and 1", nspid)
+	}
+	waitFor(t, 60*time.Second, "the container's app to run", func() bool {
+		_, err := os.Stat(filepath.Join(c, "rootfs/tmp/ran"))
+		return err == nil
+	})
+	r := o.ok("exec", "ns-c", "/bin/sh", "-c", "hostname; cat /proc/net/dev")
+	if !strings.Contains(r.stdout, "the-sandbox") || !strings.Contains(r.stdout, veth) {
+		t.Errorf("in the container: %q; want the sandbox's hostname and device %s", r.stdout, veth)
+	}
+	r = o.ok("exec", "ns-sb", "/bin/sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
+	if !strings.Contains(r.stdout, "sleep 4343") {
+		t.Errorf("the sandbox's pid namespace does not see the container's app: %q", r.stdout)
+	}
+	o.ok("kill", "ns-c", "KILL")
+	o.waitStatus("ns-c", "stopped")
+	o.ok("delete", "ns-c")
+	o.nothingLeft("ns-c", cpid)
+	if st := o.state("ns-sb").Status; st != "running" {
+		t.Errorf("sandbox %s after the container's delete", st)
+	}
+	o.ok("delete", "--force", "ns-sb")
+	o.nothingLeft("ns-sb", spid)
+}
+
+// A namespace path that is not a namespace of its type: a clear error,
+// nothing left.
+func TestOCINamespacePathErrors(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/true")
+	o.forID(b, "nsbad")
+	var orig []any
+	o.editConfig(b, func(c map[string]any) { orig = c["linux"].(map[string]any)["namespaces"].([]any) })
+	for _, tc := range []struct{ typ, path, want string }{
+		{"network", "/proc/self/ns/uts", "network path /proc/self/ns/uts: is a namespace of another type"},
+		{"pid", "/etc/hostname", "pid path /etc/hostname: not a namespace file"},
+		{"ipc", "/no/such/ns", "ipc path /no/such/ns: no such file"},
+		{"mount", "/proc/self/ns/mnt", "cannot join another"},
+	} {
+		o.editConfig(b, func(c map[string]any) {
+			l := c["linux"].(map[string]any)
+			var nss []any
+			for _, n := range orig {
+				if n.(map[string]any)["type"] != tc.typ {
+					nss = append(nss, n)
+				}
+			}
+			l["namespaces"] = append(nss, map[string]any{"type": tc.typ, "path": tc.path})
+		})
+		o.fails(tc.want, "create", "--bundle", b, "nsbad")
+		o.nothingLeft("nsbad")
+	}
+}
+
+// Mount propagation as Kubernetes asks for it (rootfsPropagation rshared;
+// a Bidirectional volume rshared, a HostToContainer one rslave): a mount
+// made in the container in the rshared volume shows on the host, and one
+// made on the host in the rslave volume shows in the container.
+func TestOCIMountPropagation(t *testing.T) {
+	o := newOCIEnv(t)
+	shared, slave := filepath.Join(o.dir, "shared"), filepath.Join(o.dir, "slave")
+	for _, d := range []string{shared, slave} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		// as critest does: the host path a shared mount of its own
+		if err := syscall.Mount(d, d, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+			t.Fatal(err)
+		}
+		d := d
+		t.Cleanup(func() {
+			for _, m := range mountsUnder(d) {
+				syscall.Unmount(m, syscall.MNT_DETACH)
+			}
+			syscall.Unmount(d, syscall.MNT_DETACH)
+		})
+		if err := syscall.Mount("", d, "", syscall.MS_SHARED|syscall.MS_REC, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b := o.bundle("b", "/bin/sh", "-c",
+		"mkdir -p /rs/in && mount -t tmpfs tmpfs /rs/in && touch /rs/in/from-container && exec sleep 1000")
+	o.forID(b, "prop")
+	o.editConfig(b, func(c map[string]any) {
+		c["mounts"] = append(c["mounts"].([]any),
+			map[string]any{"destination": "/rs", "type": "bind", "source": shared, "options": []string{"rbind", "rshared"}},
+			map[string]any{"destination": "/rl", "type": "bind", "source": slave, "options": []string{"rbind", "rslave"}})
+		c["linux"].(map[string]any)["rootfsPropagation"] = "rshared"
+		caps := []string{"CAP_SYS_ADMIN", "CAP_KILL"}
+		c["process"].(map[string]any)["capabilities"] = map[string]any{"bounding": caps, "effective": caps, "permitted": caps}
+	})
+	o.ok("create", "--bundle", b, "prop")
+	o.ok("start", "prop")
+	o.waitStatus("prop", "running")
+	waitFor(t, 60*time.Second, "the container's mount in the rshared volume to reach the host", func() bool {
+		_, err := os.Stat(filepath.Join(shared, "in/from-container"))
+		return err == nil
+	})
+	hm := filepath.Join(slave, "hm")
+	if err := os.Mkdir(hm, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mount("tmpfs", hm, "tmpfs", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(hm, "from-host"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := o.rt("exec", "prop", "/bin/test", "-e", "/rl/hm/from-host"); r.code != 0 {
+		t.Errorf("the host's mount in the rslave volume is not in the container: exit %d %s", r.code, r.stderr)
+	}
+	o.ok("delete", "--force", "prop")
+	for _, m := range mountsUnder(o.dir) {
+		syscall.Unmount(m, syscall.MNT_DETACH)
+	}
+	o.nothingLeft("prop")
+}
