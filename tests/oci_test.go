@@ -898,3 +898,26 @@ func TestOCIDeleteCleansStage1CacheAndCgroupParent(t *testing.T) {
 		}
 	}
 }
+
+// A bundle's cgroup mount at /sys/fs/cgroup (runtime-spec's default lists
+// one) shows the container's cgroups, read-only as asked, as with runc; not
+// an empty directory.
+func TestOCICgroupMount(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sh", "-c", "grep ' /sys/fs/cgroup ' /proc/self/mountinfo; ls /sys/fs/cgroup; cat /proc/self/cgroup; mkdir /sys/fs/cgroup/x && echo mkdir-worked; true")
+	o.forID(b, "cgm")
+	o.editConfig(b, func(c map[string]any) {
+		ms := c["mounts"].([]any)
+		c["mounts"] = append(ms, map[string]any{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+			"options": []string{"nosuid", "noexec", "nodev", "relatime", "ro"}})
+	})
+	r := o.ok("run", "--bundle", b, "cgm")
+	if !strings.Contains(r.stdout, "cgroup.procs") || !strings.Contains(r.stdout, " ro,") {
+		t.Errorf("/sys/fs/cgroup is not the container's cgroups, read-only:\n%s%s", r.stdout, r.stderr)
+	}
+	if strings.Contains(r.stdout, "mkdir-worked") {
+		t.Errorf("a read-only cgroup mount was written:\n%s", r.stdout)
+	}
+	o.rt("delete", "--force", "cgm")
+	o.nothingLeft("cgm")
+}
