@@ -10,7 +10,7 @@ PREFIX    ?= /usr/local
 LIBDIR    ?= /usr/lib/skiff
 GO_SRC    := $(shell find . -name '*.go' -not -path './build/*' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: conformance all deps check-deps skiff stage1 stage1-kvm test-kvm test-images test unit functional fuzz-seeds demo bench install clean
+.PHONY: conformance test-oci-conformance all deps check-deps skiff stage1 stage1-kvm test-kvm test-images test unit functional fuzz-seeds demo bench install clean
 
 all: $(BIN)/skiff $(BIN)/skiff-oci $(BIN)/stage1-default.oci.tar $(BIN)/stage1-kvm.oci.tar
 
@@ -39,6 +39,16 @@ conformance: all test-images
 	if command -v podman >/dev/null; then scripts/oci-podman-smoke --runtime $(CURDIR)/$(BIN)/skiff-oci; \
 	else echo "conformance: podman is not installed; podman --runtime checks skipped"; fi
 	scripts/oci-critest --runtime $(CURDIR)/$(BIN)/skiff-oci --out $(CURDIR)/$(BUILD)/critest
+
+# What `make test` runs of the above (issue #14, done-means 6): the whole runtime-tools
+# validation against bin/skiff-oci alone, its state in a private --root (~2 min here),
+# failing when its ok count falls under OCI_OK_FLOOR (the last measured count, less a
+# margin for killsig's timing: see README), then the podman --runtime smoke (~5 s).
+OCI_OK_FLOOR := 2990
+test-oci-conformance: all test-images
+	scripts/oci-conformance --runtime $(CURDIR)/$(BIN)/skiff-oci --reference none \
+	  --out $(CURDIR)/$(BUILD)/conformance-test --state-root /run/skiff-oci-conformance-test --floor $(OCI_OK_FLOOR)
+	scripts/oci-podman-smoke --runtime $(CURDIR)/$(BIN)/skiff-oci --reference none
 
 # The stage1 binary is static (libcontainer's nsenter needs cgo): it runs on the
 # host from the stage1 image's layer and inside the pod alike.
@@ -94,6 +104,7 @@ test: deps all test-images
 	SKIFF_BIN=$(CURDIR)/$(BIN)/skiff SKIFF_TEST_IMAGES=$(CURDIR)/$(BUILD)/images \
 	  $(GO) test -count=1 -tags functional -timeout 15m ./tests/...
 	$(MAKE) test-kvm
+	$(MAKE) test-oci-conformance
 
 demo: deps all test-images
 	scripts/demo

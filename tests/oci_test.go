@@ -898,3 +898,51 @@ func TestOCIDeleteCleansStage1CacheAndCgroupParent(t *testing.T) {
 		}
 	}
 }
+
+// A bundle's cgroup mount at /sys/fs/cgroup (runtime-spec's default lists
+// one) shows the container's cgroups, read-only as asked, as with runc; not
+// an empty directory.
+func TestOCICgroupMount(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sh", "-c", "grep ' /sys/fs/cgroup ' /proc/self/mountinfo; ls /sys/fs/cgroup; cat /proc/self/cgroup; mkdir /sys/fs/cgroup/x && echo mkdir-worked; true")
+	o.forID(b, "cgm")
+	o.editConfig(b, func(c map[string]any) {
+		ms := c["mounts"].([]any)
+		c["mounts"] = append(ms, map[string]any{"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+			"options": []string{"nosuid", "noexec", "nodev", "relatime", "ro"}})
+	})
+	r := o.ok("run", "--bundle", b, "cgm")
+	if !strings.Contains(r.stdout, "cgroup.procs") || !strings.Contains(r.stdout, " ro,") {
+		t.Errorf("/sys/fs/cgroup is not the container's cgroups, read-only:\n%s%s", r.stdout, r.stderr)
+	}
+	if strings.Contains(r.stdout, "mkdir-worked") {
+		t.Errorf("a read-only cgroup mount was written:\n%s", r.stdout)
+	}
+	o.rt("delete", "--force", "cgm")
+	o.nothingLeft("cgm")
+}
+
+// A signal sent right after start reaches the app's own handler (runtime-tools'
+// killsig): start returns once the app runs and has set itself up, not while
+// the unit's process is still systemd's fork or app-exec (which drop or die of
+// it) nor before a shell has set its trap.
+func TestOCISignalRightAfterStartReachesTheApp(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sh", "-c", "trap 'touch /tmp/got-usr1; exit 0' USR1; sleep 1000 & wait $!")
+	got := filepath.Join(b, "rootfs/tmp/got-usr1")
+	for i := 0; i < 6; i++ {
+		id := fmt.Sprintf("sig%d", i)
+		o.forID(b, id)
+		os.Remove(got)
+		o.ok("create", "--bundle", b, id)
+		pid := o.state(id).Pid
+		o.ok("start", id)
+		o.ok("kill", id, "USR1")
+		o.waitStatus(id, "stopped")
+		if _, err := os.Stat(got); err != nil {
+			t.Errorf("%s: SIGUSR1 right after start did not reach the app's trap", id)
+		}
+		o.ok("delete", id)
+		o.nothingLeft(id, pid)
+	}
+}

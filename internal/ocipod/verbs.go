@@ -1,6 +1,7 @@
 package ocipod
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -271,16 +272,42 @@ func (p *Pod) start() error {
 
 // waitApp waits (at most 30 s) until the app runs, as after runc start:
 // systemd has started its unit and app-exec has exec'd it; or until the app
-// or the container has already ended.
+// or the container has already ended. Until then the unit's main process is
+// systemd's fork (systemd's executable, named "(app-exec)") or app-exec: a
+// signal sent to either would never reach the app's own handlers.
 func (p *Pod) waitApp(pid int) {
 	exitRecord := filepath.Join(p.Dir, abi.AppsDir, AppName, abi.AppExitFile)
+	var initExe unix.Stat_t
+	_ = unix.Stat("/proc/"+strconv.Itoa(pid)+"/exe", &initExe)
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		if app := appMain(pid); app != 0 {
-			if comm, _ := os.ReadFile("/proc/" + strconv.Itoa(app) + "/comm"); strings.TrimSpace(string(comm)) != "app-exec" {
+			var exe unix.Stat_t
+			forked := unix.Stat("/proc/"+strconv.Itoa(app)+"/exe", &exe) != nil ||
+				(exe.Dev == initExe.Dev && exe.Ino == initExe.Ino)
+			comm, _ := os.ReadFile("/proc/" + strconv.Itoa(app) + "/comm")
+			if c := strings.TrimSpace(string(comm)); !forked && c != "app-exec" && c != "(app-exec)" {
+				waitSettled(app)
 				return
 			}
 		}
 		if _, err := os.Lstat(exitRecord); err == nil || p.livePid() != pid {
+			return
+		}
+	}
+}
+
+// waitSettled gives the app's main process, just exec'd, the time to set
+// itself up (a shell its traps) before start returns and a caller's signal
+// may come: until it first sleeps (or stops, or ends), at most 100 ms.
+func waitSettled(app int) {
+	for deadline := time.Now().Add(100 * time.Millisecond); time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(app) + "/stat")
+		if err != nil {
+			return
+		}
+		// The state follows the command's closing parenthesis.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) || b[i+2] != 'R' && b[i+2] != 'D' {
 			return
 		}
 	}

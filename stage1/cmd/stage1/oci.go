@@ -276,6 +276,15 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 		Bind: a.Rootfs.Layers[0]}
 	app.Layers = []string{a.Rootfs.Layers[0]}
 	app.Mounts = ociMounts(spec.Mounts, strings.TrimSpace(string(bundle)))
+	for i, m := range app.Mounts {
+		if m.Type == "cgroup2" {
+			// cgroup2 is one superblock, mounted read-write for the
+			// pod's systemd: a read-only second mount of it is EBUSY,
+			// a read-only bind of the pod's is not.
+			app.Mounts[i].Type, app.Mounts[i].Source = "bind", filepath.Join(rootfs, "sys/fs/cgroup")
+			app.Mounts[i].Options = append(m.Options, "rbind")
+		}
+	}
 	var pathMounts []specs.Mount
 	app.MaskedPaths, app.ReadonlyPaths, pathMounts = ociRootfsPaths(spec.Linux, a.Rootfs.Layers[0], app.Mounts)
 	app.Mounts = append(app.Mounts, pathMounts...)
@@ -340,14 +349,31 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 }
 
 // ociMounts are the bundle's mounts less those every app already gets from
-// podfs (/proc, /sys, /dev and its devpts and shm); a relative bind source
+// podfs (/proc, /sys, /dev and its devpts and shm), a cgroup mount made the
+// container's cgroup2 tree; a relative bind source
 // is relative to the bundle (runtime-spec config.md), and a bind mount's
 // filesystem data options (KEY=VALUE) are dropped, as runc 1.1 ignores them.
 func ociMounts(ms []specs.Mount, bundle string) []specs.Mount {
-	skip := map[string]bool{"/proc": true, "/sys": true, "/sys/fs/cgroup": true, "/dev": true, "/dev/pts": true, "/dev/shm": true}
+	skip := map[string]bool{"/proc": true, "/sys": true, "/dev": true, "/dev/pts": true, "/dev/shm": true}
 	var out []specs.Mount
 	for _, m := range ms {
 		if skip[path.Clean(m.Destination)] {
+			continue
+		}
+		if m.Type == "cgroup" || m.Type == "cgroup2" {
+			// The container's cgroups as the app sees them, as runc
+			// mounts them: the container's cgroup2 tree (the pod's
+			// cgroup namespace is rooted at the container's cgroup;
+			// systemd, the init, manages it), with the bundle's flags.
+			m.Type, m.Source = "cgroup2", "cgroup2"
+			var opts []string
+			for _, opt := range m.Options {
+				if !strings.Contains(opt, "=") {
+					opts = append(opts, opt)
+				}
+			}
+			m.Options = opts
+			out = append(out, m)
 			continue
 		}
 		bind := m.Type == "bind"
