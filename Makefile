@@ -15,7 +15,7 @@ GO_SRC    := $(shell find . -name '*.go' -not -path './build/*' -not -name '*_te
 all: $(BIN)/skiff $(BIN)/skiff-oci $(BIN)/stage1-default.oci.tar $(BIN)/stage1-kvm.oci.tar
 
 deps:
-	scripts/install-deps
+	scripts/install-deps --realimage
 
 $(BIN)/skiff: $(GO_SRC)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.Version=$(VERSION)" -o $@ ./stage0/cmd/skiff
@@ -79,8 +79,12 @@ $(BUILD)/inspect: $(shell find tests/inspect -name '*.go')
 	@mkdir -p $(BUILD)
 	CGO_ENABLED=0 $(GO) build -trimpath -o $@ ./tests/inspect
 
+# build/images/nginx.oci.tar (tests/realimage_test.go): Debian bookworm + nginx-light,
+# built once (debootstrap, ~1-3 min and ~40 MB of downloads on a fresh machine; the debs
+# stay in build/cache/debs), then again only when scripts/build-nginx-image changes.
 test-images: $(BUILD)/inspect
 	INSPECT_BIN=$(BUILD)/inspect scripts/build-test-images $(BUILD)/images
+	scripts/build-nginx-image $(BUILD)/images
 
 # The whole suite: unit tests, then functional tests that drive bin/skiff as root.
 test: deps all test-images

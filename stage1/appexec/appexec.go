@@ -242,6 +242,11 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 		}
 	}
 	devLinks()
+	if !joined {
+		if err := devConsole(); err != nil {
+			return fail(abi.ExitSkiffFailure, "app %s: /dev/console: %v", app, err)
+		}
+	}
 	if inRoot != nil {
 		if err := inRoot(); err != nil {
 			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
@@ -308,6 +313,38 @@ func devLinks() {
 		"/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2", "/dev/ptmx": "pts/ptmx"} {
 		_ = os.Symlink(target, name)
 	}
+}
+
+// devConsole binds the app's terminal, its first standard descriptor that is
+// one, at /dev/console, as runc, podman and rkt give an app with a terminal
+// its console; an app without one has none. It runs in the app's own mount
+// namespace, in its root, before the app does: the file is created anew in
+// the app's tmpfs /dev (no link followed), and one already there is left
+// alone.
+func devConsole() error {
+	fd := -1
+	for i := 0; i <= 2; i++ {
+		if _, err := unix.IoctlGetTermios(i, unix.TCGETS); err == nil {
+			fd = i
+			break
+		}
+	}
+	if fd < 0 {
+		return nil
+	}
+	f, err := unix.Open("/dev/console", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	unix.Close(f)
+	if err := unix.Mount("/proc/self/fd/"+strconv.Itoa(fd), "/dev/console", "", unix.MS_BIND, ""); err != nil {
+		_ = unix.Unlink("/dev/console")
+		return fmt.Errorf("bind the app's terminal: %w", err)
+	}
+	return nil
 }
 
 // rlimits maps the runtime spec's names to the kernel's resources.

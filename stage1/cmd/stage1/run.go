@@ -124,6 +124,7 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 		}
 	}()
 	o.Debugf("stage1 rootfs mounted")
+	o.Network.AnyUserLowPorts = r.users != nil
 	if r.net, err = podnet.Setup(context.Background(), m.UUID, o.Network); err != nil {
 		return nil, err
 	}
