@@ -283,6 +283,11 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 	if err := setRlimits(p.Rlimits, false); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 	}
+	if !inherit {
+		if err := ownStdioPipes(u.Uid); err != nil {
+			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
+		}
+	}
 	if err := isolate(&spec, u); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 	}
@@ -313,6 +318,29 @@ func devLinks() {
 		"/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2", "/dev/ptmx": "pts/ptmx"} {
 		_ = os.Symlink(target, name)
 	}
+}
+
+// ownStdioPipes gives the pipes among the app's stdio (its output, as stage1
+// hands it over) to the app's user, as runc does for a container's first
+// process: only a pipe's owner may reopen it as /dev/stdout or /dev/stderr
+// (/proc/self/fd/N), which images link their logs to. Terminals and files
+// stay as they are (they may be the user's own); a pipe whose owner or uid
+// this user namespace does not map stays too.
+func ownStdioPipes(uid int) error {
+	for fd := 0; fd <= 2; fd++ {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return fmt.Errorf("stdio: %w", err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFIFO || int(st.Uid) == uid {
+			continue
+		}
+		err := unix.Fchown(fd, uid, -1)
+		if err != nil && !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("give the app's stdio to its user: %w", err)
+		}
+	}
+	return nil
 }
 
 // devConsole binds the app's terminal, its first standard descriptor that is

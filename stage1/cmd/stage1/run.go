@@ -108,6 +108,11 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 	if r.hand, err = newHandover(o, m); err != nil {
 		return nil, err
 	}
+	if r.users != nil {
+		if err := r.hand.ownPipes(r.users.hostID(0)); err != nil {
+			return nil, err
+		}
+	}
 	if r.ready, err = newReadiness(o, m, r.specs); err != nil {
 		return nil, err
 	}
