@@ -343,12 +343,14 @@ func ownStdioPipes(uid int) error {
 	return nil
 }
 
-// devConsole binds the app's terminal, its first standard descriptor that is
-// one, at /dev/console, as runc, podman and rkt give an app with a terminal
-// its console; an app without one has none. It runs in the app's own mount
-// namespace, in its root, before the app does: the file is created anew in
-// the app's tmpfs /dev (no link followed), and one already there is left
-// alone.
+// devConsole gives an app whose stdio is a terminal (its first standard
+// descriptor that is one) that terminal as /dev/console, as runc, podman and
+// rkt do; an app without one has none. A terminal in the app's own devpts
+// (skiff-oci's pty) is bind-mounted there, as runc does; the user's own
+// terminal (skiff run --interactive), whose mount the pod cannot reach, is a
+// link to /proc/self/fd/N, as /dev/stdin is. It runs in the app's mount
+// namespace and root, before the app does; the file is created anew in the
+// app's tmpfs /dev (no link followed), and one already there is left alone.
 func devConsole() error {
 	fd := -1
 	for i := 0; i <= 2; i++ {
@@ -360,6 +362,7 @@ func devConsole() error {
 	if fd < 0 {
 		return nil
 	}
+	self := "/proc/self/fd/" + strconv.Itoa(fd)
 	f, err := unix.Open("/dev/console", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if errors.Is(err, unix.EEXIST) {
 		return nil
@@ -368,11 +371,15 @@ func devConsole() error {
 		return err
 	}
 	unix.Close(f)
-	if err := unix.Mount("/proc/self/fd/"+strconv.Itoa(fd), "/dev/console", "", unix.MS_BIND, ""); err != nil {
-		_ = unix.Unlink("/dev/console")
+	err = unix.Mount(self, "/dev/console", "", unix.MS_BIND, "")
+	if err == nil {
+		return nil
+	}
+	_ = unix.Unlink("/dev/console")
+	if !errors.Is(err, unix.EINVAL) {
 		return fmt.Errorf("bind the app's terminal: %w", err)
 	}
-	return nil
+	return unix.Symlink(self, "/dev/console")
 }
 
 // rlimits maps the runtime spec's names to the kernel's resources.
