@@ -161,7 +161,7 @@ func TestRealImageNginx(t *testing.T) {
 		c, out, errb := e.startBackground(e.runArgs(append(args, run.appArgs...)...)...)
 		waitFor(t, 60*time.Second, run.name+": the pod to be ready", func() bool {
 			_, err := os.Stat(uf)
-			return (err == nil && e.status(uuidOf(t, uf)).Ready) || c.ProcessState != nil
+			return err == nil && e.status(uuidOf(t, uf)).Ready
 		})
 		uuid := uuidOf(t, uf)
 		uuids = append(uuids, uuid)
