@@ -3,6 +3,8 @@
 package tests
 
 import (
+	"archive/tar"
+	"bytes"
 	"fmt"
 	"net"
 	"os"
@@ -106,6 +108,25 @@ func TestAppErrorsNameTheApp(t *testing.T) {
 		if strings.Contains(r.stderr, "app oci-archive:") {
 			t.Errorf("%s: the app is named by its image: %s", flag, r.stderr)
 		}
+	}
+}
+
+// The unsigned-image hint proposes the name the image gives itself as the
+// trust prefix, not the file's base name (which named nothing the key is
+// checked for). Fixed with the verification policy's move to image/verify
+// (dff5aaa), before this test: it passes on the baseline too.
+func TestUnsignedHintNamesTheImage(t *testing.T) {
+	e := newEnv(t)
+	var layer bytes.Buffer
+	tw := tar.NewWriter(&layer)
+	tw.Close()
+	file := filepath.Join(t.TempDir(), "nginx-file.oci.tar")
+	if err := os.WriteFile(file, ociArchive("localhost/nginx-oci:latest", "/bin/true", "application/vnd.oci.image.layer.v1.tar", layer.Bytes(), layer.Bytes()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := e.fails(125, []string{"not signed", "skiff trust --prefix=localhost/nginx-oci KEYFILE"}, "run", "oci-archive:"+file)
+	if strings.Contains(r.stderr, "--prefix=nginx-file") {
+		t.Errorf("the hint names the file: %s", r.stderr)
 	}
 }
 
