@@ -217,3 +217,18 @@ func isPortName(s string) bool {
 	}
 	return true
 }
+
+// CheckPortsFree binds each host port of ports and lets it go at once, so
+// that a port something already holds (a host service, another pod's
+// forward) is refused before a pod is made for it, as the pod's network
+// would refuse it (stage1 binds them again for the pod's life).
+func CheckPortsFree(ports []PortMapping) error {
+	for _, p := range ports {
+		c, err := bindPort(p)
+		if err != nil {
+			return &PortError{Port: p, Err: fmt.Errorf("%w (%v); choose another host port", ErrPortInUse, err)}
+		}
+		c.Close()
+	}
+	return nil
+}

@@ -1,10 +1,13 @@
 package networking
 
 import (
+	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -153,5 +156,29 @@ func TestLoadNetworks(t *testing.T) {
 	}
 	if got[3].source != "built-in" || !strings.Contains(string(got[3].list.Bytes), `"dataDir":"/ipam"`) {
 		t.Errorf("default-restricted: %s %s", got[3].source, got[3].list.Bytes)
+	}
+}
+
+func TestCheckPortsFree(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	busy := PortMapping{HostIP: "127.0.0.1", HostPort: port, PodPort: 80, Protocol: "tcp"}
+	if err := CheckPortsFree([]PortMapping{busy}); !errors.Is(err, ErrPortInUse) || !strings.Contains(err.Error(), strconv.Itoa(port)) {
+		t.Errorf("a held port: %v", err)
+	}
+	l.Close()
+	if err := CheckPortsFree([]PortMapping{busy, busy}); err != nil {
+		t.Errorf("a free port, twice: %v", err)
+	}
+}
+
+func TestSetSysctlOnlyNetworkKeys(t *testing.T) {
+	for _, k := range []string{"kernel.core_pattern", "net/../kernel/x", "net.ipv4/../../kernel.x", "net..x"} {
+		if err := SetSysctl("/nonexistent", k, "0"); err == nil || !strings.Contains(err.Error(), "not a network sysctl") {
+			t.Errorf("%s: %v", k, err)
+		}
 	}
 }

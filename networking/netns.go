@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
@@ -160,4 +161,28 @@ func observedResult(path, ifName, cniVersion string) types.Result {
 		return nil
 	}
 	return v
+}
+
+// SetSysctl writes value to the network sysctl key (dotted, "net.ipv4.X") in
+// the network namespace bound at path, from a thread that joins it for the
+// write (its /proc/sys/net is that namespace's).
+func SetSysctl(path, key, value string) error {
+	if !strings.HasPrefix(key, "net.") || strings.Contains(key, "..") || strings.ContainsAny(key, "/\x00") {
+		return fmt.Errorf("sysctl %s: not a network sysctl", key)
+	}
+	err := ns.WithNetNSPath(path, func(ns.NetNS) error {
+		f, err := os.OpenFile("/proc/sys/"+strings.ReplaceAll(key, ".", "/"), os.O_WRONLY|os.O_TRUNC|unix.O_NOFOLLOW, 0)
+		if err != nil {
+			return err
+		}
+		_, err = f.WriteString(value)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("set %s=%s in the pod's network namespace: %w", key, value, err)
+	}
+	return nil
 }

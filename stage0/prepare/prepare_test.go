@@ -41,7 +41,7 @@ func TestAppSpec(t *testing.T) {
 		{AppArgs{Exec: "/bin/sh", Args: []string{"-c", "true"}, ArgsGiven: true}, []string{"/bin/sh", "-c", "true"}},
 	}
 	for _, c := range cases {
-		s, err := processSpec(c.a, img, false)
+		s, err := processSpec("app", c.a, img, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -49,26 +49,26 @@ func TestAppSpec(t *testing.T) {
 			t.Errorf("%+v: args %q, want %q", c.a, s.Process.Args, c.args)
 		}
 	}
-	s, _ := processSpec(AppArgs{SetEnv: []string{"A=2", "B=3"}, User: "7:8"}, img, false)
+	s, _ := processSpec("app", AppArgs{SetEnv: []string{"A=2", "B=3"}, User: "7:8"}, img, false)
 	if !reflect.DeepEqual(s.Process.Env, []string{"A=2", "PATH=/p", "B=3"}) {
 		t.Errorf("env %q", s.Process.Env)
 	}
 	if s.Process.User.UID != 7 || s.Process.User.GID != 8 || s.Annotations != nil || s.Process.Cwd != "/w" {
 		t.Errorf("user/cwd %+v %v %q", s.Process.User, s.Annotations, s.Process.Cwd)
 	}
-	s, _ = processSpec(AppArgs{}, img, false)
+	s, _ = processSpec("app", AppArgs{}, img, false)
 	if s.Annotations["dev.skiff.app.user"] != "app" {
 		t.Errorf("named user not kept: %v", s.Annotations)
 	}
-	if _, err := processSpec(AppArgs{}, ocispec.ImageConfig{}, false); err == nil {
+	if _, err := processSpec("app", AppArgs{}, ocispec.ImageConfig{}, false); err == nil {
 		t.Error("image without a command accepted")
 	}
 	for _, bad := range []AppArgs{{User: "a b"}, {WorkingDir: "rel"}} {
-		if _, err := processSpec(bad, img, false); err == nil {
+		if _, err := processSpec("app", bad, img, false); err == nil {
 			t.Errorf("%+v accepted", bad)
 		}
 	}
-	if s, _ := processSpec(AppArgs{}, ocispec.ImageConfig{Cmd: []string{"x"}}, false); s.Process.Env[0] != defaultPath {
+	if s, _ := processSpec("app", AppArgs{}, ocispec.ImageConfig{Cmd: []string{"x"}}, false); s.Process.Env[0] != defaultPath {
 		t.Errorf("no default PATH: %q", s.Process.Env)
 	}
 }

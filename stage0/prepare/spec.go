@@ -38,7 +38,7 @@ var (
 // returns the empty volumes it made for volumes the image declares.
 func AppSpec(name string, a AppArgs, img ocispec.ImageConfig, p Pod) (*specs.Spec, []abi.Volume, error) {
 	a.SetEnv = append(append([]string{}, p.Env...), a.SetEnv...)
-	s, err := processSpec(a, img, p.Terminal)
+	s, err := processSpec(name, a, img, p.Terminal)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -70,7 +70,7 @@ func AppSpec(name string, a AppArgs, img ocispec.ImageConfig, p Pod) (*specs.Spe
 	return s, added, nil
 }
 
-func processSpec(a AppArgs, img ocispec.ImageConfig, terminal bool) (*specs.Spec, error) {
+func processSpec(name string, a AppArgs, img ocispec.ImageConfig, terminal bool) (*specs.Spec, error) {
 	args := append(append([]string{}, img.Entrypoint...), img.Cmd...)
 	switch {
 	case a.Exec != "":
@@ -89,7 +89,7 @@ func processSpec(a AppArgs, img ocispec.ImageConfig, terminal bool) (*specs.Spec
 		cwd = "/"
 	}
 	if !path.IsAbs(cwd) {
-		return nil, fmt.Errorf("app %s: working directory %q must be absolute", a.Image, cwd)
+		return nil, fmt.Errorf("app %s: working directory %q must be absolute", name, cwd)
 	}
 	userStr := img.User
 	if a.User != "" {
@@ -104,7 +104,7 @@ func processSpec(a AppArgs, img ocispec.ImageConfig, terminal bool) (*specs.Spec
 	}
 	u, named, err := parseUser(userStr)
 	if err != nil {
-		return nil, fmt.Errorf("app %s: %w", a.Image, err)
+		return nil, fmt.Errorf("app %s: %w", name, err)
 	}
 	s := &specs.Spec{
 		Version: specs.Version,

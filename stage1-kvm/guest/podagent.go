@@ -4,10 +4,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/stage1-kvm/agent"
 	"github.com/skiff-project/skiff/stage1/abi"
@@ -25,6 +28,10 @@ type podAgent struct {
 	stdin   map[string]*os.File // write ends of interactive apps' stdin
 	mu      sync.Mutex
 	started map[string]bool
+	// writers are the write ends of the output relays (see relay), closed
+	// when the pod shuts down; relays counts the copies still running.
+	writers []*os.File
+	relays  sync.WaitGroup
 }
 
 // RunAgent is the pod agent's main (the stage1 binary called as "agent" by
@@ -36,6 +43,9 @@ func RunAgent() error {
 		return err
 	}
 	debug = a.cfg.Debug
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, unix.SIGTERM)
+	go func() { <-sigs; a.drain(); os.Exit(0) }()
 	if err := a.openStdio(); err != nil {
 		return err
 	}
@@ -69,9 +79,16 @@ func (a *podAgent) openStdio() error {
 			a.files[app.Name] = f
 			continue
 		}
+		port := f.Stdout
+		if f.Stdout, err = a.relay(port); err != nil {
+			return fmt.Errorf("app %s: %w", app.Name, err)
+		}
 		f.Stderr = f.Stdout
 		if app.StderrPort != app.StdoutPort {
-			if f.Stderr, err = openPort(app.StderrPort); err != nil {
+			if port, err = openPort(app.StderrPort); err != nil {
+				return fmt.Errorf("app %s: %w", app.Name, err)
+			}
+			if f.Stderr, err = a.relay(port); err != nil {
 				return fmt.Errorf("app %s: %w", app.Name, err)
 			}
 		}
@@ -87,6 +104,46 @@ func (a *podAgent) openStdio() error {
 		a.files[app.Name] = f
 	}
 	return nil
+}
+
+// relay is what an app writes to for port: a pipe the agent copies to the
+// port. A virtio-serial port opens only once (a second open fails with
+// EBUSY), so an app given the port itself could not reopen its output as
+// /dev/stdout or /dev/stderr (/proc/self/fd/N) as it can in the default
+// flavor, where it has a pipe too; images link their logs there.
+func (a *podAgent) relay(port *os.File) (*os.File, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	a.writers = append(a.writers, w)
+	a.mu.Unlock()
+	a.relays.Add(1)
+	go func() {
+		defer a.relays.Done()
+		_, _ = io.Copy(port, r)
+		r.Close()
+	}()
+	return w, nil
+}
+
+// drain lets the relays copy what the apps wrote before the VM powers off
+// (Shutdown sends SIGTERM, then SIGKILL a second later): once the agent's own
+// write ends are closed, a relay ends when no app process holds its pipe.
+func (a *podAgent) drain() {
+	a.mu.Lock()
+	for _, w := range a.writers {
+		w.Close()
+	}
+	a.writers = nil
+	a.mu.Unlock()
+	done := make(chan struct{})
+	go func() { a.relays.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(800 * time.Millisecond):
+	}
 }
 
 func (a *podAgent) handle(app string, _ int) (stdio.Files, error) {

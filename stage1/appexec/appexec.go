@@ -258,6 +258,11 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 		}
 	}
 	devLinks()
+	if !joined {
+		if err := devConsole(); err != nil {
+			return fail(abi.ExitSkiffFailure, "app %s: /dev/console: %v", app, err)
+		}
+	}
 	if inRoot != nil {
 		if err := inRoot(); err != nil {
 			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
@@ -297,6 +302,11 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 	if err := applyAppArmor(aa, p.ApparmorProfile); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 	}
+	if !inherit {
+		if err := ownStdioPipes(u.Uid); err != nil {
+			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
+		}
+	}
 	if err := isolate(&spec, u, oci); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 	}
@@ -327,6 +337,68 @@ func devLinks() {
 		"/dev/stdout": "/proc/self/fd/1", "/dev/stderr": "/proc/self/fd/2", "/dev/ptmx": "pts/ptmx"} {
 		_ = os.Symlink(target, name)
 	}
+}
+
+// ownStdioPipes gives the pipes among the app's stdio (its output, as stage1
+// hands it over) to the app's user, as runc does for a container's first
+// process: only a pipe's owner may reopen it as /dev/stdout or /dev/stderr
+// (/proc/self/fd/N), which images link their logs to. Terminals and files
+// stay as they are (they may be the user's own); a pipe whose owner or uid
+// this user namespace does not map stays too.
+func ownStdioPipes(uid int) error {
+	for fd := 0; fd <= 2; fd++ {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return fmt.Errorf("stdio: %w", err)
+		}
+		if st.Mode&unix.S_IFMT != unix.S_IFIFO || int(st.Uid) == uid {
+			continue
+		}
+		err := unix.Fchown(fd, uid, -1)
+		if err != nil && !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("give the app's stdio to its user: %w", err)
+		}
+	}
+	return nil
+}
+
+// devConsole gives an app whose stdio is a terminal (its first standard
+// descriptor that is one) that terminal as /dev/console, as runc, podman and
+// rkt do; an app without one has none. A terminal in the app's own devpts
+// (skiff-oci's pty) is bind-mounted there, as runc does; the user's own
+// terminal (skiff run --interactive), whose mount the pod cannot reach, is a
+// link to /proc/self/fd/N, as /dev/stdin is. It runs in the app's mount
+// namespace and root, before the app does; the file is created anew in the
+// app's tmpfs /dev (no link followed), and one already there is left alone.
+func devConsole() error {
+	fd := -1
+	for i := 0; i <= 2; i++ {
+		if _, err := unix.IoctlGetTermios(i, unix.TCGETS); err == nil {
+			fd = i
+			break
+		}
+	}
+	if fd < 0 {
+		return nil
+	}
+	self := "/proc/self/fd/" + strconv.Itoa(fd)
+	f, err := unix.Open("/dev/console", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	unix.Close(f)
+	err = unix.Mount(self, "/dev/console", "", unix.MS_BIND, "")
+	if err == nil {
+		return nil
+	}
+	_ = unix.Unlink("/dev/console")
+	if !errors.Is(err, unix.EINVAL) {
+		return fmt.Errorf("bind the app's terminal: %w", err)
+	}
+	return unix.Symlink(self, "/dev/console")
 }
 
 // rlimits maps the runtime spec's names to the kernel's resources.

@@ -31,6 +31,12 @@ type Options struct {
 	Hosts    []networking.HostEntry
 	Hostname string
 	Debug    bool // plugins' stderr to ours
+	// AnyUserLowPorts sets net.ipv4.ip_unprivileged_port_start to 0 in the
+	// pod's CNI network namespace, as Docker does in every container's: a pod
+	// with a user namespace of its own (--private-users) has no capability in
+	// that namespace, which belongs to the host's user namespace, so its root
+	// could not bind a port below 1024 otherwise.
+	AnyUserLowPorts bool
 }
 
 // FromFlags parses the network part of the run flags.
@@ -84,6 +90,12 @@ func Setup(ctx context.Context, uuid string, o Options) (*Net, error) {
 		}
 		if n.Result, err = networking.Setup(ctx, req); err != nil {
 			return nil, err
+		}
+		if o.AnyUserLowPorts {
+			if err := networking.SetSysctl(n.Result.NetNS, "net.ipv4.ip_unprivileged_port_start", "0"); err != nil {
+				n.Teardown()
+				return nil, err
+			}
 		}
 	}
 	if err := n.writeFiles(o); err != nil {

@@ -51,6 +51,9 @@ func newRunPreparedCmd(g *globals) *cobra.Command {
 			if err := f.check(g); err != nil {
 				return err
 			}
+			if err := f.checkPortsFree(); err != nil {
+				return err
+			}
 			p, err := pod.Load(g.dir, args[0])
 			if err != nil {
 				return err

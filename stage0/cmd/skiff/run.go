@@ -119,6 +119,22 @@ func (f *startFlags) check(g *globals) error {
 	return nil
 }
 
+// checkPortsFree refuses a host port that something holds before a pod is
+// made for it (the pod would fail to start and stay behind, never started).
+// Not part of check: a unit that generate writes runs later, when the port
+// may be its own service's.
+func (f *startFlags) checkPortsFree() error {
+	var ports []networking.PortMapping
+	for _, p := range f.ports {
+		pm, err := networking.ParsePort(p)
+		if err != nil {
+			return err
+		}
+		ports = append(ports, pm)
+	}
+	return networking.CheckPortsFree(ports)
+}
+
 // resolvePortNames turns rkt's --port=NAME:HOSTPORT into HOSTPORT:PODPORT/PROTO
 // with the port of that name an app's appc image declares.
 func resolvePortNames(g *globals, p *pod.Pod, ports []string) ([]string, error) {
@@ -210,6 +226,9 @@ func runRun(ctx context.Context, g *globals, f *runFlags, args []string) error {
 	}
 	plan, err := f.prepareFlags.check(g, args)
 	if err != nil {
+		return err
+	}
+	if err := f.startFlags.checkPortsFree(); err != nil {
 		return err
 	}
 	p, m, err := preparePod(ctx, g, &f.prepareFlags, plan, &f.startFlags)

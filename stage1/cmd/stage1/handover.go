@@ -112,6 +112,19 @@ func newHandover(o runOpts, m *abi.PodManifest) (*handover, error) {
 	return h, nil
 }
 
+// ownPipes gives the apps' output pipes to id (uid and gid), the host id of
+// the pod's root (--private-users): a pipe's owner is who may reopen it
+// through /proc/self/fd (/dev/stdout), and app-exec can hand a pipe of the
+// pod's root on to the app's user, but not one of the host's root.
+func (h *handover) ownPipes(id int) error {
+	for _, t := range h.tees {
+		if err := t.W().Chown(id, id); err != nil {
+			return fmt.Errorf("the apps' output pipes: %w", err)
+		}
+	}
+	return nil
+}
+
 func hasApp(m *abi.PodManifest, name string) bool {
 	for _, a := range m.Apps {
 		if a.Name == name {

@@ -109,6 +109,11 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 	if r.hand, err = newHandover(o, m); err != nil {
 		return nil, err
 	}
+	if r.users != nil {
+		if err := r.hand.ownPipes(r.users.hostID(0)); err != nil {
+			return nil, err
+		}
+	}
 	if r.ready, err = newReadiness(o, m, r.specs); err != nil {
 		return nil, err
 	}
@@ -125,6 +130,7 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 		}
 	}()
 	o.Debugf("stage1 rootfs mounted")
+	o.Network.AnyUserLowPorts = r.users != nil
 	if r.net, err = podnet.Setup(context.Background(), m.UUID, o.Network); err != nil {
 		return nil, err
 	}
