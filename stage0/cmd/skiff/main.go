@@ -67,12 +67,28 @@ filesystems with overlayfs and runs them as pods through a swappable stage1
 	pf.StringVar(&g.insecure, "insecure-options", "", "comma-separated checks to skip: "+strings.Join(insecureNames(), ", "))
 	pf.StringVar(&g.maxLayerSize, "max-layer-size", "64GiB", "refuse an image layer (or ACI) that is or expands to more than this (K, M, G, T suffixes)")
 	pf.Int64Var(&g.maxEntries, "max-layer-entries", layer.DefaultLimits.MaxEntries, "refuse an image layer (or ACI) of more than this many files")
-	root.PersistentPreRunE = func(*cobra.Command, []string) error { return g.setLayerLimits() }
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
+		if err := g.checkDirs(); err != nil {
+			return err
+		}
+		return g.setLayerLimits()
+	}
 	root.AddCommand(newRunCmd(g), newListCmd(g), newStatusCmd(g), newGCCmd(g), newRmCmd(g),
 		newCatManifestCmd(g), newStopCmd(g), newEnterCmd(g), newVersionCmd(g),
 		newPrepareCmd(g), newRunPreparedCmd(g), newFetchCmd(g), newImageCmd(g), newTrustCmd(g),
 		newLogsCmd(g), newGenerateCmd(g))
 	return root
+}
+
+// checkDirs refuses an empty --dir, --local-config or --system-config (an
+// unset variable, say), which would mean the current directory.
+func (g *globals) checkDirs() error {
+	for _, d := range []struct{ flag, val string }{{"dir", g.dir}, {"local-config", g.localConfig}, {"system-config", g.systemConfig}} {
+		if strings.TrimSpace(d.val) == "" {
+			return fmt.Errorf("--%s is empty (an unset variable?); name a directory, or leave the flag out for its default", d.flag)
+		}
+	}
+	return nil
 }
 
 // setLayerLimits applies --max-layer-size and --max-layer-entries.

@@ -229,6 +229,13 @@ func preparePod(ctx context.Context, g *globals, f *prepareFlags, args []string)
 	if err != nil {
 		return nil, nil, err
 	}
+	// Image gc and rm wait until the pod's manifest names its images (and
+	// layers): they never remove what this pod is about to use.
+	release, err := s.Hold()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer release()
 	imgs := make([]*store.Image, len(apps))
 	for i, a := range apps {
 		if imgs[i], err = fetchVerified(ctx, g, in, &f.fetchFlags, s, a.Image, a.Signature, false); err != nil {
