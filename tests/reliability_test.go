@@ -490,3 +490,34 @@ func TestStoreConcurrency(t *testing.T) {
 		t.Errorf("image verify: %q", out)
 	}
 }
+
+// TestStopRightAfterStartIsNotLost: `skiff stop` of a pod whose run is still
+// starting it (its UUID is out, its pid file not yet) stops it once it has
+// started, instead of failing with "no pid yet" and leaving it running.
+func TestStopRightAfterStartIsNotLost(t *testing.T) {
+	e := newEnv(t)
+	e.ok("--insecure-options=image", "fetch", e.image("busybox"))
+	for i := range 3 {
+		uf := filepath.Join(t.TempDir(), "uuid")
+		c, _, errb := e.startBackground(e.runArgs("--net=default", "--uuid-file-save="+uf, e.image("busybox"), "--", "/bin/sleep", "600")...)
+		var uuid string
+		waitFor(t, 60*time.Second, "the pod's UUID", func() bool {
+			b, err := os.ReadFile(uf)
+			uuid = strings.TrimSpace(string(b))
+			return err == nil && len(uuid) >= 36
+		})
+		r := e.skiff("stop", uuid)
+		done := make(chan struct{})
+		go func() { _ = c.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(90 * time.Second):
+			_ = c.Process.Kill()
+			<-done
+			t.Fatalf("round %d: the pod still ran 90 s after stop (exit %d: %s)", i, r.code, r.stderr)
+		}
+		if r.code != 0 {
+			t.Errorf("round %d: stop right after the start: exit %d: %s (run: %s)", i, r.code, r.stderr, errb.String())
+		}
+	}
+}
