@@ -5,11 +5,14 @@ package tests
 import (
 	"archive/tar"
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -341,5 +344,180 @@ func TestEnterSignalsEndTheCommandAndNothingOutlivesIt(t *testing.T) {
 		waitFor(t, 20*time.Second, sig.String()+": the entered sh and sleep to be gone", func() bool {
 			return len(hostProcs("sleep", marker)) == 0 && len(hostProcs("/bin/sh", "-c", "sleep "+marker+"; true")) == 0
 		})
+	}
+}
+
+// TestImageGCRemovesLeftoversOfKilledFetches: what killed fetches left in
+// the store's tmp/ is removed by the next image gc (no fetch holds the store
+// then), whatever its age; and an empty --dir (an unset variable) is refused
+// instead of meaning the current directory.
+func TestImageGCRemovesLeftoversOfKilledFetches(t *testing.T) {
+	e := newEnv(t)
+	e.ok("--insecure-options=image", "fetch", e.image("busybox"))
+	tmp := filepath.Join(e.dir, "images", "tmp")
+	if err := os.MkdirAll(filepath.Join(tmp, "layer-123", "usr", "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "blob-456"), make([]byte, 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := e.ok("image", "gc", "--grace-period=24h")
+	if left, _ := os.ReadDir(tmp); len(left) != 0 || !strings.Contains(r.stdout, "2 leftovers") {
+		t.Errorf("image gc: %q; tmp/ still holds %d entries", r.stdout, len(left))
+	}
+	if out := e.ok("image", "verify").stdout; !strings.Contains(out, "all blobs match") {
+		t.Errorf("image verify after gc: %q", out)
+	}
+
+	cwd := t.TempDir()
+	for _, flag := range []string{"--dir=", "--local-config=", "--system-config="} {
+		c := e.cmd(flag, "--insecure-options=image", "fetch", e.image("busybox"))
+		c.Dir = cwd
+		var errb bytes.Buffer
+		c.Stderr = &errb
+		err := c.Run()
+		if c.ProcessState.ExitCode() != 125 || !strings.Contains(errb.String(), strings.TrimSuffix(flag, "=")+" is empty") {
+			t.Errorf("%s: %v, stderr %q; want exit 125 naming the flag", flag, err, errb.String())
+		}
+	}
+	if ents, _ := os.ReadDir(cwd); len(ents) != 0 {
+		t.Errorf("an empty flag created %d entries in the current directory", len(ents))
+	}
+}
+
+// stallingRegistry serves fr's image but holds every blob request until
+// release is closed.
+func stallingRegistry(t *testing.T, fr *fakeRegistry) (host string, started <-chan struct{}, release chan struct{}) {
+	release = make(chan struct{})
+	st := make(chan struct{})
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.Contains(r.URL.Path, "/blobs/") {
+			once.Do(func() { close(st) })
+			select {
+			case <-release:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		fr.serve(w, r)
+	}))
+	t.Cleanup(func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+		srv.Close()
+	})
+	return strings.TrimPrefix(srv.URL, "http://"), st, release
+}
+
+// TestStoreConcurrency: image gc while a run is preparing its pod never
+// removes what the pod is about to use (it waits for the pod to name its
+// images), two fetches of one image at once both work, image rm of an image
+// a running pod uses is refused, and the store verifies after all of it.
+func TestStoreConcurrency(t *testing.T) {
+	e := newEnv(t)
+	bb := e.image("busybox")
+	e.ok("--insecure-options=image", "fetch", bb)
+
+	// A two-app pod: busybox is in the store, the second app's image comes
+	// from a registry that holds its blobs until told.
+	fr := newFakeRegistry(t, filepath.Join(e.images, "layered.oci.tar"))
+	host, started, release := stallingRegistry(t, fr)
+	uf := filepath.Join(t.TempDir(), "uuid")
+	run, _, runErr := e.startBackground(append([]string{"--insecure-options=image,http"}, e.runArgs("--uuid-file-save="+uf,
+		bb, "--", "/bin/sh", "-c", "cat /bin/busybox >/dev/null && echo app-ok && sleep 600",
+		"---", "docker://"+host+"/test/img:v1", "--name=second", "--", "/bin/true")[1:]...)...)
+	select {
+	case <-started:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("the run never fetched from the registry: %s", runErr.String())
+	}
+	gc, gcOut, gcErr := e.startBackground("image", "gc", "--grace-period=0s")
+	gcDone := make(chan struct{})
+	go func() { _ = gc.Wait(); close(gcDone) }()
+	select {
+	case <-gcDone: // the old way: gc went ahead while the run prepared
+	case <-time.After(time.Second):
+	}
+	close(release)
+	select {
+	case <-gcDone:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("image gc did not end once the run had prepared its pod")
+	}
+	if gc.ProcessState.ExitCode() != 0 {
+		t.Errorf("image gc: exit %d: %s", gc.ProcessState.ExitCode(), gcErr.String())
+	}
+	if strings.Contains(gcOut.String(), "removed image") {
+		t.Fatalf("image gc removed an image the starting pod uses: %s", gcOut.String())
+	}
+	var uuid string
+	waitFor(t, 60*time.Second, "the pod to be ready", func() bool {
+		if run.ProcessState != nil {
+			t.Fatalf("run ended: %s", runErr.String())
+		}
+		b, err := os.ReadFile(uf)
+		if err != nil || len(b) < 36 {
+			return false
+		}
+		uuid = strings.TrimSpace(string(b))
+		return e.status(uuid).Ready
+	})
+	waitFor(t, 60*time.Second, "the busybox app to read its rootfs", func() bool {
+		return strings.Contains(e.skiff("logs", uuid).stdout, "app-ok")
+	})
+
+	// image rm of an image the running pod uses: refused, naming the pod.
+	e.fails(125, []string{uuid, "--force"}, "image", "rm", bb)
+
+	// Two fetches of one image at once.
+	ref := "docker://" + fr.host + "/test/img:v2"
+	var cs []*exec.Cmd
+	for range 2 {
+		c, _, _ := e.startBackground(fetchArgs(ref)...)
+		cs = append(cs, c)
+	}
+	for i, c := range cs {
+		if err := c.Wait(); err != nil {
+			t.Errorf("concurrent fetch %d: %v", i, err)
+		}
+	}
+	e.ok("stop", uuid)
+	if out := e.ok("image", "verify").stdout; !strings.Contains(out, "all blobs match") {
+		t.Errorf("image verify: %q", out)
+	}
+}
+
+// TestStopRightAfterStartIsNotLost: `skiff stop` of a pod whose run is still
+// starting it (its UUID is out, its pid file not yet) stops it once it has
+// started, instead of failing with "no pid yet" and leaving it running.
+func TestStopRightAfterStartIsNotLost(t *testing.T) {
+	e := newEnv(t)
+	e.ok("--insecure-options=image", "fetch", e.image("busybox"))
+	for i := range 3 {
+		uf := filepath.Join(t.TempDir(), "uuid")
+		c, _, errb := e.startBackground(e.runArgs("--net=default", "--uuid-file-save="+uf, e.image("busybox"), "--", "/bin/sleep", "600")...)
+		var uuid string
+		waitFor(t, 60*time.Second, "the pod's UUID", func() bool {
+			b, err := os.ReadFile(uf)
+			uuid = strings.TrimSpace(string(b))
+			return err == nil && len(uuid) >= 36
+		})
+		r := e.skiff("stop", uuid)
+		done := make(chan struct{})
+		go func() { _ = c.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(90 * time.Second):
+			_ = c.Process.Kill()
+			<-done
+			t.Fatalf("round %d: the pod still ran 90 s after stop (exit %d: %s)", i, r.code, r.stderr)
+		}
+		if r.code != 0 {
+			t.Errorf("round %d: stop right after the start: exit %d: %s (run: %s)", i, r.code, r.stderr, errb.String())
+		}
 	}
 }

@@ -117,12 +117,19 @@ type PruneReport struct {
 // those pods are using), and entries of tmp/ older than tmpAge. It waits for
 // fetches in progress to finish (see Hold) and keeps new ones waiting.
 func (s *Store) Prune(keep map[string]bool, tmpAge time.Duration) (PruneReport, error) {
-	var r PruneReport
 	unlock, err := s.exclusive()
 	if err != nil {
-		return r, err
+		return PruneReport{}, err
 	}
 	defer unlock()
+	return s.PruneExclusive(keep, tmpAge)
+}
+
+// PruneExclusive is Prune for a caller that holds Exclusive (and decided
+// under it what to keep). No fetch runs then, so every entry of tmp/ is the
+// leftover of one that was killed: tmpAge may be zero.
+func (s *Store) PruneExclusive(keep map[string]bool, tmpAge time.Duration) (PruneReport, error) {
+	var r PruneReport
 	refs, err := s.References()
 	if err != nil {
 		return r, fmt.Errorf("prune: %w", err)

@@ -117,8 +117,13 @@ func (s *Store) Hold() (release func(), err error) {
 	return release, nil
 }
 
-// exclusive waits for every Hold to be released and keeps new ones out
-// until unlock is called.
+// Exclusive waits for every Hold to be released (fetches, and runs until
+// their pod's manifest names its images) and keeps new ones out until unlock
+// is called: what image gc and image rm decide under it cannot race a fetch
+// or a run.
+func (s *Store) Exclusive() (unlock func(), err error) { return s.exclusive() }
+
+// exclusive: see Exclusive.
 func (s *Store) exclusive() (unlock func(), err error) {
 	unlock, err = flock(filepath.Join(s.dir, "gc.lock"), unix.LOCK_EX)
 	if err != nil {

@@ -22,10 +22,6 @@ import (
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
-// tmpMaxAge is how old a leftover in the store's tmp/ must be for image gc
-// to remove it (a fetch killed mid-way).
-const tmpMaxAge = time.Hour
-
 func newImageCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "image",
@@ -128,9 +124,16 @@ type podUse struct {
 
 func podsUsing(dataDir string) (podUse, error) {
 	u := podUse{images: map[string]string{}, layers: map[string]bool{}}
-	files, err := filepath.Glob(filepath.Join(dataDir, "pods", "*", "*", abi.PodManifestFile))
-	if err != nil {
-		return u, err
+	// Two scans: a pod that moved between state directories (run to
+	// exited-garbage, which the scan had passed) while one ran is seen by
+	// the other.
+	var files []string
+	for range 2 {
+		fs, err := filepath.Glob(filepath.Join(dataDir, "pods", "*", "*", abi.PodManifestFile))
+		if err != nil {
+			return u, err
+		}
+		files = append(files, fs...)
 	}
 	for _, f := range files {
 		data, err := os.ReadFile(f)
@@ -176,6 +179,14 @@ even then its layers stay while the pod exists. Blobs and layers are freed by
 			if err != nil {
 				return err
 			}
+			// A run holds the store until its pod's manifest names its
+			// images: waiting for it here, an image it is starting with is
+			// seen as used.
+			unlock, err := s.Exclusive()
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			use, err := podsUsing(g.dir)
 			if err != nil {
 				return err
@@ -228,14 +239,20 @@ func newImageGCCmd(g *globals) *cobra.Command {
 		Short: "Remove unused images, then blobs and layers no image needs",
 		Long: `GC removes the images no pod uses and that were not used (fetched or run)
 within the grace period, then every blob and layer directory that no image
-references and no pod uses, and leftovers of killed fetches older than an
-hour. It waits for fetches in progress.`,
+references and no pod uses, and what killed fetches left behind. It waits for
+fetches in progress and for runs to name their images in their pods (and
+keeps new ones waiting meanwhile), so nothing in use is removed.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			s, err := openStore(g)
 			if err != nil {
 				return err
 			}
+			unlock, err := s.Exclusive()
+			if err != nil {
+				return err
+			}
+			defer unlock()
 			use, err := podsUsing(g.dir)
 			if err != nil {
 				return err
@@ -254,7 +271,7 @@ hour. It waits for fetches in progress.`,
 				}
 				fmt.Fprintf(out, "removed image %s %s\n", img.ID, strings.Join(img.Names, ","))
 			}
-			r, err := s.Prune(use.layers, tmpMaxAge)
+			r, err := s.PruneExclusive(use.layers, 0) // no fetch runs: tmp/ holds only leftovers
 			if err != nil {
 				return err
 			}

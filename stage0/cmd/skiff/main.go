@@ -70,6 +70,9 @@ filesystems with overlayfs and runs them as pods through a swappable stage1
 	pf.StringVar(&g.maxLayerSize, "max-layer-size", "64GiB", "refuse an image layer (or ACI) that is or expands to more than this (K, M, G, T suffixes)")
 	pf.Int64Var(&g.maxEntries, "max-layer-entries", layer.DefaultLimits.MaxEntries, "refuse an image layer (or ACI) of more than this many files")
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		if err := g.checkDirs(); err != nil {
+			return err
+		}
 		if err := needRoot(cmd, os.Geteuid()); err != nil {
 			return err
 		}
@@ -103,6 +106,17 @@ func needRoot(cmd *cobra.Command, euid int) error {
 	}
 	return fmt.Errorf("%s needs root (pods need namespaces, cgroups and mounts, and the data directory is root's); run it as root, e.g. with sudo (without root: skiff version, skiff generate unit and --help)",
 		strings.TrimPrefix(cmd.CommandPath(), "skiff "))
+}
+
+// checkDirs refuses an empty --dir, --local-config or --system-config (an
+// unset variable, say), which would mean the current directory.
+func (g *globals) checkDirs() error {
+	for _, d := range []struct{ flag, val string }{{"dir", g.dir}, {"local-config", g.localConfig}, {"system-config", g.systemConfig}} {
+		if strings.TrimSpace(d.val) == "" {
+			return fmt.Errorf("--%s is empty (an unset variable?); name a directory, or leave the flag out for its default", d.flag)
+		}
+	}
+	return nil
 }
 
 // setLayerLimits applies --max-layer-size and --max-layer-entries.

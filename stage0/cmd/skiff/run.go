@@ -252,6 +252,13 @@ func preparePod(ctx context.Context, g *globals, f *prepareFlags, plan *podPlan,
 	if err != nil {
 		return nil, nil, err
 	}
+	// Image gc and rm wait until the pod's manifest names its images (and
+	// layers): they never remove what this pod is about to use.
+	release, err := s.Hold()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer release()
 	s1, err := loadStage1(ctx, g, f, s)
 	if err != nil {
 		return nil, nil, err

@@ -86,15 +86,34 @@ func stopMain(args []string) error {
 	if fs.NArg() != 1 {
 		return errors.New("usage: stop [--force] UUID")
 	}
-	pid, err := vmPid(fs.Arg(0))
+	// (run may not have made the stage1 directory yet: the pod is started
+	// from the moment stage0 marks it running.)
+	if err := os.MkdirAll(abi.Stage1Dir, 0o755); err != nil {
+		return fmt.Errorf("mark the pod as stopping: %w", err)
+	}
+	// The markers first: a run that has not started QEMU yet acts on them
+	// once it has, so a stop is never lost.
+	if *force {
+		_ = os.WriteFile(s1Kill, nil, 0o644)
+	}
+	if err := os.WriteFile(s1Stop, nil, 0o644); err != nil {
+		return fmt.Errorf("mark the pod as stopping: %w", err)
+	}
+	var pid int
+	var err error
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if pid, err = vmPid(fs.Arg(0)); err != nil || pid != 0 || time.Now().After(deadline) {
+			break
+		}
+		if _, err := os.Stat(abi.PodExitFile); err == nil {
+			return nil // it has ended already
+		}
+	}
 	if err != nil {
 		return err
 	}
 	if pid == 0 {
-		return nil
-	}
-	if err := os.WriteFile(s1Stop, nil, 0o644); err != nil {
-		return fmt.Errorf("mark the pod as stopping: %w", err)
+		return errors.New("the pod's VM has not started within 30s; it stops as soon as it does")
 	}
 	wait := 5 * time.Second
 	if !*force {

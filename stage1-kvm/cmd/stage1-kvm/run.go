@@ -560,6 +560,14 @@ func (v *vm) boot(dir string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// A stop that came before QEMU's pid file was there (stop leaves its
+	// markers first): act on it as on our own SIGTERM (twice for --force).
+	if _, err := os.Stat(s1Stop); err == nil {
+		sigs <- unix.SIGTERM
+		if _, err := os.Stat(s1Kill); err == nil {
+			sigs <- unix.SIGTERM
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var werr, bootErr error

@@ -29,21 +29,39 @@ func stopMain(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	b, err := os.ReadFile(abi.PIDFile)
+	// (run may not have made the stage1 directory yet: the pod is started
+	// from the moment stage0 marks it running.)
+	if err := os.MkdirAll(abi.Stage1Dir, 0o755); err != nil {
+		return fmt.Errorf("mark the pod as stopping: %w", err)
+	}
+	// The markers first: a run that has not started its pod yet (no pid
+	// file) halts or kills it as soon as it has, so a stop is never lost.
+	if *force {
+		if err := os.WriteFile(s1Kill, nil, 0o644); err != nil {
+			return fmt.Errorf("mark the pod as killed: %w", err)
+		}
+	}
+	if err := os.WriteFile(s1Stop, nil, 0o644); err != nil {
+		return fmt.Errorf("mark the pod as stopping: %w", err)
+	}
+	var b []byte
+	var err error
+	for deadline := time.Now().Add(stopStartWait); ; time.Sleep(20 * time.Millisecond) {
+		if b, err = os.ReadFile(abi.PIDFile); err == nil || time.Now().After(deadline) {
+			break
+		}
+		if _, err := os.Stat(abi.PodExitFile); err == nil {
+			return nil // it has ended already
+		}
+	}
 	if err != nil {
-		return fmt.Errorf("pod has no pid yet: %w", err)
+		return fmt.Errorf("the pod has not started within %s; it stops as soon as it does", stopStartWait)
 	}
 	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
 	if err != nil || pid <= 1 {
 		return fmt.Errorf("pod pid file holds %q", strings.TrimSpace(string(b)))
 	}
-	if err := os.WriteFile(s1Stop, nil, 0o644); err != nil {
-		return fmt.Errorf("mark the pod as stopping: %w", err)
-	}
 	if *force {
-		if err := os.WriteFile(s1Kill, nil, 0o644); err != nil {
-			return fmt.Errorf("mark the pod as killed: %w", err)
-		}
 		if err := unix.Kill(pid, unix.SIGKILL); err != nil && err != unix.ESRCH {
 			return fmt.Errorf("kill pod init %d: %w", pid, err)
 		}
@@ -52,6 +70,9 @@ func stopMain(args []string) error {
 	haltPod(pid, podHaltGrace(), nil) // returns once the pod's init is gone
 	return nil
 }
+
+// stopStartWait bounds how long stop waits for a starting pod's pid.
+const stopStartWait = 30 * time.Second
 
 // gcMain: gc UUID. Removes what the pod left on the host (processes, cgroups,
 // libcontainer state), also after a crash of run. Safe to run twice.

@@ -328,6 +328,7 @@ func (r *runningPod) wait() int {
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2)
 	go r.forward(sigs)
+	r.stopIfRequested()
 	state, _ := r.c.Wait()
 	close(r.gone)
 	r.o.Debugf("pod init exited: %v", state)
@@ -367,6 +368,23 @@ func (r *runningPod) recordOOMKills() {
 		x.OOMKilled = true
 		_ = abi.WriteJSON(path, x)
 	}
+}
+
+// stopIfRequested halts (or kills) the pod now if stop came while it was
+// starting, before its pid file was there (stop leaves its markers first).
+func (r *runningPod) stopIfRequested() {
+	if _, err := os.Stat(s1Stop); err != nil {
+		return
+	}
+	r.ready.stopping()
+	r.mu.Lock()
+	r.stopping = true
+	r.mu.Unlock()
+	if _, err := os.Stat(s1Kill); err == nil {
+		_ = r.c.Signal(unix.SIGKILL)
+		return
+	}
+	go haltPod(r.c.Pid(), podHaltGrace(), r.gone)
 }
 
 // recordKills gives each app that ended without an exit record, when the
