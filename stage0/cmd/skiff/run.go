@@ -40,6 +40,7 @@ type prepareFlags struct {
 	mounts     []string
 	setEnv     []string // every app's environment, under the app's own --set-env
 	setEnvFile []string
+	runNet     string // run's --net, for the stage1 flavor's refusals ("" for prepare)
 	// privateUsers runs the pod in a user namespace of its own (users.go).
 	privateUsers bool
 }
@@ -205,14 +206,11 @@ Images: ` + reference.Forms + `
 }
 
 func runRun(ctx context.Context, g *globals, f *runFlags, args []string) error {
+	f.prepareFlags.runNet = f.net
 	if err := f.startFlags.check(g); err != nil {
 		return err
 	}
-	plan, err := f.prepareFlags.check(g, args)
-	if err != nil {
-		return err
-	}
-	p, m, err := preparePod(ctx, g, &f.prepareFlags, plan, &f.startFlags)
+	p, m, err := preparePod(ctx, g, &f.prepareFlags, args)
 	if err != nil {
 		return err
 	}
@@ -222,20 +220,19 @@ func runRun(ctx context.Context, g *globals, f *runFlags, args []string) error {
 	return execStage1(g, &f.startFlags, p, m)
 }
 
-// preparePod fetches and verifies the images, loads the stage1 and writes
-// the prepared pod. start, when the pod is to run at once, are its start
-// flags: what the stage1's flavor cannot do is refused before any image is
-// fetched (by the stage1 file's name), and again once it is loaded (by what
-// it declares).
-func preparePod(ctx context.Context, g *globals, f *prepareFlags, plan *podPlan, start *startFlags) (*pod.Pod, *abi.PodManifest, error) {
+// preparePod checks the command line, fetches and verifies the images,
+// loads the stage1 and writes the prepared pod. What the stage1's flavor
+// cannot do is refused before any image is fetched (by the stage1 file's
+// name), and again once it is loaded (by what it declares).
+func preparePod(ctx context.Context, g *globals, f *prepareFlags, args []string) (*pod.Pod, *abi.PodManifest, error) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	apps, in, pd, vols := plan.apps, plan.in, plan.pd, plan.vols
-	net := ""
-	if start != nil {
-		net = start.net
+	plan, err := f.check(g, args)
+	if err != nil {
+		return nil, nil, err
 	}
+	apps, in, pd, vols, net := plan.apps, plan.in, plan.pd, plan.vols, f.runNet
 	s1path, err := stage1File(g, f)
 	if err != nil {
 		return nil, nil, err
@@ -265,7 +262,7 @@ func preparePod(ctx context.Context, g *globals, f *prepareFlags, plan *podPlan,
 			return nil, nil, err
 		}
 	}
-	return writePod(g, f, apps, imgs, s1, pd, vols)
+	return writePod(g, f, apps, imgs, s1, pd, vols, plan.env)
 }
 
 // stage1File is the stage1 image file the pod flags choose.
@@ -332,19 +329,6 @@ func podOptions(f *prepareFlags, in insecure) (prepare.Pod, []abi.Volume, error)
 			return pd, nil, err
 		}
 		pd.Mounts = append(pd.Mounts, ma)
-	}
-	for _, file := range f.setEnvFile {
-		env, err := readEnvFile(file)
-		if err != nil {
-			return pd, nil, err
-		}
-		pd.Env = append(pd.Env, env...)
-	}
-	for _, kv := range f.setEnv {
-		if err := prepare.CheckEnv(kv); err != nil {
-			return pd, nil, err
-		}
-		pd.Env = append(pd.Env, kv)
 	}
 	return pd, vols, nil
 }
