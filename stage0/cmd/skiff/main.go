@@ -69,12 +69,7 @@ filesystems with overlayfs and runs them as pods through a swappable stage1
 	pf.StringVar(&g.insecure, "insecure-options", "", "comma-separated checks to skip: "+strings.Join(insecureNames(), ", "))
 	pf.StringVar(&g.maxLayerSize, "max-layer-size", "64GiB", "refuse an image layer (or ACI) that is or expands to more than this (K, M, G, T suffixes)")
 	pf.Int64Var(&g.maxEntries, "max-layer-entries", layer.DefaultLimits.MaxEntries, "refuse an image layer (or ACI) of more than this many files")
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
-		if err := needRoot(cmd, os.Geteuid()); err != nil {
-			return err
-		}
-		return g.setLayerLimits()
-	}
+	root.PersistentPreRunE = func(*cobra.Command, []string) error { return g.setLayerLimits() }
 	root.SetFlagErrorFunc(flagHint)
 	root.AddCommand(newRunCmd(g), newListCmd(g), newStatusCmd(g), newGCCmd(g), newRmCmd(g),
 		newCatManifestCmd(g), newStopCmd(g), newEnterCmd(g), newVersionCmd(g),
@@ -95,11 +90,24 @@ Read on in the README (a short tour, the security model, skiff-oci) and stage1/R
 var rootless = map[string]bool{"skiff version": true, "skiff generate unit": true, "skiff help": true}
 
 // needRoot refuses, in one line and before anything is tried, a verb run
-// without root: pods need namespaces, cgroups and mounts, and the data
-// directory is root's alone.
-func needRoot(cmd *cobra.Command, euid int) error {
-	if euid == 0 || rootless[cmd.CommandPath()] {
+// without root (args: the command line after "skiff"): pods need
+// namespaces, cgroups and mounts, and the data directory is root's alone.
+// Help is given to anyone.
+func needRoot(root *cobra.Command, args []string, euid int) error {
+	if euid == 0 {
 		return nil
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--help" || a == "-h" {
+			return nil
+		}
+	}
+	cmd, _, err := root.Find(args)
+	if err != nil || !cmd.Runnable() || rootless[cmd.CommandPath()] {
+		return nil // an unknown verb is cobra's to report; a group of verbs prints its help
 	}
 	return fmt.Errorf("%s needs root (pods need namespaces, cgroups and mounts, and the data directory is root's); run it as root, e.g. with sudo (without root: skiff version, skiff generate unit and --help)",
 		strings.TrimPrefix(cmd.CommandPath(), "skiff "))
@@ -137,6 +145,10 @@ func parseByteSize(s string) (int64, error) {
 func main() {
 	idmap.Hold() // the helper of idmap.UserNS; returns elsewhere
 	root := newRoot()
+	if err := needRoot(root, os.Args[1:], os.Geteuid()); err != nil {
+		fmt.Fprintf(os.Stderr, "skiff: %v\n", err)
+		os.Exit(abi.ExitSkiffFailure)
+	}
 	cmd, err := root.ExecuteC()
 	if err == nil {
 		return
