@@ -10,7 +10,7 @@ PREFIX    ?= /usr/local
 LIBDIR    ?= /usr/lib/skiff
 GO_SRC    := $(shell find . -name '*.go' -not -path './build/*' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: conformance test-oci-conformance all deps check-deps skiff stage1 stage1-kvm test-kvm test-images test unit functional fuzz-seeds demo bench install clean
+.PHONY: conformance test-oci-conformance all deps skiff stage1 stage1-kvm test-kvm test-images test unit functional fuzz-seeds demo bench install clean
 
 all: $(BIN)/skiff $(BIN)/skiff-oci $(BIN)/stage1-default.oci.tar $(BIN)/stage1-kvm.oci.tar
 
@@ -19,6 +19,7 @@ deps:
 
 # Before the stage1 builds: a missing build dependency stops make with one line
 # saying to run `make deps`, not with cgo's or a script's error further on.
+.PHONY: check-deps
 check-deps:
 	@scripts/install-deps --check
 

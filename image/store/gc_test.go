@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -150,5 +151,34 @@ func TestExport(t *testing.T) {
 		if !names[want] {
 			t.Errorf("export lacks %s: %v", want, names)
 		}
+	}
+}
+
+// RemoveName removes one name and keeps the image while it has others; it
+// refuses the last name (ErrLastName), which goes with RemoveImage.
+func TestRemoveName(t *testing.T) {
+	needRoot(t)
+	s, _ := Open(t.TempDir())
+	a := addImage(t, s, "a")
+	if _, err := s.AddImage(a.ID, []string{"a2"}, Verification{}); err != nil {
+		t.Fatal(err)
+	}
+	if id, err := s.RemoveName("a"); err != nil || id != a.ID {
+		t.Fatalf("RemoveName(a): %s %v", id, err)
+	}
+	if _, err := s.Lookup("a"); !errors.Is(err, ErrImageNotFound) {
+		t.Errorf("a still found: %v", err)
+	}
+	if got, err := s.Lookup("a2"); err != nil || got.ID != a.ID || len(got.Names) != 1 {
+		t.Errorf("Lookup(a2) after removing a: %+v %v", got, err)
+	}
+	if _, err := s.RemoveName("a2"); !errors.Is(err, ErrLastName) {
+		t.Errorf("RemoveName of the last name: %v", err)
+	}
+	if _, err := s.RemoveName("nope"); !errors.Is(err, ErrImageNotFound) {
+		t.Errorf("RemoveName(nope): %v", err)
+	}
+	if _, err := s.Lookup("12"); err == nil || !strings.Contains(err.Error(), "4 hex digits") {
+		t.Errorf("short prefix: %v", err)
 	}
 }

@@ -18,7 +18,6 @@ const defaultPath = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbi
 // Pod is what the pod's flags decide for every app.
 type Pod struct {
 	Terminal  bool                  // the apps get the user's terminal
-	Env       []string              // --set-env and --set-env-file before the images: every app's, under its own --set-env
 	Volumes   map[string]abi.Volume // by name
 	Mounts    []MountArg            // pod-wide mounts, for every app
 	NoSeccomp bool                  // --insecure-options=seccomp
@@ -37,7 +36,6 @@ var (
 // and the cmd, "-- ARGS" replaces the cmd), and the app's isolation. It also
 // returns the empty volumes it made for volumes the image declares.
 func AppSpec(name string, a AppArgs, img ocispec.ImageConfig, p Pod) (*specs.Spec, []abi.Volume, error) {
-	a.SetEnv = append(append([]string{}, p.Env...), a.SetEnv...)
 	s, err := processSpec(name, a, img, p.Terminal)
 	if err != nil {
 		return nil, nil, err

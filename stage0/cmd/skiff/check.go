@@ -25,6 +25,7 @@ type podPlan struct {
 	in   insecure
 	pd   prepare.Pod
 	vols []abi.Volume
+	env  []string // --set-env-file's, then --set-env's: every app's, under its own
 }
 
 // check validates the pod flags and the app arguments (images, app flags)
@@ -50,6 +51,20 @@ func (f *prepareFlags) check(g *globals, args []string) (*podPlan, error) {
 	if err != nil {
 		return nil, err
 	}
+	var env []string
+	for _, file := range f.setEnvFile {
+		e, err := readEnvFile(file)
+		if err != nil {
+			return nil, err
+		}
+		env = append(env, e...)
+	}
+	for _, kv := range f.setEnv {
+		if err := prepare.CheckEnv(kv); err != nil {
+			return nil, err
+		}
+		env = append(env, kv)
+	}
 	if f.uuidFile != "" {
 		if err := checkNewFile("--uuid-file-save", f.uuidFile); err != nil {
 			return nil, err
@@ -60,7 +75,7 @@ func (f *prepareFlags) check(g *globals, args []string) (*podPlan, error) {
 			return nil, fmt.Errorf("--stage1-path=%s: not a stage1 image file; give the path of a stage1 .oci.tar", f.stage1Path)
 		}
 	}
-	return &podPlan{apps: apps, in: in, pd: pd, vols: vols}, nil
+	return &podPlan{apps: apps, in: in, pd: pd, vols: vols, env: env}, nil
 }
 
 // checkNewFile refuses a file skiff is to write when its directory is

@@ -14,7 +14,6 @@ import (
 
 	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/internal/atomicfile"
-	"github.com/skiff-project/skiff/stage0/stage1img"
 )
 
 func newGenerateCmd(g *globals) *cobra.Command {
@@ -94,15 +93,12 @@ func generateUnit(cmd *cobra.Command, g *globals, f *runFlags, u *unitFlags, arg
 			return err
 		}
 	}
-	s1path := f.stage1Path
-	if s1path == "" {
-		if s1path, err = stage1img.Find(f.stage1Name, g.systemConfig); err != nil {
-			return err
-		}
+	s1path, err := stage1File(g, &f.prepareFlags)
+	if err != nil {
+		return err
 	}
-	// The flavor by the file's name (stage1-FLAVOR.oci.tar): the unit imports it later.
-	flavor := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(s1path), "stage1-"), ".oci.tar")
-	if err := checkStage1Flags(flavor, f.privateUsers, f.net); err != nil {
+	// The flavor by the file's name: the unit imports the stage1 later.
+	if err := checkStage1Flags(flavorOfFile(s1path), f.privateUsers, f.net); err != nil {
 		return err
 	}
 	if args, err = absImageArgs(args); err != nil {

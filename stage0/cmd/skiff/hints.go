@@ -168,3 +168,38 @@ func errorMessage(cmd *cobra.Command, err error) string {
 	}
 	return msg
 }
+
+// usageWays are the three ways to use skiff, for --help and version.
+const usageWays = `Three ways to use it:
+  from the command line:  skiff run IMAGE (see 'skiff run --help')
+  as systemd units:       skiff generate unit IMAGE (see 'skiff generate unit --help')
+  under an orchestrator:  skiff-oci, a runc-compatible OCI runtime (see 'skiff-oci --help')
+Read on in the README (a short tour, the security model, skiff-oci) and stage1/README.md.`
+
+// rootless are the verbs that work without root: they touch neither the
+// store nor a pod.
+var rootless = map[string]bool{"skiff version": true, "skiff generate unit": true, "skiff help": true}
+
+// needRoot refuses, in one line and before anything is tried, a verb run
+// without root (args: the command line after "skiff"): pods need
+// namespaces, cgroups and mounts, and the data directory is root's alone.
+// Help is given to anyone.
+func needRoot(root *cobra.Command, args []string, euid int) error {
+	if euid == 0 {
+		return nil
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "--help" || a == "-h" {
+			return nil
+		}
+	}
+	cmd, _, err := root.Find(args)
+	if err != nil || !cmd.Runnable() || rootless[cmd.CommandPath()] {
+		return nil // an unknown verb is cobra's to report; a group of verbs prints its help
+	}
+	return fmt.Errorf("%s needs root (pods need namespaces, cgroups and mounts, and the data directory is root's); run it as root, e.g. with sudo (without root: skiff version, skiff generate unit and --help)",
+		strings.TrimPrefix(cmd.CommandPath(), "skiff "))
+}

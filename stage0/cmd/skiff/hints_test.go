@@ -79,9 +79,6 @@ func TestMisplacedAndForeignFlagsGetHints(t *testing.T) {
 // Bad values are refused before anything is fetched or created (the data
 // directory stays absent), each naming the flag.
 func TestValuesAreCheckedFirst(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("run and prepare refuse to start without root")
-	}
 	dir := t.TempDir()
 	tarFile := filepath.Join(dir, "bb.tar")
 	if err := os.WriteFile(tarFile, []byte("x"), 0o644); err != nil {
@@ -167,6 +164,35 @@ func TestGenerateUnitMakesImagePathsAbsolute(t *testing.T) {
 		" -- bb.tar --- ", " oci-archive:" + dir + "/bb.tar ", "--signature=" + dir + "/s.asc", "--set-env-file=" + dir + "/env", "--stage1-path=" + dir + "/stage1.oci.tar"} {
 		if !strings.Contains(start+" ", want) {
 			t.Errorf("ExecStart %q lacks %q", start, want)
+		}
+	}
+}
+
+// Without root, skiff refuses every verb that touches the store or a pod,
+// once, and gives help, version and generate unit to anyone.
+func TestNeedRoot(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		refuse bool
+	}{
+		{[]string{"run", "IMG"}, true},
+		{[]string{"--dir=/x", "gc"}, true},
+		{[]string{"image", "list"}, true},
+		{[]string{"run", "IMG", "--", "--help"}, true},
+		{[]string{"version"}, false},
+		{[]string{"generate", "unit", "IMG"}, false},
+		{[]string{"run", "--help"}, false},
+		{[]string{"help", "run"}, false},
+		{[]string{}, false},
+		{[]string{"image"}, false},
+		{[]string{"nosuchverb"}, false},
+	} {
+		err := needRoot(newRoot(), tc.args, 1000)
+		if (err != nil) != tc.refuse {
+			t.Errorf("needRoot(%q) = %v, want refused %t", tc.args, err, tc.refuse)
+		}
+		if err := needRoot(newRoot(), tc.args, 0); err != nil {
+			t.Errorf("needRoot(%q) as root: %v", tc.args, err)
 		}
 	}
 }

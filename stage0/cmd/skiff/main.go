@@ -61,6 +61,7 @@ filesystems with overlayfs and runs them as pods through a swappable stage1
 		SilenceErrors:     true,
 		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
 	}
+	root.SetFlagErrorFunc(flagHint) // a flag in the wrong place, or podman's, names skiff's way
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.dir, "dir", "/var/lib/skiff", "skiff's data directory (images and pods)")
 	pf.StringVar(&g.localConfig, "local-config", "/etc/skiff", "the administrator's configuration directory")
@@ -69,43 +70,17 @@ filesystems with overlayfs and runs them as pods through a swappable stage1
 	pf.StringVar(&g.insecure, "insecure-options", "", "comma-separated checks to skip: "+strings.Join(insecureNames(), ", "))
 	pf.StringVar(&g.maxLayerSize, "max-layer-size", "64GiB", "refuse an image layer (or ACI) that is or expands to more than this (K, M, G, T suffixes)")
 	pf.Int64Var(&g.maxEntries, "max-layer-entries", layer.DefaultLimits.MaxEntries, "refuse an image layer (or ACI) of more than this many files")
-	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+	root.PersistentPreRunE = func(*cobra.Command, []string) error {
 		if err := g.checkDirs(); err != nil {
-			return err
-		}
-		if err := needRoot(cmd, os.Geteuid()); err != nil {
 			return err
 		}
 		return g.setLayerLimits()
 	}
-	root.SetFlagErrorFunc(flagHint)
 	root.AddCommand(newRunCmd(g), newListCmd(g), newStatusCmd(g), newGCCmd(g), newRmCmd(g),
 		newCatManifestCmd(g), newStopCmd(g), newEnterCmd(g), newVersionCmd(g),
 		newPrepareCmd(g), newRunPreparedCmd(g), newFetchCmd(g), newImageCmd(g), newTrustCmd(g),
 		newLogsCmd(g), newGenerateCmd(g))
 	return root
-}
-
-// usageWays are the three ways to use skiff, for --help and version.
-const usageWays = `Three ways to use it:
-  from the command line:  skiff run IMAGE (see 'skiff run --help')
-  as systemd units:       skiff generate unit IMAGE (see 'skiff generate unit --help')
-  under an orchestrator:  skiff-oci, a runc-compatible OCI runtime (see 'skiff-oci --help')
-Read on in the README (a short tour, the security model, skiff-oci) and stage1/README.md.`
-
-// rootless are the verbs that work without root: they touch neither the
-// store nor a pod.
-var rootless = map[string]bool{"skiff version": true, "skiff generate unit": true, "skiff help": true}
-
-// needRoot refuses, in one line and before anything is tried, a verb run
-// without root: pods need namespaces, cgroups and mounts, and the data
-// directory is root's alone.
-func needRoot(cmd *cobra.Command, euid int) error {
-	if euid == 0 || rootless[cmd.CommandPath()] {
-		return nil
-	}
-	return fmt.Errorf("%s needs root (pods need namespaces, cgroups and mounts, and the data directory is root's); run it as root, e.g. with sudo (without root: skiff version, skiff generate unit and --help)",
-		strings.TrimPrefix(cmd.CommandPath(), "skiff "))
 }
 
 // checkDirs refuses an empty --dir, --local-config or --system-config (an
@@ -151,6 +126,10 @@ func parseByteSize(s string) (int64, error) {
 func main() {
 	idmap.Hold() // the helper of idmap.UserNS; returns elsewhere
 	root := newRoot()
+	if err := needRoot(root, os.Args[1:], os.Geteuid()); err != nil {
+		fmt.Fprintf(os.Stderr, "skiff: %v\n", err)
+		os.Exit(abi.ExitSkiffFailure)
+	}
 	cmd, err := root.ExecuteC()
 	if err == nil {
 		return

@@ -15,13 +15,14 @@ import (
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
-// writePod resolves the apps' specs, creates the pod directory (leasing its
+// writePod resolves the apps' specs (podEnv, the pod's --set-env and
+// --set-env-file, under each app's own), creates the pod directory (leasing its
 // private uid/gid range with --private-users) and writes the stage1
 // contract's files into it, then moves it to prepared/ (still locked). Bad
 // input is refused before anything is created; on a later failure the pod
 // goes to garbage and gives its range back.
 func writePod(g *globals, f *prepareFlags, apps []prepare.AppArgs, imgs []*store.Image, s1 abi.Stage1,
-	pd prepare.Pod, vols []abi.Volume) (*pod.Pod, *abi.PodManifest, error) {
+	pd prepare.Pod, vols []abi.Volume, podEnv []string) (*pod.Pod, *abi.PodManifest, error) {
 	m := &abi.PodManifest{Version: abi.InterfaceVersion, Stage1: s1, Volumes: vols}
 	appSpecs := make([]*specs.Spec, len(apps))
 	seen := map[string]bool{}
@@ -34,6 +35,7 @@ func writePod(g *globals, f *prepareFlags, apps []prepare.AppArgs, imgs []*store
 			return nil, nil, fmt.Errorf("two apps are named %q; name them apart with --name", name)
 		}
 		seen[name] = true
+		a.SetEnv = append(append([]string{}, podEnv...), a.SetEnv...) // the app's own --set-env wins
 		spec, added, err := prepare.AppSpec(name, a, imgs[i].Config.Config, pd)
 		if err != nil {
 			return nil, nil, err

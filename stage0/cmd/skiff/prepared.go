@@ -23,11 +23,7 @@ Images: ` + reference.Forms + `
 
 ` + prepare.AppFlagUsage,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			plan, err := f.check(g, args)
-			if err != nil {
-				return err
-			}
-			p, _, err := preparePod(cmd.Context(), g, f, plan, nil)
+			p, _, err := preparePod(cmd.Context(), g, f, args)
 			if err != nil {
 				return err
 			}

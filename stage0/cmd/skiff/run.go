@@ -40,6 +40,7 @@ type prepareFlags struct {
 	mounts     []string
 	setEnv     []string // every app's environment, under the app's own --set-env
 	setEnvFile []string
+	runNet     string // run's --net, for the stage1 flavor's refusals ("" for prepare)
 	// privateUsers runs the pod in a user namespace of its own (users.go).
 	privateUsers bool
 }
@@ -221,17 +222,14 @@ Images: ` + reference.Forms + `
 }
 
 func runRun(ctx context.Context, g *globals, f *runFlags, args []string) error {
+	f.prepareFlags.runNet = f.net
 	if err := f.startFlags.check(g); err != nil {
-		return err
-	}
-	plan, err := f.prepareFlags.check(g, args)
-	if err != nil {
 		return err
 	}
 	if err := f.startFlags.checkPortsFree(); err != nil {
 		return err
 	}
-	p, m, err := preparePod(ctx, g, &f.prepareFlags, plan, &f.startFlags)
+	p, m, err := preparePod(ctx, g, &f.prepareFlags, args)
 	if err != nil {
 		return err
 	}
@@ -241,12 +239,25 @@ func runRun(ctx context.Context, g *globals, f *runFlags, args []string) error {
 	return execStage1(g, &f.startFlags, p, m)
 }
 
-// preparePod loads the stage1, fetches and verifies the images and writes
-// the prepared pod. start, when the pod is to run at once, are its start
-// flags, checked against the stage1 before any image is fetched.
-func preparePod(ctx context.Context, g *globals, f *prepareFlags, plan *podPlan, start *startFlags) (*pod.Pod, *abi.PodManifest, error) {
+// preparePod checks the command line, fetches and verifies the images,
+// loads the stage1 and writes the prepared pod. What the stage1's flavor
+// cannot do is refused before any image is fetched (by the stage1 file's
+// name), and again once it is loaded (by what it declares).
+func preparePod(ctx context.Context, g *globals, f *prepareFlags, args []string) (*pod.Pod, *abi.PodManifest, error) {
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	plan, err := f.check(g, args)
+	if err != nil {
+		return nil, nil, err
+	}
+	apps, in, pd, vols, net := plan.apps, plan.in, plan.pd, plan.vols, f.runNet
+	s1path, err := stage1File(g, f)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkStage1Flags(flavorOfFile(s1path), f.privateUsers, net); err != nil {
+		return nil, nil, err
 	}
 	s, err := openStore(g)
 	if err != nil {
@@ -259,29 +270,38 @@ func preparePod(ctx context.Context, g *globals, f *prepareFlags, plan *podPlan,
 		return nil, nil, err
 	}
 	defer release()
+	imgs := make([]*store.Image, len(apps))
+	for i, a := range apps {
+		if imgs[i], err = fetchVerified(ctx, g, in, &f.fetchFlags, s, a.Image, a.Signature, false); err != nil {
+			return nil, nil, err
+		}
+	}
 	s1, err := loadStage1(ctx, g, f, s)
 	if err != nil {
 		return nil, nil, err
 	}
-	net := ""
-	if start != nil {
-		net = start.net
-	}
 	if err := checkStage1Flags(s1.Flavor, f.privateUsers, net); err != nil {
 		return nil, nil, err
 	}
-	imgs := make([]*store.Image, len(plan.apps))
-	for i, a := range plan.apps {
-		if imgs[i], err = fetchVerified(ctx, g, plan.in, &f.fetchFlags, s, a.Image, a.Signature, false); err != nil {
-			return nil, nil, err
-		}
-	}
 	if f.privateUsers {
-		if err := checkIDMappable(imgs, s1, plan.vols); err != nil {
+		if err := checkIDMappable(imgs, s1, vols); err != nil {
 			return nil, nil, err
 		}
 	}
-	return writePod(g, f, plan.apps, imgs, s1, plan.pd, plan.vols)
+	return writePod(g, f, apps, imgs, s1, pd, vols, plan.env)
+}
+
+// stage1File is the stage1 image file the pod flags choose.
+func stage1File(g *globals, f *prepareFlags) (string, error) {
+	if f.stage1Path != "" {
+		return f.stage1Path, nil
+	}
+	return stage1img.Find(f.stage1Name, g.systemConfig)
+}
+
+// flavorOfFile is a stage1's flavor as its file is named (stage1-FLAVOR.oci.tar).
+func flavorOfFile(path string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(filepath.Base(path), "stage1-"), ".oci.tar")
 }
 
 // flavorLimits are what a stage1 flavor cannot do, by flavor: refused, with
@@ -336,29 +356,13 @@ func podOptions(f *prepareFlags, in insecure) (prepare.Pod, []abi.Volume, error)
 		}
 		pd.Mounts = append(pd.Mounts, ma)
 	}
-	for _, file := range f.setEnvFile {
-		env, err := readEnvFile(file)
-		if err != nil {
-			return pd, nil, err
-		}
-		pd.Env = append(pd.Env, env...)
-	}
-	for _, kv := range f.setEnv {
-		if err := prepare.CheckEnv(kv); err != nil {
-			return pd, nil, err
-		}
-		pd.Env = append(pd.Env, kv)
-	}
 	return pd, vols, nil
 }
 
 func loadStage1(ctx context.Context, g *globals, f *prepareFlags, s *store.Store) (abi.Stage1, error) {
-	path := f.stage1Path
-	if path == "" {
-		var err error
-		if path, err = stage1img.Find(f.stage1Name, g.systemConfig); err != nil {
-			return abi.Stage1{}, err
-		}
+	path, err := stage1File(g, f)
+	if err != nil {
+		return abi.Stage1{}, err
 	}
 	return stage1img.Load(ctx, s, path)
 }
