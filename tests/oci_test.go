@@ -946,3 +946,128 @@ func TestOCISignalRightAfterStartReachesTheApp(t *testing.T) {
 		o.nothingLeft(id, pid)
 	}
 }
+
+// kill -9 of run (while it waits for the app) and of exec (while it waits
+// for its process), then delete --force: nothing left, the exec'd process
+// included; and delete --force kills the container at once rather than wait
+// for the orphaned exec's enter (which lives as long as its process) as if it
+// were a create still under way.
+func TestOCIKilledRunAndExecThenDeleteForce(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sleep", "1000")
+	o.forID(b, "r1")
+	killAfter := func(what string, cond func() bool, args ...string) {
+		t.Helper()
+		c := exec.Command(o.bin, append([]string{"--root", o.root}, args...)...)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { c.Wait(); close(done) }()
+		waitFor(t, 60*time.Second, what, func() bool {
+			select {
+			case <-done:
+				return true
+			default:
+			}
+			return cond()
+		})
+		c.Process.Signal(syscall.SIGKILL)
+		<-done
+	}
+	running := func(id string) func() bool {
+		return func() bool {
+			r := o.rt("state", id)
+			return r.code == 0 && strings.Contains(r.stdout, `"running"`)
+		}
+	}
+	killAfter("run to start r1", running("r1"), "run", "--bundle", b, "r1")
+	pid := o.state("r1").Pid
+	execPids := func() []int {
+		var ps []int
+		for _, q := range nsPidsOf(pid) {
+			if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", q)); strings.Contains(string(cmd), "sleep\x00777") {
+				ps = append(ps, q)
+			}
+		}
+		return ps
+	}
+	killAfter("exec to run its process", func() bool { return len(execPids()) > 0 }, "exec", "r1", "/bin/sleep", "777")
+	eps := execPids()
+	if len(eps) != 1 {
+		t.Fatalf("exec'd processes %v, want one", eps)
+	}
+	enter := ppidOf(eps[0])
+	del := exec.Command(o.bin, "--root", o.root, "delete", "--force", "r1")
+	if err := del.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The init must be dying (or gone) by the time the orphaned enter ends.
+	initDying := false
+	waitFor(t, 120*time.Second, "the exec's enter to end", func() bool {
+		if !exiting(enter) {
+			return false
+		}
+		initDying = exiting(pid)
+		return true
+	})
+	if !initDying {
+		t.Errorf("the exec's enter (pid %d) ended while the init (pid %d) still ran: delete waited for it", enter, pid)
+	}
+	if err := del.Wait(); err != nil {
+		t.Errorf("delete --force: %v", err)
+	}
+	o.nothingLeft("r1", append(eps, pid)...)
+}
+
+// ppidOf is pid's parent.
+func ppidOf(pid int) int {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 {
+		if f := strings.Fields(s[i+1:]); len(f) > 1 {
+			n, _ := strconv.Atoi(f[1])
+			return n
+		}
+	}
+	return 0
+}
+
+// exiting reports whether pid is gone, a zombie, or exiting (PF_EXITING).
+func exiting(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return true
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 7 || f[0] == "Z" || f[0] == "X" {
+		return true
+	}
+	flags, _ := strconv.ParseUint(f[6], 10, 64)
+	return flags&0x4 != 0
+}
+
+// nsPidsOf lists the processes in pid's pid namespace.
+func nsPidsOf(pid int) []int {
+	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
+	if err != nil {
+		return nil
+	}
+	var out []int
+	es, _ := os.ReadDir("/proc")
+	for _, e := range es {
+		q, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if l, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err == nil && l == ns {
+			out = append(out, q)
+		}
+	}
+	return out
+}

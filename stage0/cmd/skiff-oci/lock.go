@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1/abi"
 )
 
 // State under --root: ROOT/ID/ is a container's pod directory (written by
@@ -111,10 +113,16 @@ func lockContainer(root, id string) (*flock, error) {
 // settleCreate waits for stage1 processes still working in the container's
 // pod directory (their cwd): an oci-create whose skiff-oci was killed goes on
 // setting the container up, and deleting under it would leave a container
-// behind. It waits up to a minute, then kills them.
+// behind. It waits up to a minute, then kills them. Once create has
+// finished (the stage1's created marker) nothing is setting the container up:
+// what works there then is an exec's enter, which lives as long as its
+// process (the container's death ends it), and is not waited for.
 func settleCreate(dir string) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
+		if _, err := os.Lstat(filepath.Join(dir, abi.OCICreatedFile)); err == nil {
+			return
+		}
 		pids := cwdIn(dir)
 		if len(pids) == 0 {
 			return
