@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -53,6 +54,25 @@ echo links-ok`
 		"echo out-as-app > /dev/stdout && echo err-as-app > /dev/stderr")...)
 	if r.code != 0 || r.stdout != "out-as-app\n" || !strings.Contains(r.stderr, "err-as-app\n") {
 		t.Errorf("as user app: exit %d\nstdout: %q\nstderr: %q", r.code, r.stdout, r.stderr)
+	}
+	// Only the pipes made for the app become its user's: a named pipe given
+	// as its stdin stays its owner's.
+	fifo := filepath.Join(t.TempDir(), "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	c := e.cmd(e.runArgs("--interactive", e.image("busybox"), "--user=app", "--", "/bin/true")...)
+	c.Stdin = f
+	if out, err := c.CombinedOutput(); err != nil {
+		t.Fatalf("stdin from a named pipe: %v\n%s", err, out)
+	}
+	if st, err := os.Stat(fifo); err != nil || st.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("the named pipe given as stdin changed owner: %v %+v", err, st.Sys())
 	}
 }
 

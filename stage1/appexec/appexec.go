@@ -299,13 +299,13 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 	if err := setRlimits(p.Rlimits, false); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 	}
-	if err := applyAppArmor(aa, p.ApparmorProfile); err != nil {
-		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
-	}
 	if !inherit {
 		if err := ownStdioPipes(u.Uid); err != nil {
 			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 		}
+	}
+	if err := applyAppArmor(aa, p.ApparmorProfile); err != nil {
+		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 	}
 	if err := isolate(&spec, u, oci); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
@@ -342,9 +342,9 @@ func devLinks() {
 // ownStdioPipes gives the pipes among the app's stdio (its output, as stage1
 // hands it over) to the app's user, as runc does for a container's first
 // process: only a pipe's owner may reopen it as /dev/stdout or /dev/stderr
-// (/proc/self/fd/N), which images link their logs to. Terminals and files
-// stay as they are (they may be the user's own); a pipe whose owner or uid
-// this user namespace does not map stays too.
+// (/proc/self/fd/N), which images link their logs to. Only anonymous pipes:
+// terminals, files and named pipes stay as they are (they may be the user's
+// own); a pipe whose owner or uid this user namespace does not map stays too.
 func ownStdioPipes(uid int) error {
 	for fd := 0; fd <= 2; fd++ {
 		var st unix.Stat_t
@@ -353,6 +353,10 @@ func ownStdioPipes(uid int) error {
 		}
 		if st.Mode&unix.S_IFMT != unix.S_IFIFO || int(st.Uid) == uid {
 			continue
+		}
+		var fs unix.Statfs_t
+		if err := unix.Fstatfs(fd, &fs); err != nil || fs.Type != unix.PIPEFS_MAGIC {
+			continue // a named pipe: a file of someone's, not made for the app
 		}
 		err := unix.Fchown(fd, uid, -1)
 		if err != nil && !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.EINVAL) {
