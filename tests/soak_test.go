@@ -221,7 +221,7 @@ func (s *soak) finish(op *soakOp, p *soakProc, killed bool) int {
 	if strings.Contains(out, "panic:") || strings.Contains(out, "fatal error:") || strings.Contains(out, "goroutine ") {
 		s.t.Errorf("op %d (%s): skiff crashed: %v\n%s", op.n, op.kind.name, p.err, out)
 	}
-	if code != 0 && !killed {
+	if code != 0 && !killed && op.kind.name != "run" {
 		s.t.Logf("op %d (%s): exit %d: %s", op.n, op.kind.name, code, strings.TrimSpace(lastLines(out, 3)))
 	}
 	what := op.kind.name
@@ -255,7 +255,11 @@ func (s *soak) run(op *soakOp, _ *fakeRegistry) {
 		time.Sleep(op.delay)
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	}
-	s.finish(op, p, op.kill)
+	// Killed, it may still have ended on its own first; otherwise its exit
+	// is the app's, never a false one.
+	if code := s.finish(op, p, op.kill); !op.kill && code != op.arg%3 {
+		s.t.Errorf("op %d (run): exit %d, want the app's %d:\n%s", op.n, code, op.arg%3, op.output.String())
+	}
 }
 
 // runLong: a pod that stays (until a stop, a kill or the end of the soak);
