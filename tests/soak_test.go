@@ -312,6 +312,12 @@ func (s *soak) podPid(uuid string) int {
 	return pid
 }
 
+func (s *soak) isLive(p *soakPod) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.live, p) && !p.p.exited()
+}
+
 // takeLive removes and returns a random long-running pod, if any.
 func (s *soak) takeLive(pick uint64, remove bool) *soakPod {
 	s.mu.Lock()
@@ -339,7 +345,10 @@ func (s *soak) stop(op *soakOp, _ *fakeRegistry) {
 		args = []string{"stop", "--force", p.uuid}
 	}
 	if c := s.start(op, args...); c != nil {
-		s.finish(op, c, false)
+		if code := s.finish(op, c, false); code != 0 && !p.p.exited() {
+			s.t.Errorf("op %d: %v of a running pod: exit %d:\n%s", op.n, args, code, op.output.String())
+			_ = p.p.cmd.Process.Kill()
+		}
 	}
 	select {
 	case <-p.p.done:
@@ -366,7 +375,10 @@ func (s *soak) enter(op *soakOp, _ *fakeRegistry) {
 		time.Sleep(op.delay / 2)
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	}
-	s.finish(op, p, op.kill)
+	// It may fail only when a stop took the pod meanwhile.
+	if code := s.finish(op, p, op.kill); code != 0 && !op.kill && s.isLive(pod) {
+		s.t.Errorf("op %d: enter of a running pod: exit %d:\n%s", op.n, code, op.output.String())
+	}
 }
 
 // fetch: the loopback registry's image, under one of a few tags.
@@ -379,7 +391,7 @@ func (s *soak) fetch(op *soakOp, fr *fakeRegistry) {
 		time.Sleep(op.delay / 4)
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	}
-	s.finish(op, p, op.kill)
+	s.mustSucceed(op, p)
 }
 
 func (s *soak) gc(op *soakOp, _ *fakeRegistry) {
@@ -391,12 +403,19 @@ func (s *soak) gc(op *soakOp, _ *fakeRegistry) {
 		time.Sleep(op.delay / 4)
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	}
-	s.finish(op, p, op.kill)
+	s.mustSucceed(op, p)
 }
 
 func (s *soak) imageGC(op *soakOp, _ *fakeRegistry) {
 	if p := s.start(op, "image", "gc", "--grace-period=0s"); p != nil {
-		s.finish(op, p, false)
+		s.mustSucceed(op, p)
+	}
+}
+
+// mustSucceed: fetch, gc and image gc work whatever runs beside them.
+func (s *soak) mustSucceed(op *soakOp, p *soakProc) {
+	if code := s.finish(op, p, op.kill); code != 0 && !op.kill {
+		s.t.Errorf("op %d (%s): exit %d:\n%s", op.n, op.kind.name, code, op.output.String())
 	}
 }
 
