@@ -328,6 +328,9 @@ func TestEnterArgsAppsAndTerminal(t *testing.T) {
 // entered command, and neither it nor what it started stays in the pod.
 func TestEnterSignalsEndTheCommandAndNothingOutlivesIt(t *testing.T) {
 	e := newEnv(t)
+	if e.flavor() != "default" {
+		t.Skip("looks for the entered processes on the host (the kvm guest's are not there; its agent hangs them up)")
+	}
 	uuid, _ := e.runningPod()
 	for i, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGHUP, syscall.SIGINT} {
 		marker := strconv.Itoa(5550 + i)
