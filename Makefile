@@ -10,7 +10,7 @@ PREFIX    ?= /usr/local
 LIBDIR    ?= /usr/lib/skiff
 GO_SRC    := $(shell find . -name '*.go' -not -path './build/*' -not -name '*_test.go') go.mod go.sum
 
-.PHONY: conformance test-oci-conformance all deps skiff stage1 stage1-kvm test-kvm test-images test unit functional fuzz-seeds demo bench install clean
+.PHONY: soak conformance test-oci-conformance all deps skiff stage1 stage1-kvm test-kvm test-images test unit functional fuzz-seeds demo bench install clean
 
 all: $(BIN)/skiff $(BIN)/skiff-oci $(BIN)/stage1-default.oci.tar $(BIN)/stage1-kvm.oci.tar
 
@@ -91,6 +91,22 @@ test-kvm: all test-images
 	SKIFF_BIN=$(CURDIR)/$(BIN)/skiff SKIFF_TEST_IMAGES=$(CURDIR)/$(BUILD)/images \
 	SKIFF_STAGE1=$(CURDIR)/$(BIN)/stage1-kvm.oci.tar SKIFF_KVM_STAGE1=$(CURDIR)/$(BIN)/stage1-kvm.oci.tar \
 	  $(GO) test -count=1 -tags 'functional kvm' -timeout 20m -run '^($(CONFORMANCE)|$(KVM_TOO)|TestKVM.*)$$' ./tests/...
+
+# The soak (tests/soak_test.go, README "Reliability"): random runs, stops, enters, fetches
+# and gcs with SIGKILLs at random moments, then one gc and a check that the host is as
+# before. SOAK_SEED replays a run; the kvm flavor gets fewer operations.
+SOAK_OPS ?= 200
+SOAK_KILLS ?= 40
+SOAK_OPS_KVM ?= 30
+SOAK_KILLS_KVM ?= 6
+soak: all test-images
+	SKIFF_BIN=$(CURDIR)/$(BIN)/skiff SKIFF_TEST_IMAGES=$(CURDIR)/$(BUILD)/images \
+	SKIFF_SOAK_OPS=$(SOAK_OPS) SKIFF_SOAK_KILLS=$(SOAK_KILLS) SKIFF_SOAK_SEED=$(SOAK_SEED) \
+	  $(GO) test -count=1 -tags functional -timeout 60m -v -run '^TestSoak$$' ./tests/
+	SKIFF_BIN=$(CURDIR)/$(BIN)/skiff SKIFF_TEST_IMAGES=$(CURDIR)/$(BUILD)/images \
+	SKIFF_STAGE1=$(CURDIR)/$(BIN)/stage1-kvm.oci.tar SKIFF_KVM_STAGE1=$(CURDIR)/$(BIN)/stage1-kvm.oci.tar \
+	SKIFF_SOAK_OPS=$(SOAK_OPS_KVM) SKIFF_SOAK_KILLS=$(SOAK_KILLS_KVM) SKIFF_SOAK_SEED=$(SOAK_SEED) \
+	  $(GO) test -count=1 -tags 'functional kvm' -timeout 60m -v -run '^TestSoak$$' ./tests/
 
 $(BUILD)/inspect: $(shell find tests/inspect -name '*.go')
 	@mkdir -p $(BUILD)

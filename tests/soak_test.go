@@ -221,7 +221,7 @@ func (s *soak) finish(op *soakOp, p *soakProc, killed bool) int {
 	if strings.Contains(out, "panic:") || strings.Contains(out, "fatal error:") || strings.Contains(out, "goroutine ") {
 		s.t.Errorf("op %d (%s): skiff crashed: %v\n%s", op.n, op.kind.name, p.err, out)
 	}
-	if code != 0 && !killed {
+	if code != 0 && !killed && op.kind.name != "run" {
 		s.t.Logf("op %d (%s): exit %d: %s", op.n, op.kind.name, code, strings.TrimSpace(lastLines(out, 3)))
 	}
 	what := op.kind.name
@@ -255,7 +255,11 @@ func (s *soak) run(op *soakOp, _ *fakeRegistry) {
 		time.Sleep(op.delay)
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	}
-	s.finish(op, p, op.kill)
+	// Killed, it may still have ended on its own first; otherwise its exit
+	// is the app's, never a false one.
+	if code := s.finish(op, p, op.kill); !op.kill && code != op.arg%3 {
+		s.t.Errorf("op %d (run): exit %d, want the app's %d:\n%s", op.n, code, op.arg%3, op.output.String())
+	}
 }
 
 // runLong: a pod that stays (until a stop, a kill or the end of the soak);
@@ -308,6 +312,12 @@ func (s *soak) podPid(uuid string) int {
 	return pid
 }
 
+func (s *soak) isLive(p *soakPod) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Contains(s.live, p) && !p.p.exited()
+}
+
 // takeLive removes and returns a random long-running pod, if any.
 func (s *soak) takeLive(pick uint64, remove bool) *soakPod {
 	s.mu.Lock()
@@ -335,7 +345,10 @@ func (s *soak) stop(op *soakOp, _ *fakeRegistry) {
 		args = []string{"stop", "--force", p.uuid}
 	}
 	if c := s.start(op, args...); c != nil {
-		s.finish(op, c, false)
+		if code := s.finish(op, c, false); code != 0 && !p.p.exited() {
+			s.t.Errorf("op %d: %v of a running pod: exit %d:\n%s", op.n, args, code, op.output.String())
+			_ = p.p.cmd.Process.Kill()
+		}
 	}
 	select {
 	case <-p.p.done:
@@ -362,7 +375,10 @@ func (s *soak) enter(op *soakOp, _ *fakeRegistry) {
 		time.Sleep(op.delay / 2)
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	}
-	s.finish(op, p, op.kill)
+	// It may fail only when a stop took the pod meanwhile.
+	if code := s.finish(op, p, op.kill); code != 0 && !op.kill && s.isLive(pod) {
+		s.t.Errorf("op %d: enter of a running pod: exit %d:\n%s", op.n, code, op.output.String())
+	}
 }
 
 // fetch: the loopback registry's image, under one of a few tags.
@@ -375,7 +391,7 @@ func (s *soak) fetch(op *soakOp, fr *fakeRegistry) {
 		time.Sleep(op.delay / 4)
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	}
-	s.finish(op, p, op.kill)
+	s.mustSucceed(op, p)
 }
 
 func (s *soak) gc(op *soakOp, _ *fakeRegistry) {
@@ -387,12 +403,19 @@ func (s *soak) gc(op *soakOp, _ *fakeRegistry) {
 		time.Sleep(op.delay / 4)
 		_ = p.cmd.Process.Signal(syscall.SIGKILL)
 	}
-	s.finish(op, p, op.kill)
+	s.mustSucceed(op, p)
 }
 
 func (s *soak) imageGC(op *soakOp, _ *fakeRegistry) {
 	if p := s.start(op, "image", "gc", "--grace-period=0s"); p != nil {
-		s.finish(op, p, false)
+		s.mustSucceed(op, p)
+	}
+}
+
+// mustSucceed: fetch, gc and image gc work whatever runs beside them.
+func (s *soak) mustSucceed(op *soakOp, p *soakProc) {
+	if code := s.finish(op, p, op.kill); code != 0 && !op.kill {
+		s.t.Errorf("op %d (%s): exit %d:\n%s", op.n, op.kind.name, code, op.output.String())
 	}
 }
 
