@@ -67,19 +67,32 @@ func checkOCINamespaces(nss []specs.LinuxNamespace) error {
 
 // checkNSPath opens p and asks the kernel what namespace it is.
 func checkNSPath(p string, flag int) error {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("%w; name a namespace file such as /proc/PID/ns/TYPE", err)
+	f, err := openNS(p, flag)
+	if err == nil {
+		f.Close()
 	}
-	defer unix.Close(fd)
+	return err
+}
+
+// openNS opens the namespace file p (without blocking on a FIFO or taking
+// a terminal) and checks that it is a namespace of type flag.
+func openNS(p string, flag int) (*os.File, error) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w; name a namespace file such as /proc/PID/ns/TYPE", err)
+	}
 	t, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	switch {
+	case err != nil:
+		err = errors.New("not a namespace file; name one such as /proc/PID/ns/TYPE")
+	case t != flag:
+		err = errors.New("is a namespace of another type")
+	}
 	if err != nil {
-		return errors.New("not a namespace file; name one such as /proc/PID/ns/TYPE")
+		unix.Close(fd)
+		return nil, err
 	}
-	if t != flag {
-		return errors.New("is a namespace of another type")
-	}
-	return nil
+	return os.NewFile(uintptr(fd), p), nil
 }
 
 // ociNamespaces returns the namespaces the sandbox is made with: the
@@ -92,7 +105,7 @@ func ociNamespaces(nss []specs.LinuxNamespace) ([]specs.LinuxNamespace, *os.File
 		if n.Type != specs.PIDNamespace || n.Path == "" {
 			continue
 		}
-		f, err := os.Open(n.Path)
+		f, err := openNS(n.Path, unix.CLONE_NEWPID)
 		if err != nil {
 			return nil, nil, fmt.Errorf("linux.namespaces: pid path %s: %w", n.Path, err)
 		}
