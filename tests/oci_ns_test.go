@@ -122,6 +122,7 @@ func TestOCINamespacePathErrors(t *testing.T) {
 		{"pid", "/etc/hostname", "pid path /etc/hostname: not a namespace file"},
 		{"ipc", "/no/such/ns", "ipc path /no/such/ns: no such file"},
 		{"mount", "/proc/self/ns/mnt", "cannot join another"},
+		{"cgroup", "/proc/self/ns/cgroup", "cannot join another"},
 	} {
 		o.editConfig(b, func(c map[string]any) {
 			l := c["linux"].(map[string]any)

@@ -1,9 +1,10 @@
 package main
 
 // The bundle's namespaces (OCI mode, interface v2). Each entry of
-// linux.namespaces is created, or joined by path as runc joins it: libcontainer's
-// nsexec setns(2)s into net, ipc, uts and cgroup namespaces given by path
-// before it makes the others. The pid namespace is the exception: systemd is
+// linux.namespaces is created, or joined by path as runc joins it:
+// libcontainer's nsexec setns(2)s into net, ipc and uts namespaces given by
+// path before it makes the others. Mount and cgroup namespaces cannot be
+// joined: systemd needs its own. The pid namespace is the exception: systemd is
 // the container's init and must be PID 1 of a namespace of its own, so a pid
 // namespace given by path (a Kubernetes pod's containers join the sandbox's)
 // gets a new pid namespace nested in it (inPIDNS, container/nestpid.go): the
@@ -50,6 +51,8 @@ func checkOCINamespaces(nss []specs.LinuxNamespace) error {
 			return errors.New("linux.namespaces asks for a user namespace, which the default stage1's OCI mode does not support yet; drop it")
 		case n.Type == specs.TimeNamespace:
 			return errors.New("linux.namespaces asks for a time namespace, which the default stage1's OCI mode does not support yet; drop it")
+		case n.Type == specs.CgroupNamespace && n.Path != "":
+			return fmt.Errorf("linux.namespaces: cgroup path %s: systemd, the container's init, needs a cgroup namespace of its own rooted at the container's cgroup, so it cannot join another; drop the path", n.Path)
 		case n.Type == specs.MountNamespace && n.Path != "":
 			return fmt.Errorf("linux.namespaces: mount path %s: systemd, the container's init, needs a mount namespace of its own with the stage1's tree in it, so it cannot join another; drop the path", n.Path)
 		}
