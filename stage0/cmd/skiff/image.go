@@ -255,19 +255,22 @@ hour. It waits for fetches in progress.`,
 
 func newImageExportCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "export NAME FILE",
-		Short: "Write an image to FILE as an OCI archive (oci-archive)",
+		Use:   "export NAME FILE|-",
+		Short: "Write an image to FILE (or '-', standard output) as an OCI archive (oci-archive)",
 		Long: `Export writes the image's manifest, config and layer blobs, exactly as
 stored, as a tar of an OCI image layout; 'skiff run oci-archive:FILE' and
 'skopeo copy oci-archive:FILE ...' read it. Its index names the image
-"latest", or by the tag of a registry NAME.`,
+"latest", or by the tag of a registry NAME. FILE is written through a
+temporary file and a rename, so it is replaced only once complete; '-' (or a
+pipe, a fifo, /dev/stdout redirected to a file) is streamed to. A link, a
+terminal, a directory or another device is refused, never replaced.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			s, img, err := lookupImage(g, args[0])
 			if err != nil {
 				return err
 			}
-			f, err := atomicfile.Create(args[1], 0o644)
+			f, err := atomicfile.CreateOutput(args[1], 0o644)
 			if err != nil {
 				return err
 			}

@@ -110,9 +110,11 @@ func stopMain(args []string) error {
 		}
 	}
 	if *force {
+		_ = os.WriteFile(s1Kill, nil, 0o644)
 		_ = unix.Kill(pid, unix.SIGKILL)
 	}
 	if !waitGone(pid, wait) {
+		_ = os.WriteFile(s1Kill, nil, 0o644)
 		_ = unix.Kill(pid, unix.SIGKILL)
 		waitGone(pid, 5*time.Second)
 	}

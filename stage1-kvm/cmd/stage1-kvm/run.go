@@ -39,6 +39,7 @@ const (
 	s1Shares  = abi.Stage1Dir + "/shares"         // shares/N: a host file an app mounts, bound alone
 	s1Console = abi.Stage1Dir + "/console.log"    // the VM's serial console (kernel, init, systemd)
 	s1Stop    = abi.Stage1Dir + "/stop-requested" // written before the pod is asked to stop
+	s1Kill    = abi.Stage1Dir + "/kill-requested" // written before the VM is killed on request or after the stop timeout
 )
 
 // EnvAccel forces the accelerator: "kvm" or "tcg" (default: detect).
@@ -595,6 +596,7 @@ wait:
 			failed = fmt.Sprintf("the pod agent did not come up within %s", bound)
 		case <-kill:
 			o.Debugf("the VM did not power off in time: killing it")
+			_ = os.WriteFile(s1Kill, nil, 0o644)
 			_ = cmd.Process.Kill()
 		case s := <-sigs:
 			if s != unix.SIGTERM && s != unix.SIGINT {
@@ -608,6 +610,7 @@ wait:
 			}
 			_ = os.WriteFile(s1Stop, nil, 0o644)
 			if kill != nil { // a second one: now
+				_ = os.WriteFile(s1Kill, nil, 0o644)
 				_ = cmd.Process.Kill()
 				continue
 			}
@@ -683,6 +686,8 @@ func indent(s string) string {
 func (v *vm) finish(werr error) (int, error) {
 	_, stopErr := os.Stat(s1Stop)
 	stopped := stopErr == nil
+	_, killErr := os.Stat(s1Kill)
+	killed := killErr == nil
 	var exits []abi.AppExit
 	var missing []string
 	v.rec.poll() // what the guest wrote last
@@ -694,7 +699,9 @@ func (v *vm) finish(werr error) (int, error) {
 				fmt.Fprintf(os.Stderr, "stage1-kvm: app %s: the guest's exit record is refused: %s\n", a.Name, printable([]byte(err.Error())))
 			}
 			x = abi.AppExit{App: a.Name, Code: abi.ExitSkiffFailure, ExitedAt: time.Now().UTC()}
-			if stopped {
+			if killed { // killed on request: a SIGKILL's code, never success
+				x.Code, x.Signal = 137, "SIGKILL"
+			} else if stopped {
 				x.Code = 0
 			} else {
 				missing = append(missing, a.Name)

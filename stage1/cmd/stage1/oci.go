@@ -15,7 +15,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -28,7 +27,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/opencontainers/cgroups"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
@@ -192,6 +190,9 @@ func checkOCISpec(spec *specs.Spec, o ociOpts) error {
 		if !appexec.KnownRlimit(r.Type) {
 			return fmt.Errorf("process.rlimits: unknown type %q; use one of the RLIMIT_* names of getrlimit(2)", r.Type)
 		}
+	}
+	if err := appexec.CheckAppArmor(spec.Process.ApparmorProfile); err != nil {
+		return err
 	}
 	if spec.Process.Terminal && o.consoleSocket == "" {
 		return errors.New("process.terminal is set: pass --console-socket")
@@ -631,36 +632,5 @@ func removeOCICgroup() error {
 	if !path.IsAbs(cg) || cg == "/" {
 		return fmt.Errorf("%s holds %q, not a cgroup path", s1OCICgroup, cg)
 	}
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*" + cg)
-	if _, err := os.Stat("/sys/fs/cgroup" + cg + "/cgroup.procs"); err == nil {
-		dirs = append(dirs, "/sys/fs/cgroup"+cg)
-	}
-	var errs []error
-	for _, d := range dirs {
-		for deadline := time.Now().Add(5 * time.Second); killCgroup(d) && time.Now().Before(deadline); {
-			time.Sleep(20 * time.Millisecond)
-		}
-		errs = append(errs, cgroups.RemovePath(d))
-	}
-	return errors.Join(errs...)
-}
-
-// killCgroup SIGKILLs every process in the cgroup dir and below; it reports
-// whether there were any.
-func killCgroup(dir string) bool {
-	any := false
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
-		}
-		b, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
-		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil {
-				_ = unix.Kill(pid, unix.SIGKILL)
-				any = true
-			}
-		}
-		return nil
-	})
-	return any
+	return sweepCgroup(cg, sweepWait)
 }

@@ -40,6 +40,9 @@ func stopMain(args []string) error {
 		return fmt.Errorf("mark the pod as stopping: %w", err)
 	}
 	if *force {
+		if err := os.WriteFile(s1Kill, nil, 0o644); err != nil {
+			return fmt.Errorf("mark the pod as killed: %w", err)
+		}
 		if err := unix.Kill(pid, unix.SIGKILL); err != nil && err != unix.ESRCH {
 			return fmt.Errorf("kill pod init %d: %w", pid, err)
 		}
@@ -56,14 +59,21 @@ func gcMain(args []string) error {
 		return fmt.Errorf("usage: gc UUID")
 	}
 	// Right after run was killed its pod may still be dying (the parent-death
-	// signal is asynchronous): give it a moment.
+	// signal is asynchronous), and a run killed while libcontainer made the
+	// cgroups left some that its state does not record: kill what is left
+	// through the pod's cgroups, wait a bounded time, and remove them in
+	// every hierarchy first. Whatever stays keeps the pod in garbage.
+	var errCg []error
+	for _, cg := range podCgroupsToSweep(args[0]) {
+		errCg = append(errCg, sweepCgroup(cg, sweepWait))
+	}
 	errDestroy := container.Destroy(abs(s1State), containerID(args[0]))
 	for deadline := time.Now().Add(5 * time.Second); errDestroy != nil && time.Now().Before(deadline); {
 		time.Sleep(100 * time.Millisecond)
 		errDestroy = container.Destroy(abs(s1State), containerID(args[0]))
 	}
 	errNet := podnet.TeardownDir(".")
-	return errors.Join(errDestroy, errNet, removeUsersRootfs(args[0]), removeOCICgroup())
+	return errors.Join(errors.Join(errCg...), errDestroy, errNet, removeUsersRootfs(args[0]), removeOCICgroup())
 }
 
 // enterMain: enter --pid=P --app=NAME -- CMD... Runs CMD inside the app, in the

@@ -36,6 +36,7 @@ const (
 	s1Run    = abi.Stage1Dir + "/run"
 	s1State  = abi.Stage1Dir + "/libcontainer"
 	s1Stop   = abi.Stage1Dir + "/stop-requested" // written by stop before it signals
+	s1Kill   = abi.Stage1Dir + "/kill-requested" // written before the pod is killed on request (stop --force, a second signal)
 )
 
 // Signals of the pod's systemd (systemd(1)).
@@ -139,6 +140,10 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 	}
 	if r.srv, err = r.serveStdio(); err != nil {
 		return nil, err
+	}
+	if err := os.WriteFile(s1Cgroup, []byte(r.cgroup), 0o644); err != nil {
+		r.srv.Close()
+		return nil, fmt.Errorf("record the pod's cgroup for gc: %w", err)
 	}
 	c, err := container.Start(sb)
 	if err != nil {
@@ -322,6 +327,7 @@ func (r *runningPod) wait() int {
 	r.o.Debugf("pod init exited: %v", state)
 	signal.Stop(sigs)
 	r.recordOOMKills()
+	r.recordKills()
 	r.srv.Close()
 	r.ready.close()
 	r.hand.finish()
@@ -357,6 +363,23 @@ func (r *runningPod) recordOOMKills() {
 	}
 }
 
+// recordKills gives each app that ended without an exit record, when the
+// pod was killed on request, the code of a SIGKILL (137), as a kill after the
+// stop timeout does: a killed pod never reports success.
+func (r *runningPod) recordKills() {
+	if _, err := os.Stat(s1Kill); err != nil {
+		return
+	}
+	for _, a := range r.m.Apps {
+		path := filepath.Join(abi.AppsDir, a.Name, abi.AppExitFile)
+		var x abi.AppExit
+		if err := abi.ReadJSON(path, &x); err == nil {
+			continue
+		}
+		_ = abi.WriteJSON(path, abi.AppExit{App: a.Name, Code: 137, Signal: "SIGKILL", ExitedAt: time.Now().UTC()})
+	}
+}
+
 // forward turns SIGTERM/SIGINT into a clean halt of the pod's systemd (apps get
 // SIGTERM, then SIGKILL after their stop timeout); a second one kills now.
 // SIGHUP, SIGUSR1 and SIGUSR2 go to each app's main process.
@@ -372,6 +395,7 @@ func (r *runningPod) forward(sigs <-chan os.Signal) {
 		r.stopping = true
 		r.mu.Unlock()
 		if again {
+			_ = os.WriteFile(s1Kill, nil, 0o644)
 			_ = r.c.Signal(unix.SIGKILL)
 			continue
 		}
