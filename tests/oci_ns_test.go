@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // nsOf is the namespace link of pid's type ns ("net:[4026...]").
@@ -33,6 +35,11 @@ func nsOf(t *testing.T, pid int, ns string) string {
 func TestOCIJoinNamespacesByPath(t *testing.T) {
 	o := newOCIEnv(t)
 	need(t, "ip")
+	// As containerd's shim is: the inits come to this process once the
+	// runtime has exited.
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		t.Fatal(err)
+	}
 	sb := o.bundle("sb", "/bin/sleep", "1000")
 	o.forID(sb, "ns-sb")
 	o.editConfig(sb, func(c map[string]any) { c["hostname"] = "the-sandbox" })
@@ -86,6 +93,15 @@ func TestOCIJoinNamespacesByPath(t *testing.T) {
 	if len(nspid) != 3 || nspid[2] != "1" {
 		t.Errorf("container init NSpid %v; want host, sandbox and 1", nspid)
 	}
+	var ppid []string
+	for _, l := range strings.Split(string(status), "\n") {
+		if strings.HasPrefix(l, "PPid:") {
+			ppid = strings.Fields(l)[1:]
+		}
+	}
+	if len(ppid) != 1 || ppid[0] != fmt.Sprint(os.Getpid()) {
+		t.Errorf("container init's parent %v; want the caller (%d), its subreaper", ppid, os.Getpid())
+	}
 	waitFor(t, 60*time.Second, "the container's app to run", func() bool {
 		_, err := os.Stat(filepath.Join(c, "rootfs/tmp/ran"))
 		return err == nil
@@ -99,6 +115,9 @@ func TestOCIJoinNamespacesByPath(t *testing.T) {
 		t.Errorf("the sandbox's pid namespace does not see the container's app: %q", r.stdout)
 	}
 	o.ok("kill", "ns-c", "KILL")
+	if ws := waitInit(t, cpid); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
+		t.Errorf("container init's status %v; want killed by SIGKILL", ws)
+	}
 	o.waitStatus("ns-c", "stopped")
 	o.ok("delete", "ns-c")
 	o.nothingLeft("ns-c", cpid)
@@ -106,6 +125,7 @@ func TestOCIJoinNamespacesByPath(t *testing.T) {
 		t.Errorf("sandbox %s after the container's delete", st)
 	}
 	o.ok("delete", "--force", "ns-sb")
+	waitInit(t, spid)
 	o.nothingLeft("ns-sb", spid)
 }
 
@@ -122,6 +142,7 @@ func TestOCINamespacePathErrors(t *testing.T) {
 		{"pid", "/etc/hostname", "pid path /etc/hostname: not a namespace file"},
 		{"ipc", "/no/such/ns", "ipc path /no/such/ns: no such file"},
 		{"mount", "/proc/self/ns/mnt", "cannot join another"},
+		{"cgroup", "/proc/self/ns/cgroup", "cannot join another"},
 	} {
 		o.editConfig(b, func(c map[string]any) {
 			l := c["linux"].(map[string]any)

@@ -37,3 +37,31 @@ func TestOldestOther(t *testing.T) {
 		t.Errorf("inCgroupProcs(self) = %v, %v", in, err)
 	}
 }
+
+func TestUnescapeMountinfo(t *testing.T) {
+	for in, want := range map[string]string{
+		`/a/b`:            "/a/b",
+		`/a\040b`:         "/a b",
+		`/tab\011x\134y`:  "/tab\tx\\y",
+		`/trailing\04`:    `/trailing\04`,
+		`/not\999octal`:   `/not\999octal`,
+		`/nl\012`:         "/nl\n",
+		`/two\040\040end`: "/two  end",
+	} {
+		if got := unescapeMountinfo(in); got != want {
+			t.Errorf("unescapeMountinfo(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestSharedMounts(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "shared")
+	if got, err := sharedMounts(p); err != nil || got != nil {
+		t.Fatalf("no file: %v, %v; want none", got, err)
+	}
+	os.WriteFile(p, []byte("/opt/stage2/app/rootfs/vol\n\nrelative\n/\n/opt/stage2/app/rootfs/x/../y/\n"), 0o644)
+	got, err := sharedMounts(p)
+	if err != nil || len(got) != 2 || got[0] != "/opt/stage2/app/rootfs/vol" || got[1] != "/opt/stage2/app/rootfs/y" {
+		t.Errorf("sharedMounts = %q, %v", got, err)
+	}
+}

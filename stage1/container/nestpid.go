@@ -229,8 +229,8 @@ __attribute__((constructor(101))) static void skiff_nested_pidns(void)
 	if (r == 0) {
 		// The relay: only its two ends stay open (the container's stdio,
 		// sync and log pipes must see EOF when the init is done with them).
-		int g = fcntl(go, F_DUPFD_CLOEXEC, 1000), in = fcntl(sv[0], F_DUPFD_CLOEXEC, 1001);
-		if (g < 0 || in < 0 || in <= g)
+		int g = fcntl(go, F_DUPFD_CLOEXEC, 3), in = g < 0 ? -1 : fcntl(sv[0], F_DUPFD_CLOEXEC, g + 1);
+		if (g < 0 || in < 0)
 			_exit(1);
 		syscall(SYS_close_range, 0, g - 1, 0);
 		syscall(SYS_close_range, g + 1, in - 1, 0);

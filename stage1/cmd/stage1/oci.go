@@ -209,7 +209,7 @@ func writeOCISharedMounts(rootfs string, ms []specs.Mount) error {
 	var b strings.Builder
 	for _, m := range ms {
 		for _, opt := range m.Options {
-			if opt == "shared" || opt == "rshared" {
+			if (opt == "shared" || opt == "rshared") && !strings.Contains(m.Destination, "\n") {
 				b.WriteString(m.Destination + "\n")
 				break
 			}

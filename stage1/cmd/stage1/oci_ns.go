@@ -1,9 +1,10 @@
 package main
 
 // The bundle's namespaces (OCI mode, interface v2). Each entry of
-// linux.namespaces is created, or joined by path as runc joins it: libcontainer's
-// nsexec setns(2)s into net, ipc, uts and cgroup namespaces given by path
-// before it makes the others. The pid namespace is the exception: systemd is
+// linux.namespaces is created, or joined by path as runc joins it:
+// libcontainer's nsexec setns(2)s into net, ipc and uts namespaces given by
+// path before it makes the others. Mount and cgroup namespaces cannot be
+// joined: systemd needs its own. The pid namespace is the exception: systemd is
 // the container's init and must be PID 1 of a namespace of its own, so a pid
 // namespace given by path (a Kubernetes pod's containers join the sandbox's)
 // gets a new pid namespace nested in it (inPIDNS, container/nestpid.go): the
@@ -50,6 +51,8 @@ func checkOCINamespaces(nss []specs.LinuxNamespace) error {
 			return errors.New("linux.namespaces asks for a user namespace, which the default stage1's OCI mode does not support yet; drop it")
 		case n.Type == specs.TimeNamespace:
 			return errors.New("linux.namespaces asks for a time namespace, which the default stage1's OCI mode does not support yet; drop it")
+		case n.Type == specs.CgroupNamespace && n.Path != "":
+			return fmt.Errorf("linux.namespaces: cgroup path %s: systemd, the container's init, needs a cgroup namespace of its own rooted at the container's cgroup, so it cannot join another; drop the path", n.Path)
 		case n.Type == specs.MountNamespace && n.Path != "":
 			return fmt.Errorf("linux.namespaces: mount path %s: systemd, the container's init, needs a mount namespace of its own with the stage1's tree in it, so it cannot join another; drop the path", n.Path)
 		}
@@ -67,19 +70,32 @@ func checkOCINamespaces(nss []specs.LinuxNamespace) error {
 
 // checkNSPath opens p and asks the kernel what namespace it is.
 func checkNSPath(p string, flag int) error {
-	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("%w; name a namespace file such as /proc/PID/ns/TYPE", err)
+	f, err := openNS(p, flag)
+	if err == nil {
+		f.Close()
 	}
-	defer unix.Close(fd)
+	return err
+}
+
+// openNS opens the namespace file p (without blocking on a FIFO or taking
+// a terminal) and checks that it is a namespace of type flag.
+func openNS(p string, flag int) (*os.File, error) {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%w; name a namespace file such as /proc/PID/ns/TYPE", err)
+	}
 	t, err := unix.IoctlRetInt(fd, unix.NS_GET_NSTYPE)
+	switch {
+	case err != nil:
+		err = errors.New("not a namespace file; name one such as /proc/PID/ns/TYPE")
+	case t != flag:
+		err = errors.New("is a namespace of another type")
+	}
 	if err != nil {
-		return errors.New("not a namespace file; name one such as /proc/PID/ns/TYPE")
+		unix.Close(fd)
+		return nil, err
 	}
-	if t != flag {
-		return errors.New("is a namespace of another type")
-	}
-	return nil
+	return os.NewFile(uintptr(fd), p), nil
 }
 
 // ociNamespaces returns the namespaces the sandbox is made with: the
@@ -92,7 +108,7 @@ func ociNamespaces(nss []specs.LinuxNamespace) ([]specs.LinuxNamespace, *os.File
 		if n.Type != specs.PIDNamespace || n.Path == "" {
 			continue
 		}
-		f, err := os.Open(n.Path)
+		f, err := openNS(n.Path, unix.CLONE_NEWPID)
 		if err != nil {
 			return nil, nil, fmt.Errorf("linux.namespaces: pid path %s: %w", n.Path, err)
 		}
