@@ -104,8 +104,14 @@ func parseApp(seg []string) (AppArgs, error) {
 	if err := fs.Parse(rest); err != nil {
 		return a, &AppFlagError{Image: a.Image, Err: err}
 	}
+	// Errors name the app as every later message does: by its name (given,
+	// or derived from the image reference), not by the reference.
+	label := a.Image
+	if n, err := AppName(a); err == nil {
+		label = n
+	}
 	if fs.NArg() > 0 {
-		return a, fmt.Errorf("app %s: unexpected argument %q; put the app's arguments after '--'", a.Image, fs.Arg(0))
+		return a, fmt.Errorf("app %s: unexpected argument %q; put the app's arguments after '--'", label, fs.Arg(0))
 	}
 	if fs.Changed("oom-score-adj") {
 		a.Resources.OOMScoreAdj = &oom
@@ -117,17 +123,17 @@ func parseApp(seg []string) (AppArgs, error) {
 	for _, m := range mounts {
 		ma, err := ParseMount(m)
 		if err != nil {
-			return a, fmt.Errorf("app %s: %w", a.Image, err)
+			return a, fmt.Errorf("app %s: %w", label, err)
 		}
 		a.Mounts = append(a.Mounts, ma)
 	}
 	for _, kv := range a.SetEnv {
 		if err := CheckEnv(kv); err != nil {
-			return a, fmt.Errorf("app %s: %w", a.Image, err)
+			return a, fmt.Errorf("app %s: %w", label, err)
 		}
 	}
 	if err := checkAppValues(a); err != nil {
-		return a, fmt.Errorf("app %s: %w", a.Image, err)
+		return a, fmt.Errorf("app %s: %w", label, err)
 	}
 	return a, nil
 }
