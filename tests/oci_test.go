@@ -729,3 +729,172 @@ func TestOCICreateErrorNamesTheStage1sCause(t *testing.T) {
 	o.rt("delete", "--force", "pidjoin")
 	o.nothingLeft("pidjoin")
 }
+
+// A bundle's process states its capabilities and noNewPrivileges: a non-root
+// user gets them as given (runc's rules; skiff's own mode gives a non-root
+// app none and always no_new_privs), and an exec'd non-root process too.
+func TestOCINonRootCapabilitiesAndNoNewPrivs(t *testing.T) {
+	o := newOCIEnv(t)
+	show := "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status"
+	b := o.bundle("b", "/bin/sh", "-c", show+"; sleep 1000")
+	o.forID(b, "nr")
+	// CAP_CHOWN bit 0, CAP_KILL bit 5, CAP_NET_BIND_SERVICE bit 10.
+	caps := []string{"CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"}
+	o.editConfig(b, func(c map[string]any) {
+		p := c["process"].(map[string]any)
+		p["user"] = map[string]any{"uid": 1000, "gid": 1000}
+		p["noNewPrivileges"] = false
+		p["capabilities"] = map[string]any{"bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps, "ambient": caps}
+	})
+	want := []string{"CapInh:\t0000000000000421", "CapPrm:\t0000000000000421", "CapEff:\t0000000000000421",
+		"CapBnd:\t0000000000000421", "CapAmb:\t0000000000000421", "NoNewPrivs:\t0"}
+	out := filepath.Join(o.dir, "nr.out")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := exec.Command(o.bin, "--root", o.root, "create", "--bundle", b, "nr")
+	c.Stdout, c.Stderr = f, f
+	err = c.Run()
+	f.Close()
+	if err != nil {
+		b, _ := os.ReadFile(out)
+		t.Fatalf("create: %v: %s", err, b)
+	}
+	o.ok("start", "nr")
+	waitFor(t, 60*time.Second, "the app's capabilities", func() bool {
+		b, _ := os.ReadFile(out)
+		return strings.Contains(string(b), "NoNewPrivs")
+	})
+	got, _ := os.ReadFile(out)
+	for _, w := range want {
+		if !strings.Contains(string(got), w) {
+			t.Errorf("non-root app: no %q in\n%s", w, got)
+		}
+	}
+	// exec: a non-root process with capabilities and noNewPrivileges as
+	// given (at most the container's).
+	proc := map[string]any{"args": []string{"/bin/sh", "-c", show}, "cwd": "/", "env": []string{"PATH=/bin:/usr/bin"},
+		"user": map[string]any{"uid": 1000, "gid": 1000}, "noNewPrivileges": false,
+		"capabilities": map[string]any{"bounding": caps, "effective": caps, "permitted": caps, "inheritable": caps, "ambient": caps}}
+	pj, _ := json.Marshal(proc)
+	pf := filepath.Join(o.dir, "process.json")
+	if err := os.WriteFile(pf, pj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := o.ok("exec", "--process", pf, "nr")
+	for _, w := range want {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("non-root exec: no %q in\n%s%s", w, r.stdout, r.stderr)
+		}
+	}
+	pid := o.state("nr").Pid
+	o.ok("delete", "--force", "nr")
+	o.nothingLeft("nr", pid)
+
+	// noNewPrivileges true and no capabilities asked: none, and no_new_privs.
+	b2 := o.bundle("b2", "/bin/sh", "-c", show)
+	o.forID(b2, "nr2")
+	o.editConfig(b2, func(c map[string]any) {
+		p := c["process"].(map[string]any)
+		p["user"] = map[string]any{"uid": 1000, "gid": 1000}
+		p["noNewPrivileges"] = true
+		p["capabilities"] = map[string]any{"bounding": caps}
+	})
+	r = o.ok("run", "--bundle", b2, "nr2")
+	for _, w := range []string{"CapEff:\t0000000000000000", "CapPrm:\t0000000000000000", "CapAmb:\t0000000000000000", "NoNewPrivs:\t1"} {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("non-root app with noNewPrivileges: no %q in\n%s%s", w, r.stdout, r.stderr)
+		}
+	}
+	o.rt("delete", "--force", "nr2")
+	o.nothingLeft("nr2")
+}
+
+// An AppArmor profile is applied as runc applies it, or the container does
+// not run: on a host without AppArmor create fails (as runc's does) with one
+// line that says why, and nothing is left; with AppArmor, a profile that is
+// not loaded fails too (the kernel refuses it), never runs unconfined.
+func TestOCIAppArmorProfileIsAppliedOrRefused(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sh", "-c", "cat /proc/self/attr/current")
+	o.forID(b, "aa")
+	o.editConfig(b, func(c map[string]any) {
+		c["process"].(map[string]any)["apparmorProfile"] = "skiff-test-not-loaded"
+	})
+	enabled := false
+	if _, err := os.Stat("/sys/kernel/security/apparmor"); err == nil {
+		e, _ := os.ReadFile("/sys/module/apparmor/parameters/enabled")
+		enabled = len(e) > 0 && e[0] == 'Y'
+	}
+	r := o.rt("run", "--bundle", b, "aa")
+	if r.code == 0 || strings.Contains(r.stdout, "unconfined") {
+		t.Errorf("a container with a profile that cannot be applied ran: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !enabled && !o.isRunc && (r.code != 1 || !strings.Contains(r.stderr, "AppArmor is not enabled")) {
+		t.Errorf("exit %d, stderr %q; want 1 and why", r.code, r.stderr)
+	}
+	o.rt("delete", "--force", "aa")
+	o.nothingLeft("aa")
+}
+
+// delete cleans what skiff-oci made besides the container: a stage1 image in
+// ROOT/.stage1 that its file no longer holds (a rebuilt or upgraded stage1)
+// goes with the last container that ran on it, and the default cgroup parent
+// /skiff-oci goes once empty. kill --all of a stopped container succeeds, as
+// with runc.
+func TestOCIDeleteCleansStage1CacheAndCgroupParent(t *testing.T) {
+	o := newOCIEnv(t)
+	if o.isRunc {
+		t.Skip("skiff-oci's stage1 cache")
+	}
+	// A private copy of skiff-oci and its stage1, whose file the test
+	// replaces by a rebuilt one (another manifest) while c1 runs on it.
+	bin := filepath.Join(o.dir, "bin")
+	s1 := filepath.Join(bin, "stage1-default.oci.tar")
+	sh(t, o.dir, fmt.Sprintf("mkdir -p %s && cp %s %s/ && cp %s/stage1-default.oci.tar %s/", bin, o.bin, bin, filepath.Dir(o.bin), bin))
+	o.bin = filepath.Join(bin, "skiff-oci")
+	images := func() int {
+		es, _ := os.ReadDir(filepath.Join(o.root, ".stage1/images/sha256"))
+		return len(es)
+	}
+	b := o.bundle("b", "/bin/sleep", "1000") // no cgroupsPath: /skiff-oci/ID
+	o.ok("create", "--bundle", b, "c1")
+	pid1 := o.state("c1").Pid
+	sh(t, o.dir, fmt.Sprintf("mkdir L1 && tar -xf %s -C L1 && umoci config --image L1:default --manifest.annotation=dev.skiff.test.rebuilt=1 >/dev/null && tar -C L1 -cf %s.new . && mv %s.new %s && rm -rf L1", s1, s1, s1, s1))
+	o.ok("create", "--bundle", b, "c2")
+	pid2 := o.state("c2").Pid
+	if n := images(); n != 2 {
+		t.Fatalf("%d stage1 images cached, want 2 (c1's and c2's)", n)
+	}
+	o.ok("start", "c1")
+	o.ok("kill", "c1", "KILL")
+	o.waitStatus("c1", "stopped")
+	if r := o.rt("kill", "--all", "c1", "9"); r.code != 0 {
+		t.Errorf("kill --all of a stopped container: exit %d, %s; runc exits 0", r.code, r.stderr)
+	}
+	o.ok("delete", "c1")
+	if n := images(); n != 1 {
+		t.Errorf("%d stage1 images cached after c1's delete, want 1: the replaced one goes with its last container", n)
+	}
+	o.ok("delete", "--force", "c2")
+	if n := images(); n != 1 {
+		t.Errorf("%d stage1 images cached after c2's delete, want 1 (the stage1 file's, kept for the next create)", n)
+	}
+	o.nothingLeft("c1", pid1)
+	o.nothingLeft("c2", pid2)
+	// The parent goes when empty; other containers (another test, another
+	// --root) may still have theirs in it.
+	for _, h := range []string{"memory", "pids", "unified"} {
+		p := "/sys/fs/cgroup/" + h + "/skiff-oci"
+		if es, err := os.ReadDir(p); err == nil {
+			empty := true
+			for _, e := range es {
+				empty = empty && !e.IsDir()
+			}
+			if empty {
+				t.Errorf("%s is left empty after the last delete", p)
+			}
+		}
+	}
+}

@@ -36,7 +36,6 @@ func TestReadBundleRefusesBadBundles(t *testing.T) {
 		{"noroot", `{"ociVersion":"1.0.2","process":{"args":["x"]},"linux":{}}`, true, "no root.path"},
 		{"norootfs", good, false, "is not a directory"},
 		{"nolinux", `{"ociVersion":"1.0.2","process":{"args":["x"]},"root":{"path":"rootfs"}}`, true, "no linux section"},
-		{"apparmor", strings.Replace(good, `"cwd":"/"`, `"cwd":"/","apparmorProfile":"confined"`, 1), true, "does not apply AppArmor"},
 		{"selinux", strings.Replace(good, `"cwd":"/"`, `"cwd":"/","selinuxLabel":"system_u:system_r:container_t:s0"`, 1), true, "does not apply SELinux labels"},
 		{"mountlabel", strings.Replace(good, `"linux":{}`, `"linux":{"mountLabel":"system_u:object_r:container_file_t:s0"}`, 1), true, "mount labels"},
 	} {

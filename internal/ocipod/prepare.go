@@ -123,6 +123,13 @@ func prepare(root, id, bundle string, s1 Stage1) (*Pod, error) {
 	if _, err := os.Stat(filepath.Join(root, id)); err == nil {
 		return nil, fmt.Errorf("container %s: %w", id, ErrExist)
 	}
+	// Until pod.json names the stage1 image, a delete's cleanup must not
+	// take it for unused.
+	release, err := holdStage1Cache(root)
+	if err != nil {
+		return nil, fmt.Errorf("state root %s: %w", root, err)
+	}
+	defer release()
 	st, err := store.Open(filepath.Join(root, stage1Cache))
 	if err != nil {
 		return nil, err
@@ -163,6 +170,11 @@ func (p *Pod) writeFiles(config []byte) error {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(p.Dir, abi.AppsDir, AppName, abi.AppSpecFile), config, 0o644); err != nil {
+		return err
+	}
+	// The app is an OCI bundle's process: app-exec applies its capabilities
+	// and noNewPrivileges as given (runc's rules, not skiff's own mode's).
+	if err := os.WriteFile(filepath.Join(p.Dir, abi.AppsDir, AppName, abi.OCIProcessMarker), nil, 0o644); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(p.Dir, configCopy), config, 0o644); err != nil {
@@ -217,14 +229,14 @@ func list(root string) ([]string, error) {
 	return ids, nil
 }
 
-// unappliedLSM refuses the security-module settings the stage1 does not
-// apply: a container asked to run confined must not run unconfined. runc
-// refuses them too where the module is off (as on hosts without AppArmor or
-// SELinux); skiff refuses them everywhere until it applies them.
+// unappliedLSM refuses the SELinux settings the stage1 does not apply: a
+// container asked to run confined must not run unconfined. runc fails them
+// too where SELinux is off (as here: a process label is refused at create,
+// a mount label makes the mounts fail); skiff refuses them everywhere until
+// it applies them. AppArmor profiles are applied (stage1/appexec), or
+// refused at create where the host has no AppArmor, as runc fails them.
 func unappliedLSM(p *specs.Process, mountLabel string) error {
 	switch {
-	case p != nil && p.ApparmorProfile != "":
-		return fmt.Errorf("process.apparmorProfile %q: skiff-oci does not apply AppArmor profiles yet; remove it (podman: --security-opt apparmor=unconfined)", p.ApparmorProfile)
 	case p != nil && p.SelinuxLabel != "":
 		return fmt.Errorf("process.selinuxLabel %q: skiff-oci does not apply SELinux labels yet; remove it (podman: --security-opt label=disable)", p.SelinuxLabel)
 	case mountLabel != "":

@@ -114,6 +114,18 @@ func (p *Pod) create(o CreateOpts) (int, error) {
 		cmd.Env = append(cmd.Env, abi.EnvDebug+"=1")
 	}
 	_ = os.Remove(filepath.Join(p.Dir, abi.OCIErrorFile))
+	if !o.SystemdCgroup && (p.Spec.Linux == nil || p.Spec.Linux.CgroupsPath == "") {
+		// The stage1 makes /skiff-oci/ID: the last delete removes the
+		// parent, not while this create makes its cgroups.
+		if err := os.WriteFile(filepath.Join(p.Dir, defaultCgroupFile), nil, 0o644); err != nil {
+			return 0, err
+		}
+		release, err := flockFile(cgroupParentLock, unix.LOCK_SH)
+		if err != nil {
+			return 0, fmt.Errorf("container %s: %s: %w", p.ID, cgroupParentLock, err)
+		}
+		defer release()
+	}
 	if err := cmd.Run(); err != nil {
 		if msg := p.stage1Error(); msg != "" {
 			return 0, fmt.Errorf("container %s: create: %s (stage1 oci-create: %v); then delete the container", p.ID, msg, err)
@@ -428,9 +440,15 @@ func (p *Pod) delete(force bool) error {
 	if err := unmountUnder(p.Dir); err != nil {
 		return fmt.Errorf("container %s: %w; run delete --force again", p.ID, err)
 	}
+	_, err = os.Stat(filepath.Join(p.Dir, defaultCgroupFile))
+	defaultCgroup := err == nil
 	if err := os.RemoveAll(p.Dir); err != nil {
 		return fmt.Errorf("container %s: remove its directory: %w", p.ID, err)
 	}
+	if defaultCgroup {
+		removeDefaultCgroupParent()
+	}
+	cleanStage1Cache(p.Root)
 	return nil
 }
 

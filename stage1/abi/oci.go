@@ -56,6 +56,16 @@ const (
 	OCIErrorFile = "oci-error"
 )
 
+// OCIProcessMarker, an empty file apps/NAME/oci-process written by the front
+// end, says that the app's config.json is an OCI bundle's as given: app-exec
+// then honours process.capabilities and process.noNewPrivileges exactly as
+// runc does, for a non-root user too (skiff's own mode gives a non-root app
+// no capabilities and always no_new_privs). process.apparmorProfile is
+// applied in both modes (app-exec writes "exec PROFILE" to the thread's
+// attr/apparmor/exec right before the exec, as runc does); a host without
+// AppArmor fails it, as runc does. Since v2.
+const OCIProcessMarker = "oci-process"
+
 // OCIErrorMax bounds OCIErrorFile.
 const OCIErrorMax = 4096
 

@@ -101,6 +101,11 @@ func execProcess(app string, process []byte, consoleFD int) error {
 		p.Capabilities = spec.Process.Capabilities
 	}
 	p.NoNewPrivileges = p.NoNewPrivileges || spec.Process.NoNewPrivileges
+	// runc's exec keeps the container's AppArmor profile unless the process
+	// names one: an exec never runs less confined than the container.
+	if p.ApparmorProfile == "" {
+		p.ApparmorProfile = spec.Process.ApparmorProfile
+	}
 	if p.OOMScoreAdj == nil {
 		p.OOMScoreAdj = spec.Process.OOMScoreAdj
 	}
@@ -214,6 +219,16 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 		}
 	}
 	p := spec.Process
+	// The AppArmor attribute is opened in the pod's /proc, before the app's
+	// tree (whose /proc the app may have replaced) is entered.
+	aa, err := openAppArmorExec(p.ApparmorProfile)
+	if err != nil {
+		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
+	}
+	if aa != nil {
+		defer aa.Close()
+	}
+	oci := ociProcess(app)
 	if len(args) == 0 {
 		args = p.Args
 	}
@@ -233,7 +248,6 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 		if err := closeExtraFDs(keepFDs); err != nil {
 			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 		}
-		var err error
 		if joined, err = joinAppMountNS(app); err != nil {
 			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 		}
@@ -280,7 +294,10 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 	if err := setRlimits(p.Rlimits, false); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 	}
-	if err := isolate(&spec, u); err != nil {
+	if err := applyAppArmor(aa, p.ApparmorProfile); err != nil {
+		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
+	}
+	if err := isolate(&spec, u, oci); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 	}
 	path, err := lookPath(args[0], env)

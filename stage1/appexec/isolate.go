@@ -22,11 +22,14 @@ import (
 // (right before exec, so the filter does not constrain this setup). Loading a
 // filter needs no_new_privs or CAP_SYS_ADMIN: an app without no_new_privs
 // gets its filter first, while this process still has CAP_SYS_ADMIN.
-// A non-root app keeps its bounding set but gets empty effective, permitted,
-// inheritable and ambient sets, and always gets no_new_privs.
-func isolate(spec *specs.Spec, u *user.ExecUser) error {
+// In skiff's own mode a non-root app keeps its bounding set but gets empty
+// effective, permitted, inheritable and ambient sets, and always gets
+// no_new_privs. An OCI bundle's process (oci) states its capabilities and
+// noNewPrivileges itself: they are applied as given, for any user, as runc
+// does.
+func isolate(spec *specs.Spec, u *user.ExecUser, oci bool) error {
 	p := spec.Process
-	nnp := p.NoNewPrivileges || u.Uid != 0
+	nnp := p.NoNewPrivileges || (u.Uid != 0 && !oci)
 	if !nnp {
 		if err := loadSeccomp(spec); err != nil {
 			return err
@@ -35,12 +38,13 @@ func isolate(spec *specs.Spec, u *user.ExecUser) error {
 	caps := &configs.Capabilities{}
 	if p.Capabilities != nil {
 		caps.Bounding = p.Capabilities.Bounding
-		if u.Uid == 0 {
+		if u.Uid == 0 || oci {
 			caps.Effective, caps.Permitted = p.Capabilities.Effective, p.Capabilities.Permitted
 			caps.Inheritable = p.Capabilities.Inheritable
-			// Raising ambient capabilities gives root nothing it lacks
-			// (they must be permitted and inheritable already); only an
-			// OCI bundle asks for them (runtime-spec's default does).
+			// Ambient capabilities survive the exec of a non-root
+			// program; only an OCI bundle asks for them (runtime-spec's
+			// default does) and skiff's own mode reaches here for root
+			// only, which they give nothing it lacks.
 			// The kernel raises only those (libcontainer warns on the app's
 			// stderr about the others).
 			caps.Ambient = within(p.Capabilities.Ambient, within(caps.Inheritable, caps.Permitted))

@@ -473,6 +473,12 @@ func newKillCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer l.unlock()
+			if st.Status == specs.StateStopped && all {
+				// runc: --all of a stopped container signals what is
+				// left in its cgroup, here nothing (the init was PID 1
+				// of the container's pid namespace), and succeeds.
+				return nil
+			}
 			if st.Status == specs.StateStopped || st.Status == specs.StateCreating {
 				return fmt.Errorf("container %s: %w", args[0], errNotRunning)
 			}

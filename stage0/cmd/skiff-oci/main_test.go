@@ -189,8 +189,9 @@ func TestKillOfAStoppedContainer(t *testing.T) {
 	if code != 1 || !strings.Contains(stderr, "cannot start a container that has stopped") {
 		t.Errorf("start of a stopped container: code %d, %q", code, stderr)
 	}
-	if code, _, stderr := cli(t, f, "--root", root, "kill", "--all", "c2", "9"); code != 1 {
-		t.Errorf("kill --all of a stopped container: code %d, %q", code, stderr)
+	// runc signals what is left in a stopped container's cgroup and exits 0.
+	if code, _, stderr := cli(t, f, "--root", root, "kill", "--all", "c2", "9"); code != 0 {
+		t.Errorf("kill --all of a stopped container: code %d, %q; runc exits 0", code, stderr)
 	}
 	if code, _, stderr := cli(t, f, "--root", root, "delete", "c2"); code != 0 {
 		t.Errorf("delete of a stopped container: code %d, %q", code, stderr)

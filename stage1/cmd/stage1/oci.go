@@ -176,6 +176,9 @@ func checkOCISpec(spec *specs.Spec, o ociOpts) error {
 			return fmt.Errorf("process.rlimits: unknown type %q; use one of the RLIMIT_* names of getrlimit(2)", r.Type)
 		}
 	}
+	if err := appexec.CheckAppArmor(spec.Process.ApparmorProfile); err != nil {
+		return err
+	}
 	if spec.Process.Terminal && o.consoleSocket == "" {
 		return errors.New("process.terminal is set: pass --console-socket")
 	}
