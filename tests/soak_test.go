@@ -21,7 +21,8 @@ import (
 )
 
 // TestSoak drives skiff the way a busy host does, at random from a seed:
-// concurrent runs with and without networks (and --private-users), stop,
+// concurrent runs with and without networks (some with a port binding, some
+// with --private-users), stop,
 // enter, fetches of one image from a loopback registry, gc and image gc in
 // parallel with all of it, and SIGKILL of skiff run (before or after it
 // became the stage1's run), of a pod's systemd (of QEMU in the kvm flavor),
@@ -266,7 +267,11 @@ func (s *soak) run(op *soakOp, _ *fakeRegistry) {
 // killed, it is its systemd (or QEMU) that gets the SIGKILL, or run itself.
 func (s *soak) runLong(op *soakOp, _ *fakeRegistry) {
 	uf := filepath.Join(s.t.TempDir(), "uuid")
-	args := append(s.runArgs(op, "--uuid-file-save="+uf), "--", "/bin/sleep", "600")
+	extra := []string{"--uuid-file-save=" + uf}
+	if op.net == "--net=default" && op.arg%3 == 0 { // a port binding too (one port per operation)
+		extra = append(extra, fmt.Sprintf("--port=%d:8080", 20000+op.n))
+	}
+	args := append(s.runArgs(op, extra...), "--", "/bin/sleep", "600")
 	p := s.start(op, args...)
 	if p == nil {
 		return

@@ -165,10 +165,11 @@ func procStart(pid int) (uint64, bool) {
 // enterConsole relays enter's terminal to the entered process's pty, whose
 // master app-exec sends over the console socket.
 type enterConsole struct {
-	sock  *os.File // our end of the console socket
-	state *term.State
-	done  chan struct{}
-	sigs  chan os.Signal
+	sock    *os.File // our end of the console socket
+	started bool
+	state   *term.State
+	done    chan struct{}
+	sigs    chan os.Signal
 }
 
 // newEnterConsole makes the console socket: peer goes to the process (fd 3).
@@ -184,6 +185,7 @@ func newEnterConsole() (c *enterConsole, peer *os.File, err error) {
 // start receives the pty master (the process holds the socket's other end;
 // ours is closed by the caller) and relays until the pty closes.
 func (c *enterConsole) start() {
+	c.started = true
 	go func() {
 		defer close(c.done)
 		master, err := recvFD(c.sock)
@@ -217,6 +219,10 @@ func (c *enterConsole) resize(master *os.File) {
 // finish waits, a bounded time, for the rest of the output and puts the
 // terminal back as it was.
 func (c *enterConsole) finish() {
+	if !c.started {
+		c.sock.Close()
+		return
+	}
 	select {
 	case <-c.done:
 	case <-time.After(2 * time.Second): // something in the pod still holds the pty
