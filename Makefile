@@ -12,7 +12,7 @@ GO_SRC    := $(shell find . -name '*.go' -not -path './build/*' -not -name '*_te
 
 .PHONY: conformance all deps skiff stage1 stage1-kvm test-kvm test-images test unit functional fuzz-seeds demo bench install clean
 
-all: $(BIN)/skiff $(BIN)/skiff-oci $(BIN)/stage1-default.oci.tar $(BIN)/stage1-kvm.oci.tar
+all: $(BIN)/skiff $(BIN)/skiff-oci $(BIN)/skiff-oci-kvm $(BIN)/stage1-default.oci.tar $(BIN)/stage1-kvm.oci.tar
 
 deps:
 	scripts/install-deps
@@ -24,6 +24,9 @@ $(BIN)/skiff: $(GO_SRC)
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 $(BIN)/skiff-oci: $(GO_SRC)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)" -o $@ ./stage0/cmd/skiff-oci
+# skiff-oci-kvm: the same binary; its name selects the kvm stage1 (a container in a microVM).
+$(BIN)/skiff-oci-kvm: $(BIN)/skiff-oci
+	ln -sf skiff-oci $@
 
 # The runtime-tools v0.9.0 validation suite (scripts/oci-conformance; built once into
 # build/conformance) and podman --runtime (scripts/oci-podman-smoke, when podman is
