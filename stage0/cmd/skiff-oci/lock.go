@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1/abi"
 )
 
 // State under --root: ROOT/ID/ is a container's pod directory (written by
@@ -111,8 +113,14 @@ func lockContainer(root, id string) (*flock, error) {
 // settleCreate waits for stage1 processes still working in the container's
 // pod directory (their cwd): an oci-create whose skiff-oci was killed goes on
 // setting the container up, and deleting under it would leave a container
-// behind. It waits up to a minute, then kills them.
+// behind. It waits up to a minute, then kills them. Once create has
+// finished (abi.OCICreatedFile) there is nothing to wait for: what works
+// there then is the container itself (the kvm stage1's supervisor and its
+// QEMU), which delete stops.
 func settleCreate(dir string) {
+	if _, err := os.Lstat(filepath.Join(dir, abi.OCICreatedFile)); err == nil {
+		return
+	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		pids := cwdIn(dir)

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -115,12 +116,21 @@ func ociCreate(args []string) error {
 		defer slave.Close()
 		stdio = [3]*os.File{slave, slave, slave}
 	}
-	// The supervisor says it is ready (or why not) on a pipe.
+	// The handshake: the supervisor says it is ready on one pipe (r, w);
+	// once the container is created, oci-create says so on the other (cr,
+	// cw) and the supervisor acknowledges on the first. Until then it dies
+	// with oci-create (parent-death signal; EOF on cr): a create killed at
+	// any point leaves no supervisor behind.
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
 	}
 	defer r.Close()
+	cr, cw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer cw.Close()
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -128,14 +138,17 @@ func ociCreate(args []string) error {
 	cmd := exec.Command(exe, append([]string{"oci-run"}, args...)...)
 	cmd.Args[0] = "stage1-kvm"
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
-	cmd.ExtraFiles = []*os.File{w}
+	cmd.ExtraFiles = []*os.File{w, cr}
 	cmd.Env = os.Environ()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: slave != nil}
-	if err := cmd.Start(); err != nil {
-		w.Close()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: slave != nil, Pdeathsig: unix.SIGKILL}
+	runtime.LockOSThread() // the parent-death signal follows the forking thread
+	defer runtime.UnlockOSThread()
+	err = cmd.Start()
+	w.Close()
+	cr.Close()
+	if err != nil {
 		return fmt.Errorf("container %s: start the supervisor: %w", o.id, err)
 	}
-	w.Close()
 	pid := cmd.Process.Pid
 	kill := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
 	// The supervisor is in the container's cgroup (and QEMU, its child):
@@ -158,6 +171,14 @@ func ociCreate(args []string) error {
 	if err := os.WriteFile(abi.OCICreatedFile, nil, 0o644); err != nil {
 		kill()
 		return err
+	}
+	if _, err := cw.Write([]byte{1}); err != nil {
+		kill()
+		return fmt.Errorf("container %s: the supervisor is gone: %w", o.id, err)
+	}
+	if n, _ := r.Read(b); n != 1 {
+		kill()
+		return fmt.Errorf("container %s: the supervisor failed after create (its message is above)", o.id)
 	}
 	return nil
 }
@@ -275,7 +296,7 @@ func ociRunMain(args []string) error {
 	if err != nil {
 		return err
 	}
-	ready := os.NewFile(3, "ready")
+	ready, created := os.NewFile(3, "ready"), os.NewFile(4, "created")
 	var spec specs.Spec
 	if err := abi.ReadJSON(filepath.Join(abi.AppsDir, "app", abi.AppSpecFile), &spec); err != nil {
 		return err
@@ -295,6 +316,18 @@ func ociRunMain(args []string) error {
 	}
 	ro.Net = "none"
 	fifo := abi.OCIStartFIFO
+	if _, err := ready.Write([]byte{1}); err != nil {
+		return err
+	}
+	// oci-create has made the container: outlive it from now on.
+	b := make([]byte, 1)
+	if n, _ := created.Read(b); n != 1 {
+		return fmt.Errorf("container %s: oci-create ended before the container was created", o.id)
+	}
+	created.Close()
+	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0); err != nil {
+		return err
+	}
 	if _, err := ready.Write([]byte{1}); err != nil {
 		return err
 	}
@@ -443,4 +476,21 @@ func (x ociExec) run(args []string, req agent.ExecRequest) error {
 		return codeError(128 + int(ws.Signal()))
 	}
 	return codeError(ws.ExitStatus())
+}
+
+// relay makes a pipe whose reader copies to out (the caller's stdout or
+// stderr, unaltered, no log) and returns its write end, for QEMU, and a
+// channel closed once everything is copied.
+func relay(out *os.File) (*os.File, <-chan struct{}, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer r.Close()
+		_, _ = io.Copy(out, r)
+	}()
+	return w, done, nil
 }

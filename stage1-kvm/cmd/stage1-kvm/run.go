@@ -141,7 +141,7 @@ func kvmDir() (string, error) {
 
 // chooseAccel picks KVM when the host can boot a stock kernel with it, else
 // TCG (with a one-line warning). EnvAccel forces either.
-func chooseAccel() string {
+func chooseAccel(quiet bool) string {
 	switch a := os.Getenv(EnvAccel); a {
 	case "kvm", "tcg":
 		return a
@@ -163,7 +163,9 @@ func chooseAccel() string {
 	if why == "" {
 		return "kvm"
 	}
-	fmt.Fprintf(os.Stderr, "stage1-kvm: warning: %s; using TCG emulation (slow; %s=kvm forces KVM)\n", why, EnvAccel)
+	if !quiet {
+		fmt.Fprintf(os.Stderr, "stage1-kvm: warning: %s; using TCG emulation (slow; %s=kvm forces KVM)\n", why, EnvAccel)
+	}
 	return "tcg"
 }
 
@@ -240,6 +242,7 @@ type vm struct {
 	// bundle's rootfs is shared in place, there is no CNI, and signals go
 	// to the app.
 	ociCgroup string
+	relays    []<-chan struct{} // OCI mode: closed when each output is copied
 }
 
 // oci tells whether the VM runs an OCI bundle's container (oci.go).
@@ -303,7 +306,8 @@ func (v *vm) run() (int, error) {
 		defer log.Close()
 	}
 	mem, cpus := v.size()
-	accel := chooseAccel()
+	// OCI mode: stderr is the container's; the warning only with --debug.
+	accel := chooseAccel(v.oci() && !o.Debug)
 	v.accel = accel
 	if accel == "tcg" && cpus > tcgCPUs {
 		o.Debugf("TCG: %d CPU rather than %d (tcgCPUs)", tcgCPUs, cpus)
@@ -458,14 +462,15 @@ func (v *vm) apps(log *stdio.Log) error {
 			streams = streams[:1]
 		}
 		for _, s := range streams {
-			if v.oci() { // the caller's descriptor itself, written by QEMU
-				dup, err := unix.FcntlInt(s.out.Fd(), unix.F_DUPFD_CLOEXEC, 3)
+			if v.oci() { // to the caller's descriptor as it comes, no log
+				w, done, err := relay(s.out)
 				if err != nil {
 					return err
 				}
-				id := fmt.Sprintf("c%d", len(v.extra))
+				v.relays = append(v.relays, done)
+				id := fmt.Sprintf("r%d", len(v.relays))
 				v.args = append(v.args,
-					"-chardev", fmt.Sprintf("file,id=%s,path=/dev/fd/%d,append=on", id, v.fd(os.NewFile(uintptr(dup), s.stream))),
+					"-chardev", fmt.Sprintf("file,id=%s,path=/dev/fd/%d", id, v.fd(w)),
 					"-device", fmt.Sprintf("virtserialport,chardev=%s,name=%s", id, s.port))
 				continue
 			}
@@ -694,6 +699,12 @@ wait:
 	v.closeExtra()
 	for _, t := range v.tees {
 		t.Wait(5 * time.Second)
+	}
+	for _, done := range v.relays {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
 	}
 	if bootErr != nil {
 		v.recordFailure()
