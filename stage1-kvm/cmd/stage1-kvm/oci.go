@@ -68,14 +68,17 @@ func parseOCI(name string, args []string) (ociOpts, error) {
 // the container's: why it failed also goes to abi.OCIErrorFile.
 func ociCreateMain(args []string) error {
 	err := ociCreate(args)
-	if err != nil {
-		msg := strings.ReplaceAll(err.Error(), "\n", " ")
-		if len(msg) > abi.OCIErrorMax {
-			msg = msg[:abi.OCIErrorMax]
-		}
-		_ = os.WriteFile(abi.OCIErrorFile, []byte(msg), 0o644)
+	if err == nil {
+		return nil
 	}
-	return err
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	if len(msg) > abi.OCIErrorMax {
+		msg = msg[:abi.OCIErrorMax]
+	}
+	if os.WriteFile(abi.OCIErrorFile, []byte(msg), 0o644) != nil {
+		return err // printed, then
+	}
+	return codeError(abi.ExitSkiffFailure)
 }
 
 func ociCreate(args []string) error {
@@ -85,14 +88,14 @@ func ociCreate(args []string) error {
 	}
 	var spec specs.Spec
 	if err := abi.ReadJSON(filepath.Join(abi.AppsDir, "app", abi.AppSpecFile), &spec); err != nil {
-		return fmt.Errorf("container %s: %w", o.id, err)
+		return err
 	}
 	bundle, err := os.ReadFile(abi.OCIBundleFile)
 	if err != nil {
-		return fmt.Errorf("container %s: %w", o.id, err)
+		return err
 	}
 	if err := checkKVMSpec(&spec, o); err != nil {
-		return fmt.Errorf("container %s: %w", o.id, err)
+		return err
 	}
 	if err := makeStage1Dirs(); err != nil {
 		return err
@@ -105,13 +108,13 @@ func ociCreate(args []string) error {
 		return err
 	}
 	if err := unix.Mkfifo(abi.OCIStartFIFO, 0o600); err != nil {
-		return fmt.Errorf("container %s: make %s: %w", o.id, abi.OCIStartFIFO, err)
+		return fmt.Errorf("make %s: %w", abi.OCIStartFIFO, err)
 	}
 	stdio := [3]*os.File{os.Stdin, os.Stdout, os.Stderr}
 	var slave *os.File
 	if spec.Process.Terminal {
 		if slave, err = ptyToSocket(o.consoleSocket); err != nil {
-			return fmt.Errorf("container %s: %w", o.id, err)
+			return err
 		}
 		defer slave.Close()
 		stdio = [3]*os.File{slave, slave, slave}
@@ -147,7 +150,7 @@ func ociCreate(args []string) error {
 	w.Close()
 	cr.Close()
 	if err != nil {
-		return fmt.Errorf("container %s: start the supervisor: %w", o.id, err)
+		return fmt.Errorf("start the supervisor: %w", err)
 	}
 	pid := cmd.Process.Pid
 	kill := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
@@ -156,13 +159,13 @@ func ociCreate(args []string) error {
 	pc, err := newPodCgroupAt(cg, pid)
 	if err != nil {
 		kill()
-		return fmt.Errorf("container %s: %w", o.id, err)
+		return err
 	}
 	_ = pc
 	b := make([]byte, 1)
 	if n, _ := r.Read(b); n != 1 {
 		kill()
-		return fmt.Errorf("container %s: the supervisor failed before it was ready (its message is above)", o.id)
+		return errors.New("the supervisor failed before it was ready (its message is on the container's stderr)")
 	}
 	if err := os.WriteFile(abi.PIDFile, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 		kill()
@@ -174,11 +177,11 @@ func ociCreate(args []string) error {
 	}
 	if _, err := cw.Write([]byte{1}); err != nil {
 		kill()
-		return fmt.Errorf("container %s: the supervisor is gone: %w", o.id, err)
+		return fmt.Errorf("the supervisor is gone: %w", err)
 	}
 	if n, _ := r.Read(b); n != 1 {
 		kill()
-		return fmt.Errorf("container %s: the supervisor failed after create (its message is above)", o.id)
+		return errors.New("the supervisor failed after create (its message is on the container's stderr)")
 	}
 	return nil
 }

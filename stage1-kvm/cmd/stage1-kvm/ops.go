@@ -137,6 +137,14 @@ func gcMain(args []string) error {
 		if !strings.HasPrefix(cg, "/") || strings.Contains(cg, "..") {
 			return fmt.Errorf("%s holds %q, not a cgroup path", s1OCICgroup, cg)
 		}
+		// A supervisor whose front end never learnt it ran (killed during
+		// create), still waiting for start.
+		if pid := supervisorPid(args[0]); pid != 0 {
+			_ = unix.Kill(pid, unix.SIGKILL)
+			if !waitGone(pid, 5*time.Second) {
+				return fmt.Errorf("supervisor (pid %d) still there after SIGKILL", pid)
+			}
+		}
 	}
 	pid, err := vmPidFrom(pidFile, args[0])
 	if err != nil {
@@ -200,4 +208,29 @@ func enterExec(req agent.ExecRequest) error {
 		return err
 	}
 	return codeError(code)
+}
+
+// supervisorPid is the pid of container id's supervisor (OCI mode) while it
+// runs: the pid file's process, if it is this binary's oci-run of id working
+// in this pod directory; else 0.
+func supervisorPid(id string) int {
+	b, err := os.ReadFile(abi.PIDFile)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 || !alive(pid) {
+		return 0
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	want := []byte("\x00oci-run\x00")
+	if err != nil || !bytes.Contains(cmdline, want) || !bytes.HasSuffix(cmdline, []byte("\x00"+id+"\x00")) {
+		return 0
+	}
+	cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	here, _ := os.Getwd()
+	if cwd != here {
+		return 0
+	}
+	return pid
 }
