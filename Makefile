@@ -103,6 +103,7 @@ bench: all test-images
 install: all
 	install -D -m 0755 $(BIN)/skiff $(DESTDIR)$(PREFIX)/bin/skiff
 	install -D -m 0755 $(BIN)/skiff-oci $(DESTDIR)$(PREFIX)/bin/skiff-oci
+	ln -sf skiff-oci $(DESTDIR)$(PREFIX)/bin/skiff-oci-kvm
 	install -D -m 0644 $(BIN)/stage1-default.oci.tar $(DESTDIR)$(LIBDIR)/stage1-default.oci.tar
 	install -D -m 0644 $(BIN)/stage1-kvm.oci.tar $(DESTDIR)$(LIBDIR)/stage1-kvm.oci.tar
 
