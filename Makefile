@@ -64,7 +64,8 @@ $(BIN)/stage1-kvm.oci.tar: $(BUILD)/stage1-kvm scripts/build-stage1-kvm scripts/
 
 # The stage1 conformance suite (tests/conformance_test.go) against the kvm flavor, the
 # isolation and network tests that hold for any flavor (KVM_TOO), and the tests of what
-# only its VM does (tests/kvm_test.go; tests/security_kvm_test.go: a hostile guest, TestKVMHostile*);
+# only its VM does (tests/kvm_test.go; tests/security_kvm_test.go: a hostile guest, TestKVMHostile*;
+# tests/oci_kvm_test.go: skiff-oci-kvm, TestOCIKVM*);
 # `make test` runs it too.
 CONFORMANCE := $(shell sed -n 's/^func \(Test[A-Za-z0-9_]*\)(t \*testing.T).*/\1/p' tests/conformance_test.go | paste -sd'|')
 KVM_TOO := TestDefaultIsolation|TestCapabilitiesAndSeccompFlags|TestUsersAndGroups|TestVolumes|TestMultiAppPods
@@ -76,7 +77,7 @@ KVM_TOO := $(KVM_TOO)|TestPortForwardKeepsHostLoopbackClosed
 test-kvm: all test-images
 	SKIFF_BIN=$(CURDIR)/$(BIN)/skiff SKIFF_TEST_IMAGES=$(CURDIR)/$(BUILD)/images \
 	SKIFF_STAGE1=$(CURDIR)/$(BIN)/stage1-kvm.oci.tar SKIFF_KVM_STAGE1=$(CURDIR)/$(BIN)/stage1-kvm.oci.tar \
-	  $(GO) test -count=1 -tags 'functional kvm' -timeout 20m -run '^($(CONFORMANCE)|$(KVM_TOO)|TestKVM.*)$$' ./tests/...
+	  $(GO) test -count=1 -tags 'functional kvm' -timeout 20m -run '^($(CONFORMANCE)|$(KVM_TOO)|TestKVM.*|TestOCIKVM.*)$$' ./tests/...
 
 $(BUILD)/inspect: $(shell find tests/inspect -name '*.go')
 	@mkdir -p $(BUILD)
