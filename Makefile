@@ -12,7 +12,7 @@ GO_SRC    := $(shell find . -name '*.go' -not -path './build/*' -not -name '*_te
 
 .PHONY: soak conformance test-oci-conformance all deps skiff stage1 stage1-kvm test-kvm test-images test unit functional fuzz-seeds demo bench install clean
 
-all: $(BIN)/skiff $(BIN)/skiff-oci $(BIN)/stage1-default.oci.tar $(BIN)/stage1-kvm.oci.tar
+all: $(BIN)/skiff $(BIN)/skiff-oci $(BIN)/skiff-oci-kvm $(BIN)/stage1-default.oci.tar $(BIN)/stage1-kvm.oci.tar
 
 deps:
 	scripts/install-deps --realimage
@@ -30,6 +30,9 @@ $(BIN)/skiff: $(GO_SRC)
 COMMIT    ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
 $(BIN)/skiff-oci: $(GO_SRC)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.Version=$(VERSION) -X main.Commit=$(COMMIT)" -o $@ ./stage0/cmd/skiff-oci
+# skiff-oci-kvm: the same binary; its name selects the kvm stage1 (a container in a microVM).
+$(BIN)/skiff-oci-kvm: $(BIN)/skiff-oci
+	ln -sf skiff-oci $@
 
 # The runtime-tools v0.9.0 validation suite (scripts/oci-conformance; built once into
 # build/conformance) and podman --runtime (scripts/oci-podman-smoke, when podman is
@@ -77,7 +80,8 @@ $(BIN)/stage1-kvm.oci.tar: $(BUILD)/stage1-kvm scripts/build-stage1-kvm scripts/
 
 # The stage1 conformance suite (tests/conformance_test.go) against the kvm flavor, the
 # isolation and network tests that hold for any flavor (KVM_TOO), and the tests of what
-# only its VM does (tests/kvm_test.go; tests/security_kvm_test.go: a hostile guest, TestKVMHostile*);
+# only its VM does (tests/kvm_test.go; tests/security_kvm_test.go: a hostile guest, TestKVMHostile*;
+# tests/oci_kvm_test.go: skiff-oci-kvm, TestOCIKVM*);
 # `make test` runs it too.
 CONFORMANCE := $(shell sed -n 's/^func \(Test[A-Za-z0-9_]*\)(t \*testing.T).*/\1/p' tests/conformance_test.go | paste -sd'|')
 KVM_TOO := TestDefaultIsolation|TestCapabilitiesAndSeccompFlags|TestUsersAndGroups|TestVolumes|TestMultiAppPods
@@ -90,7 +94,7 @@ KVM_TOO := $(KVM_TOO)|TestDevStdioLinks|TestDevConsoleOnATerminal|TestRealImageN
 test-kvm: all test-images
 	SKIFF_BIN=$(CURDIR)/$(BIN)/skiff SKIFF_TEST_IMAGES=$(CURDIR)/$(BUILD)/images \
 	SKIFF_STAGE1=$(CURDIR)/$(BIN)/stage1-kvm.oci.tar SKIFF_KVM_STAGE1=$(CURDIR)/$(BIN)/stage1-kvm.oci.tar \
-	  $(GO) test -count=1 -tags 'functional kvm' -timeout 20m -run '^($(CONFORMANCE)|$(KVM_TOO)|TestKVM.*)$$' ./tests/...
+	  $(GO) test -count=1 -tags 'functional kvm' -timeout 20m -run '^($(CONFORMANCE)|$(KVM_TOO)|TestKVM.*|TestOCIKVM.*)$$' ./tests/...
 
 # The soak (tests/soak_test.go, README "Reliability"): random runs, stops, enters, fetches
 # and gcs with SIGKILLs at random moments, then one gc and a check that the host is as
@@ -138,6 +142,7 @@ bench: all test-images
 install: all
 	install -D -m 0755 $(BIN)/skiff $(DESTDIR)$(PREFIX)/bin/skiff
 	install -D -m 0755 $(BIN)/skiff-oci $(DESTDIR)$(PREFIX)/bin/skiff-oci
+	ln -sf skiff-oci $(DESTDIR)$(PREFIX)/bin/skiff-oci-kvm
 	install -D -m 0644 $(BIN)/stage1-default.oci.tar $(DESTDIR)$(LIBDIR)/stage1-default.oci.tar
 	install -D -m 0644 $(BIN)/stage1-kvm.oci.tar $(DESTDIR)$(LIBDIR)/stage1-kvm.oci.tar
 

@@ -270,6 +270,20 @@ func (p *Pod) start() error {
 	return nil
 }
 
+// supervised tells whether the init shares skiff-oci's pid namespace: then
+// it is a stage1's supervisor on the host (the kvm flavor's, whose app is
+// in a VM), not a container's PID 1. It maps the signals it gets itself
+// (every one goes to it as given, --all too: its namespace is the host's)
+// and the pod's ready marker says when the app runs.
+func supervised(pid int) bool {
+	mine, err := os.Readlink("/proc/self/ns/pid")
+	if err != nil {
+		return false
+	}
+	its, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/ns/pid")
+	return err == nil && its == mine
+}
+
 // waitApp waits (at most 30 s) until the app runs, as after runc start:
 // systemd has started its unit and app-exec has exec'd it; or until the app
 // or the container has already ended. Until then the unit's main process is
@@ -277,6 +291,15 @@ func (p *Pod) start() error {
 // signal sent to either would never reach the app's own handlers.
 func (p *Pod) waitApp(pid int) {
 	exitRecord := filepath.Join(p.Dir, abi.AppsDir, AppName, abi.AppExitFile)
+	if supervised(pid) { // a VM's boot: the ready marker, the exit record or the end
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			_, errReady := os.Lstat(filepath.Join(p.Dir, abi.ReadyFile))
+			if _, err := os.Lstat(exitRecord); err == nil || errReady == nil || p.livePid() != pid {
+				return
+			}
+		}
+		return
+	}
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		if app := appMain(pid); app != 0 {
 			// The init's executable now (it was pod-init, the stage1
@@ -397,6 +420,11 @@ func (p *Pod) signal(sig unix.Signal, all bool) error {
 		return fmt.Errorf("container %s: %w", p.ID, ErrNotRunning)
 	}
 	switch {
+	case supervised(pid):
+		if st == specs.StateCreated && (sig == unix.SIGTERM || sig == unix.SIGINT || sig == unix.SIGQUIT || sig == unix.SIGHUP) {
+			sig = unix.SIGKILL // nothing runs yet: any stop is a kill
+		}
+		return unix.Kill(pid, sig)
 	case sig == unix.SIGKILL:
 		// The init is PID 1 of the container's pid namespace: the kernel
 		// kills every process in it.

@@ -142,6 +142,11 @@ type ExecRequest struct {
 	// Env holds KEY=VALUE entries added to the app's environment (a key
 	// already there is replaced).
 	Env []string `json:"env,omitempty"`
+	// Process, when set, is an OCI process spec (JSON; skiff-oci exec)
+	// run instead of Args with app-exec --process: its args, env, cwd,
+	// user, capabilities (at most the app's), rlimits, no_new_privs. Args
+	// then repeats its args.
+	Process json.RawMessage `json:"process,omitempty"`
 	// TTY runs the command on a new pseudo-terminal: stdin and the
 	// command's stdout and stderr all go through it and reach the host as
 	// stdout; nothing comes on stderr.

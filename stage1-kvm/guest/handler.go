@@ -51,7 +51,11 @@ func (a *podAgent) Exec(ctx context.Context, req agent.ExecRequest, stdio agent.
 	for _, e := range req.Env {
 		args = append(args, "--env="+e)
 	}
-	args = append(append(args, req.App, "--"), req.Args...)
+	if len(req.Process) > 0 {
+		args = append(args, "--process="+string(req.Process), req.App)
+	} else {
+		args = append(append(args, req.App, "--"), req.Args...)
+	}
 	cmd := exec.Command(units.AppExecPath)
 	cmd.Args = args
 	cmd.Env = []string{}

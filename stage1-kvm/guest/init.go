@@ -242,6 +242,15 @@ func (c *Config) mountPod() error {
 				return fmt.Errorf("app %s: %w", a.Name, err)
 			}
 		}
+		// An app on a terminal gets the agent's pty (guest.App.TTY): the
+		// guest's devpts over the app's, so the app's /dev/pts/N is it (as
+		// the default flavor's OCI mode does) and ttyname works.
+		if a.TTY {
+			if err := mount(root, specs.Mount{Destination: filepath.Join(appexec.AppRoot(a.Name), "dev/pts"), Type: "bind",
+				Source: "/dev/pts", Options: []string{"bind"}}); err != nil {
+				return fmt.Errorf("app %s: its terminal: %w", a.Name, err)
+			}
+		}
 	}
 	return nil
 }

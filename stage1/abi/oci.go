@@ -1,7 +1,8 @@
 package abi
 
 // OCI mode: "run an OCI bundle as a pod of one app" (issue #14), interface
-// version 2; the default flavor implements it (the kvm flavor does not yet).
+// version 2; both flavors implement it (the kvm flavor's init is a host
+// supervisor of its VM: stage1/README.md "OCI mode").
 // A stage1 opts in by declaring AnnotationOCIRun in its image manifest; a
 // stage1 that does not declare it cannot run a bundle, and skiff-oci
 // (internal/ocipod) refuses it before creating anything (it never half-runs

@@ -114,9 +114,10 @@ func lockContainer(root, id string) (*flock, error) {
 // pod directory (their cwd): an oci-create whose skiff-oci was killed goes on
 // setting the container up, and deleting under it would leave a container
 // behind. It waits up to a minute, then kills them. Once create has
-// finished (the stage1's created marker) nothing is setting the container up:
-// what works there then is an exec's enter, which lives as long as its
-// process (the container's death ends it), and is not waited for.
+// finished (the stage1's created marker, abi.OCICreatedFile) nothing is
+// setting the container up: what works there then is an exec's enter, which
+// lives as long as its process (the container's death ends it), or the kvm
+// stage1's supervisor and its QEMU, which delete stops; neither is waited for.
 func settleCreate(dir string) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {

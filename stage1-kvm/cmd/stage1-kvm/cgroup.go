@@ -12,13 +12,14 @@ import (
 // accounted to the pod and show under its name.
 type podCgroup struct{ m cgroups.Manager }
 
-func cgroupConfig(uuid string) *cgroups.Cgroup {
-	return &cgroups.Cgroup{Path: "/skiff/" + uuid, Resources: &cgroups.Resources{}}
+func cgroupConfig(path string) *cgroups.Cgroup {
+	return &cgroups.Cgroup{Path: path, Resources: &cgroups.Resources{}}
 }
 
-// newPodCgroup makes the pod's cgroup and moves pid into it.
-func newPodCgroup(uuid string, pid int) (*podCgroup, error) {
-	m, err := manager.New(cgroupConfig(uuid))
+// newPodCgroupAt makes the pod's cgroup (/skiff/UUID; in OCI mode the
+// container's) and moves pid into it.
+func newPodCgroupAt(path string, pid int) (*podCgroup, error) {
+	m, err := manager.New(cgroupConfig(path))
 	if err != nil {
 		return nil, fmt.Errorf("pod cgroup: %w", err)
 	}
@@ -45,9 +46,9 @@ func (c *podCgroup) destroy() error {
 	return c.m.Destroy()
 }
 
-// destroyPodCgroup removes the cgroup of pod uuid: gc's way after a crash.
-func destroyPodCgroup(uuid string) error {
-	m, err := manager.New(cgroupConfig(uuid))
+// destroyPodCgroup removes the cgroup at path: gc's way after a crash.
+func destroyPodCgroup(path string) error {
+	m, err := manager.New(cgroupConfig(path))
 	if err != nil {
 		return err
 	}

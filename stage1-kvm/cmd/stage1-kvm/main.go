@@ -28,11 +28,13 @@ import (
 )
 
 var commands = map[string]func(args []string) error{
-	abi.EntrypointRun:   runMain,
-	abi.EntrypointStop:  stopMain,
-	abi.EntrypointGC:    gcMain,
-	abi.EntrypointEnter: enterMain,
-	"qemu-exec":         qemuExecMain, // run's: QEMU with fewer privileges (qemu.go)
+	abi.EntrypointRun:       runMain,
+	abi.EntrypointStop:      stopMain,
+	abi.EntrypointGC:        gcMain,
+	abi.EntrypointEnter:     enterMain,
+	"qemu-exec":             qemuExecMain, // run's: QEMU with fewer privileges (qemu.go)
+	abi.EntrypointOCICreate: ociCreateMain,
+	"oci-run":               ociRunMain, // oci-create's: the container's supervisor (oci.go)
 	// In the guest: the pod agent, and the helpers of the apps' units.
 	"agent":    func([]string) error { return guest.RunAgent() },
 	"app-exec": appexec.Main,

@@ -32,8 +32,11 @@ func stopWait(stopTimeout time.Duration) time.Duration {
 // vmPid returns the pid of the pod's QEMU from the pid file, or 0 when that
 // process is gone (or is no longer this pod's QEMU: its command line names
 // the pod).
-func vmPid(uuid string) (int, error) {
-	b, err := os.ReadFile(abi.PIDFile)
+func vmPid(uuid string) (int, error) { return vmPidFrom(abi.PIDFile, uuid) }
+
+// vmPidFrom is vmPid reading the pid from file (OCI mode: s1QEMUPid).
+func vmPidFrom(file, uuid string) (int, error) {
+	b, err := os.ReadFile(file)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
@@ -148,7 +151,23 @@ func gcMain(args []string) error {
 	if len(args) != 1 {
 		return errors.New("usage: gc UUID")
 	}
-	pid, err := vmPid(args[0])
+	cg := "/skiff/" + args[0]
+	pidFile := abi.PIDFile
+	if b, err := os.ReadFile(s1OCICgroup); err == nil { // OCI mode (oci.go)
+		cg, pidFile = string(b), s1QEMUPid
+		if !strings.HasPrefix(cg, "/") || strings.Contains(cg, "..") {
+			return fmt.Errorf("%s holds %q, not a cgroup path", s1OCICgroup, cg)
+		}
+		// A supervisor whose front end never learnt it ran (killed during
+		// create), still waiting for start.
+		if pid := supervisorPid(args[0]); pid != 0 {
+			_ = unix.Kill(pid, unix.SIGKILL)
+			if !waitGone(pid, 5*time.Second) {
+				return fmt.Errorf("supervisor (pid %d) still there after SIGKILL", pid)
+			}
+		}
+	}
+	pid, err := vmPidFrom(pidFile, args[0])
 	if err != nil {
 		return err
 	}
@@ -158,7 +177,7 @@ func gcMain(args []string) error {
 			return fmt.Errorf("qemu (pid %d) still there after SIGKILL", pid)
 		}
 	}
-	return errors.Join(podnet.TeardownDir("."), destroyPodCgroup(args[0]))
+	return errors.Join(podnet.TeardownDir("."), destroyPodCgroup(cg))
 }
 
 // enterMain: enter --pid=P --app=NAME -- CMD... Runs CMD inside the app
@@ -169,6 +188,12 @@ func enterMain(args []string) error {
 	fs := flag.NewFlagSet("enter", flag.ContinueOnError)
 	fs.Int("pid", 0, "the pod's pid (from the pid file)")
 	app := fs.String("app", "", "the app to enter")
+	var x ociExec
+	fs.StringVar(&x.process, abi.EnterFlagProcess, "", "an OCI process spec (JSON) to run instead of CMD (OCI exec)")
+	fs.BoolVar(&x.detach, abi.EnterFlagDetach, false, "return once the process runs")
+	fs.StringVar(&x.pidFile, abi.EnterFlagPidFile, "", "write the process's host pid there")
+	fs.StringVar(&x.consoleSocket, abi.EnterFlagConsoleSocket, "", "with process.terminal: send the pty master there")
+	fs.BoolVar(&x.child, "oci-exec-child", false, "")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -182,6 +207,15 @@ func enterMain(args []string) error {
 		}
 	}
 	req := agent.ExecRequest{App: *app, Args: fs.Args()}
+	if x.process != "" || x.child {
+		return x.run(args, req)
+	}
+	return enterExec(req)
+}
+
+// enterExec runs req through the pod agent with enter's stdio (a pty of the
+// guest's when stdin is a terminal) and ends with its exit code.
+func enterExec(req agent.ExecRequest) error {
 	stdio := agent.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
 	if t, err := agent.MakeRaw(os.Stdin); err == nil {
 		defer t.Restore()
@@ -195,4 +229,29 @@ func enterMain(args []string) error {
 		return err
 	}
 	return codeError(code)
+}
+
+// supervisorPid is the pid of container id's supervisor (OCI mode) while it
+// runs: the pid file's process, if it is this binary's oci-run of id working
+// in this pod directory; else 0.
+func supervisorPid(id string) int {
+	b, err := os.ReadFile(abi.PIDFile)
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 1 || !alive(pid) {
+		return 0
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	want := []byte("\x00oci-run\x00")
+	if err != nil || !bytes.Contains(cmdline, want) || !bytes.HasSuffix(cmdline, []byte("\x00"+id+"\x00")) {
+		return 0
+	}
+	cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+	here, _ := os.Getwd()
+	if cwd != here {
+		return 0
+	}
+	return pid
 }

@@ -142,7 +142,7 @@ func kvmDir() (string, error) {
 
 // chooseAccel picks KVM when the host can boot a stock kernel with it, else
 // TCG (with a one-line warning). EnvAccel forces either.
-func chooseAccel() string {
+func chooseAccel(quiet bool) string {
 	switch a := os.Getenv(EnvAccel); a {
 	case "kvm", "tcg":
 		return a
@@ -164,7 +164,9 @@ func chooseAccel() string {
 	if why == "" {
 		return "kvm"
 	}
-	fmt.Fprintf(os.Stderr, "stage1-kvm: warning: %s; using TCG emulation (slow; %s=kvm forces KVM)\n", why, EnvAccel)
+	if !quiet {
+		fmt.Fprintf(os.Stderr, "stage1-kvm: warning: %s; using TCG emulation (slow; %s=kvm forces KVM)\n", why, EnvAccel)
+	}
 	return "tcg"
 }
 
@@ -184,6 +186,12 @@ func runMain(args []string) error {
 	}
 	v := &vm{o: o, m: &m, specs: map[string]*specs.Spec{}}
 	v.cfg = guest.Config{PodDir: o.PodDir, Hostname: o.Hostname, Debug: o.Debug, StopTimeout: o.StopTimeout}
+	return v.runPod()
+}
+
+// runPod runs the pod's VM: run's, and OCI mode's supervisor's (oci.go).
+func (v *vm) runPod() error {
+	o, m := v.o, v.m
 	// The network first, in the host's mount namespace, where its
 	// namespace's bind mount must live (gc finds it there).
 	if err := v.setupNet(); err != nil {
@@ -195,9 +203,15 @@ func runMain(args []string) error {
 	runtime.LockOSThread()
 	code, err := v.run()
 	errNet := v.net.Teardown()
-	errCg := v.cgroup.destroy()
+	var errCg error
+	if !v.oci() {
+		errCg = v.cgroup.destroy()
+	}
 	if err != nil {
 		return fmt.Errorf("pod %s: %w", o.UUID, err)
+	}
+	if v.oci() { // the supervisor is in the cgroup too: delete's gc removes it
+		return codeError(code)
 	}
 	if err := errors.Join(errNet, errCg); err != nil {
 		fmt.Fprintf(os.Stderr, "skiff: pod %s: %v; 'skiff gc' will retry\n", m.UUID, err)
@@ -224,7 +238,16 @@ type vm struct {
 	term   *agent.Terminal // skiff's terminal, in raw mode (--interactive on a terminal)
 	accel  string          // "kvm" or "tcg"
 	agent  int             // QEMU's descriptor of the agent's port (each boot has its own)
+	// ociCgroup, in OCI mode only (oci.go), is the container's host
+	// cgroup: the caller's stdio goes to QEMU unaltered (no log), the
+	// bundle's rootfs is shared in place, there is no CNI, and signals go
+	// to the app.
+	ociCgroup string
+	relays    []<-chan struct{} // OCI mode: closed when each output is copied
 }
+
+// oci tells whether the VM runs an OCI bundle's container (oci.go).
+func (v *vm) oci() bool { return v.ociCgroup != "" }
 
 // fd passes f to QEMU and returns its number there.
 func (v *vm) fd(f *os.File) int {
@@ -236,6 +259,10 @@ func (v *vm) fd(f *os.File) int {
 // for QEMU.
 func (v *vm) setupNet() error {
 	var err error
+	if v.oci() { // the guest has no NIC: the bundle's own network namespace, empty
+		v.net = &podnet.Net{}
+		return nil
+	}
 	if v.net, err = podnet.Setup(context.Background(), v.m.UUID, v.o.Network); err != nil {
 		return err
 	}
@@ -272,13 +299,16 @@ func (v *vm) run() (int, error) {
 	if err := v.prepare(); err != nil {
 		return 0, err
 	}
-	log, err := stdio.OpenLog(abi.LogFile, stdio.DefaultLogMax)
-	if err != nil {
-		return 0, err
+	var log *stdio.Log
+	if !v.oci() { // OCI mode: the caller keeps the logs
+		if log, err = stdio.OpenLog(abi.LogFile, stdio.DefaultLogMax); err != nil {
+			return 0, err
+		}
+		defer log.Close()
 	}
-	defer log.Close()
 	mem, cpus := v.size()
-	accel := chooseAccel()
+	// OCI mode: stderr is the container's; the warning only with --debug.
+	accel := chooseAccel(v.oci() && !o.Debug)
 	v.accel = accel
 	if accel == "tcg" && cpus > tcgCPUs {
 		o.Debugf("TCG: %d CPU rather than %d (tcgCPUs)", tcgCPUs, cpus)
@@ -409,7 +439,11 @@ func (v *vm) apps(log *stdio.Log) error {
 				return err
 			}
 		}
-		if err := overlay.Mount(a.Rootfs.Layers, upper, work, root); err != nil {
+		if v.oci() { // the bundle's rootfs in place: the app's writes reach it, as with runc
+			if err := unix.Mount(a.Rootfs.Layers[0], root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+				return fmt.Errorf("app %s: bind rootfs: %w", a.Name, err)
+			}
+		} else if err := overlay.Mount(a.Rootfs.Layers, upper, work, root); err != nil {
 			return fmt.Errorf("app %s: mount rootfs: %w", a.Name, err)
 		}
 		tag := fmt.Sprintf("app%d", i)
@@ -429,6 +463,18 @@ func (v *vm) apps(log *stdio.Log) error {
 			streams = streams[:1]
 		}
 		for _, s := range streams {
+			if v.oci() { // to the caller's descriptor as it comes, no log
+				w, done, err := relay(s.out)
+				if err != nil {
+					return err
+				}
+				v.relays = append(v.relays, done)
+				id := fmt.Sprintf("r%d", len(v.relays))
+				v.args = append(v.args,
+					"-chardev", fmt.Sprintf("file,id=%s,path=/dev/fd/%d", id, v.fd(w)),
+					"-device", fmt.Sprintf("virtserialport,chardev=%s,name=%s", id, s.port))
+				continue
+			}
 			t, err := log.Tee(a.Name, s.stream, s.out)
 			if err != nil {
 				return err
@@ -531,7 +577,11 @@ func (v *vm) startQEMU(dir string, n int) (*exec.Cmd, <-chan error, error) {
 	}
 	v.o.Debugf("qemu started, pid %d", cmd.Process.Pid)
 	if v.cgroup == nil {
-		v.cgroup, err = newPodCgroup(v.m.UUID, cmd.Process.Pid)
+		cg := "/skiff/" + v.m.UUID
+		if v.oci() {
+			cg = v.ociCgroup
+		}
+		v.cgroup, err = newPodCgroupAt(cg, cmd.Process.Pid)
 	} else {
 		err = v.cgroup.add(cmd.Process.Pid)
 	}
@@ -539,7 +589,11 @@ func (v *vm) startQEMU(dir string, n int) (*exec.Cmd, <-chan error, error) {
 		fmt.Fprintf(os.Stderr, "stage1-kvm: pod %s: %v\n", v.m.UUID, err)
 		_ = cmd.Process.Kill()
 	}
-	if err := os.WriteFile(abi.PIDFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+	pidFile := abi.PIDFile
+	if v.oci() { // pid is the supervisor's
+		pidFile = s1QEMUPid
+	}
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
 		_ = cmd.Process.Kill()
 	}
 	done := make(chan error, 1)
@@ -554,6 +608,9 @@ func (v *vm) boot(dir string) (int, error) {
 	defer v.closeExtra()
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2)
+	if v.oci() {
+		signal.Notify(sigs, unix.SIGQUIT, unix.SIGWINCH)
+	}
 	defer signal.Stop(sigs)
 	attempt, bound := 1, v.bootTimeout()
 	cmd, done, err := v.startQEMU(dir, attempt)
@@ -607,6 +664,10 @@ wait:
 			_ = os.WriteFile(s1Kill, nil, 0o644)
 			_ = cmd.Process.Kill()
 		case s := <-sigs:
+			if v.oci() {
+				v.ociSignal(ctx, s.(unix.Signal), ready == nil, cmd)
+				continue
+			}
 			if s != unix.SIGTERM && s != unix.SIGINT {
 				b := v.broker
 				go func() {
@@ -649,6 +710,12 @@ wait:
 	v.closeExtra()
 	for _, t := range v.tees {
 		t.Wait(5 * time.Second)
+	}
+	for _, done := range v.relays {
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+		}
 	}
 	if bootErr != nil {
 		v.recordFailure()

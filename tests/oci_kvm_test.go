@@ -1,0 +1,215 @@
+//go:build functional && kvm
+
+package tests
+
+// skiff-oci-kvm: runc's command line with each container in a microVM (the
+// kvm stage1's OCI mode, issue #14 Done-means 4). The runtime is skiff-oci
+// beside SKIFF_BIN called by the name skiff-oci-kvm (a link in a temporary
+// directory; the name selects the stage1 stage1-kvm.oci.tar beside the
+// binary). Each container boots a VM (TCG here: seconds each), so these
+// tests are few and use generous deadlines.
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// newOCIKVMEnv is newOCIEnv with skiff-oci-kvm as the runtime.
+func newOCIKVMEnv(t *testing.T) *ociEnv {
+	t.Helper()
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86; scripts/install-deps)")
+	}
+	o := newOCIEnv(t)
+	if os.Getenv("SKIFF_OCI_RUNTIME") != "" {
+		t.Skip("SKIFF_OCI_RUNTIME names another runtime; these tests are skiff-oci-kvm's")
+	}
+	link := filepath.Join(o.dir, "bin", "skiff-oci-kvm")
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	real, err := filepath.Abs(o.bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	o.bin, o.isRunc = link, false
+	return o
+}
+
+// qemuPid is the container's QEMU, as its supervisor recorded it.
+func qemuPid(o *ociEnv, id string) int {
+	raw, _ := os.ReadFile(filepath.Join(o.root, id, "stage1", "qemu-pid"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+	return pid
+}
+
+// create, start, state, exec (args, --process with its user and cwd,
+// --detach), kill TERM (the app's clean stop), delete, run's exit code: the
+// app in a VM with its own kernel, the bundle's rootfs shared in place, and
+// nothing left behind.
+func TestOCIKVMLifecycle(t *testing.T) {
+	o := newOCIKVMEnv(t)
+	b := o.bundle("b", "/bin/sh", "-c", "uname -r > /tmp/started; trap 'echo stopping; exit 0' TERM; while :; do sleep 1; done")
+	o.forID(b, "v1")
+	pidFile := filepath.Join(o.dir, "v1.pid")
+	o.ok("create", "--bundle", b, "--pid-file", pidFile, "v1")
+	s := o.state("v1")
+	raw, err := os.ReadFile(pidFile)
+	if err != nil || strconv.Itoa(s.Pid) != strings.TrimSpace(string(raw)) || s.Status != "created" {
+		t.Fatalf("after create: state %+v, pid file %q (%v)", s, raw, err)
+	}
+	if _, err := os.Stat(filepath.Join(b, "rootfs/tmp/started")); err == nil {
+		t.Fatal("the app ran before start")
+	}
+	o.ok("start", "v1")
+	o.waitStatus("v1", "running")
+	var kernel []byte
+	waitFor(t, 120*time.Second, "the app to run", func() bool {
+		kernel, err = os.ReadFile(filepath.Join(b, "rootfs/tmp/started"))
+		return err == nil && len(kernel) > 0
+	})
+	if k := strings.TrimSpace(string(kernel)); k == "" || k == hostKernel(t) {
+		t.Errorf("the app's kernel is %q, the host's is %q: not in a VM", k, hostKernel(t))
+	}
+	if st := o.state("v1"); st.Pid != s.Pid || st.Status != "running" {
+		t.Errorf("after start: state %+v, want running with pid %d", st, s.Pid)
+	}
+	qemu := qemuPid(o, "v1")
+	if qemu <= 0 {
+		t.Errorf("no QEMU pid recorded")
+	}
+
+	r := o.rt("exec", "v1", "/bin/sh", "-c", "echo in-the-vm; exit 3")
+	if r.code != 3 || !strings.Contains(r.stdout, "in-the-vm") {
+		t.Errorf("exec: exit %d, stdout %q, stderr %q; want 3 and the line", r.code, r.stdout, r.stderr)
+	}
+	proc := filepath.Join(o.dir, "process.json")
+	os.WriteFile(proc, []byte(`{"args": ["/bin/sh", "-c", "echo user=$(id -u) cwd=$(pwd) x=$X; exit 4"], "cwd": "/tmp",
+		"env": ["PATH=/bin:/usr/bin", "X=from-the-spec"], "user": {"uid": 1000, "gid": 1000}}`), 0o644)
+	r = o.rt("exec", "--process", proc, "v1")
+	if want := "user=1000 cwd=/tmp x=from-the-spec"; r.code != 4 || !strings.Contains(r.stdout, want) {
+		t.Errorf("exec --process: exit %d, stdout %q, stderr %q; want 4 and %q", r.code, r.stdout, r.stderr, want)
+	}
+	// Detached, as podman's conmon and containerd's shim send it: the pid
+	// is a host process that ends with the exec'd process's status.
+	os.WriteFile(proc, []byte(`{"args": ["/bin/sh", "-c", "echo detached > /tmp/exec-ran; exit 5"], "cwd": "/",
+		"env": ["PATH=/bin:/usr/bin"], "user": {"uid": 0, "gid": 0}}`), 0o644)
+	xpidFile := filepath.Join(o.dir, "exec.pid")
+	o.ok("exec", "--process", proc, "--detach", "--pid-file", xpidFile, "v1")
+	raw, err = os.ReadFile(xpidFile)
+	xpid, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil || xpid <= 0 {
+		t.Fatalf("exec --pid-file: %q, %v", raw, err)
+	}
+	waitFor(t, 120*time.Second, "the detached exec to run", func() bool {
+		_, err := os.Stat(filepath.Join(b, "rootfs/tmp/exec-ran"))
+		return err == nil
+	})
+
+	o.ok("kill", "v1", "TERM")
+	waitFor(t, 120*time.Second, "v1 to stop", func() bool { return o.state("v1").Status == "stopped" })
+	if x, err := os.ReadFile(filepath.Join(o.root, "v1", "apps", "app", "exit.json")); err != nil || !strings.Contains(string(x), `"code": 0`) {
+		t.Errorf("after kill TERM: exit record %q (%v); want code 0 (the app's trap)", x, err)
+	}
+	o.fails("container not running", "kill", "v1", "KILL")
+	if r := o.rt("exec", "v1", "/bin/true"); r.code == 0 || !strings.Contains(r.stderr, "stopped") {
+		t.Errorf("exec in a stopped container: exit %d, %q", r.code, r.stderr)
+	}
+	o.ok("delete", "v1")
+	o.nothingLeft("v1", s.Pid, qemu, xpid)
+
+	// run: the app's exit status and its output on the caller's stdout.
+	b2 := o.bundle("b2", "/bin/sh", "-c", "echo hello from the vm; exit 7")
+	o.forID(b2, "r1")
+	r = o.rt("run", "--bundle", b2, "r1")
+	if r.code != 7 || !strings.Contains(r.stdout, "hello from the vm") {
+		t.Errorf("run: exit %d, stdout %q, stderr %q; want 7 and the app's line", r.code, r.stdout, r.stderr)
+	}
+	if strings.Contains(r.stderr, "warning") {
+		t.Errorf("run: the stage1's warnings reach the container's stderr: %q", r.stderr)
+	}
+	o.nothingLeft("r1")
+}
+
+// What a VM cannot honour is refused at create with one line, before
+// anything runs, and leaves nothing; kill -9 of the runtime during create
+// and SIGKILL of a running container, then delete --force, leave nothing
+// either (no supervisor, no QEMU, no cgroup).
+func TestOCIKVMRefusesAndCleansUp(t *testing.T) {
+	o := newOCIKVMEnv(t)
+	b := o.bundle("b", "/bin/sleep", "1000")
+	o.forID(b, "n1")
+	setNS := func(ns []map[string]any) {
+		o.editConfig(b, func(c map[string]any) {
+			var l []any
+			for _, n := range ns {
+				l = append(l, n)
+			}
+			c["linux"].(map[string]any)["namespaces"] = l
+		})
+	}
+	base := []map[string]any{{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}}
+	setNS(append(base, map[string]any{"type": "network", "path": "/proc/self/ns/net"}))
+	o.fails("a VM cannot join", "create", "--bundle", b, "n1")
+	o.ok("delete", "--force", "n1")
+	o.nothingLeft("n1")
+	setNS(base) // no network namespace: the host's network
+	o.fails("a VM cannot share the host's network", "create", "--bundle", b, "n1")
+	o.ok("delete", "--force", "n1")
+	o.nothingLeft("n1")
+	setNS(append(base, map[string]any{"type": "network"}))
+
+	// kill -9 of the runtime once the stage1 works in the pod directory.
+	o.forID(b, "k1")
+	c := exec.Command(o.bin, "--root", o.root, "create", "--bundle", b, "k1")
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { c.Wait(); close(done) }()
+	waitFor(t, 60*time.Second, "create to reach the stage1", func() bool {
+		select {
+		case <-done:
+			return true
+		default:
+		}
+		_, err := os.Stat(filepath.Join(o.root, "k1", "stage1"))
+		return err == nil
+	})
+	c.Process.Signal(syscall.SIGKILL)
+	<-done
+	o.ok("delete", "--force", "k1")
+	o.nothingLeft("k1")
+	if out, _ := exec.Command("pgrep", "-f", "oci-run.* k1$").Output(); len(out) != 0 {
+		t.Errorf("a supervisor of k1 outlived its killed create: pids %s", out)
+	}
+
+	// SIGKILL of a running container: the VM goes with its supervisor.
+	o.forID(b, "k2")
+	o.ok("create", "--bundle", b, "k2")
+	o.ok("start", "k2")
+	o.waitStatus("k2", "running")
+	pid, qemu := o.state("k2").Pid, qemuPid(o, "k2")
+	if qemu <= 0 || syscall.Kill(qemu, 0) != nil {
+		t.Fatalf("k2: no live QEMU (pid %d)", qemu)
+	}
+	o.ok("kill", "k2", "KILL")
+	waitFor(t, 60*time.Second, "k2 to stop", func() bool { return o.state("k2").Status == "stopped" })
+	o.ok("delete", "k2")
+	o.nothingLeft("k2", pid, qemu)
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", qemu)); err == nil {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", qemu)); strings.Contains(string(b), "skiff-k2") {
+			t.Errorf("k2's QEMU (pid %d) outlived delete", qemu)
+		}
+	}
+}
