@@ -22,6 +22,7 @@ func main() {
 		quick = flag.Bool("quick", os.Getenv("BENCH_QUICK") == "1", "few iterations (default from BENCH_QUICK=1)")
 		out   = flag.String("out", "bench/results", "results directory")
 		only  = flag.String("only", "", "comma-separated scenarios to run (default: all)")
+		tl    = flag.Int("timeline", 0, "instead of the scenarios: run skiff --debug N times and print the median of each phase of its timeline")
 	)
 	flag.StringVar(&e.Skiff, "skiff", "bin/skiff", "skiff binary")
 	flag.StringVar(&e.Stage1, "stage1", "bin/stage1-default.oci.tar", "stage1 image")
@@ -57,6 +58,14 @@ func main() {
 	m := machine(e.Skiff, *quick) // before the private CONTAINERS_CONF is set
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *tl > 0 {
+		err := timelineMode(ctx, &e, *tl, os.Stdout)
+		e.cleanup()
+		if err != nil {
+			fatal(err)
+		}
+		return
+	}
 	results, err := benchAll(ctx, &e, *quick, *only)
 	logf("cleaning up")
 	e.cleanup()
