@@ -68,7 +68,7 @@ func BenchmarkListStatus1000(b *testing.B) {
 	makeExitedPods(b, dataDir, benchPods)
 	b.ResetTimer()
 	for range b.N {
-		sts, err := ListStatus(dataDir)
+		sts, err := ListStatus(dataDir, false)
 		if err != nil || len(sts) != benchPods || sts[0].State != Exited || sts[0].Manifest == nil {
 			b.Fatalf("ListStatus: %d pods, %v", len(sts), err)
 		}
@@ -86,6 +86,28 @@ func BenchmarkGC1000(b *testing.B) {
 		r, err := GC(dataDir, GCOptions{}, nil)
 		if err != nil || len(r.Removed) != benchPods {
 			b.Fatalf("GC removed %d pods: %v", len(r.Removed), err)
+		}
+	}
+}
+
+// ListStatus reads every pod once; brief (skiff list's table) leaves out
+// what the table does not show.
+func TestListStatus(t *testing.T) {
+	dataDir := t.TempDir()
+	makeExitedPods(t, dataDir, 3)
+	for _, brief := range []bool{false, true} {
+		sts, err := ListStatus(dataDir, brief)
+		if err != nil || len(sts) != 3 {
+			t.Fatalf("ListStatus(brief %t): %d pods, %v", brief, len(sts), err)
+		}
+		for _, st := range sts {
+			if st.State != Exited || st.Manifest == nil || st.Created.IsZero() || st.Started.IsZero() || st.Exited.IsZero() ||
+				len(st.Apps) != 1 || st.Apps[0].Name != "app" {
+				t.Errorf("ListStatus(brief %t): %+v", brief, st)
+			}
+			if full := !brief; full != (st.PID == 4242 && st.Ready && st.Apps[0].Exit != nil) {
+				t.Errorf("ListStatus(brief %t): pid %d ready %t app exit %v", brief, st.PID, st.Ready, st.Apps[0].Exit)
+			}
 		}
 	}
 }

@@ -159,10 +159,11 @@ const listWorkers = 8
 // ListStatus returns the Status of every pod (what skiff list shows), each
 // pod opened once and its state sampled by a non-blocking lock probe, in
 // state-directory order. Pods are read in parallel. Pods removed during the
-// scan are left out. A pod whose files cannot be read is listed with what
+// scan are left out. brief reads only what skiff list's table shows (see
+// Status.read). A pod whose files cannot be read is listed with what
 // was read before the error (at least its UUID and state). The error is the
 // scan's: reading the state directories.
-func ListStatus(dataDir string) ([]*Status, error) {
+func ListStatus(dataDir string, brief bool) ([]*Status, error) {
 	dataDir, err := filepath.Abs(dataDir)
 	if err != nil {
 		return nil, err
@@ -184,7 +185,7 @@ func ListStatus(dataDir string) ([]*Status, error) {
 		}
 		defer h.f.Close()
 		st := &Status{UUID: s.uuid, State: h.state}
-		_ = st.read(h.f) // what was read before an error is shown
+		_ = st.read(h.f, brief) // what was read before an error is shown
 		sts[i] = st
 	})
 	out := make([]*Status, 0, len(sts))

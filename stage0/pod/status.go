@@ -65,15 +65,17 @@ func (p *Pod) Status() (*Status, error) {
 	defer h.f.Close()
 	p.Dir, p.State = h.path, h.state
 	st := &Status{UUID: p.UUID, State: h.state}
-	if err := st.read(h.f); err != nil {
+	if err := st.read(h.f, false); err != nil {
 		return nil, fmt.Errorf("pod %s: %w", p.UUID, err)
 	}
 	return st, nil
 }
 
 // read fills st from the open pod directory dir. On an error, st keeps what
-// was read before it.
-func (st *Status) read(dir *os.File) error {
+// was read before it. brief reads only what skiff list's table shows:
+// the manifest, when the pod started (the pid file's mtime, its PID left
+// zero) and how it exited; not Ready, Networks or the apps' exits.
+func (st *Status) read(dir *os.File, brief bool) error {
 	var m abi.PodManifest
 	switch err := readJSONAt(dir, abi.PodManifestFile, &m); {
 	case err == nil:
@@ -81,10 +83,18 @@ func (st *Status) read(dir *os.File) error {
 	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	if err := readPID(dir, st); err != nil {
-		return err
+	if brief {
+		var fi unix.Stat_t
+		err := unix.Fstatat(int(dir.Fd()), abi.PIDFile, &fi, unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil && fi.Mode&unix.S_IFMT == unix.S_IFREG {
+			st.Started = time.Unix(fi.Mtim.Unix())
+		}
+	} else {
+		if err := readPID(dir, st); err != nil {
+			return err
+		}
+		st.Ready = existsAt(dir, abi.ReadyFile)
 	}
-	st.Ready = existsAt(dir, abi.ReadyFile)
 
 	var pe abi.PodExit
 	switch err := readJSONAt(dir, abi.PodExitFile, &pe); {
@@ -94,6 +104,12 @@ func (st *Status) read(dir *os.File) error {
 		st.Exited, st.ExitCode = pe.ExitedAt, pe.Code
 	case !errors.Is(err, os.ErrNotExist):
 		return err
+	}
+	if brief {
+		for _, app := range m.Apps {
+			st.Apps = append(st.Apps, AppStatus{Name: app.Name})
+		}
+		return nil
 	}
 	if readJSONAt(dir, abi.NetworksFile, &st.Networks) != nil { // absent before the network is up
 		st.Networks = nil

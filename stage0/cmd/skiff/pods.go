@@ -134,7 +134,7 @@ func newListCmd(g *globals) *cobra.Command {
 			if err := o.check(); err != nil {
 				return err
 			}
-			sts, err := pod.ListStatus(g.dir)
+			sts, err := pod.ListStatus(g.dir, !o.isJSON()) // the table shows less
 			if err != nil {
 				return err
 			}
