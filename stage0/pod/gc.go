@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 	"time"
 )
 
@@ -87,27 +89,64 @@ func GC(dataDir string, opts GCOptions, stage1GC func(p *Pod) error) (GCReport, 
 	return r, errors.Join(r.Errors...)
 }
 
+// gcWorkers bounds how many pods one gc pass handles at once. Pods are
+// independent (each is taken under its own lock), and most of a sweep is the
+// filesystem removing files, which overlaps well on more than one CPU and
+// while the journal waits.
+const gcWorkers = 4
+
+// syncReport is a GCReport that gc's workers add to.
+type syncReport struct {
+	mu sync.Mutex
+	r  *GCReport
+}
+
+func (s *syncReport) add(f func(r *GCReport)) {
+	s.mu.Lock()
+	f(s.r)
+	s.mu.Unlock()
+}
+
 func mark(dataDir string, rule markRule, opts GCOptions, r *GCReport) {
 	var minAge time.Duration
 	if rule.old != nil {
 		minAge = rule.old(opts)
 	}
-	for _, id := range listDir(dataDir, rule.dir, r) {
-		p := take(dataDir, rule.dir, id, rule.from, minAge, opts, r)
+	ids := listDir(dataDir, rule.dir, r)
+	sr := &syncReport{r: r}
+	parallel(len(ids), gcWorkers, func(i int) {
+		id := ids[i]
+		var terr error
+		p := take(dataDir, rule.dir, id, rule.from, minAge, opts, &terr)
 		if p == nil {
-			continue
+			if terr != nil {
+				sr.add(func(r *GCReport) { r.Errors = append(r.Errors, terr) })
+			}
+			return
 		}
 		err := p.markAs(rule.to, opts.Now())
 		p.Close()
-		switch {
-		case err != nil:
-			r.Errors = append(r.Errors, err)
-		case rule.marked:
-			r.Marked = append(r.Marked, id)
-		default:
-			r.Garbage = append(r.Garbage, id)
-		}
-	}
+		sr.add(func(r *GCReport) {
+			switch {
+			case err != nil:
+				r.Errors = append(r.Errors, err)
+			case rule.marked:
+				r.Marked = append(r.Marked, id)
+			default:
+				r.Garbage = append(r.Garbage, id)
+			}
+		})
+	})
+	sortReport(r)
+}
+
+// sortReport keeps a report in a stable order whatever order the workers
+// finished in: the UUIDs sorted, so that gc's output does not depend on
+// scheduling.
+func sortReport(r *GCReport) {
+	slices.Sort(r.Marked)
+	slices.Sort(r.Garbage)
+	slices.Sort(r.Removed)
 }
 
 // markAs moves a locked pod to state to. Marking for exited-garbage first
@@ -121,28 +160,53 @@ func (p *Pod) markAs(to State, now time.Time) error {
 	return p.Transition(to)
 }
 
+// sweep removes the pods of one state directory, in parallel. stage1GC may
+// thus run for several pods at once (as it may from concurrent gc and rm
+// processes). The mount table is read once for the whole directory: a pod
+// with nothing mounted below it then costs no read of it, and a mount that
+// appears below a pod after that read stops its removal (removeTree never
+// crosses into another mount), after which the pod is unmounted and removed
+// as one with mounts.
 func sweep(dataDir, dir string, want State, minAge time.Duration, opts GCOptions, stage1GC func(*Pod) error, r *GCReport) {
-	for _, id := range listDir(dataDir, dir, r) {
-		p := take(dataDir, dir, id, want, minAge, opts, r)
-		if p == nil {
-			continue
-		}
-		err := destroy(p, stage1GC)
-		p.Close()
-		if err != nil {
-			r.Errors = append(r.Errors, err)
-			continue
-		}
-		r.Removed = append(r.Removed, id)
+	ids := listDir(dataDir, dir, r)
+	if len(ids) == 0 {
+		return
 	}
+	mounted, err := mountsBelow(filepath.Join(dataDir, podsDir, dir))
+	if err != nil {
+		r.Errors = append(r.Errors, fmt.Errorf("gc: %w", err))
+		return
+	}
+	sr := &syncReport{r: r}
+	parallel(len(ids), gcWorkers, func(i int) {
+		id := ids[i]
+		var terr error
+		p := take(dataDir, dir, id, want, minAge, opts, &terr)
+		if p == nil {
+			if terr != nil {
+				sr.add(func(r *GCReport) { r.Errors = append(r.Errors, terr) })
+			}
+			return
+		}
+		err := destroy(p, stage1GC, mounted == nil || mounted[id])
+		p.Close()
+		sr.add(func(r *GCReport) {
+			if err != nil {
+				r.Errors = append(r.Errors, err)
+				return
+			}
+			r.Removed = append(r.Removed, id)
+		})
+	})
+	sortReport(r)
 }
 
 // take locks pod id, seen in state directory dir, for gc: only when nobody
 // else holds it, it is still in state want, and (when minAge > 0) its
 // directory's mtime is at least minAge old, checked before locking (so a
 // fresh embryo is never locked under New) and again after. It returns nil to
-// skip the pod.
-func take(dataDir, dir, id string, want State, minAge time.Duration, opts GCOptions, r *GCReport) *Pod {
+// skip the pod, setting *errp when that is an error to report.
+func take(dataDir, dir, id string, want State, minAge time.Duration, opts GCOptions, errp *error) *Pod {
 	path := filepath.Join(dataDir, podsDir, dir, id)
 	if minAge > 0 {
 		fi, err := os.Lstat(path)
@@ -153,7 +217,7 @@ func take(dataDir, dir, id string, want State, minAge time.Duration, opts GCOpti
 	p := &Pod{UUID: id, State: want, Dir: path, dataDir: dataDir}
 	if err := p.Lock(); err != nil {
 		if !errors.Is(err, ErrLocked) && !errors.Is(err, ErrNotFound) {
-			r.Errors = append(r.Errors, err)
+			*errp = err
 		}
 		return nil
 	}
@@ -191,17 +255,28 @@ func listDir(dataDir, dir string, r *GCReport) []string {
 }
 
 // destroy runs stage1 gc on a locked pod, detaches what is still mounted
-// below it, and removes its directory.
-func destroy(p *Pod, stage1GC func(*Pod) error) error {
+// below it, and removes its directory. mounted says whether the mount table
+// may show mounts below it (true when not known): then they are detached
+// first. Otherwise the removal itself stops at any mount, and the pod is then
+// unmounted and removed again.
+func destroy(p *Pod, stage1GC func(*Pod) error, mounted bool) error {
 	if stage1GC != nil {
 		if err := stage1GC(p); err != nil {
 			return fmt.Errorf("pod %s: stage1 gc failed, pod kept for the next gc: %w", p.UUID, err)
 		}
 	}
-	if err := unmountBelow(p.Dir); err != nil {
-		return fmt.Errorf("pod %s: %w", p.UUID, err)
+	if mounted {
+		if err := unmountBelow(p.Dir); err != nil {
+			return fmt.Errorf("pod %s: %w", p.UUID, err)
+		}
 	}
-	if err := os.RemoveAll(p.Dir); err != nil {
+	err := removeTree(p.Dir)
+	if errors.Is(err, errMountBelow) && !mounted {
+		if err = unmountBelow(p.Dir); err == nil {
+			err = removeTree(p.Dir)
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("pod %s: remove: %w", p.UUID, err)
 	}
 	return nil
@@ -228,5 +303,5 @@ func Remove(p *Pod, stage1GC func(*Pod) error) error {
 			return err
 		}
 	}
-	return destroy(p, stage1GC)
+	return destroy(p, stage1GC, true)
 }

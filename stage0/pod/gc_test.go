@@ -308,3 +308,48 @@ func TestConcurrentGC(t *testing.T) {
 		t.Error("concurrent gc removed the running pod")
 	}
 }
+
+// A mount that appears below a pod after gc read the mount table (or that
+// the table did not show) is never emptied: removeTree stops at it, and
+// destroy then detaches it and removes the pod.
+func TestRemoveTreeStopsAtMounts(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("bind mounts need root")
+	}
+	host := t.TempDir() // stands for a host directory bind-mounted into the pod
+	hostFile := filepath.Join(host, "precious")
+	if err := os.WriteFile(hostFile, []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, below := range []string{"apps/web/volume", ""} { // deep in the pod, and on the pod directory itself
+		dataDir := t.TempDir()
+		p := exitedPod(t, dataDir)
+		if err := p.Lock(); err != nil {
+			t.Fatal(err)
+		}
+		target := filepath.Join(p.Dir, below)
+		if err := os.MkdirAll(target, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := unix.Mount(host, target, "", unix.MS_BIND, ""); err != nil {
+			t.Skipf("cannot bind-mount: %v", err)
+		}
+		t.Cleanup(func() { unix.Unmount(target, unix.MNT_DETACH) })
+		if err := removeTree(p.Dir); !errors.Is(err, errMountBelow) {
+			t.Errorf("removeTree with a mount at %q: %v, want errMountBelow", below, err)
+		}
+		if b, err := os.ReadFile(hostFile); err != nil || string(b) != "keep me" {
+			t.Fatalf("removeTree reached through a bind mount at %q: %q %v", below, b, err)
+		}
+		if err := destroy(p, nil, false); err != nil {
+			t.Errorf("destroy with a mount at %q the table did not show: %v", below, err)
+		}
+		p.Close()
+		if exists(p.Dir) {
+			t.Errorf("pod directory left: %s", p.Dir)
+		}
+		if b, err := os.ReadFile(hostFile); err != nil || string(b) != "keep me" {
+			t.Fatalf("destroy reached through a bind mount at %q: %q %v", below, b, err)
+		}
+	}
+}

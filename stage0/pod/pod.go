@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/google/uuid"
 	"golang.org/x/sys/unix"
@@ -148,6 +150,81 @@ func List(dataDir string) ([]*Pod, error) {
 		pods = append(pods, p)
 	}
 	return pods, nil
+}
+
+// listWorkers bounds how many pods ListStatus reads at once: enough to keep
+// the CPUs busy and the disk's queue filled while some reads wait.
+const listWorkers = 8
+
+// ListStatus returns the Status of every pod (what skiff list shows), each
+// pod opened once and its state sampled by a non-blocking lock probe, in
+// state-directory order. Pods are read in parallel. Pods removed during the
+// scan are left out. brief reads only what skiff list's table shows (see
+// Status.read). A pod whose files cannot be read is listed with what
+// was read before the error (at least its UUID and state). The error is the
+// scan's: reading the state directories.
+func ListStatus(dataDir string, brief bool) ([]*Status, error) {
+	dataDir, err := filepath.Abs(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	found, err := scan(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	sts := make([]*Status, len(found))
+	parallel(len(found), listWorkers, func(i int) {
+		s := found[i]
+		h, err := openPod(dataDir, s.uuid, s.dir, probeLock)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			return
+		case err != nil:
+			sts[i] = &Status{UUID: s.uuid, State: stateGuess(s.dir)}
+			return
+		}
+		defer h.f.Close()
+		st := &Status{UUID: s.uuid, State: h.state}
+		_ = st.read(h.f, brief) // what was read before an error is shown
+		sts[i] = st
+	})
+	out := make([]*Status, 0, len(sts))
+	for _, st := range sts {
+		if st != nil {
+			out = append(out, st)
+		}
+	}
+	return out, nil
+}
+
+// stateGuess is the state of a pod in dir that could not be opened.
+func stateGuess(dir string) State {
+	s, _ := deriveState(dir, false)
+	return s
+}
+
+// parallel calls f(0) to f(n-1) on at most workers goroutines and returns
+// when all have returned.
+func parallel(n, workers int, f func(i int)) {
+	if workers > n {
+		workers = n
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // load samples the state of the pod seen at s.

@@ -26,6 +26,11 @@ type Status struct {
 	Exited   time.Time // from abi.PodExitFile; zero while it is absent
 	ExitCode int       // the pod's exit code; meaningful when Exited is set
 	Apps     []AppStatus
+	// Manifest is the pod's pod.json; nil until it is written.
+	Manifest *abi.PodManifest
+	// Networks is what stage1 wrote to abi.NetworksFile; nil when absent
+	// (before the network is up) or unreadable.
+	Networks []abi.NetworkStatus
 }
 
 // AppStatus is one app of the pod, in manifest order.
@@ -60,42 +65,69 @@ func (p *Pod) Status() (*Status, error) {
 	defer h.f.Close()
 	p.Dir, p.State = h.path, h.state
 	st := &Status{UUID: p.UUID, State: h.state}
+	if err := st.read(h.f, false); err != nil {
+		return nil, fmt.Errorf("pod %s: %w", p.UUID, err)
+	}
+	return st, nil
+}
 
+// read fills st from the open pod directory dir. On an error, st keeps what
+// was read before it. brief reads only what skiff list's table shows:
+// the manifest, when the pod started (the pid file's mtime, its PID left
+// zero) and how it exited; not Ready, Networks or the apps' exits.
+func (st *Status) read(dir *os.File, brief bool) error {
 	var m abi.PodManifest
-	switch err := readJSONAt(h.f, abi.PodManifestFile, &m); {
+	switch err := readJSONAt(dir, abi.PodManifestFile, &m); {
 	case err == nil:
-		st.Created = m.Created
+		st.Created, st.Manifest = m.Created, &m
 	case !errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("pod %s: %w", p.UUID, err)
+		return err
 	}
-	if err := readPID(h.f, st); err != nil {
-		return nil, fmt.Errorf("pod %s: %w", p.UUID, err)
+	if brief {
+		var fi unix.Stat_t
+		err := unix.Fstatat(int(dir.Fd()), abi.PIDFile, &fi, unix.AT_SYMLINK_NOFOLLOW)
+		if err == nil && fi.Mode&unix.S_IFMT == unix.S_IFREG {
+			st.Started = time.Unix(fi.Mtim.Unix())
+		}
+	} else {
+		if err := readPID(dir, st); err != nil {
+			return err
+		}
+		st.Ready = existsAt(dir, abi.ReadyFile)
 	}
-	st.Ready = existsAt(h.f, abi.ReadyFile)
 
 	var pe abi.PodExit
-	switch err := readJSONAt(h.f, abi.PodExitFile, &pe); {
+	switch err := readJSONAt(dir, abi.PodExitFile, &pe); {
 	case err == nil && pe.Validate() != nil:
-		return nil, fmt.Errorf("pod %s: %s: %w", p.UUID, abi.PodExitFile, pe.Validate())
+		return fmt.Errorf("%s: %w", abi.PodExitFile, pe.Validate())
 	case err == nil:
 		st.Exited, st.ExitCode = pe.ExitedAt, pe.Code
 	case !errors.Is(err, os.ErrNotExist):
-		return nil, fmt.Errorf("pod %s: %w", p.UUID, err)
+		return err
+	}
+	if brief {
+		for _, app := range m.Apps {
+			st.Apps = append(st.Apps, AppStatus{Name: app.Name})
+		}
+		return nil
+	}
+	if readJSONAt(dir, abi.NetworksFile, &st.Networks) != nil { // absent before the network is up
+		st.Networks = nil
 	}
 	for _, app := range m.Apps {
 		as := AppStatus{Name: app.Name}
 		if err := abi.ValidateAppName(app.Name); err != nil {
-			return nil, fmt.Errorf("pod %s: %w", p.UUID, err)
+			return err
 		}
-		switch ae, err := abi.ReadAppExitAt(h.f, app.Name); {
+		switch ae, err := abi.ReadAppExitAt(dir, app.Name); {
 		case err == nil:
 			as.Exit = &ae
 		case !errors.Is(err, os.ErrNotExist):
-			return nil, fmt.Errorf("pod %s: %w", p.UUID, err)
+			return err
 		}
 		st.Apps = append(st.Apps, as)
 	}
-	return st, nil
+	return nil
 }
 
 func readPID(dir *os.File, st *Status) error {

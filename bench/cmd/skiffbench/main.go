@@ -22,6 +22,7 @@ func main() {
 		quick = flag.Bool("quick", os.Getenv("BENCH_QUICK") == "1", "few iterations (default from BENCH_QUICK=1)")
 		out   = flag.String("out", "bench/results", "results directory")
 		only  = flag.String("only", "", "comma-separated scenarios to run (default: all)")
+		tl    = flag.Int("timeline", 0, "instead of the scenarios: run skiff --debug N times and print the median of each phase of its timeline")
 	)
 	flag.StringVar(&e.Skiff, "skiff", "bin/skiff", "skiff binary")
 	flag.StringVar(&e.Stage1, "stage1", "bin/stage1-default.oci.tar", "stage1 image")
@@ -57,6 +58,14 @@ func main() {
 	m := machine(e.Skiff, *quick) // before the private CONTAINERS_CONF is set
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if *tl > 0 {
+		err := timelineMode(ctx, &e, *tl, os.Stdout)
+		e.cleanup()
+		if err != nil {
+			fatal(err)
+		}
+		return
+	}
 	results, err := benchAll(ctx, &e, *quick, *only)
 	logf("cleaning up")
 	e.cleanup()
@@ -81,19 +90,24 @@ func benchAll(ctx context.Context, e *Env, quick bool, only string) ([]*Result, 
 	want := func(name string) bool {
 		return only == "" || strings.Contains(","+only+",", ","+name+",")
 	}
-	logf("building shared inputs in %s", e.Tmp)
-	if err := e.setupPeers(ctx); err != nil {
-		return nil, err
-	}
-	if err := e.buildBig(ctx); err != nil {
-		return nil, fmt.Errorf("big image: %v", err)
-	}
 	var results []*Result
-	for _, sc := range startScenarios(e, quick) {
-		if want(sc.Name) && ctx.Err() == nil {
-			logf("scenario %s (%d iterations)", sc.Name, sc.Iter)
-			results = append(results, runScenario(ctx, sc)...)
+	// The peers and the big image are built only for the start scenarios.
+	if want("run-true") || want("run-net") || want("fetch-big") || want("run-big") || want("first-run-big") {
+		logf("building shared inputs in %s", e.Tmp)
+		if err := e.setupPeers(ctx); err != nil {
+			return nil, err
 		}
+		if err := e.buildBig(ctx); err != nil {
+			return nil, fmt.Errorf("big image: %v", err)
+		}
+		for _, sc := range startScenarios(e, quick) {
+			if want(sc.Name) && ctx.Err() == nil {
+				logf("scenario %s (%d iterations)", sc.Name, sc.Iter)
+				results = append(results, runScenario(ctx, sc)...)
+			}
+		}
+	} else {
+		e.SkiffDir = e.newSkiffDir("skiff")
 	}
 	if (want("list-1000") || want("gc-1000")) && ctx.Err() == nil {
 		farm, err := e.newPodFarm(ctx)

@@ -81,17 +81,22 @@ func row(r *Result) []string {
 		ratio = fmt.Sprintf("%.2fx", r.Ratio)
 	}
 	if !r.ok() {
-		return []string{r.Scenario, r.Runtime, r.Status, "", "", "", ratio}
+		return []string{r.Scenario, r.Runtime, r.Status, "", "", "", "", ratio}
 	}
-	return []string{r.Scenario, r.Runtime, fmtVal(r.Median, r.Unit), fmtVal(r.Min, r.Unit), fmtVal(r.Max, r.Unit),
+	cpu := "-"
+	if r.CPUMedian > 0 {
+		cpu = fmtVal(r.CPUMedian, "s")
+	}
+	return []string{r.Scenario, r.Runtime, fmtVal(r.Median, r.Unit), cpu, fmtVal(r.Min, r.Unit), fmtVal(r.Max, r.Unit),
 		fmt.Sprint(len(r.Samples)), ratio}
 }
 
 const legend = "skiff/peer = median of the scenario's first row / median of this row (2.00x: skiff takes twice as long\n" +
 	"or uses twice the memory; run-big and first-run-big: the big image / busybox; kvm-boot*: skiff's kvm pod /\n" +
-	"the bare QEMU boot, with skiff's overhead in %). Timings are never asserted."
+	"the bare QEMU boot, with skiff's overhead in %). cpu = median CPU time (user+sys of the command and of\n" +
+	"the descendants reaped below it). Timings are never asserted."
 
-var header = []string{"scenario", "runtime", "median", "min", "max", "n", "skiff/peer"}
+var header = []string{"scenario", "runtime", "median", "cpu", "min", "max", "n", "skiff/peer"}
 
 // printTable writes the aligned text table (long FAILED messages are cut; the JSON has them whole).
 func printTable(w io.Writer, m Machine, results []*Result) {

@@ -55,8 +55,13 @@ type Result struct {
 	Status   string    `json:"status"` // "ok", "FAILED: ...", "n/a (...)"
 	Samples  []float64 `json:"samples,omitempty"`
 	Median   float64   `json:"median,omitempty"`
-	Min      float64   `json:"min,omitempty"`
-	Max      float64   `json:"max,omitempty"`
+	// CPU is each timed run's CPU time (user+sys of the command and the
+	// children it waited for), in seconds; CPUMedian its median. On a loaded
+	// machine it is steadier than the wall-clock time.
+	CPU       []float64 `json:"cpu_samples,omitempty"`
+	CPUMedian float64   `json:"cpu_median,omitempty"`
+	Min       float64   `json:"min,omitempty"`
+	Max       float64   `json:"max,omitempty"`
 	// Ratio is baseline median / this median (e.g. skiff/runc); 0 when none.
 	Ratio    float64 `json:"ratio,omitempty"`
 	Baseline string  `json:"baseline,omitempty"`
@@ -75,6 +80,13 @@ var runTimeout = 90 * time.Second
 // and wall-clock duration. It fails on a non-zero exit or a timeout; the
 // whole process group is killed on timeout or cancellation.
 func run(ctx context.Context, argv []string) (string, time.Duration, error) {
+	out, d, _, err := runCPU(ctx, argv)
+	return out, d, err
+}
+
+// runCPU is run that also returns the command's CPU time: user+sys of it and
+// of the descendants it waited for (wait4's rusage).
+func runCPU(ctx context.Context, argv []string) (string, time.Duration, time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, runTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
@@ -86,13 +98,17 @@ func run(ctx context.Context, argv []string) (string, time.Duration, error) {
 	start := time.Now()
 	err := cmd.Run()
 	d := time.Since(start)
+	var cpu time.Duration
+	if ps := cmd.ProcessState; ps != nil {
+		cpu = ps.UserTime() + ps.SystemTime()
+	}
 	if ctx.Err() == context.DeadlineExceeded {
 		err = fmt.Errorf("timed out after %s", runTimeout)
 	}
 	if err != nil {
-		return out.String(), d, fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, tail(out.String()))
+		return out.String(), d, cpu, fmt.Errorf("%s: %v: %s", strings.Join(argv, " "), err, tail(out.String()))
 	}
-	return out.String(), d, nil
+	return out.String(), d, cpu, nil
 }
 
 // must runs a setup command and returns its output, or an error with its tail.
@@ -139,7 +155,7 @@ func runScenario(ctx context.Context, sc *Scenario) []*Result {
 			if !live[i] {
 				continue
 			}
-			d, err := timedRun(ctx, sc.Runtimes[i], sc.App)
+			d, cpu, err := timedRun(ctx, sc.Runtimes[i], sc.App)
 			if err != nil {
 				results[i].Status = "FAILED: " + err.Error()
 				live[i] = false
@@ -147,6 +163,7 @@ func runScenario(ctx context.Context, sc *Scenario) []*Result {
 				continue
 			}
 			results[i].Samples = append(results[i].Samples, d.Seconds())
+			results[i].CPU = append(results[i].CPU, cpu.Seconds())
 		}
 	}
 	if sc.After != nil {
@@ -176,29 +193,29 @@ func prepareRuntime(ctx context.Context, sc *Scenario, rt *Runtime) error {
 		}
 	}
 	for w := 0; w < sc.Warmup; w++ {
-		if _, err := timedRun(ctx, rt, sc.App); err != nil {
+		if _, _, err := timedRun(ctx, rt, sc.App); err != nil {
 			return fmt.Errorf("warm-up: %v", err)
 		}
 	}
 	return nil
 }
 
-func timedRun(ctx context.Context, rt *Runtime, app []string) (time.Duration, error) {
+func timedRun(ctx context.Context, rt *Runtime, app []string) (time.Duration, time.Duration, error) {
 	if rt.Before != nil {
 		if err := rt.Before(); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
-	out, d, err := run(ctx, rt.Argv(app))
+	out, d, cpu, err := runCPU(ctx, rt.Argv(app))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	if rt.Check != nil {
 		if err := rt.Check(out); err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 	}
-	return d, nil
+	return d, cpu, nil
 }
 
 func summarize(r *Result) {
@@ -211,11 +228,21 @@ func summarize(r *Result) {
 	s := append([]float64(nil), r.Samples...)
 	sort.Float64s(s)
 	r.Min, r.Max = s[0], s[len(s)-1]
-	if m := len(s) / 2; len(s)%2 == 1 {
-		r.Median = s[m]
-	} else {
-		r.Median = (s[m-1] + s[m]) / 2
+	r.Median = median(r.Samples)
+	if len(r.CPU) > 0 {
+		r.CPUMedian = median(r.CPU)
 	}
+}
+
+// median of a non-empty sample.
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	sort.Float64s(s)
+	m := len(s) / 2
+	if len(s)%2 == 1 {
+		return s[m]
+	}
+	return (s[m-1] + s[m]) / 2
 }
 
 // addRatios sets baseline/peer on every row after the first (the baseline).

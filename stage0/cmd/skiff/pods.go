@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -85,26 +86,27 @@ func timePtr(t time.Time) *time.Time {
 }
 
 func view(p *pod.Pod) podView {
-	v := podView{UUID: p.UUID, State: p.State.String()}
-	m, _ := p.Manifest()
 	st, err := p.Status()
-	if err == nil {
-		v.State, v.PID, v.Ready = st.State.String(), st.PID, st.Ready
-		v.Created, v.Started, v.Exited = timePtr(st.Created), timePtr(st.Started), timePtr(st.Exited)
-		if !st.Exited.IsZero() {
-			c := st.ExitCode
-			v.ExitCode = &c
-		}
+	if err != nil {
+		st = &pod.Status{UUID: p.UUID, State: p.State}
+		st.Manifest, _ = p.Manifest()
 	}
-	if d, err := os.Open(p.Dir); err == nil { // networks.json is absent before the network is up
-		_ = abi.ReadJSONAt(d, abi.NetworksFile, &v.Networks)
-		d.Close()
+	return viewOf(st)
+}
+
+// viewOf is what list and status show of a pod's status.
+func viewOf(st *pod.Status) podView {
+	v := podView{UUID: st.UUID, State: st.State.String(), PID: st.PID, Ready: st.Ready, Networks: st.Networks}
+	v.Created, v.Started, v.Exited = timePtr(st.Created), timePtr(st.Started), timePtr(st.Exited)
+	if !st.Exited.IsZero() {
+		c := st.ExitCode
+		v.ExitCode = &c
 	}
-	if m != nil {
+	if m := st.Manifest; m != nil {
 		v.PrivateUsers = m.PrivateUsers
 		for i, a := range m.Apps {
 			av := appView{Name: a.Name, Image: a.Image.Name, ImageID: a.Image.ID}
-			if st != nil && i < len(st.Apps) && st.Apps[i].Exit != nil {
+			if i < len(st.Apps) && st.Apps[i].Exit != nil {
 				c := st.Apps[i].Exit.Code
 				av.ExitCode, av.Signal, av.OOMKilled = &c, st.Apps[i].Exit.Signal, st.Apps[i].Exit.OOMKilled
 			}
@@ -132,19 +134,23 @@ func newListCmd(g *globals) *cobra.Command {
 			if err := o.check(); err != nil {
 				return err
 			}
-			pods, err := pod.List(g.dir)
+			sts, err := pod.ListStatus(g.dir, !o.isJSON()) // the table shows less
 			if err != nil {
 				return err
 			}
-			views := make([]podView, 0, len(pods))
-			for _, p := range pods {
-				views = append(views, view(p))
+			views := make([]podView, 0, len(sts))
+			for _, st := range sts {
+				views = append(views, viewOf(st))
 			}
 			slices.SortStableFunc(views, func(a, b podView) int { return compareCreated(a.Created, b.Created) })
+			out := bufio.NewWriter(cmd.OutOrStdout())
 			if o.isJSON() {
-				return o.writeJSON(cmd.OutOrStdout(), views)
+				if err := o.writeJSON(out, views); err != nil {
+					return err
+				}
+				return out.Flush()
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 			if !o.noLegend {
 				legend := "UUID\tAPP\tIMAGE\tSTATE\tCREATED\tSTARTED\tEXITED"
 				if o.full {
@@ -164,7 +170,10 @@ func newListCmd(g *globals) *cobra.Command {
 				}
 				fmt.Fprintln(tw)
 			}
-			return tw.Flush()
+			if err := tw.Flush(); err != nil {
+				return err
+			}
+			return out.Flush()
 		},
 	}
 	o.register(c, "a line per pod")

@@ -17,6 +17,7 @@ import (
 	"github.com/skiff-project/skiff/image/appc"
 	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/image/store"
+	"github.com/skiff-project/skiff/internal/timeline"
 	"github.com/skiff-project/skiff/networking"
 	"github.com/skiff-project/skiff/stage0/pod"
 	"github.com/skiff-project/skiff/stage0/prepare"
@@ -223,6 +224,7 @@ Images: ` + reference.Forms + `
 
 func runRun(ctx context.Context, g *globals, f *runFlags, args []string) error {
 	f.prepareFlags.runNet = f.net
+	timeline.Mark(g.debug, "skiff", "command line parsed")
 	if err := f.startFlags.check(g); err != nil {
 		return err
 	}
@@ -233,6 +235,7 @@ func runRun(ctx context.Context, g *globals, f *runFlags, args []string) error {
 	if err != nil {
 		return err
 	}
+	timeline.Mark(g.debug, "skiff", "pod directory written")
 	if err := p.Transition(pod.Running); err != nil {
 		return err
 	}
@@ -283,6 +286,7 @@ func preparePod(ctx context.Context, g *globals, f *prepareFlags, args []string)
 	if err := checkStage1Flags(s1.Flavor, f.privateUsers, net); err != nil {
 		return nil, nil, err
 	}
+	timeline.Mark(g.debug, "skiff", "stage1 and images found in the store")
 	if f.privateUsers {
 		if err := checkIDMappable(imgs, s1, vols); err != nil {
 			return nil, nil, err
@@ -402,13 +406,14 @@ func execStage1(g *globals, f *startFlags, p *pod.Pod, m *abi.PodManifest) error
 	}
 	env := append(os.Environ(), fmt.Sprintf("%s=%d", abi.EnvLockFD, lockFD))
 	if g.debug {
-		env = append(env, abi.EnvDebug+"=1")
+		env = append(env, abi.EnvDebug+"=1", timeline.Env())
 	}
 	// argv[0] is the declared entrypoint: a multi-call stage1 dispatches on it.
 	argv := append(append([]string{s1.Entrypoints[abi.EntrypointRun]}, args...), p.UUID)
 	if g.debug {
 		fmt.Fprintf(os.Stderr, "skiff: exec %q in %s\n", argv, p.Dir)
 	}
+	timeline.Mark(g.debug, "skiff", "exec stage1")
 	err = syscall.Exec(entry, argv, env)
 	return fmt.Errorf("exec stage1 %s: %w", entry, err)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/skiff-project/skiff/internal/timeline"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
@@ -233,6 +234,7 @@ func cleanStatus(s string) string {
 // appStarted records that app has its stdio and is about to exec.
 func (r *readiness) appStarted(app string) {
 	r.o.Debugf("app %s started", app)
+	timeline.Mark(r.o.Debug, "stage1", "app started (systemd ran its unit; app-exec has its stdio)")
 	r.mark(app, false)
 }
 

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/internal/overlay"
+	"github.com/skiff-project/skiff/internal/timeline"
 	"github.com/skiff-project/skiff/networking"
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/appexec"
@@ -60,6 +61,7 @@ func runMain(args []string) error {
 	if err != nil {
 		return err
 	}
+	timeline.Mark(o.Debug, "stage1", "stage1 started")
 	// Pdeathsig follows the thread that started the pod: keep it alive.
 	runtime.LockOSThread()
 	if fd, err := strconv.Atoi(os.Getenv(abi.EnvLockFD)); err == nil {
@@ -106,6 +108,7 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 	if err := r.writeUnits(); err != nil {
 		return nil, err
 	}
+	timeline.Mark(o.Debug, "stage1", "units written")
 	if r.hand, err = newHandover(o, m); err != nil {
 		return nil, err
 	}
@@ -130,6 +133,7 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 		}
 	}()
 	o.Debugf("stage1 rootfs mounted")
+	timeline.Mark(o.Debug, "stage1", "stage1 rootfs mounted")
 	o.Network.AnyUserLowPorts = r.users != nil
 	if r.net, err = podnet.Setup(context.Background(), m.UUID, o.Network); err != nil {
 		return nil, err
@@ -140,6 +144,7 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 		}
 	}()
 	o.Debugf("network %s set up", o.Net)
+	timeline.Mark(o.Debug, "stage1", "network set up")
 	sb, err := r.sandbox(rootfs)
 	if err != nil {
 		return nil, err
@@ -151,6 +156,7 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 		r.srv.Close()
 		return nil, fmt.Errorf("record the pod's cgroup for gc: %w", err)
 	}
+	timeline.Mark(o.Debug, "stage1", "sandbox spec ready")
 	c, err := container.Start(sb)
 	if err != nil {
 		r.srv.Close()
@@ -158,6 +164,7 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 	}
 	r.c = c
 	o.Debugf("sandbox started, init pid %d", c.Pid())
+	timeline.Mark(o.Debug, "stage1", "libcontainer started the pod's init")
 	if err := os.WriteFile(abi.PIDFile, []byte(strconv.Itoa(c.Pid())+"\n"), 0o644); err != nil {
 		_ = c.Signal(unix.SIGKILL)
 	}
@@ -332,6 +339,7 @@ func (r *runningPod) wait() int {
 	state, _ := r.c.Wait()
 	close(r.gone)
 	r.o.Debugf("pod init exited: %v", state)
+	timeline.Mark(r.o.Debug, "stage1", "pod's init exited")
 	signal.Stop(sigs)
 	r.recordOOMKills()
 	r.recordKills()
@@ -348,8 +356,10 @@ func (r *runningPod) wait() int {
 		_ = os.WriteFile(abi.CleanFile, nil, 0o644) // gc has nothing left to undo
 	}
 	r.o.Debugf("sandbox destroyed")
+	timeline.Mark(r.o.Debug, "stage1", "cleaned up")
 	code := r.exitCode(state)
 	_ = abi.WriteJSON(abi.PodExitFile, abi.PodExit{Code: code, ExitedAt: time.Now().UTC()})
+	timeline.Mark(r.o.Debug, "stage1", "exit recorded")
 	return code
 }
 

@@ -1,0 +1,113 @@
+package pod
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/skiff-project/skiff/stage1/abi"
+)
+
+// benchPods is the pod count of the list and gc benchmarks (issue #18's
+// scale goal: list and gc over 1,000 exited pods).
+const benchPods = 1000
+
+// makeExitedPods makes n exited pods the way skiff makes them: New (embryo,
+// locked, prepare), the files stage0 and stage1 write (pod.json, pid, ready,
+// networks.json, exit.json, apps/NAME/exit.json, clean, and the empty
+// directories of an exited default-stage1 pod), the move to run, and the lock
+// let go (so each reads as exited).
+func makeExitedPods(tb testing.TB, dataDir string, n int) {
+	tb.Helper()
+	now := time.Now().UTC()
+	dirs := []string{"apps/app/upper/etc", "apps/app/work/work", "logs", "stage1/upper/etc/systemd/system",
+		"stage1/upper/opt/stage2/app/rootfs", "stage1/upper/skiff/apps", "stage1/upper/skiff/run", "stage1/net",
+		"stage1/rootfs", "stage1/work/work", "stage1/libcontainer", "stage1/run"}
+	for range n {
+		p, err := New(dataDir)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		m := abi.PodManifest{Version: 2, UUID: p.UUID, Created: now,
+			Apps: []abi.App{{Name: "app", Image: abi.Image{Name: "oci-archive:busybox.oci.tar", ID: "sha256:e8f3"}}}}
+		m.Stage1.Name, m.Stage1.Flavor = "stage1-default.oci.tar", "default"
+		for _, d := range dirs {
+			if err := os.MkdirAll(filepath.Join(p.Dir, d), 0o755); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		files := map[string]any{
+			abi.PodManifestFile: m,
+			abi.PodExitFile:     abi.PodExit{ExitedAt: now},
+			filepath.Join(abi.AppsDir, "app", abi.AppExitFile): abi.AppExit{App: "app", ExitedAt: now},
+			abi.NetworksFile: []abi.NetworkStatus(nil),
+		}
+		for rel, v := range files {
+			if err := abi.WriteJSON(filepath.Join(p.Dir, rel), v); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		for rel, b := range map[string]string{abi.PIDFile: "4242\n", abi.ReadyFile: "", abi.CleanFile: "",
+			"logs/pod.log": "", "stage1/pod-cgroup": "/skiff/" + p.UUID, "stage1/upper/etc/systemd/system/skiff.target": "[Unit]\n",
+			"apps/app/upper/etc/hosts": "127.0.0.1 localhost\n"} {
+			if err := os.WriteFile(filepath.Join(p.Dir, rel), []byte(b), 0o644); err != nil {
+				tb.Fatal(err)
+			}
+		}
+		if err := p.Transition(Running); err != nil {
+			tb.Fatal(err)
+		}
+		p.Close()
+	}
+}
+
+// BenchmarkListStatus1000 is what skiff list reads of 1,000 exited pods.
+func BenchmarkListStatus1000(b *testing.B) {
+	dataDir := b.TempDir()
+	makeExitedPods(b, dataDir, benchPods)
+	b.ResetTimer()
+	for range b.N {
+		sts, err := ListStatus(dataDir, false)
+		if err != nil || len(sts) != benchPods || sts[0].State != Exited || sts[0].Manifest == nil {
+			b.Fatalf("ListStatus: %d pods, %v", len(sts), err)
+		}
+	}
+}
+
+// BenchmarkGC1000 is one gc pass with no grace period (mark and sweep) over
+// 1,000 exited pods whose stage1 has cleaned up (no stage1 gc to run).
+func BenchmarkGC1000(b *testing.B) {
+	for range b.N {
+		b.StopTimer()
+		dataDir := b.TempDir()
+		makeExitedPods(b, dataDir, benchPods)
+		b.StartTimer()
+		r, err := GC(dataDir, GCOptions{}, nil)
+		if err != nil || len(r.Removed) != benchPods {
+			b.Fatalf("GC removed %d pods: %v", len(r.Removed), err)
+		}
+	}
+}
+
+// ListStatus reads every pod once; brief (skiff list's table) leaves out
+// what the table does not show.
+func TestListStatus(t *testing.T) {
+	dataDir := t.TempDir()
+	makeExitedPods(t, dataDir, 3)
+	for _, brief := range []bool{false, true} {
+		sts, err := ListStatus(dataDir, brief)
+		if err != nil || len(sts) != 3 {
+			t.Fatalf("ListStatus(brief %t): %d pods, %v", brief, len(sts), err)
+		}
+		for _, st := range sts {
+			if st.State != Exited || st.Manifest == nil || st.Created.IsZero() || st.Started.IsZero() || st.Exited.IsZero() ||
+				len(st.Apps) != 1 || st.Apps[0].Name != "app" {
+				t.Errorf("ListStatus(brief %t): %+v", brief, st)
+			}
+			if full := !brief; full != (st.PID == 4242 && st.Ready && st.Apps[0].Exit != nil) {
+				t.Errorf("ListStatus(brief %t): pid %d ready %t app exit %v", brief, st.PID, st.Ready, st.Apps[0].Exit)
+			}
+		}
+	}
+}
