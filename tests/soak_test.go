@@ -135,6 +135,7 @@ type soak struct {
 type soakPod struct {
 	p    *soakProc
 	uuid string
+	op   *soakOp // its run's: its output tells a failure's story
 }
 
 // soakProc is a skiff the soak started; done is closed once it is waited for.
@@ -163,7 +164,14 @@ type soakOp struct {
 	delay  time.Duration
 	pick   uint64
 	arg    int
+	mu     sync.Mutex // guards output while the command runs
 	output bytes.Buffer
+}
+
+func (op *soakOp) outputString() string {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	return op.output.String()
 }
 
 type soakKind struct {
@@ -200,7 +208,7 @@ func (s *soak) summary() []string {
 func (s *soak) start(op *soakOp, args ...string) *soakProc {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	c := exec.CommandContext(ctx, s.e.bin, append(s.e.globals(), args...)...)
-	w := &syncWriter{b: &op.output}
+	w := &syncWriter{mu: &op.mu, b: &op.output}
 	c.Stdout, c.Stderr = w, w
 	if err := c.Start(); err != nil {
 		s.t.Errorf("op %d: start %v: %v", op.n, args, err)
@@ -302,7 +310,7 @@ func (s *soak) runLong(op *soakOp, _ *fakeRegistry) {
 		return
 	}
 	s.mu.Lock()
-	s.live = append(s.live, &soakPod{p: p, uuid: uuid}) // waited for by stop, or at the end
+	s.live = append(s.live, &soakPod{p: p, uuid: uuid, op: op}) // waited for by stop, or at the end
 	s.mu.Unlock()
 }
 
@@ -382,7 +390,7 @@ func (s *soak) enter(op *soakOp, _ *fakeRegistry) {
 	}
 	// It may fail only when a stop took the pod meanwhile.
 	if code := s.finish(op, p, op.kill); code != 0 && !op.kill && s.isLive(pod) {
-		s.t.Errorf("op %d: enter of a running pod: exit %d:\n%s", op.n, code, op.output.String())
+		s.t.Errorf("op %d: enter of a running pod: exit %d:\n%s\nits run (op %d) so far:\n%s", op.n, code, op.output.String(), pod.op.n, pod.op.outputString())
 	}
 }
 
@@ -534,7 +542,7 @@ func lastLines(s string, n int) string {
 
 // syncWriter serializes writes into a buffer shared by stdout and stderr.
 type syncWriter struct {
-	mu sync.Mutex
+	mu *sync.Mutex
 	b  *bytes.Buffer
 }
 
