@@ -43,7 +43,11 @@ func TestSoak(t *testing.T) {
 		ops = 12
 	}
 	kills := min(soakEnv("SKIFF_SOAK_KILLS", ops/5), ops)
-	par := max(soakEnv("SKIFF_SOAK_PAR", 3), 1)
+	par := 3
+	if kvm {
+		par = 2 // each VM is a TCG-emulated machine on this host's cores
+	}
+	par = max(soakEnv("SKIFF_SOAK_PAR", par), 1)
 	seed := uint64(soakEnv("SKIFF_SOAK_SEED", int(time.Now().UnixNano()%1_000_000_000)))
 	fmt.Fprintf(os.Stderr, "soak: seed %d, %d operations, %d kills, %d at once, flavor %s (replay with SKIFF_SOAK_SEED=%d)\n",
 		seed, ops, kills, par, e.flavor(), seed)
@@ -55,7 +59,7 @@ func TestSoak(t *testing.T) {
 	})
 	opTimeout := 2 * time.Minute
 	if kvm {
-		opTimeout = 5 * time.Minute
+		opTimeout = 10 * time.Minute
 	}
 
 	fr := newFakeRegistry(t, filepath.Join(e.images, "busybox.oci.tar"))
@@ -143,8 +147,12 @@ type soakProc struct {
 	cmd    *exec.Cmd
 	done   chan struct{}
 	cancel context.CancelFunc
+	ctx    context.Context
 	err    error
 }
+
+// cancelled tells whether the soak's bound ended the command.
+func (p *soakProc) cancelled() bool { return p.ctx.Err() != nil }
 
 func (p *soakProc) exited() bool {
 	select {
@@ -215,7 +223,7 @@ func (s *soak) start(op *soakOp, args ...string) *soakProc {
 		cancel()
 		return nil
 	}
-	p := &soakProc{cmd: c, done: make(chan struct{}), cancel: cancel}
+	p := &soakProc{cmd: c, done: make(chan struct{}), cancel: cancel, ctx: ctx}
 	go func() { p.err = c.Wait(); close(p.done) }()
 	return p
 }
@@ -224,8 +232,13 @@ func (s *soak) start(op *soakOp, args ...string) *soakProc {
 // runtime error is a failure whatever the operation.
 func (s *soak) finish(op *soakOp, p *soakProc, killed bool) int {
 	<-p.done
+	timedOut := p.cancelled()
 	p.cancel()
 	code := p.cmd.ProcessState.ExitCode()
+	if timedOut && !killed {
+		s.t.Errorf("op %d (%s) did not end within %s (a hang, or a host far too busy):\n%s", op.n, op.kind.name, s.timeout, op.outputString())
+		return -1
+	}
 	out := op.output.String()
 	if strings.Contains(out, "panic:") || strings.Contains(out, "fatal error:") || strings.Contains(out, "goroutine ") {
 		s.t.Errorf("op %d (%s): skiff crashed: %v\n%s", op.n, op.kind.name, p.err, out)
@@ -266,7 +279,7 @@ func (s *soak) run(op *soakOp, _ *fakeRegistry) {
 	}
 	// Killed, it may still have ended on its own first; otherwise its exit
 	// is the app's, never a false one.
-	if code := s.finish(op, p, op.kill); !op.kill && code != op.arg%3 {
+	if code := s.finish(op, p, op.kill); !op.kill && code >= 0 && code != op.arg%3 {
 		s.t.Errorf("op %d (run): exit %d, want the app's %d:\n%s", op.n, code, op.arg%3, op.output.String())
 	}
 }
