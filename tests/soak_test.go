@@ -43,7 +43,11 @@ func TestSoak(t *testing.T) {
 		ops = 12
 	}
 	kills := min(soakEnv("SKIFF_SOAK_KILLS", ops/5), ops)
-	par := max(soakEnv("SKIFF_SOAK_PAR", 3), 1)
+	par := 3
+	if kvm {
+		par = 2 // each VM is a TCG-emulated machine on this host's cores
+	}
+	par = max(soakEnv("SKIFF_SOAK_PAR", par), 1)
 	seed := uint64(soakEnv("SKIFF_SOAK_SEED", int(time.Now().UnixNano()%1_000_000_000)))
 	fmt.Fprintf(os.Stderr, "soak: seed %d, %d operations, %d kills, %d at once, flavor %s (replay with SKIFF_SOAK_SEED=%d)\n",
 		seed, ops, kills, par, e.flavor(), seed)
@@ -55,7 +59,7 @@ func TestSoak(t *testing.T) {
 	})
 	opTimeout := 2 * time.Minute
 	if kvm {
-		opTimeout = 5 * time.Minute
+		opTimeout = 10 * time.Minute
 	}
 
 	fr := newFakeRegistry(t, filepath.Join(e.images, "busybox.oci.tar"))
@@ -135,6 +139,7 @@ type soak struct {
 type soakPod struct {
 	p    *soakProc
 	uuid string
+	op   *soakOp // its run's: its output tells a failure's story
 }
 
 // soakProc is a skiff the soak started; done is closed once it is waited for.
@@ -142,8 +147,12 @@ type soakProc struct {
 	cmd    *exec.Cmd
 	done   chan struct{}
 	cancel context.CancelFunc
+	ctx    context.Context
 	err    error
 }
+
+// cancelled tells whether the soak's bound ended the command.
+func (p *soakProc) cancelled() bool { return p.ctx.Err() != nil }
 
 func (p *soakProc) exited() bool {
 	select {
@@ -163,7 +172,14 @@ type soakOp struct {
 	delay  time.Duration
 	pick   uint64
 	arg    int
+	mu     sync.Mutex // guards output while the command runs
 	output bytes.Buffer
+}
+
+func (op *soakOp) outputString() string {
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	return op.output.String()
 }
 
 type soakKind struct {
@@ -200,14 +216,14 @@ func (s *soak) summary() []string {
 func (s *soak) start(op *soakOp, args ...string) *soakProc {
 	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
 	c := exec.CommandContext(ctx, s.e.bin, append(s.e.globals(), args...)...)
-	w := &syncWriter{b: &op.output}
+	w := &syncWriter{mu: &op.mu, b: &op.output}
 	c.Stdout, c.Stderr = w, w
 	if err := c.Start(); err != nil {
 		s.t.Errorf("op %d: start %v: %v", op.n, args, err)
 		cancel()
 		return nil
 	}
-	p := &soakProc{cmd: c, done: make(chan struct{}), cancel: cancel}
+	p := &soakProc{cmd: c, done: make(chan struct{}), cancel: cancel, ctx: ctx}
 	go func() { p.err = c.Wait(); close(p.done) }()
 	return p
 }
@@ -216,8 +232,13 @@ func (s *soak) start(op *soakOp, args ...string) *soakProc {
 // runtime error is a failure whatever the operation.
 func (s *soak) finish(op *soakOp, p *soakProc, killed bool) int {
 	<-p.done
+	timedOut := p.cancelled()
 	p.cancel()
 	code := p.cmd.ProcessState.ExitCode()
+	if timedOut && !killed {
+		s.t.Errorf("op %d (%s) did not end within %s (a hang, or a host far too busy):\n%s", op.n, op.kind.name, s.timeout, op.outputString())
+		return -1
+	}
 	out := op.output.String()
 	if strings.Contains(out, "panic:") || strings.Contains(out, "fatal error:") || strings.Contains(out, "goroutine ") {
 		s.t.Errorf("op %d (%s): skiff crashed: %v\n%s", op.n, op.kind.name, p.err, out)
@@ -258,7 +279,7 @@ func (s *soak) run(op *soakOp, _ *fakeRegistry) {
 	}
 	// Killed, it may still have ended on its own first; otherwise its exit
 	// is the app's, never a false one.
-	if code := s.finish(op, p, op.kill); !op.kill && code != op.arg%3 {
+	if code := s.finish(op, p, op.kill); !op.kill && code >= 0 && code != op.arg%3 {
 		s.t.Errorf("op %d (run): exit %d, want the app's %d:\n%s", op.n, code, op.arg%3, op.output.String())
 	}
 }
@@ -302,7 +323,7 @@ func (s *soak) runLong(op *soakOp, _ *fakeRegistry) {
 		return
 	}
 	s.mu.Lock()
-	s.live = append(s.live, &soakPod{p: p, uuid: uuid}) // waited for by stop, or at the end
+	s.live = append(s.live, &soakPod{p: p, uuid: uuid, op: op}) // waited for by stop, or at the end
 	s.mu.Unlock()
 }
 
@@ -382,7 +403,7 @@ func (s *soak) enter(op *soakOp, _ *fakeRegistry) {
 	}
 	// It may fail only when a stop took the pod meanwhile.
 	if code := s.finish(op, p, op.kill); code != 0 && !op.kill && s.isLive(pod) {
-		s.t.Errorf("op %d: enter of a running pod: exit %d:\n%s", op.n, code, op.output.String())
+		s.t.Errorf("op %d: enter of a running pod: exit %d:\n%s\nits run (op %d) so far:\n%s", op.n, code, op.output.String(), pod.op.n, pod.op.outputString())
 	}
 }
 
@@ -534,7 +555,7 @@ func lastLines(s string, n int) string {
 
 // syncWriter serializes writes into a buffer shared by stdout and stderr.
 type syncWriter struct {
-	mu sync.Mutex
+	mu *sync.Mutex
 	b  *bytes.Buffer
 }
 
