@@ -277,12 +277,13 @@ func (p *Pod) start() error {
 // signal sent to either would never reach the app's own handlers.
 func (p *Pod) waitApp(pid int) {
 	exitRecord := filepath.Join(p.Dir, abi.AppsDir, AppName, abi.AppExitFile)
-	var initExe unix.Stat_t
-	_ = unix.Stat("/proc/"+strconv.Itoa(pid)+"/exe", &initExe)
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		if app := appMain(pid); app != 0 {
-			var exe unix.Stat_t
-			forked := unix.Stat("/proc/"+strconv.Itoa(app)+"/exe", &exe) != nil ||
+			// The init's executable now (it was pod-init, the stage1
+			// binary, until it exec'd systemd), then the process's.
+			var initExe, exe unix.Stat_t
+			forked := unix.Stat("/proc/"+strconv.Itoa(pid)+"/exe", &initExe) != nil ||
+				unix.Stat("/proc/"+strconv.Itoa(app)+"/exe", &exe) != nil ||
 				(exe.Dev == initExe.Dev && exe.Ino == initExe.Ino)
 			comm, _ := os.ReadFile("/proc/" + strconv.Itoa(app) + "/comm")
 			if c := strings.TrimSpace(string(comm)); !forked && c != "app-exec" && c != "(app-exec)" {
