@@ -56,9 +56,13 @@ type Pod struct {
 	// Resources and Sysctl apply to the whole sandbox. ExtraFiles become the
 	// init's fd 3 on.
 	Namespaces []specs.LinuxNamespace
-	Resources  *specs.LinuxResources
-	Sysctl     map[string]string
-	ExtraFiles []*os.File
+	// UIDMappings and GIDMappings are the mappings of a user namespace
+	// Namespaces creates (OCI mode: the bundle's); as with UserNS, the
+	// pod's cgroup2 directory is given to the host ids of the pod's root.
+	UIDMappings, GIDMappings []specs.LinuxIDMapping
+	Resources                *specs.LinuxResources
+	Sysctl                   map[string]string
+	ExtraFiles               []*os.File
 	// ConsoleSocket, when set, receives the master of a pty libcontainer
 	// makes in the pod during Create; the slave is the init's stdio.
 	ConsoleSocket *os.File
@@ -107,11 +111,13 @@ func Spec(p Pod) (*specs.Spec, error) {
 		major, minor := d.Major, d.Minor
 		res.Devices = append(res.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: t, Major: &major, Minor: &minor, Access: "rwm"})
 	}
-	var ids []specs.LinuxIDMapping
+	uids, gids := p.UIDMappings, p.GIDMappings
 	if p.UserNS != nil {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace})
-		ids = []specs.LinuxIDMapping{*p.UserNS}
+		uids = []specs.LinuxIDMapping{*p.UserNS}
+		gids = uids
 	}
+	userns := hasNamespace(ns, specs.UserNamespace)
 	return &specs.Spec{
 		Version: specs.Version,
 		// The stage1's own files are read-only to the pod: what its
@@ -123,12 +129,12 @@ func Spec(p Pod) (*specs.Spec, error) {
 			Args: p.Args, Env: p.Env, Cwd: "/",
 			Capabilities: &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
 		},
-		Mounts: append(BaseMounts(p.UserNS != nil), p.Mounts...),
+		Mounts: append(BaseMounts(userns), p.Mounts...),
 		Linux: &specs.Linux{
 			Namespaces:        ns,
 			RootfsPropagation: p.RootPropagation,
-			UIDMappings:       ids,
-			GIDMappings:       ids,
+			UIDMappings:       uids,
+			GIDMappings:       gids,
 			CgroupsPath:       p.CgroupsPath,
 			Resources:         res,
 			Sysctl:            p.Sysctl,
@@ -241,7 +247,7 @@ func Start(pod Pod) (*Running, error) {
 		return nil, err
 	}
 	if pod.UserNS != nil {
-		err = delegateCgroup(c, int(pod.UserNS.HostID))
+		err = delegateCgroup(c, int(pod.UserNS.HostID), int(pod.UserNS.HostID))
 	}
 	if err == nil {
 		err = c.Exec()
@@ -295,11 +301,36 @@ func ExecFIFO(stateRoot, id string) string { return filepath.Join(stateRoot, id,
 // exec until ExecFIFO is opened (runc's create; OCI mode). The init outlives
 // this process: no parent-death signal. It returns the init's host pid.
 func Create(pod Pod) (int, error) {
-	_, p, err := create(pod, false)
+	c, p, err := create(pod, false)
 	if err != nil {
 		return 0, err
 	}
+	if uid, gid, ok := rootOf(pod); ok {
+		if err := delegateCgroup(c, uid, gid); err != nil {
+			_ = c.Destroy()
+			return 0, err
+		}
+	}
 	return p.Pid()
+}
+
+// rootOf is the host uid and gid of the root of a user namespace the pod
+// creates with UIDMappings and GIDMappings (ok false: none, or its root is
+// not mapped).
+func rootOf(pod Pod) (uid, gid int, ok bool) {
+	if pod.UserNS != nil {
+		return int(pod.UserNS.HostID), int(pod.UserNS.HostID), true
+	}
+	root := func(ms []specs.LinuxIDMapping) int {
+		for _, m := range ms {
+			if m.ContainerID == 0 && m.Size > 0 {
+				return int(m.HostID)
+			}
+		}
+		return -1
+	}
+	uid, gid = root(pod.UIDMappings), root(pod.GIDMappings)
+	return uid, gid, uid >= 0 && gid >= 0
 }
 
 // delegateCgroup gives the pod's cgroup2 directory to the pod's root (host
@@ -308,7 +339,7 @@ func Create(pod Pod) (int, error) {
 // The pod's systemd, root only in its user namespace, then manages the
 // subtree below; the v1 hierarchies stay the host's (limits are applied from
 // the host, and the pod's systemd does not see them).
-func delegateCgroup(c *libcontainer.Container, owner int) error {
+func delegateCgroup(c *libcontainer.Container, uid, gid int) error {
 	st, err := c.State()
 	if err != nil {
 		return err
@@ -318,7 +349,7 @@ func delegateCgroup(c *libcontainer.Container, owner int) error {
 		return nil
 	}
 	for _, p := range []string{dir, dir + "/cgroup.procs", dir + "/cgroup.threads", dir + "/cgroup.subtree_control"} {
-		if err := os.Chown(p, owner, owner); err != nil {
+		if err := os.Chown(p, uid, gid); err != nil {
 			return fmt.Errorf("delegate the pod's cgroup to its root: %w", err)
 		}
 	}

@@ -1,0 +1,112 @@
+package main
+
+// The bundle's user namespace (OCI mode): a user namespace in
+// linux.namespaces without a path is created with the bundle's uidMappings
+// and gidMappings (several ranges each, as runc takes them), and the whole
+// container, systemd as its PID 1 and the app, runs in it. It is
+// --private-users with the bundle's mappings (users.go): the stage1 rootfs
+// is an overlay of idmapped copies of the stage1's layers, mounted in
+// rootfsUsersDir, so that the container's root owns what the host's root
+// owns there; the stage1's files stay read-only to it (the sandbox's root
+// is mounted read-only), and the pod's writable directories and its cgroup
+// are given to the host ids of its root. The bundle's rootfs is bind-mounted
+// as it is, seen through the mappings (as runc shows it: a host id the
+// bundle does not map is nobody). Nothing of the host is reachable through
+// ids the bundle does not map.
+
+import (
+	"errors"
+	"fmt"
+	"syscall"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/skiff-project/skiff/internal/idmap"
+	"github.com/skiff-project/skiff/stage1/abi"
+)
+
+// ociUserNS returns the bundle's new user namespace entry (nil: none).
+func ociUserNS(l *specs.Linux) *specs.LinuxNamespace {
+	for i, n := range l.Namespaces {
+		if n.Type == specs.UserNamespace {
+			return &l.Namespaces[i]
+		}
+	}
+	return nil
+}
+
+// checkOCIUsers refuses a user namespace this flavor cannot honour, and
+// mappings without one.
+func checkOCIUsers(l *specs.Linux) error {
+	n := ociUserNS(l)
+	if n == nil {
+		if len(l.UIDMappings) > 0 || len(l.GIDMappings) > 0 {
+			return errors.New("linux.uidMappings/gidMappings are given without a user namespace; add {\"type\": \"user\"} to linux.namespaces or drop the mappings")
+		}
+		return nil
+	}
+	if n.Path != "" {
+		return fmt.Errorf("linux.namespaces: user path %s: joining a user namespace is not supported yet by the default stage1's OCI mode; drop the path and give uidMappings and gidMappings", n.Path)
+	}
+	for _, k := range []struct {
+		name string
+		ms   []specs.LinuxIDMapping
+	}{{"uidMappings", l.UIDMappings}, {"gidMappings", l.GIDMappings}} {
+		if len(k.ms) == 0 {
+			return fmt.Errorf("linux.namespaces asks for a new user namespace without linux.%s; give them", k.name)
+		}
+		if !mapsZero(k.ms) {
+			return fmt.Errorf("linux.%s does not map id 0: systemd, the container's init, runs as the user namespace's root; map containerID 0", k.name)
+		}
+		for _, m := range k.ms {
+			if m.Size == 0 || uint64(m.HostID)+uint64(m.Size) > 1<<32-1 || uint64(m.ContainerID)+uint64(m.Size) > 1<<32-1 {
+				return fmt.Errorf("linux.%s: range %d %d %d is empty or beyond 2^32-1", k.name, m.ContainerID, m.HostID, m.Size)
+			}
+		}
+	}
+	return nil
+}
+
+func mapsZero(ms []specs.LinuxIDMapping) bool {
+	for _, m := range ms {
+		if m.ContainerID == 0 && m.Size > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// newOCIUsers is the container's podUsers for a bundle with a new user
+// namespace (nil without), with a user namespace of its mappings for the
+// idmapped stage1 layers.
+func newOCIUsers(l *specs.Linux) (*podUsers, error) {
+	n := ociUserNS(l)
+	if n == nil || n.Path != "" {
+		return nil, nil
+	}
+	conv := func(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {
+		out := make([]syscall.SysProcIDMap, len(ms))
+		for i, m := range ms {
+			out[i] = syscall.SysProcIDMap{ContainerID: int(m.ContainerID), HostID: int(m.HostID), Size: int(m.Size)}
+		}
+		return out
+	}
+	ns, err := idmap.UserNSMappings(conv(l.UIDMappings), conv(l.GIDMappings))
+	if err != nil {
+		return nil, fmt.Errorf("linux.uidMappings/gidMappings: make the user namespace: %w; give ranges /proc/self/uid_map accepts", err)
+	}
+	return &podUsers{uids: l.UIDMappings, gids: l.GIDMappings, ns: ns, staged: map[string]string{}}, nil
+}
+
+// ociMountUsersRootfs mounts the stage1 rootfs over idmapped layers in
+// rootfsUsersDir (the app's rootfs is the bundle's, bound by the sandbox)
+// after giving the pod's writable directories to its root.
+func (u *podUsers) ociMountUsersRootfs(m *abi.PodManifest) (string, error) {
+	if err := u.ownPodDirs(m); err != nil {
+		u.unstage()
+		return "", err
+	}
+	s1 := *m
+	s1.Apps = nil
+	return u.mountRootfs(&s1)
+}
