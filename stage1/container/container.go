@@ -117,7 +117,10 @@ func Spec(p Pod) (*specs.Spec, error) {
 		uids = []specs.LinuxIDMapping{*p.UserNS}
 		gids = uids
 	}
-	userns := hasNamespace(ns, specs.UserNamespace)
+	// sysfs can be mounted in a user namespace only for a network
+	// namespace it owns: one made with it (OCI mode), not a CNI network's
+	// or the host's (see podfs.Sysfs).
+	bindSys := p.UserNS != nil || hasNamespace(ns, specs.UserNamespace) && !CreatesNamespace(ns, specs.NetworkNamespace)
 	return &specs.Spec{
 		Version: specs.Version,
 		// The stage1's own files are read-only to the pod: what its
@@ -129,7 +132,7 @@ func Spec(p Pod) (*specs.Spec, error) {
 			Args: p.Args, Env: p.Env, Cwd: "/",
 			Capabilities: &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
 		},
-		Mounts: append(BaseMounts(userns), p.Mounts...),
+		Mounts: append(BaseMounts(bindSys), p.Mounts...),
 		Linux: &specs.Linux{
 			Namespaces:        ns,
 			RootfsPropagation: p.RootPropagation,
@@ -144,6 +147,17 @@ func Spec(p Pod) (*specs.Spec, error) {
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
 	}, nil
+}
+
+// CreatesNamespace says whether ns makes a new namespace of type t (listed
+// without a path).
+func CreatesNamespace(ns []specs.LinuxNamespace, t specs.LinuxNamespaceType) bool {
+	for _, n := range ns {
+		if n.Type == t && n.Path == "" {
+			return true
+		}
+	}
+	return false
 }
 
 func hasNamespace(ns []specs.LinuxNamespace, t specs.LinuxNamespaceType) bool {

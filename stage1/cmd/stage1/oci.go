@@ -287,7 +287,8 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 	app := container.App{App: podfs.FromSpec(appexec.AppRoot(a.Name), r.o.PodDir, &specs.Spec{Root: spec.Root, Linux: spec.Linux}),
 		Bind: a.Rootfs.Layers[0]}
 	app.Layers = []string{a.Rootfs.Layers[0]}
-	app.UserNS = r.users != nil
+	// the host's /sys, bound, unless its own sysfs can be mounted (podfs.Sysfs)
+	app.UserNS = r.users != nil && !container.CreatesNamespace(spec.Linux.Namespaces, specs.NetworkNamespace)
 	app.Mounts = ociMounts(spec.Mounts, strings.TrimSpace(string(bundle)))
 	for i, m := range app.Mounts {
 		if m.Type == "cgroup2" {

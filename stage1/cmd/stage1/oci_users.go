@@ -100,9 +100,15 @@ func newOCIUsers(l *specs.Linux) (*podUsers, error) {
 
 // ociMountUsersRootfs mounts the stage1 rootfs over idmapped layers in
 // rootfsUsersDir (the app's rootfs is the bundle's, bound by the sandbox)
-// after giving the pod's writable directories to its root.
+// after giving the pod's writable directories to its root: those of
+// --private-users, and the socket directory, where the stdio keeper, inside
+// the container, listens.
 func (u *podUsers) ociMountUsersRootfs(m *abi.PodManifest) (string, error) {
-	if err := u.ownPodDirs(m); err != nil {
+	err := u.ownPodDirs(m)
+	if err == nil {
+		err = u.own(s1Run)
+	}
+	if err != nil {
 		u.unstage()
 		return "", err
 	}
