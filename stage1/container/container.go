@@ -16,6 +16,7 @@ import (
 	"github.com/moby/sys/capability"
 	_ "github.com/opencontainers/cgroups/devices" // device rules in the pod's cgroup
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -57,8 +58,9 @@ type Pod struct {
 	// init's fd 3 on.
 	Namespaces []specs.LinuxNamespace
 	// UIDMappings and GIDMappings are the mappings of a user namespace
-	// Namespaces creates (OCI mode: the bundle's); as with UserNS, the
-	// pod's cgroup2 directory is given to the host ids of the pod's root.
+	// Namespaces creates (OCI mode: the bundle's), or of the one it joins
+	// by path (UserNSMappings); as with UserNS, the pod's cgroup2 directory
+	// is given to the host ids of the pod's root.
 	UIDMappings, GIDMappings []specs.LinuxIDMapping
 	Resources                *specs.LinuxResources
 	Sysctl                   map[string]string
@@ -116,6 +118,9 @@ func Spec(p Pod) (*specs.Spec, error) {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace})
 		uids = []specs.LinuxIDMapping{*p.UserNS}
 		gids = uids
+	}
+	if p.UserNS == nil && !CreatesNamespace(ns, specs.UserNamespace) {
+		uids, gids = nil, nil // one joined by path has its own (rootOf uses them)
 	}
 	// sysfs can be mounted in a user namespace only for a network
 	// namespace it owns: one made with it (OCI mode), not a CNI network's
@@ -467,4 +472,27 @@ func ExecWith(stateRoot, id string, argv []string, o ExecOpts) (int, error) {
 		return 128 + int(ws.Signal()), nil
 	}
 	return st.ExitCode(), nil
+}
+
+// UserNSMappings are the uid and gid mappings of the user namespace at path
+// (a /proc/PID/ns/user or a bind mount of one), as libcontainer reads them
+// when it is to join it.
+func UserNSMappings(path string) (uids, gids []specs.LinuxIDMapping, err error) {
+	spec := &specs.Spec{
+		Version: specs.Version, Root: &specs.Root{Path: "/"},
+		Process: &specs.Process{Args: []string{"/bin/true"}, Cwd: "/"},
+		Linux:   &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.UserNamespace, Path: path}}},
+	}
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: "userns-mappings", Spec: spec})
+	if err != nil {
+		return nil, nil, err
+	}
+	conv := func(ms []configs.IDMap) []specs.LinuxIDMapping {
+		out := make([]specs.LinuxIDMapping, len(ms))
+		for i, m := range ms {
+			out[i] = specs.LinuxIDMapping{ContainerID: uint32(m.ContainerID), HostID: uint32(m.HostID), Size: uint32(m.Size)}
+		}
+		return out
+	}
+	return conv(config.UIDMappings), conv(config.GIDMappings), nil
 }

@@ -12,20 +12,26 @@ package main
 // are given to the host ids of its root. The bundle's rootfs is bind-mounted
 // as it is, seen through the mappings (as runc shows it: a host id the
 // bundle does not map is nobody). Nothing of the host is reachable through
-// ids the bundle does not map.
+// ids the bundle does not map. A user namespace given by path is joined
+// (libcontainer joins it first and makes the other namespaces in it), its
+// mappings read as libcontainer reads them, and the stage1's layers are
+// idmapped through it.
 
 import (
 	"errors"
 	"fmt"
+	"os"
+	"slices"
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/skiff-project/skiff/internal/idmap"
 	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/stage1/container"
 )
 
-// ociUserNS returns the bundle's new user namespace entry (nil: none).
+// ociUserNS returns the bundle's user namespace entry (nil: none).
 func ociUserNS(l *specs.Linux) *specs.LinuxNamespace {
 	for i, n := range l.Namespaces {
 		if n.Type == specs.UserNamespace {
@@ -46,7 +52,7 @@ func checkOCIUsers(l *specs.Linux) error {
 		return nil
 	}
 	if n.Path != "" {
-		return fmt.Errorf("linux.namespaces: user path %s: joining a user namespace is not supported yet by the default stage1's OCI mode; drop the path and give uidMappings and gidMappings", n.Path)
+		return nil // its mappings are checked once read (newOCIUsers)
 	}
 	for _, k := range []struct {
 		name string
@@ -76,13 +82,37 @@ func mapsZero(ms []specs.LinuxIDMapping) bool {
 	return false
 }
 
-// newOCIUsers is the container's podUsers for a bundle with a new user
+// newOCIUsers is the container's podUsers for a bundle with a user
 // namespace (nil without), with a user namespace of its mappings for the
-// idmapped stage1 layers.
+// idmapped stage1 layers: a new one, or the one the bundle joins by path
+// (its mappings read as libcontainer reads them; mappings the bundle gives
+// too must be the same, as runc requires).
 func newOCIUsers(l *specs.Linux) (*podUsers, error) {
 	n := ociUserNS(l)
-	if n == nil || n.Path != "" {
+	if n == nil {
 		return nil, nil
+	}
+	// The container's processes hold no host group: a user namespace that
+	// denies setgroups(2) would let them keep the caller's (all threads).
+	if err := syscall.Setgroups([]int{}); err != nil {
+		return nil, fmt.Errorf("drop supplementary groups: %w", err)
+	}
+	if n.Path != "" {
+		uids, gids, err := container.UserNSMappings(n.Path)
+		if err != nil {
+			return nil, fmt.Errorf("linux.namespaces: user path %s: read its mappings: %w", n.Path, err)
+		}
+		if len(l.UIDMappings)+len(l.GIDMappings) > 0 && (!sameMappings(uids, l.UIDMappings) || !sameMappings(gids, l.GIDMappings)) {
+			return nil, fmt.Errorf("linux.namespaces: user path %s has other mappings than linux.uidMappings/gidMappings; drop them", n.Path)
+		}
+		if !mapsZero(uids) || !mapsZero(gids) {
+			return nil, fmt.Errorf("linux.namespaces: user path %s does not map id 0: systemd, the container's init, runs as the user namespace's root; join one that maps it", n.Path)
+		}
+		ns, err := os.Open(n.Path)
+		if err != nil {
+			return nil, fmt.Errorf("linux.namespaces: user path %s: %w", n.Path, err)
+		}
+		return &podUsers{uids: uids, gids: gids, ns: ns, staged: map[string]string{}}, nil
 	}
 	conv := func(ms []specs.LinuxIDMapping) []syscall.SysProcIDMap {
 		out := make([]syscall.SysProcIDMap, len(ms))
@@ -115,4 +145,33 @@ func (u *podUsers) ociMountUsersRootfs(m *abi.PodManifest) (string, error) {
 	s1 := *m
 	s1.Apps = nil
 	return u.mountRootfs(&s1)
+}
+
+// sameMappings says whether a and b map the same ids (in any order).
+func sameMappings(a, b []specs.LinuxIDMapping) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for _, m := range a {
+		if !slices.Contains(b, m) {
+			return false
+		}
+	}
+	return true
+}
+
+// uidMappings and gidMappings are the container's mappings (nil: no user
+// namespace).
+func (u *podUsers) uidMappings() []specs.LinuxIDMapping {
+	if u == nil {
+		return nil
+	}
+	return u.uids
+}
+
+func (u *podUsers) gidMappings() []specs.LinuxIDMapping {
+	if u == nil {
+		return nil
+	}
+	return u.gids
 }
