@@ -1076,7 +1076,8 @@ func nsPidsOf(pid int) []int {
 // the container's processes, systemd as its PID 1 and the app, run in a new
 // user namespace with exactly the bundle's mappings. The app is root inside
 // and sees the mappings in /proc/self/uid_map and gid_map; the host sees
-// every process of the container as an id of the mapped range.
+// every process of the container as an id of the mapped range. A second
+// container joins that user namespace by path.
 func TestOCIUserNamespace(t *testing.T) {
 	o := newOCIEnv(t)
 	b := o.bundle("b", "/bin/sh", "-c",
@@ -1147,6 +1148,25 @@ func TestOCIUserNamespace(t *testing.T) {
 	if !sawApp || !sawSystemd {
 		t.Errorf("the container's pid namespace (%v) lacks the app (%v) or systemd (%v)", pids, sawApp, sawSystemd)
 	}
+	// A second container joins the first's user namespace by path, as a
+	// Kubernetes pod's containers join the sandbox's.
+	userns := fmt.Sprintf("/proc/%d/ns/user", o.state("u1").Pid)
+	its, err := os.Readlink(userns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2 := o.bundle("b2", "/bin/sh", "-c", "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user")
+	o.forID(b2, "u2")
+	o.editConfig(b2, func(c map[string]any) {
+		c["process"].(map[string]any)["user"] = map[string]any{"uid": 0, "gid": 0}
+		l := c["linux"].(map[string]any)
+		l["namespaces"] = append(l["namespaces"].([]any), map[string]any{"type": "user", "path": userns})
+	})
+	r := o.ok("run", "--bundle", b2, "u2")
+	if f := strings.Fields(r.stdout); strings.Join(f, " ") != "0 0 100000 65536 "+its {
+		t.Errorf("joining %s (%s): %q, want root, its mapping and it", userns, its, r.stdout)
+	}
+	o.nothingLeft("u2")
 	o.ok("delete", "--force", "u1")
 	o.nothingLeft("u1", pids...)
 	if _, err := os.Stat("/run/skiff/rootfs/u1"); !os.IsNotExist(err) {
