@@ -48,7 +48,7 @@ conformance: all test-images
 # validation against bin/skiff-oci alone, its state in a private --root (~2 min here),
 # failing when its ok count falls under OCI_OK_FLOOR (the last measured count, less a
 # margin for killsig's timing: see README), then the podman --runtime smoke (~5 s).
-OCI_OK_FLOOR := 2990
+OCI_OK_FLOOR := 3268
 test-oci-conformance: all test-images
 	scripts/oci-conformance --runtime $(CURDIR)/$(BIN)/skiff-oci --reference none \
 	  --out $(CURDIR)/$(BUILD)/conformance-test --state-root /run/skiff-oci-conformance-test --floor $(OCI_OK_FLOOR)

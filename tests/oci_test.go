@@ -1071,3 +1071,105 @@ func nsPidsOf(pid int) []int {
 	}
 	return out
 }
+
+// A bundle's user namespace (issue #14, runtime-tools' linux_uid_mappings):
+// the container's processes, systemd as its PID 1 and the app, run in a new
+// user namespace with exactly the bundle's mappings. The app is root inside
+// and sees the mappings in /proc/self/uid_map and gid_map; the host sees
+// every process of the container as an id of the mapped range. A second
+// container joins that user namespace by path.
+func TestOCIUserNamespace(t *testing.T) {
+	o := newOCIEnv(t)
+	b := o.bundle("b", "/bin/sh", "-c",
+		"{ echo id $(id -u) $(id -g); cat /proc/self/uid_map /proc/self/gid_map; } > /tmp/userns.out; exec sleep 1000")
+	o.forID(b, "u1")
+	o.editConfig(b, func(c map[string]any) {
+		c["process"].(map[string]any)["user"] = map[string]any{"uid": 0, "gid": 0}
+		l := c["linux"].(map[string]any)
+		l["namespaces"] = append(l["namespaces"].([]any), map[string]any{"type": "user"})
+		l["uidMappings"] = []map[string]any{{"containerID": 0, "hostID": 100000, "size": 65536}}
+		// several ranges: gids 0-999 and 1000-65535 from two host ranges
+		l["gidMappings"] = []map[string]any{{"containerID": 0, "hostID": 100000, "size": 1000},
+			{"containerID": 1000, "hostID": 300000, "size": 64536}}
+	})
+	// The container's root writes its /tmp as others do (the rootfs is the
+	// host root's, and the mapping does not map host root).
+	if err := os.Chmod(filepath.Join(b, "rootfs/tmp"), 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	o.ok("create", "--bundle", b, "u1")
+	o.ok("start", "u1")
+	o.waitStatus("u1", "running")
+	out := filepath.Join(b, "rootfs/tmp/userns.out")
+	waitFor(t, 60*time.Second, "the app to write "+out, func() bool {
+		b, err := os.ReadFile(out)
+		return err == nil && strings.Count(string(b), "\n") >= 4
+	})
+	got, _ := os.ReadFile(out)
+	f := strings.Fields(string(got))
+	want := "id 0 0 0 100000 65536 0 100000 1000 1000 300000 64536"
+	if strings.Join(f, " ") != want {
+		t.Errorf("inside the container: %q, want the ids and mappings %q", got, want)
+	}
+	mine, _ := os.Readlink("/proc/self/ns/user")
+	pids := nsPidsOf(o.state("u1").Pid)
+	var sawApp, sawSystemd bool
+	for _, pid := range pids {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue // gone
+		}
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+		name := strings.TrimSpace(string(comm))
+		sawApp = sawApp || name == "sleep"
+		sawSystemd = sawSystemd || name == "systemd"
+		mapped := map[string][][2]int{"Uid:": {{100000, 165536}}, "Gid:": {{100000, 101000}, {300000, 364536}}}
+		for _, l := range strings.Split(string(st), "\n") {
+			k := strings.Fields(l)
+			if len(k) != 5 || mapped[k[0]] == nil {
+				continue
+			}
+			for _, v := range k[1:] {
+				n, _ := strconv.Atoi(v)
+				in := false
+				for _, r := range mapped[k[0]] {
+					in = in || n >= r[0] && n < r[1]
+				}
+				if !in {
+					t.Errorf("process %d (%s) of the container has host %s %v, outside the bundle's mapping", pid, name, k[0], k[1:])
+					break
+				}
+			}
+		}
+		if ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", pid)); ns == mine {
+			t.Errorf("process %d (%s) of the container is in the host's user namespace", pid, name)
+		}
+	}
+	if !sawApp || !sawSystemd {
+		t.Errorf("the container's pid namespace (%v) lacks the app (%v) or systemd (%v)", pids, sawApp, sawSystemd)
+	}
+	// A second container joins the first's user namespace by path, as a
+	// Kubernetes pod's containers join the sandbox's.
+	userns := fmt.Sprintf("/proc/%d/ns/user", o.state("u1").Pid)
+	its, err := os.Readlink(userns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2 := o.bundle("b2", "/bin/sh", "-c", "id -u; cat /proc/self/uid_map; readlink /proc/self/ns/user")
+	o.forID(b2, "u2")
+	o.editConfig(b2, func(c map[string]any) {
+		c["process"].(map[string]any)["user"] = map[string]any{"uid": 0, "gid": 0}
+		l := c["linux"].(map[string]any)
+		l["namespaces"] = append(l["namespaces"].([]any), map[string]any{"type": "user", "path": userns})
+	})
+	r := o.ok("run", "--bundle", b2, "u2")
+	if f := strings.Fields(r.stdout); strings.Join(f, " ") != "0 0 100000 65536 "+its {
+		t.Errorf("joining %s (%s): %q, want root, its mapping and it", userns, its, r.stdout)
+	}
+	o.nothingLeft("u2")
+	o.ok("delete", "--force", "u1")
+	o.nothingLeft("u1", pids...)
+	if _, err := os.Stat("/run/skiff/rootfs/u1"); !os.IsNotExist(err) {
+		t.Errorf("the stage1 rootfs mount point /run/skiff/rootfs/u1 is left (%v)", err)
+	}
+}

@@ -47,6 +47,17 @@ func Hold() {
 // open.
 func UserNS(base, size uint32) (*os.File, error) {
 	m := []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(base), Size: int(size)}}
+	ns, err := UserNSMappings(m, m)
+	if err != nil {
+		return nil, fmt.Errorf("make a user namespace for ids %d-%d: %w", base, base+size-1, err)
+	}
+	return ns, nil
+}
+
+// UserNSMappings returns a new user namespace with these uid and gid
+// mappings (several ranges each, as in /proc/PID/uid_map). It lives as long
+// as the file is open.
+func UserNSMappings(uids, gids []syscall.SysProcIDMap) (*os.File, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -55,18 +66,18 @@ func UserNS(base, size uint32) (*os.File, error) {
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Env = []string{envHold + "=1"}
 	cmd.Stdin = r
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: m, GidMappings: m,
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER, UidMappings: uids, GidMappings: gids,
 		Pdeathsig: syscall.SIGKILL}
 	err = cmd.Start()
 	r.Close()
 	if err != nil {
-		return nil, fmt.Errorf("make a user namespace for ids %d-%d: %w", base, base+size-1, err)
+		return nil, err
 	}
 	ns, err := os.Open(fmt.Sprintf("/proc/%d/ns/user", cmd.Process.Pid))
 	w.Close()
 	_ = cmd.Wait()
 	if err != nil {
-		return nil, fmt.Errorf("make a user namespace for ids %d-%d: %w", base, base+size-1, err)
+		return nil, err
 	}
 	return ns, nil
 }

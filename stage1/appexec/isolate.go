@@ -62,7 +62,7 @@ func isolate(spec *specs.Spec, u *user.ExecUser, oci bool) error {
 	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
 		return err
 	}
-	if err := unix.Setgroups(u.Sgids); err != nil {
+	if err := setgroups(u.Sgids); err != nil {
 		return fmt.Errorf("supplementary groups %v: %w", u.Sgids, err)
 	}
 	if err := unix.Setresgid(u.Gid, u.Gid, u.Gid); err != nil {
@@ -136,4 +136,18 @@ func loadSeccomp(spec *specs.Spec) error {
 		}
 	}
 	return nil
+}
+
+// setgroups sets the supplementary groups, unless the user namespace denies
+// setgroups(2) (/proc/self/setgroups: deny, as in one an OCI bundle joins by
+// path that its maker set so) and there are none to set: then, as runc does,
+// it leaves them; groups to set there are an error.
+func setgroups(gids []int) error {
+	if b, err := os.ReadFile("/proc/self/setgroups"); err == nil && string(bytes.TrimSpace(b)) == "deny" {
+		if len(gids) == 0 {
+			return nil
+		}
+		return errors.New("the user namespace denies setgroups(2); join one that allows it, or give no additional groups")
+	}
+	return unix.Setgroups(gids)
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/moby/sys/capability"
 	_ "github.com/opencontainers/cgroups/devices" // device rules in the pod's cgroup
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -56,9 +57,14 @@ type Pod struct {
 	// Resources and Sysctl apply to the whole sandbox. ExtraFiles become the
 	// init's fd 3 on.
 	Namespaces []specs.LinuxNamespace
-	Resources  *specs.LinuxResources
-	Sysctl     map[string]string
-	ExtraFiles []*os.File
+	// UIDMappings and GIDMappings are the mappings of a user namespace
+	// Namespaces creates (OCI mode: the bundle's), or of the one it joins
+	// by path (UserNSMappings); as with UserNS, the pod's cgroup2 directory
+	// is given to the host ids of the pod's root.
+	UIDMappings, GIDMappings []specs.LinuxIDMapping
+	Resources                *specs.LinuxResources
+	Sysctl                   map[string]string
+	ExtraFiles               []*os.File
 	// ConsoleSocket, when set, receives the master of a pty libcontainer
 	// makes in the pod during Create; the slave is the init's stdio.
 	ConsoleSocket *os.File
@@ -107,11 +113,19 @@ func Spec(p Pod) (*specs.Spec, error) {
 		major, minor := d.Major, d.Minor
 		res.Devices = append(res.Devices, specs.LinuxDeviceCgroup{Allow: true, Type: t, Major: &major, Minor: &minor, Access: "rwm"})
 	}
-	var ids []specs.LinuxIDMapping
+	uids, gids := p.UIDMappings, p.GIDMappings
 	if p.UserNS != nil {
 		ns = append(ns, specs.LinuxNamespace{Type: specs.UserNamespace})
-		ids = []specs.LinuxIDMapping{*p.UserNS}
+		uids = []specs.LinuxIDMapping{*p.UserNS}
+		gids = uids
 	}
+	if p.UserNS == nil && !CreatesNamespace(ns, specs.UserNamespace) {
+		uids, gids = nil, nil // one joined by path has its own (rootOf uses them)
+	}
+	// sysfs can be mounted in a user namespace only for a network
+	// namespace it owns: one made with it (OCI mode), not a CNI network's
+	// or the host's (see podfs.Sysfs).
+	bindSys := p.UserNS != nil || hasNamespace(ns, specs.UserNamespace) && !CreatesNamespace(ns, specs.NetworkNamespace)
 	return &specs.Spec{
 		Version: specs.Version,
 		// The stage1's own files are read-only to the pod: what its
@@ -123,12 +137,12 @@ func Spec(p Pod) (*specs.Spec, error) {
 			Args: p.Args, Env: p.Env, Cwd: "/",
 			Capabilities: &specs.LinuxCapabilities{Bounding: caps, Effective: caps, Permitted: caps},
 		},
-		Mounts: append(BaseMounts(p.UserNS != nil), p.Mounts...),
+		Mounts: append(BaseMounts(bindSys), p.Mounts...),
 		Linux: &specs.Linux{
 			Namespaces:        ns,
 			RootfsPropagation: p.RootPropagation,
-			UIDMappings:       ids,
-			GIDMappings:       ids,
+			UIDMappings:       uids,
+			GIDMappings:       gids,
 			CgroupsPath:       p.CgroupsPath,
 			Resources:         res,
 			Sysctl:            p.Sysctl,
@@ -138,6 +152,17 @@ func Spec(p Pod) (*specs.Spec, error) {
 			ReadonlyPaths: []string{"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"},
 		},
 	}, nil
+}
+
+// CreatesNamespace says whether ns makes a new namespace of type t (listed
+// without a path).
+func CreatesNamespace(ns []specs.LinuxNamespace, t specs.LinuxNamespaceType) bool {
+	for _, n := range ns {
+		if n.Type == t && n.Path == "" {
+			return true
+		}
+	}
+	return false
 }
 
 func hasNamespace(ns []specs.LinuxNamespace, t specs.LinuxNamespaceType) bool {
@@ -241,7 +266,7 @@ func Start(pod Pod) (*Running, error) {
 		return nil, err
 	}
 	if pod.UserNS != nil {
-		err = delegateCgroup(c, int(pod.UserNS.HostID))
+		err = delegateCgroup(c, int(pod.UserNS.HostID), int(pod.UserNS.HostID))
 	}
 	if err == nil {
 		err = c.Exec()
@@ -295,11 +320,36 @@ func ExecFIFO(stateRoot, id string) string { return filepath.Join(stateRoot, id,
 // exec until ExecFIFO is opened (runc's create; OCI mode). The init outlives
 // this process: no parent-death signal. It returns the init's host pid.
 func Create(pod Pod) (int, error) {
-	_, p, err := create(pod, false)
+	c, p, err := create(pod, false)
 	if err != nil {
 		return 0, err
 	}
+	if uid, gid, ok := rootOf(pod); ok {
+		if err := delegateCgroup(c, uid, gid); err != nil {
+			_ = c.Destroy()
+			return 0, err
+		}
+	}
 	return p.Pid()
+}
+
+// rootOf is the host uid and gid of the root of a user namespace the pod
+// creates with UIDMappings and GIDMappings (ok false: none, or its root is
+// not mapped).
+func rootOf(pod Pod) (uid, gid int, ok bool) {
+	if pod.UserNS != nil {
+		return int(pod.UserNS.HostID), int(pod.UserNS.HostID), true
+	}
+	root := func(ms []specs.LinuxIDMapping) int {
+		for _, m := range ms {
+			if m.ContainerID == 0 && m.Size > 0 {
+				return int(m.HostID)
+			}
+		}
+		return -1
+	}
+	uid, gid = root(pod.UIDMappings), root(pod.GIDMappings)
+	return uid, gid, uid >= 0 && gid >= 0
 }
 
 // delegateCgroup gives the pod's cgroup2 directory to the pod's root (host
@@ -308,7 +358,7 @@ func Create(pod Pod) (int, error) {
 // The pod's systemd, root only in its user namespace, then manages the
 // subtree below; the v1 hierarchies stay the host's (limits are applied from
 // the host, and the pod's systemd does not see them).
-func delegateCgroup(c *libcontainer.Container, owner int) error {
+func delegateCgroup(c *libcontainer.Container, uid, gid int) error {
 	st, err := c.State()
 	if err != nil {
 		return err
@@ -318,7 +368,7 @@ func delegateCgroup(c *libcontainer.Container, owner int) error {
 		return nil
 	}
 	for _, p := range []string{dir, dir + "/cgroup.procs", dir + "/cgroup.threads", dir + "/cgroup.subtree_control"} {
-		if err := os.Chown(p, owner, owner); err != nil {
+		if err := os.Chown(p, uid, gid); err != nil {
 			return fmt.Errorf("delegate the pod's cgroup to its root: %w", err)
 		}
 	}
@@ -422,4 +472,27 @@ func ExecWith(stateRoot, id string, argv []string, o ExecOpts) (int, error) {
 		return 128 + int(ws.Signal()), nil
 	}
 	return st.ExitCode(), nil
+}
+
+// UserNSMappings are the uid and gid mappings of the user namespace at path
+// (a /proc/PID/ns/user or a bind mount of one), as libcontainer reads them
+// when it is to join it.
+func UserNSMappings(path string) (uids, gids []specs.LinuxIDMapping, err error) {
+	spec := &specs.Spec{
+		Version: specs.Version, Root: &specs.Root{Path: "/"},
+		Process: &specs.Process{Args: []string{"/bin/true"}, Cwd: "/"},
+		Linux:   &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.UserNamespace, Path: path}}},
+	}
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: "userns-mappings", Spec: spec})
+	if err != nil {
+		return nil, nil, err
+	}
+	conv := func(ms []configs.IDMap) []specs.LinuxIDMapping {
+		out := make([]specs.LinuxIDMapping, len(ms))
+		for i, m := range ms {
+			out[i] = specs.LinuxIDMapping{ContainerID: uint32(m.ContainerID), HostID: uint32(m.HostID), Size: uint32(m.Size)}
+		}
+		return out
+	}
+	return conv(config.UIDMappings), conv(config.GIDMappings), nil
 }

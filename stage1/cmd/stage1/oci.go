@@ -98,13 +98,22 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 	if err := checkOCISpec(spec, o); err != nil {
 		return err
 	}
+	var err error
+	if r.users, err = newOCIUsers(spec.Linux); err != nil { // oci_users.go
+		return err
+	}
 	r.cgroup = ociCgroupPath(spec.Linux.CgroupsPath, o.id, o.systemdCgroup)
 	// gc removes it by name when a crash left it without libcontainer state.
 	if err := os.WriteFile(s1OCICgroup, []byte(r.cgroup), 0o644); err != nil {
 		return err
 	}
 	rootfs := filepath.Join(ro.PodDir, s1Rootfs)
-	if err := overlay.Mount(m.Stage1.Rootfs.Layers, s1Upper, s1Work, rootfs); err != nil {
+	if r.users != nil {
+		rootfs, err = r.users.ociMountUsersRootfs(m)
+	} else {
+		err = overlay.Mount(m.Stage1.Rootfs.Layers, s1Upper, s1Work, rootfs)
+	}
+	if err != nil {
 		return fmt.Errorf("mount stage1 rootfs: %w", err)
 	}
 	// The sandbox keeps its own copy of the mount; the host's goes now.
@@ -179,6 +188,9 @@ func checkOCISpec(spec *specs.Spec, o ociOpts) error {
 		return errors.New("config.json needs linux and process sections")
 	}
 	if err := checkOCINamespaces(spec.Linux.Namespaces); err != nil {
+		return err
+	}
+	if err := checkOCIUsers(spec.Linux); err != nil {
 		return err
 	}
 	switch spec.Linux.RootfsPropagation {
@@ -275,6 +287,8 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 	app := container.App{App: podfs.FromSpec(appexec.AppRoot(a.Name), r.o.PodDir, &specs.Spec{Root: spec.Root, Linux: spec.Linux}),
 		Bind: a.Rootfs.Layers[0]}
 	app.Layers = []string{a.Rootfs.Layers[0]}
+	// the host's /sys, bound, unless its own sysfs can be mounted (podfs.Sysfs)
+	app.UserNS = r.users != nil && !container.CreatesNamespace(spec.Linux.Namespaces, specs.NetworkNamespace)
 	app.Mounts = ociMounts(spec.Mounts, strings.TrimSpace(string(bundle)))
 	for i, m := range app.Mounts {
 		if m.Type == "cgroup2" {
@@ -337,6 +351,8 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 		CgroupsPath: r.cgroup,
 		Mounts:      mounts,
 		Namespaces:  spec.Linux.Namespaces,
+		UIDMappings: r.users.uidMappings(),
+		GIDMappings: r.users.gidMappings(),
 		Resources:   res,
 		Sysctl:      spec.Linux.Sysctl,
 		ExtraFiles:  extra,

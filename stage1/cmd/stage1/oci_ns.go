@@ -40,15 +40,13 @@ func checkOCINamespaces(nss []specs.LinuxNamespace) error {
 	for _, n := range nss {
 		flag, ok := nsCloneFlag[n.Type]
 		if !ok {
-			return fmt.Errorf("linux.namespaces: unknown type %q; use pid, network, mount, ipc, uts, cgroup", n.Type)
+			return fmt.Errorf("linux.namespaces: unknown type %q; use pid, network, mount, ipc, uts, cgroup, user", n.Type)
 		}
 		if seen[n.Type] {
 			return fmt.Errorf("linux.namespaces: %s is listed twice; list each type once", n.Type)
 		}
 		seen[n.Type] = true
 		switch {
-		case n.Type == specs.UserNamespace:
-			return errors.New("linux.namespaces asks for a user namespace, which the default stage1's OCI mode does not support yet; drop it")
 		case n.Type == specs.TimeNamespace:
 			return errors.New("linux.namespaces asks for a time namespace, which the default stage1's OCI mode does not support yet; drop it")
 		case n.Type == specs.CgroupNamespace && n.Path != "":

@@ -57,9 +57,11 @@ const s1IDMap = abi.Stage1Dir + "/idmap"
 // podUsers is what run needs for a pod with private users; nil for a pod
 // without.
 type podUsers struct {
-	ids    abi.IDRange
-	ns     *os.File          // a user namespace with the pod's mapping (for idmapped mounts)
-	staged map[string]string // layer directory -> its idmapped copy
+	// uids and gids are the pod's mappings: one range, the same for both,
+	// with --private-users; the bundle's in OCI mode (oci_users.go).
+	uids, gids []specs.LinuxIDMapping
+	ns         *os.File          // a user namespace with the pod's mapping (for idmapped mounts)
+	staged     map[string]string // layer directory -> its idmapped copy
 }
 
 // newPodUsers makes the pod's idmapping (nil for a pod without private users).
@@ -71,7 +73,8 @@ func newPodUsers(ids abi.IDRange) (*podUsers, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--private-users: %w", err)
 	}
-	return &podUsers{ids: ids, ns: ns, staged: map[string]string{}}, nil
+	m := []specs.LinuxIDMapping{{ContainerID: 0, HostID: ids.Base, Size: ids.Size}}
+	return &podUsers{uids: m, gids: m, ns: ns, staged: map[string]string{}}, nil
 }
 
 // mapping is the pod's id mapping for its sandbox (nil: no user namespace).
@@ -79,15 +82,34 @@ func (u *podUsers) mapping() *specs.LinuxIDMapping {
 	if u == nil {
 		return nil
 	}
-	return &specs.LinuxIDMapping{ContainerID: 0, HostID: u.ids.Base, Size: u.ids.Size}
+	return &u.uids[0]
 }
 
-// hostID is the host id of id in the pod.
+// hostID is the host uid of uid id in the pod.
 func (u *podUsers) hostID(id int) int {
 	if u == nil {
 		return id
 	}
-	return int(u.ids.Base) + id
+	return hostIDIn(u.uids, id)
+}
+
+// hostGID is the host gid of gid id in the pod.
+func (u *podUsers) hostGID(id int) int {
+	if u == nil {
+		return id
+	}
+	return hostIDIn(u.gids, id)
+}
+
+// hostIDIn is the host id of id through ms; an id ms does not map becomes
+// the overflow id, nobody (65534), as the kernel shows it.
+func hostIDIn(ms []specs.LinuxIDMapping, id int) int {
+	for _, m := range ms {
+		if id >= int(m.ContainerID) && id-int(m.ContainerID) < int(m.Size) {
+			return int(m.HostID) + id - int(m.ContainerID)
+		}
+	}
+	return 65534
 }
 
 // own gives paths to the pod's root (nothing without private users).
@@ -96,7 +118,7 @@ func (u *podUsers) own(paths ...string) error {
 		return nil
 	}
 	for _, p := range paths {
-		if err := os.Lchown(p, u.hostID(0), u.hostID(0)); err != nil {
+		if err := os.Lchown(p, u.hostID(0), u.hostGID(0)); err != nil {
 			return fmt.Errorf("--private-users: give %s to the pod's root: %w", p, err)
 		}
 	}
@@ -117,7 +139,7 @@ func (u *podUsers) ownTree(dir string) error {
 			return err
 		}
 		st := fi.Sys().(*syscall.Stat_t)
-		if err := os.Lchown(p, u.hostID(int(st.Uid)), u.hostID(int(st.Gid))); err != nil {
+		if err := os.Lchown(p, u.hostID(int(st.Uid)), u.hostGID(int(st.Gid))); err != nil {
 			return fmt.Errorf("--private-users: give %s to the pod: %w", p, err)
 		}
 		return nil
