@@ -222,3 +222,31 @@ func TestOCIMountPropagation(t *testing.T) {
 	}
 	o.nothingLeft("prop")
 }
+
+// rootfsPropagation unbindable is the container's root's (runtime-tools'
+// linux_rootfs_propagation): create does not fail binding the pod's own
+// directories from an unbindable sandbox root, and the app's / is unbindable.
+func TestOCIRootfsPropagationUnbindable(t *testing.T) {
+	o := newOCIEnv(t)
+	vol := filepath.Join(o.dir, "vol")
+	if err := os.MkdirAll(vol, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, prop := range []string{"unbindable", "runbindable", "rprivate"} {
+		id := "rp-" + prop
+		b := o.bundle(id, "/bin/sh", "-c", "awk '$5 == \"/\"' /proc/self/mountinfo")
+		o.forID(b, id)
+		o.editConfig(b, func(c map[string]any) {
+			c["linux"].(map[string]any)["rootfsPropagation"] = prop
+			c["mounts"] = append(c["mounts"].([]any),
+				map[string]any{"destination": "/vol", "type": "bind", "source": vol, "options": []string{"rbind"}})
+		})
+		r := o.ok("run", "--bundle", b, id)
+		unbindable := strings.Contains(r.stdout, "unbindable")
+		if want := prop != "rprivate"; unbindable != want {
+			t.Errorf("rootfsPropagation %s: the app's / is unbindable=%v, want %v:\n%s%s", prop, unbindable, want, r.stdout, r.stderr)
+		}
+		o.rt("delete", "--force", id)
+		o.nothingLeft(id)
+	}
+}

@@ -42,6 +42,10 @@ func enterRoot(root string) error {
 	if err != nil {
 		return err
 	}
+	unbindable, err := rootUnbindable(RootPropagationFile)
+	if err != nil {
+		return err
+	}
 	if len(shared) == 0 {
 		if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
 			return fmt.Errorf("make the mount tree a slave: %w", err)
@@ -77,7 +81,18 @@ func enterRoot(root string) error {
 	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("detach the stage1's root: %w", err)
 	}
-	return unix.Chdir("/")
+	if err := unix.Chdir("/"); err != nil {
+		return err
+	}
+	// An unbindable root (OCI mode's rootfsPropagation) is the app's: made
+	// so once it is the root, as runc does after pivot_root (the sandbox's
+	// root cannot be, or nothing could be bound from it at create).
+	if unbindable != 0 {
+		if err := unix.Mount("", "/", "", unbindable, ""); err != nil {
+			return fmt.Errorf("make the root unbindable: %w", err)
+		}
+	}
+	return nil
 }
 
 // joinAppMountNS moves this thread into the mount namespace of app's
@@ -322,6 +337,30 @@ func setOOMScoreAdj(adj int) error {
 // that the bundle asked to be shared (OCI mode: oci-create writes it; in the
 // default mode there is none).
 const SharedMountsFile = "/etc/skiff/oci-shared-mounts"
+
+// RootPropagationFile, in the stage1's rootfs, holds "unbindable" or
+// "runbindable" when an OCI bundle's rootfsPropagation asks for it (oci-create
+// writes it; the sandbox keeps the default propagation then).
+const RootPropagationFile = "/etc/skiff/oci-root-propagation"
+
+// rootUnbindable reads RootPropagationFile at p: the mount flags that make
+// the app's root what it asks, or 0 (no file: nothing asked).
+func rootUnbindable(p string) (uintptr, error) {
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("root propagation: %w", err)
+	}
+	switch strings.TrimSpace(string(b)) {
+	case "unbindable":
+		return unix.MS_UNBINDABLE, nil
+	case "runbindable":
+		return unix.MS_UNBINDABLE | unix.MS_REC, nil
+	}
+	return 0, fmt.Errorf("root propagation: %s holds %q, want unbindable or runbindable", p, b)
+}
 
 // sharedMounts reads SharedMountsFile at p; no file is no shared mount.
 func sharedMounts(p string) ([]string, error) {

@@ -130,7 +130,9 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 		defer pidNS.Close()
 	}
 	sb.Namespaces = nss
-	sb.RootPropagation = spec.Linux.RootfsPropagation
+	if err := ociRootPropagation(rootfs, &sb, spec.Linux.RootfsPropagation); err != nil {
+		return err
+	}
 	if err := writeOCISharedMounts(rootfs, sb.Mounts); err != nil {
 		return err
 	}
@@ -210,6 +212,23 @@ func checkOCISpec(spec *specs.Spec, o ociOpts) error {
 		return errors.New("process.terminal is set: pass --console-socket")
 	}
 	return nil
+}
+
+// ociRootPropagation applies the bundle's rootfsPropagation: shared, slave
+// or private is the sandbox's (its volumes stay peers of the host's, or
+// not); unbindable is the app's root's alone, which app-exec makes so after
+// pivot_root (RootPropagationFile, in the stage1's rootfs): an unbindable
+// sandbox root would refuse the binds of the pod's own directories.
+func ociRootPropagation(rootfs string, sb *container.Pod, prop string) error {
+	if prop != "unbindable" && prop != "runbindable" {
+		sb.RootPropagation = prop
+		return nil
+	}
+	p := filepath.Join(rootfs, appexec.RootPropagationFile)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, []byte(prop+"\n"), 0o644)
 }
 
 // writeOCISharedMounts lists, for app-exec, the app's mounts the bundle asks
