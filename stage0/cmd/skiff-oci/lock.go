@@ -118,11 +118,11 @@ func lockContainer(root, id string) (*flock, error) {
 // there then is the container itself (the kvm stage1's supervisor and its
 // QEMU), which delete stops.
 func settleCreate(dir string) {
-	if _, err := os.Lstat(filepath.Join(dir, abi.OCICreatedFile)); err == nil {
-		return
-	}
 	deadline := time.Now().Add(60 * time.Second)
 	for {
+		if _, err := os.Lstat(filepath.Join(dir, abi.OCICreatedFile)); err == nil {
+			return
+		}
 		pids := cwdIn(dir)
 		if len(pids) == 0 {
 			return
