@@ -19,7 +19,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -121,9 +120,11 @@ func ociCreate(args []string) error {
 	}
 	// The handshake: the supervisor says it is ready on one pipe (r, w);
 	// once the container is created, oci-create says so on the other (cr,
-	// cw) and the supervisor acknowledges on the first. Until then it dies
-	// with oci-create (parent-death signal; EOF on cr): a create killed at
-	// any point leaves no supervisor behind.
+	// cw) and the supervisor acknowledges on the first. Until then it ends
+	// when oci-create does (EOF on cr, EPIPE on w): a create killed at any
+	// point leaves no supervisor behind. (Not a parent-death signal: it is
+	// per thread, and clearing it from a Go goroutine may miss the thread
+	// that has it, which then dies with oci-create.)
 	r, w, err := os.Pipe()
 	if err != nil {
 		return err
@@ -143,9 +144,7 @@ func ociCreate(args []string) error {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
 	cmd.ExtraFiles = []*os.File{w, cr}
 	cmd.Env = os.Environ()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: slave != nil, Pdeathsig: unix.SIGKILL}
-	runtime.LockOSThread() // the parent-death signal follows the forking thread
-	defer runtime.UnlockOSThread()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: slave != nil}
 	err = cmd.Start()
 	w.Close()
 	cr.Close()
@@ -322,15 +321,12 @@ func ociRunMain(args []string) error {
 	if _, err := ready.Write([]byte{1}); err != nil {
 		return err
 	}
-	// oci-create has made the container: outlive it from now on.
+	// oci-create has made the container (or ended without: EOF).
 	b := make([]byte, 1)
 	if n, _ := created.Read(b); n != 1 {
 		return fmt.Errorf("container %s: oci-create ended before the container was created", o.id)
 	}
 	created.Close()
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, 0, 0, 0, 0); err != nil {
-		return err
-	}
 	if _, err := ready.Write([]byte{1}); err != nil {
 		return err
 	}
