@@ -91,23 +91,29 @@ func benchAll(ctx context.Context, e *Env, quick bool, only string) ([]*Result, 
 		return only == "" || strings.Contains(","+only+",", ","+name+",")
 	}
 	var results []*Result
-	// The peers and the big image are built only for the start scenarios.
-	if want("run-true") || want("run-net") || want("fetch-big") || want("run-big") || want("first-run-big") {
+	// The peers are built only for the scenarios that have peers, the big
+	// image only for those that use it.
+	start := want("run-true") || want("run-net") || want("fetch-big") || want("run-big") || want("first-run-big")
+	if start || want("pod-rss") || want("pod-pss") {
 		logf("building shared inputs in %s", e.Tmp)
 		if err := e.setupPeers(ctx); err != nil {
 			return nil, err
 		}
+	} else {
+		e.SkiffDir = e.newSkiffDir("skiff")
+	}
+	if want("fetch-big") || want("run-big") || want("first-run-big") {
 		if err := e.buildBig(ctx); err != nil {
 			return nil, fmt.Errorf("big image: %v", err)
 		}
+	}
+	if start {
 		for _, sc := range startScenarios(e, quick) {
 			if want(sc.Name) && ctx.Err() == nil {
 				logf("scenario %s (%d iterations)", sc.Name, sc.Iter)
 				results = append(results, runScenario(ctx, sc)...)
 			}
 		}
-	} else {
-		e.SkiffDir = e.newSkiffDir("skiff")
 	}
 	if (want("list-1000") || want("gc-1000")) && ctx.Err() == nil {
 		farm, err := e.newPodFarm(ctx)

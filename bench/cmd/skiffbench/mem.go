@@ -16,16 +16,36 @@ import (
 // memSample is the host memory of one idle pod's processes, in MiB.
 type memSample struct{ pss, rss float64 }
 
+// manyPods is the pod count of the pod-pss row that shows what each extra
+// pod costs (PSS splits the pages pods share: the stage1 binary, systemd's
+// and busybox's files).
+const manyPods = 10
+
 // memScenario measures one idle pod (/bin/sleep 60) per runtime, round-robin:
 // skiff (its own process, which execs into stage1, plus everything below it:
 // systemd and the app) against podman's conmon and the container's process.
 // It yields two result groups: pod-pss (PSS: shared pages split between
 // sharers, the fairer number) and pod-rss.
 func memScenario(ctx context.Context, e *Env, iters int) []*Result {
-	names := []string{"skiff", "podman"}
+	names := []string{"skiff", "podman", fmt.Sprintf("skiff, %d pods at once (per pod)", manyPods), "skiff's supervisor alone (stage1 run)"}
+	var sup memSample // the last skiff measurement's supervisor
 	measure := []func(context.Context) (memSample, error){
-		func(ctx context.Context) (memSample, error) { return e.skiffMem(ctx) },
+		func(ctx context.Context) (memSample, error) {
+			m, s, err := e.skiffMem(ctx, 1)
+			sup = s
+			return m, err
+		},
 		func(ctx context.Context) (memSample, error) { return e.podmanMem(ctx) },
+		func(ctx context.Context) (memSample, error) {
+			m, _, err := e.skiffMem(ctx, manyPods)
+			return m, err
+		},
+		func(context.Context) (memSample, error) {
+			if sup.pss == 0 {
+				return sup, fmt.Errorf("no skiff measurement yet")
+			}
+			return sup, nil
+		},
 	}
 	pss, rss := make([]*Result, len(names)), make([]*Result, len(names))
 	for i, n := range names {
@@ -36,6 +56,9 @@ func memScenario(ctx context.Context, e *Env, iters int) []*Result {
 	for it := 0; it < iters && ctx.Err() == nil; it++ {
 		for k := range names {
 			i := (it + k) % len(names)
+			if i == 3 { // the supervisor's share of the skiff row: measured with it
+				continue
+			}
 			if !pss[i].ok() {
 				continue
 			}
@@ -47,56 +70,84 @@ func memScenario(ctx context.Context, e *Env, iters int) []*Result {
 			}
 			pss[i].Samples = append(pss[i].Samples, m.pss)
 			rss[i].Samples = append(rss[i].Samples, m.rss)
+			if i == 0 {
+				pss[3].Samples = append(pss[3].Samples, sup.pss)
+				rss[3].Samples = append(rss[3].Samples, sup.rss)
+			}
 		}
 	}
+	noRatio := []*Runtime{{}, {}, {NoRatio: true}, {NoRatio: true}}
 	for _, rs := range [][]*Result{pss, rss} {
 		for _, r := range rs {
 			summarize(r)
 		}
-		addRatios(rs, nil)
+		addRatios(rs, noRatio)
 	}
 	return append(pss, rss...)
 }
 
-func (e *Env) skiffMem(ctx context.Context) (memSample, error) {
-	uf := filepath.Join(e.Tmp, fmt.Sprintf("rss-%d.uuid", e.next()))
-	argv := e.skiffArgv(e.SkiffDir, e.Busybox, "none", []string{"/bin/sleep", "60"}, "--uuid-file-save="+uf)
-	cmd := exec.Command(argv[0], argv[1:]...)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		return memSample{}, err
+// skiffMem starts n idle pods and returns the memory of one (the sum over
+// every pod's process tree, divided by n) and of the first pod's supervisor
+// alone (skiff's process, which execs into stage1 run).
+func (e *Env) skiffMem(ctx context.Context, n int) (memSample, memSample, error) {
+	type pod struct {
+		uf   string
+		cmd  *exec.Cmd
+		out  *bytes.Buffer
+		done chan error
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	var pods []*pod
 	defer func() {
-		if b, err := os.ReadFile(uf); err == nil {
-			run(context.Background(), []string{e.Skiff, "--dir=" + e.SkiffDir, "stop", strings.TrimSpace(string(b))})
+		for _, p := range pods {
+			if b, err := os.ReadFile(p.uf); err == nil {
+				run(context.Background(), []string{e.Skiff, "--dir=" + e.SkiffDir, "stop", strings.TrimSpace(string(b))})
+			}
 		}
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
+		for _, p := range pods {
+			select {
+			case <-p.done:
+			case <-time.After(20 * time.Second):
+				syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+				<-p.done
+			}
 		}
 	}()
-	root := cmd.Process.Pid
-	tree, err := waitForSleep(ctx, root, done)
-	if err != nil {
-		return memSample{}, fmt.Errorf("%v: %s", err, tail(out.String()))
+	for range n {
+		p := &pod{uf: filepath.Join(e.Tmp, fmt.Sprintf("rss-%d.uuid", e.next())), out: &bytes.Buffer{}, done: make(chan error, 1)}
+		argv := e.skiffArgv(e.SkiffDir, e.Busybox, "none", []string{"/bin/sleep", "120"}, "--uuid-file-save="+p.uf)
+		p.cmd = exec.Command(argv[0], argv[1:]...)
+		p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+		p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := p.cmd.Start(); err != nil {
+			return memSample{}, memSample{}, err
+		}
+		go func() { p.done <- p.cmd.Wait() }()
+		pods = append(pods, p)
 	}
-	// The pod's pid file names the pod's init: it must be one of skiff's descendants.
-	b, _ := os.ReadFile(uf)
-	pidb, err := os.ReadFile(filepath.Join(e.SkiffDir, "pods/run", strings.TrimSpace(string(b)), "pid"))
-	if err != nil {
-		return memSample{}, fmt.Errorf("pod pid file: %v", err)
+	var total memSample
+	for _, p := range pods {
+		root := p.cmd.Process.Pid
+		tree, err := waitForSleep(ctx, root, p.done)
+		if err != nil {
+			return memSample{}, memSample{}, fmt.Errorf("%v: %s", err, tail(p.out.String()))
+		}
+		// The pod's pid file names the pod's init: it must be one of skiff's descendants.
+		b, _ := os.ReadFile(p.uf)
+		pidb, err := os.ReadFile(filepath.Join(e.SkiffDir, "pods/run", strings.TrimSpace(string(b)), "pid"))
+		if err != nil {
+			return memSample{}, memSample{}, fmt.Errorf("pod pid file: %v", err)
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(pidb)))
+		if !contains(tree, pid) {
+			return memSample{}, memSample{}, fmt.Errorf("pod pid %d is not below skiff (pid %d)", pid, root)
+		}
 	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(pidb)))
-	if !contains(tree, pid) {
-		return memSample{}, fmt.Errorf("pod pid %d is not below skiff (pid %d)", pid, root)
+	for _, p := range pods { // all settled: now the shares are final
+		m := memOf(descendants(p.cmd.Process.Pid))
+		total.pss, total.rss = total.pss+m.pss, total.rss+m.rss
 	}
-	return memOf(descendants(root)), nil
+	sup := memOf([]int{pods[0].cmd.Process.Pid})
+	return memSample{total.pss / float64(n), total.rss / float64(n)}, sup, nil
 }
 
 func (e *Env) podmanMem(ctx context.Context) (memSample, error) {

@@ -258,6 +258,7 @@ func (r *readiness) mark(app string, ready bool) {
 	r.done = true
 	_ = os.WriteFile(abi.ReadyFile, nil, 0o644)
 	_, _ = daemon.SdNotify(false, fmt.Sprintf("READY=1\nMAINPID=%d", os.Getpid()))
+	go leanAfterStart() // start-up is over: the pod's apps run (and are ready)
 }
 
 // stopping tells the unit the pod is on its way down.

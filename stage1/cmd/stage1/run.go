@@ -75,6 +75,7 @@ func runMain(args []string) error {
 	if err != nil {
 		return fmt.Errorf("pod %s: %w", o.UUID, err)
 	}
+	leanAfterStart()
 	code := r.wait()
 	return codeError(code)
 }

@@ -1,0 +1,46 @@
+//go:build functional
+
+package tests
+
+import (
+	"regexp"
+	"strconv"
+	"testing"
+)
+
+// TestDebugTimeline: with --debug, run prints its timeline (issue #18), one
+// stderr line per phase with the milliseconds since stage0 started, on one
+// clock across stage0 and stage1: every phase is there, in order, and the
+// times never go back. No time is asserted.
+func TestDebugTimeline(t *testing.T) {
+	e := newEnv(t)
+	args := append([]string{"--debug"}, e.runArgs("--net=none", e.image("busybox"), "--", "/bin/true")...)
+	r := e.ok(args...)
+	want := []string{"skiff: command line parsed", "skiff: stage1 and images found in the store",
+		"skiff: pod directory written", "skiff: exec stage1"}
+	if e.flavor() == "default" {
+		want = append(want, "stage1: stage1 started", "stage1: stage1 rootfs mounted",
+			"stage1: libcontainer started the pod's init", "stage1: app started (systemd ran its unit; app-exec has its stdio)",
+			"stage1: pod's init exited", "stage1: cleaned up", "stage1: exit recorded")
+	}
+	line := regexp.MustCompile(`(?m)^(skiff|stage1): timeline ([0-9.]+) ms (.+)$`)
+	var got []string
+	last := -1.0
+	for _, m := range line.FindAllStringSubmatch(r.stderr, -1) {
+		ms, err := strconv.ParseFloat(m[2], 64)
+		if err != nil || ms < last {
+			t.Errorf("timeline line %q: time %s after %.1f ms", m[0], m[2], last)
+		}
+		last = ms
+		got = append(got, m[1]+": "+m[3])
+	}
+	i := 0
+	for _, g := range got {
+		if i < len(want) && g == want[i] {
+			i++
+		}
+	}
+	if i < len(want) {
+		t.Errorf("timeline lacks %q (or has it out of order); got %q\nstderr: %s", want[i], got, r.stderr)
+	}
+}
