@@ -92,16 +92,31 @@ func clean(t *testing.T, v *vm, gc bool) {
 		v.must(t, skiffCmd+" gc --grace-period=0s")
 	}
 	out := v.run(t, 120*time.Second, `
-grep -E ' /var/lib/skiff|skiff' /proc/self/mountinfo | sed 's/^/mount: /'
-find /sys/fs/cgroup -mindepth 1 -type d \( -name 'skiff*' -o -path '*/skiff/*' \) | sed 's/^/cgroup: /'
+grep -F /var/lib/skiff /proc/self/mountinfo | sed 's/^/mount: /'
+find /sys/fs/cgroup -mindepth 1 -type d \( -name 'skiff-*' -o -path '/sys/fs/cgroup/skiff/*' \) | sed 's/^/cgroup: /'
 ip netns list | sed 's/^/netns: /'
 machinectl list --no-legend | grep skiff | sed 's/^/machine: /'
-ps -eo pid,args | grep -E 'stage1|/inspect|skiff' | grep -v grep | sed 's/^/process: /'
+ps -eo pid,ppid,args | awk -v me=$$ '$1 != me && $2 != me' | grep -E 'stage1|/inspect|skiff|systemd --unit=skiff' | grep -v hostvm-runner | sed 's/^/process: /'
 skiff list --no-legend 2>/dev/null | sed 's/^/pod: /'
 true`)
 	if strings.TrimSpace(out.Stdout) != "" {
 		t.Errorf("left behind in the guest:\n%s", out.Stdout)
 	}
+}
+
+// inactive is a guest condition: unit is inactive or failed (not deactivating).
+func inactive(unit string) string {
+	return `case "$(systemctl show -P ActiveState ` + unit + `)" in inactive|failed) true ;; *) false ;; esac`
+}
+
+// startPod starts a pod in the background with skiff run (the UUID saved in
+// /run/NAME.uuid, its output in /run/NAME.log) and waits until it is ready.
+func startPod(t *testing.T, v *vm, name, args string) string {
+	t.Helper()
+	v.must(t, skiffCmd+` run --uuid-file-save=/run/`+name+`.uuid `+args+` >/run/`+name+`.log 2>&1 </dev/null &
+for i in $(seq 200); do [ -s /run/`+name+`.uuid ] && skiff status $(cat /run/`+name+`.uuid) 2>/dev/null | grep -qx ready=true && exit 0; sleep 1; done
+cat /run/`+name+`.log; exit 1`)
+	return strings.TrimSpace(v.must(t, "cat /run/"+name+".uuid"))
 }
 
 // journal returns the unit's journal (messages only).
@@ -163,9 +178,10 @@ systemctl daemon-reload`)
 	}
 	waitGuest(t, v, 60*time.Second, "the app", "journalctl --no-pager -o cat -u s2 | grep -x s2-up")
 	st := v.must(t, "systemctl status --no-pager -l s2")
-	contains(t, "systemctl status s2", st, "/sbin/init", "sleep 3600")
+	uuid := strings.TrimSpace(v.must(t, "cat /run/s2.uuid"))
+	contains(t, "systemctl status s2", st, "skiff-"+uuid, "init.scope", "systemd --unit=skiff.target", "skiff-app-inspect.service", "/inspect stdout s2-up", "supervisor")
 	// The app's own cgroup is in the unit's subtree, and the unit's memory.max covers it.
-	out := v.must(t, `pid=$(pgrep -f 's2-up , sleep 3600' | head -1); echo "pid=$pid"; cat /proc/$pid/cgroup`)
+	out := v.must(t, `pid=$(pgrep -f '[s]2-up , sleep 3600' | head -1); echo "pid=$pid"; cat /proc/$pid/cgroup`)
 	if !strings.Contains(out, "0::/system.slice/s2.service/") {
 		t.Errorf("the app is not in the unit's cgroup:\n%s\nstatus:\n%s", out, st)
 	}
@@ -180,8 +196,8 @@ cat /sys/fs/cgroup/system.slice/s2.service/memory.events`)
 	}
 	// systemctl kill: SIGTERM to every process of the unit, the pod's systemd and the app included.
 	v.must(t, "systemctl kill s2")
-	waitGuest(t, v, 120*time.Second, "the unit to end after systemctl kill", "! systemctl is-active s2")
-	if out := v.must(t, "ls /sys/fs/cgroup/system.slice/s2.service 2>/dev/null || true; pgrep -f 's2-up , sleep 3600' || true"); strings.TrimSpace(out) != "" {
+	waitGuest(t, v, 120*time.Second, "the unit to end after systemctl kill", inactive("s2"))
+	if out := v.must(t, "ls /sys/fs/cgroup/system.slice/s2.service 2>/dev/null || true; pgrep -f '[s]2-up , sleep 3600' || true"); strings.TrimSpace(out) != "" {
 		t.Errorf("after systemctl kill the unit's cgroup or the app remain:\n%s", out)
 	}
 	clean(t, v, true)
@@ -204,7 +220,7 @@ systemctl start s3.socket`)
 			t.Fatalf("connection %d: %s, want %s\n%s", i, r, want, journal(t, v, "s3.service"))
 		}
 	}
-	waitGuest(t, v, 120*time.Second, "the pod to end after serving", "! systemctl is-active s3.service")
+	waitGuest(t, v, 120*time.Second, "the pod to end after serving", inactive("s3.service"))
 	j := journal(t, v, "s3.service")
 	contains(t, "journalctl -u s3.service", j, "LISTEN_FDS=1", "listen_pid_match=true", "served=2")
 	if p := show(t, v, "s3.service", "Result"); p["Result"] != "success" {
@@ -248,11 +264,11 @@ systemctl start s4`)
 // 5. Pure cgroup v2: --memory, --cpu and --pids-limit are enforced; the app's
 // limits are in its unit's cgroup below the pod's.
 func testLimits(t *testing.T, v *vm) {
-	r := v.run(t, 300*time.Second, skiffCmd+" run --net=none "+inspectImg+" --memory=64M -- alloc 256; echo rc=$?")
+	r := v.run(t, 300*time.Second, skiffCmd+" run --net=none --uuid-file-save=/run/s5oom.uuid "+inspectImg+" --memory=64M -- alloc 256; echo rc=$?")
 	if strings.Contains(r.Stdout, "allocated=256") || strings.Contains(r.Stdout, "rc=0") {
 		t.Errorf("an app with --memory=64M allocated 256 MiB:\n%s", r)
 	}
-	st := v.must(t, skiffCmd+" status $("+skiffCmd+" list --no-legend | awk '{print $1}' | tail -1) || true")
+	st := v.must(t, "skiff status $(cat /run/s5oom.uuid)")
 	t.Logf("status of the OOM pod:\n%s", st)
 	contains(t, "the OOM-killed app's status", strings.ToLower(st), "oom")
 	clean(t, v, true)
@@ -272,23 +288,21 @@ func testLimits(t *testing.T, v *vm) {
 	clean(t, v, true)
 
 	// The limits are where the README says: the app's unit in the pod's systemd.
-	v.must(t, skiffCmd+` run --net=none --uuid-file-save=/run/s5.uuid `+inspectImg+` --memory=64M --cpu=500m --pids-limit=50 -- sleep 3600 >/run/s5.log 2>&1 &
-for i in $(seq 120); do [ -s /run/s5.uuid ] && `+skiffCmd+` status --wait-ready=5s $(cat /run/s5.uuid) >/dev/null 2>&1 && exit 0; sleep 1; done; cat /run/s5.log; exit 1`)
-	out := v.must(t, `uuid=$(cat /run/s5.uuid); pid=$(pgrep -f 'inspect sleep 3600' | head -1); echo "pid=$pid"
+	startPod(t, v, "s5", "--net=none "+inspectImg+" --memory=64M --cpu=500m --pids-limit=50 -- sleep 3600")
+	out := v.must(t, `uuid=$(cat /run/s5.uuid); pid=$(pgrep -f '[i]nspect sleep 3600' | head -1); echo "pid=$pid"
 cg=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/$pid/cgroup); echo "cgroup=$cg"
 for f in memory.max cpu.max pids.max; do d=$cg; while [ "$d" != /sys/fs/cgroup ]; do [ -f $d/$f ] && [ "$(cat $d/$f)" != max ] && [ "$(cat $d/$f)" != "max 100000" ] && { echo "$f=$(cat $d/$f) at ${d#/sys/fs/cgroup}"; break; }; d=${d%/*}; done; done`)
 	t.Logf("app cgroup limits:\n%s", out)
 	contains(t, "the app's cgroup limits", out, "memory.max=67108864", "cpu.max=50000 100000", "pids.max=50")
-	v.must(t, skiffCmd+" stop $(cat /run/s5.uuid) || true; for i in $(seq 60); do pgrep -f 'inspect sleep 3600' >/dev/null || exit 0; sleep 1; done; exit 1")
+	v.must(t, skiffCmd+" stop $(cat /run/s5.uuid) || true; for i in $(seq 60); do pgrep -f '[i]nspect sleep 3600' >/dev/null || exit 0; sleep 1; done; exit 1")
 	clean(t, v, true)
 }
 
 // 5. --private-users: the pod starts and its systemd gets a delegated cgroup2 subtree.
 func testPrivateUsers(t *testing.T, v *vm) {
-	v.must(t, skiffCmd+` run --private-users --net=none --uuid-file-save=/run/s5u.uuid `+inspectImg+` -- stdout s5u-up , sleep 3600 >/run/s5u.log 2>&1 &
-for i in $(seq 120); do [ -s /run/s5u.uuid ] && `+skiffCmd+` status --wait-ready=5s $(cat /run/s5u.uuid) >/dev/null 2>&1 && exit 0; sleep 1; done; cat /run/s5u.log; exit 1`)
+	startPod(t, v, "s5u", "--private-users --net=none "+inspectImg+" -- stdout s5u-up , sleep 3600")
 	out := v.must(t, `uuid=$(cat /run/s5u.uuid); `+skiffCmd+` status $uuid | grep private-users
-pid=$(pgrep -f 's5u-up , sleep 3600' | head -1); echo "app-uid=$(stat -c %u /proc/$pid)"
+pid=$(pgrep -f '[s]5u-up , sleep 3600' | head -1); echo "app-uid=$(stat -c %u /proc/$pid)"
 cg=$(sed -n 's/^0:://p' /proc/$pid/cgroup); echo "app-cgroup=$cg"
 init=$(ps -eo pid,args | awk '$2=="/sbin/init"||$2=="/usr/lib/systemd/systemd"||$2=="/lib/systemd/systemd" {print $1}' | while read p; do [ "$(stat -c %u /proc/$p)" != 0 ] && echo $p; done | head -1)
 icg=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/$init/cgroup); d=${icg%/init.scope}; echo "pod-cgroup=${d#/sys/fs/cgroup} owner=$(stat -c %u $d) procs-owner=$(stat -c %u $d/cgroup.procs)"
@@ -298,7 +312,7 @@ ls $d`)
 	if strings.Contains(out, "owner=0 ") || strings.Contains(out, "app-uid=0\n") {
 		t.Errorf("the pod's systemd has no delegated subtree (owned by host root) or the app runs as host root:\n%s", out)
 	}
-	v.must(t, skiffCmd+" stop $(cat /run/s5u.uuid) || true; for i in $(seq 60); do pgrep -f 's5u-up , sleep 3600' >/dev/null || exit 0; sleep 1; done; exit 1")
+	v.must(t, skiffCmd+" stop $(cat /run/s5u.uuid) || true; for i in $(seq 60); do pgrep -f '[s]5u-up , sleep 3600' >/dev/null || exit 0; sleep 1; done; exit 1")
 	clean(t, v, true)
 }
 
@@ -313,7 +327,7 @@ systemctl daemon-reload`)
 	uuid := strings.TrimSpace(v.must(t, "cat /run/s7.uuid"))
 	contains(t, "machinectl list", v.must(t, "machinectl list --no-legend"), "skiff-"+uuid)
 	v.must(t, "systemctl kill -s KILL s7")
-	waitGuest(t, v, 120*time.Second, "the unit to end after SIGKILL", "! systemctl is-active s7")
+	waitGuest(t, v, 120*time.Second, "the unit to end after SIGKILL", inactive("s7"))
 	clean(t, v, true)
 	v.must(t, "systemctl reset-failed s7 || true; rm -f /etc/systemd/system/s7.service; systemctl daemon-reload")
 }
@@ -344,4 +358,30 @@ func conformanceTests(t *testing.T) string {
 		t.Fatalf("only %d conformance tests found in tests/conformance_test.go", len(names))
 	}
 	return strings.Join(names, "|")
+}
+
+// TestHostDebug (only with SKIFF_HOSTVM_DEBUG_DIR=DIR) boots the VM, installs
+// skiff and runs every DIR/NAME.sh put there in the guest, writing its outcome
+// to DIR/NAME.out, until DIR/quit appears: a shell into the test host for
+// whoever debugs a scenario.
+func TestHostDebug(t *testing.T) {
+	dir := os.Getenv("SKIFF_HOSTVM_DEBUG_DIR")
+	if dir == "" {
+		t.Skip("SKIFF_HOSTVM_DEBUG_DIR is not set")
+	}
+	v := boot(t)
+	testInstall(t, v)
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "quit")); err == nil {
+			return
+		}
+		scripts, _ := filepath.Glob(filepath.Join(dir, "*.sh"))
+		for _, s := range scripts {
+			b, _ := os.ReadFile(s)
+			os.Remove(s)
+			r, err := v.exec(600*time.Second, string(b))
+			os.WriteFile(strings.TrimSuffix(s, ".sh")+".out", []byte(fmt.Sprintf("%s\nerr=%v\n", r, err)), 0o644)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
 }
