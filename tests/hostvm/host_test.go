@@ -114,7 +114,11 @@ func inactive(unit string) string {
 func startPod(t *testing.T, v *vm, name, args string) string {
 	t.Helper()
 	v.must(t, skiffCmd+` run --uuid-file-save=/run/`+name+`.uuid `+args+` >/run/`+name+`.log 2>&1 </dev/null &
-for i in $(seq 200); do [ -s /run/`+name+`.uuid ] && skiff status $(cat /run/`+name+`.uuid) 2>/dev/null | grep -qx ready=true && exit 0; sleep 1; done
+for i in $(seq 200); do
+  st=$( [ -s /run/`+name+`.uuid ] && skiff status $(cat /run/`+name+`.uuid) 2>/dev/null )
+  case "$st" in *ready=true*) exit 0 ;; *state=exited*) break ;; esac
+  sleep 1
+done
 cat /run/`+name+`.log; exit 1`)
 	return strings.TrimSpace(v.must(t, "cat /run/"+name+".uuid"))
 }
@@ -165,6 +169,10 @@ systemctl daemon-reload`)
 	v.must(t, "rm -f /etc/systemd/system/s1.service; systemctl daemon-reload")
 }
 
+// appPids prints the pids of scenario 2's app (its command line starts with
+// "/inspect stdout s2-up").
+const appPids = `for p in /proc/[0-9]*; do tr '\0' ' ' <$p/cmdline 2>/dev/null | grep -q '^/inspect stdout s2-up' && echo ${p#/proc/}; done; true`
+
 // 2. Delegate=yes: the pod's systemd and its app are in the unit's cgroup
 // tree; systemctl kill and the unit's MemoryMax= reach them.
 func testDelegate(t *testing.T, v *vm) {
@@ -181,7 +189,7 @@ systemctl daemon-reload`)
 	uuid := strings.TrimSpace(v.must(t, "cat /run/s2.uuid"))
 	contains(t, "systemctl status s2", st, "skiff-"+uuid, "init.scope", "systemd --unit=skiff.target", "skiff-app-inspect.service", "/inspect stdout s2-up", "supervisor")
 	// The app's own cgroup is in the unit's subtree, and the unit's memory.max covers it.
-	out := v.must(t, `pid=$(pgrep -f '[s]2-up , sleep 3600' | head -1); echo "pid=$pid"; cat /proc/$pid/cgroup`)
+	out := v.must(t, `pid=$(`+appPids+` | head -1); echo "pid=$pid"; cat /proc/$pid/cgroup`)
 	if !strings.Contains(out, "0::/system.slice/s2.service/") {
 		t.Errorf("the app is not in the unit's cgroup:\n%s\nstatus:\n%s", out, st)
 	}
@@ -197,7 +205,7 @@ cat /sys/fs/cgroup/system.slice/s2.service/memory.events`)
 	// systemctl kill: SIGTERM to every process of the unit, the pod's systemd and the app included.
 	v.must(t, "systemctl kill s2")
 	waitGuest(t, v, 120*time.Second, "the unit to end after systemctl kill", inactive("s2"))
-	if out := v.must(t, "ls /sys/fs/cgroup/system.slice/s2.service 2>/dev/null || true; pgrep -f '[s]2-up , sleep 3600' || true"); strings.TrimSpace(out) != "" {
+	if out := v.must(t, "ls /sys/fs/cgroup/system.slice/s2.service 2>/dev/null; "+appPids); strings.TrimSpace(out) != "" {
 		t.Errorf("after systemctl kill the unit's cgroup or the app remain:\n%s", out)
 	}
 	clean(t, v, true)
@@ -273,46 +281,62 @@ func testLimits(t *testing.T, v *vm) {
 	contains(t, "the OOM-killed app's status", strings.ToLower(st), "oom")
 	clean(t, v, true)
 
-	// The fork bomb stops at the pids limit.
-	r = v.run(t, 300*time.Second, skiffCmd+` run --net=none `+busyboxImg+` --pids-limit=20 -- sh -c 'for i in $(seq 60); do sleep 30 & done 2>/dev/null; echo procs=$(ls -d /proc/[0-9]* | wc -l)'`)
-	t.Logf("fork bomb: %s", r)
-	n := -1
+	// The fork bomb stops at the pids limit: ash gives up ("can't fork") once
+	// the pod's processes (its systemd, the shell, the sleeps) reach 20.
+	nums := make([]string, 40)
+	for i := range nums {
+		nums[i] = strconv.Itoa(i + 1)
+	}
+	r = v.run(t, 300*time.Second, skiffCmd+` run --net=none `+busyboxImg+` --pids-limit=20 -- sh -c 'for i in `+strings.Join(nums, " ")+`; do sleep 60 & echo started=$i; done'`)
+	n := 0
 	for _, l := range strings.Split(r.Stdout, "\n") {
-		if v, ok := strings.CutPrefix(l, "procs="); ok {
+		if v, ok := strings.CutPrefix(l, "started="); ok {
 			n, _ = strconv.Atoi(strings.TrimSpace(v))
 		}
 	}
-	if n < 0 || n > 25 {
-		t.Errorf("with --pids-limit=20 the pod ran %d processes:\n%s", n, r)
+	if n < 3 || n >= 20 || r.Code == 0 || !strings.Contains(r.Stderr, "can't fork") {
+		t.Errorf("with --pids-limit=20 the app started %d processes (want 3-19, then a failed fork):\n%s", n, r)
 	}
 	clean(t, v, true)
 
 	// The limits are where the README says: the app's unit in the pod's systemd.
 	startPod(t, v, "s5", "--net=none "+inspectImg+" --memory=64M --cpu=500m --pids-limit=50 -- sleep 3600")
-	out := v.must(t, `uuid=$(cat /run/s5.uuid); pid=$(pgrep -f '[i]nspect sleep 3600' | head -1); echo "pid=$pid"
+	out := v.must(t, `uuid=$(cat /run/s5.uuid); pid=$(head -1 /sys/fs/cgroup/skiff/$uuid/system.slice/skiff-app-inspect.service/cgroup.procs); echo "pid=$pid"
 cg=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/$pid/cgroup); echo "cgroup=$cg"
 for f in memory.max cpu.max pids.max; do d=$cg; while [ "$d" != /sys/fs/cgroup ]; do [ -f $d/$f ] && [ "$(cat $d/$f)" != max ] && [ "$(cat $d/$f)" != "max 100000" ] && { echo "$f=$(cat $d/$f) at ${d#/sys/fs/cgroup}"; break; }; d=${d%/*}; done; done`)
 	t.Logf("app cgroup limits:\n%s", out)
 	contains(t, "the app's cgroup limits", out, "memory.max=67108864", "cpu.max=50000 100000", "pids.max=50")
-	v.must(t, skiffCmd+" stop $(cat /run/s5.uuid) || true; for i in $(seq 60); do pgrep -f '[i]nspect sleep 3600' >/dev/null || exit 0; sleep 1; done; exit 1")
+	v.must(t, skiffCmd+" stop $(cat /run/s5.uuid); for i in $(seq 90); do skiff status $(cat /run/s5.uuid) | grep -qx state=exited && exit 0; sleep 1; done; exit 1")
 	clean(t, v, true)
 }
 
 // 5. --private-users: the pod starts and its systemd gets a delegated cgroup2 subtree.
 func testPrivateUsers(t *testing.T, v *vm) {
 	startPod(t, v, "s5u", "--private-users --net=none "+inspectImg+" -- stdout s5u-up , sleep 3600")
-	out := v.must(t, `uuid=$(cat /run/s5u.uuid); `+skiffCmd+` status $uuid | grep private-users
-pid=$(pgrep -f '[s]5u-up , sleep 3600' | head -1); echo "app-uid=$(stat -c %u /proc/$pid)"
-cg=$(sed -n 's/^0:://p' /proc/$pid/cgroup); echo "app-cgroup=$cg"
-init=$(ps -eo pid,args | awk '$2=="/sbin/init"||$2=="/usr/lib/systemd/systemd"||$2=="/lib/systemd/systemd" {print $1}' | while read p; do [ "$(stat -c %u /proc/$p)" != 0 ] && echo $p; done | head -1)
-icg=/sys/fs/cgroup$(sed -n 's/^0:://p' /proc/$init/cgroup); d=${icg%/init.scope}; echo "pod-cgroup=${d#/sys/fs/cgroup} owner=$(stat -c %u $d) procs-owner=$(stat -c %u $d/cgroup.procs)"
-ls $d`)
+	out := v.must(t, `uuid=$(cat /run/s5u.uuid); skiff status $uuid | grep private-users
+d=/sys/fs/cgroup/skiff/$uuid
+pid=$(head -1 $d/system.slice/skiff-app-inspect.service/cgroup.procs)
+echo "app-uid=$(stat -c %u /proc/$pid)"
+echo "pod-cgroup-owner=$(stat -c %u $d) procs-owner=$(stat -c %u $d/cgroup.procs) subtree-owner=$(stat -c %u $d/cgroup.subtree_control)"
+echo "init-scope-owner=$(stat -c %u $d/init.scope)"
+echo "app-cgroup=$(cat /proc/$pid/cgroup)"`)
 	t.Logf("private users:\n%s", out)
-	contains(t, "the --private-users pod", out, "private-users=", "init.scope", "system.slice")
-	if strings.Contains(out, "owner=0 ") || strings.Contains(out, "app-uid=0\n") {
-		t.Errorf("the pod's systemd has no delegated subtree (owned by host root) or the app runs as host root:\n%s", out)
+	base := ""
+	for _, l := range strings.Split(out, "\n") {
+		if r, ok := strings.CutPrefix(l, "private-users="); ok {
+			base, _, _ = strings.Cut(r, ":")
+		}
 	}
-	v.must(t, skiffCmd+" stop $(cat /run/s5u.uuid) || true; for i in $(seq 60); do pgrep -f '[s]5u-up , sleep 3600' >/dev/null || exit 0; sleep 1; done; exit 1")
+	if base == "" || base == "0" {
+		t.Fatalf("no private uid range in skiff status:\n%s", out)
+	}
+	// The pod's systemd got its cgroup delegated (owned by the pod's root,
+	// host uid BASE) and made its own tree in it; the app is in it and runs
+	// as the pod's root, an unprivileged host user.
+	contains(t, "the --private-users pod", out, "app-uid="+base+"\n",
+		"pod-cgroup-owner="+base+" procs-owner="+base+" subtree-owner="+base, "init-scope-owner="+base,
+		"app-cgroup=0::/skiff/"+strings.TrimSpace(v.must(t, "cat /run/s5u.uuid"))+"/system.slice/skiff-app-inspect.service")
+	v.must(t, skiffCmd+" stop $(cat /run/s5u.uuid); for i in $(seq 90); do skiff status $(cat /run/s5u.uuid) | grep -qx state=exited && exit 0; sleep 1; done; exit 1")
 	clean(t, v, true)
 }
 
