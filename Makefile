@@ -15,6 +15,7 @@ GO_SRC    := $(shell find . -name '*.go' -not -path './build/*' -not -name '*_te
 # in it (tests/hostvm). The VM image is built once (scripts/build-hostvm, cached in build/hostvm).
 .PHONY: test-host
 test-host: all test-images
+	scripts/install-deps --hostvm
 	scripts/build-hostvm --out $(BUILD)/hostvm
 	SKIFF_BIN=$(CURDIR)/$(BIN)/skiff SKIFF_TEST_IMAGES=$(CURDIR)/$(BUILD)/images SKIFF_HOSTVM_DIR=$(CURDIR)/$(BUILD)/hostvm \
 	  $(GO) test -count=1 -tags hostvm -timeout 30m -v ./tests/hostvm/

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -164,6 +165,18 @@ func boot(t *testing.T) *vm {
 		t.Fatalf("qemu: %v", err)
 	}
 	go func() { v.qemu.Wait(); qlog.Close(); close(v.exited) }()
+	// Interrupted (^C, a CI timeout's SIGTERM): leave nothing behind either.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		if _, ok := <-sigs; ok {
+			v.qemu.Process.Kill()
+			<-v.exited
+			os.RemoveAll(tmp)
+			os.Exit(2)
+		}
+	}()
+	t.Cleanup(func() { signal.Stop(sigs); close(sigs) })
 
 	deadline := time.Now().Add(time.Duration(600) * time.Second)
 	for {
