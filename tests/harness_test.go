@@ -253,7 +253,9 @@ func (e *env) startBackground(args ...string) (*exec.Cmd, *syncBuffer, *syncBuff
 // stretched to at least 90 s.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	if f := os.Getenv("SKIFF_STAGE1"); strings.Contains(filepath.Base(f), "kvm") && timeout < 90*time.Second {
+	// A kvm pod, or a whole host under emulation (SKIFF_TEST_SLOW: tests/hostvm's TCG guest).
+	slow := strings.Contains(filepath.Base(os.Getenv("SKIFF_STAGE1")), "kvm") || os.Getenv("SKIFF_TEST_SLOW") != ""
+	if slow && timeout < 90*time.Second {
 		timeout = max(4*timeout, 90*time.Second)
 	}
 	deadline := time.Now().Add(timeout)

@@ -185,7 +185,15 @@ func BaseMounts(userns bool) []specs.Mount {
 		{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
 		{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: nse},
 	}
-	return append(ms, podfs.Sysfs("/sys", userns),
+	ms = append(ms, podfs.Sysfs("/sys", userns))
+	if userns {
+		// /sys is the host's, bound with its submounts: on a pure cgroup2
+		// host /sys/fs/cgroup is then the host's cgroup2 mount, and the
+		// kernel refuses the same superblock stacked on its own root
+		// (EBUSY). A tmpfs in between, as crun does.
+		ms = append(ms, specs.Mount{Destination: "/sys/fs/cgroup", Type: "tmpfs", Source: "tmpfs", Options: append([]string{"mode=755", "size=64k"}, nse...)})
+	}
+	return append(ms,
 		specs.Mount{Destination: "/sys/fs/cgroup", Type: "cgroup2", Source: "cgroup2", Options: nse},
 		specs.Mount{Destination: "/run", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=755"}},
 		specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "nodev", "mode=1777"}},
