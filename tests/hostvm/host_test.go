@@ -91,13 +91,24 @@ func clean(t *testing.T, v *vm, gc bool) {
 	if gc {
 		v.must(t, skiffCmd+" gc --grace-period=0s")
 	}
+	leftovers(t, v, true)
+}
+
+// leftovers fails t for anything of a pod left in the guest; the ended pods
+// that skiff keeps for gc count only with pods.
+func leftovers(t *testing.T, v *vm, pods bool) {
+	t.Helper()
+	list := ""
+	if pods {
+		list = "skiff list --no-legend 2>/dev/null | sed 's/^/pod: /'"
+	}
 	out := v.run(t, 120*time.Second, `
 grep -F /var/lib/skiff /proc/self/mountinfo | sed 's/^/mount: /'
 find /sys/fs/cgroup -mindepth 1 -type d \( -name 'skiff-*' -o -path '/sys/fs/cgroup/skiff/*' \) | sed 's/^/cgroup: /'
 ip netns list | sed 's/^/netns: /'
 machinectl list --no-legend | grep skiff | sed 's/^/machine: /'
 ps -eo pid,ppid,args | awk -v me=$$ '$1 != me && $2 != me' | grep -E 'stage1|/inspect|skiff|systemd --unit=skiff' | grep -v hostvm-runner | sed 's/^/process: /'
-skiff list --no-legend 2>/dev/null | sed 's/^/pod: /'
+`+list+`
 true`)
 	if strings.TrimSpace(out.Stdout) != "" {
 		t.Errorf("left behind in the guest:\n%s", out.Stdout)
@@ -160,6 +171,9 @@ systemctl daemon-reload`)
 	if p["ActiveState"] != "inactive" || p["Result"] != "success" {
 		t.Errorf("after systemctl stop: %v (want inactive, success: stopped within TimeoutStopSec)", p)
 	}
+	// systemctl stop alone took the pod down: no mounts, cgroups, netns,
+	// processes or machine registration of it (its directory stays for gc).
+	leftovers(t, v, false)
 	st := v.must(t, skiffCmd+" status "+uuid)
 	t.Logf("skiff status after stop:\n%s", st)
 	if !strings.Contains(st, "SIGTERM") && !strings.Contains(st, "exited") {
