@@ -27,6 +27,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/internal/atomicfile"
 	"github.com/skiff-project/skiff/stage1-kvm/agent"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
@@ -166,7 +167,7 @@ func ociCreate(args []string) error {
 		kill()
 		return errors.New("the supervisor failed before it was ready (its message is on the container's stderr)")
 	}
-	if err := os.WriteFile(abi.PIDFile, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
+	if err := atomicfile.Write(abi.PIDFile, []byte(strconv.Itoa(pid)+"\n"), 0o644); err != nil {
 		kill()
 		return err
 	}

@@ -19,6 +19,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/internal/atomicfile"
 	"github.com/skiff-project/skiff/internal/overlay"
 	"github.com/skiff-project/skiff/networking"
 	"github.com/skiff-project/skiff/stage1-kvm/agent"
@@ -593,7 +594,7 @@ func (v *vm) startQEMU(dir string, n int) (*exec.Cmd, <-chan error, error) {
 	if v.oci() { // pid is the supervisor's
 		pidFile = s1QEMUPid
 	}
-	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
+	if err := atomicfile.Write(pidFile, []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o644); err != nil {
 		_ = cmd.Process.Kill()
 	}
 	done := make(chan error, 1)

@@ -30,6 +30,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/internal/atomicfile"
 	"github.com/skiff-project/skiff/internal/overlay"
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/appexec"
@@ -171,7 +172,7 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 		err = os.Link(container.ExecFIFO(abs(s1State), containerID(o.id)), abi.OCIStartFIFO)
 	}
 	if err == nil {
-		err = os.WriteFile(abi.PIDFile, []byte(strconv.Itoa(pid)+"\n"), 0o644)
+		err = atomicfile.Write(abi.PIDFile, []byte(strconv.Itoa(pid)+"\n"), 0o644)
 	}
 	if err == nil {
 		err = os.WriteFile(abi.OCICreatedFile, nil, 0o644)

@@ -16,6 +16,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/internal/atomicfile"
 	"github.com/skiff-project/skiff/internal/overlay"
 	"github.com/skiff-project/skiff/internal/timeline"
 	"github.com/skiff-project/skiff/networking"
@@ -166,7 +167,7 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 	r.c = c
 	o.Debugf("sandbox started, init pid %d", c.Pid())
 	timeline.Mark(o.Debug, "stage1", "libcontainer started the pod's init")
-	if err := os.WriteFile(abi.PIDFile, []byte(strconv.Itoa(c.Pid())+"\n"), 0o644); err != nil {
+	if err := atomicfile.Write(abi.PIDFile, []byte(strconv.Itoa(c.Pid())+"\n"), 0o644); err != nil {
 		_ = c.Signal(unix.SIGKILL)
 	}
 	r.unregister = registerMachine(o, m, c.Pid(), rootfs)
