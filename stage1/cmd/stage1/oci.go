@@ -384,6 +384,18 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 	}, nil
 }
 
+// withoutFSData drops a mount's filesystem data options (KEY=VALUE), which
+// neither a bind mount nor the container's cgroup2 view takes.
+func withoutFSData(opts []string) []string {
+	var out []string
+	for _, opt := range opts {
+		if !strings.Contains(opt, "=") {
+			out = append(out, opt)
+		}
+	}
+	return out
+}
+
 // ociMounts are the bundle's mounts less those every app already gets from
 // podfs (/proc, /sys, /dev and its devpts and shm), a cgroup mount made the
 // container's cgroup2 tree; a relative bind source
@@ -402,13 +414,7 @@ func ociMounts(ms []specs.Mount, bundle string) []specs.Mount {
 			// cgroup namespace is rooted at the container's cgroup;
 			// systemd, the init, manages it), with the bundle's flags.
 			m.Type, m.Source = "cgroup2", "cgroup2"
-			var opts []string
-			for _, opt := range m.Options {
-				if !strings.Contains(opt, "=") {
-					opts = append(opts, opt)
-				}
-			}
-			m.Options = opts
+			m.Options = withoutFSData(m.Options)
 			out = append(out, m)
 			continue
 		}
@@ -420,13 +426,7 @@ func ociMounts(ms []specs.Mount, bundle string) []specs.Mount {
 			m.Source = filepath.Join(bundle, m.Source)
 		}
 		if bind { // a bind mount takes no filesystem data (libcontainer refuses it)
-			var opts []string
-			for _, opt := range m.Options {
-				if !strings.Contains(opt, "=") {
-					opts = append(opts, opt)
-				}
-			}
-			m.Options = opts
+			m.Options = withoutFSData(m.Options)
 		}
 		out = append(out, m)
 	}
