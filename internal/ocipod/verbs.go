@@ -161,22 +161,29 @@ func (p *Pod) readPid() (int, error) {
 	return pid, nil
 }
 
-// procStart is field 22 of /proc/PID/stat, the process's start time.
-func procStart(pid int) (string, error) {
+// procStat reads /proc/PID/stat once: the process's start time (field 22)
+// and its state (field 3, "Z" for a zombie).
+func procStat(pid int) (start, state string, err error) {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return "", fmt.Errorf("bad /proc/%d/stat", pid)
+		return "", "", fmt.Errorf("bad /proc/%d/stat", pid)
 	}
 	f := strings.Fields(s[i+1:])
 	if len(f) < 20 {
-		return "", fmt.Errorf("bad /proc/%d/stat", pid)
+		return "", "", fmt.Errorf("bad /proc/%d/stat", pid)
 	}
-	return f[19], nil
+	return f[19], f[0], nil
+}
+
+// procStart is field 22 of /proc/PID/stat, the process's start time.
+func procStart(pid int) (string, error) {
+	start, _, err := procStat(pid)
+	return start, err
 }
 
 // livePid is the init's pid while it runs (not a zombie), else 0.
@@ -189,15 +196,9 @@ func (p *Pod) livePid() int {
 	if err != nil {
 		return 0
 	}
-	got, err := procStart(pid)
-	if err != nil || got != string(want) {
-		return 0
-	}
-	if b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat"); err == nil {
-		s := string(b)
-		if i := strings.LastIndexByte(s, ')'); i >= 0 && strings.HasPrefix(s[i+1:], " Z") {
-			return 0 // exited, not yet reaped by the caller
-		}
+	got, state, err := procStat(pid)
+	if err != nil || got != string(want) || state == "Z" {
+		return 0 // gone, another process, or exited and not yet reaped by the caller
 	}
 	return pid
 }
