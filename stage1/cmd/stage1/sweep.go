@@ -37,7 +37,9 @@ func podCgroupsToSweep(uuid string) []string {
 	}
 	cg := path.Clean(strings.TrimSpace(string(b)))
 	base := path.Base(cg)
-	if path.IsAbs(cg) && cg != cgs[0] && (base == uuid || base == "skiff-"+uuid) {
+	// sweepCgroup globs the path under /sys/fs/cgroup/*: one with a glob
+	// metacharacter could name other cgroups than the pod's, so it is not swept.
+	if path.IsAbs(cg) && cg != cgs[0] && (base == uuid || base == "skiff-"+uuid) && !strings.ContainsAny(cg, `*?[\`) {
 		cgs = append(cgs, cg)
 	}
 	return cgs
