@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -563,3 +564,73 @@ func TestGCKeepsAPodItCannotCleanYet(t *testing.T) {
 		t.Errorf("second gc: pods %v, cgroups %v left", ps, cgs)
 	}
 }
+
+// TestUUIDFileSaveStreams: --uuid-file-save=- and =/dev/stdout print the
+// pod's UUID on run's standard output (a pipe here), a fifo gets it written
+// in place, and a device or a link is refused before any pod is made, never
+// replaced.
+func TestUUIDFileSaveStreams(t *testing.T) {
+	e := newEnv(t)
+	img := e.image("busybox")
+	dir := t.TempDir()
+	for _, target := range []string{"-", "/dev/stdout"} {
+		c := e.cmd(e.runArgs("--net=none", "--uuid-file-save="+target, img, "--", "/bin/true")...)
+		c.Dir = dir
+		var out, errb bytes.Buffer
+		c.Stdout, c.Stderr = &out, &errb
+		if err := c.Run(); err != nil || !uuidLine.MatchString(out.String()) {
+			t.Errorf("run --uuid-file-save=%s: %v (%s); stdout %q, want the pod's UUID", target, err, errb.String(), out.String())
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "-")); err == nil {
+		t.Errorf("--uuid-file-save=-: wrote a file named '-'")
+	}
+	if fi, err := os.Lstat("/dev/stdout"); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("/dev/stdout is no longer a link: %v %v", fi, err)
+	}
+
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := os.ReadFile(fifo)
+		got <- b
+	}()
+	r := e.skiff(e.runArgs("--net=none", "--uuid-file-save="+fifo, img, "--", "/bin/true")...)
+	if r.code != 0 {
+		_ = os.WriteFile(fifo, nil, 0) // let the reader go
+		t.Errorf("run --uuid-file-save=FIFO: exit %d: %s", r.code, r.stderr)
+	}
+	if b := <-got; r.code == 0 && !uuidLine.Match(b) {
+		t.Errorf("run --uuid-file-save=FIFO: the reader got %q, not a UUID", b)
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the fifo was replaced: %v %v", fi, err)
+	}
+
+	before := len(e.pods())
+	full := filepath.Join(dir, "full")
+	if err := syscall.Mknod(full, syscall.S_IFCHR|0o666, 1<<8|7); err != nil { // /dev/full's numbers
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(filepath.Join(dir, "target"), link); err != nil {
+		t.Fatal(err)
+	}
+	for what, p := range map[string]string{"device": full, "symbolic link": link} {
+		e.fails(125, []string{"--uuid-file-save", p, what}, e.runArgs("--net=none", "--uuid-file-save="+p, img, "--", "/bin/true")...)
+	}
+	if fi, err := os.Lstat(full); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		t.Errorf("the device node was replaced: %v %v", fi, err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the link was replaced: %v %v", fi, err)
+	}
+	if n := len(e.pods()); n != before {
+		t.Errorf("a refused --uuid-file-save left a pod: %d pods, %d before", n, before)
+	}
+}
+
+var uuidLine = regexp.MustCompile(`(?m)^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
