@@ -634,3 +634,22 @@ func TestUUIDFileSaveStreams(t *testing.T) {
 }
 
 var uuidLine = regexp.MustCompile(`(?m)^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// TestGCRemovesAPodKilledBeforeItsManifest: a run killed while it prepared
+// its pod, before it wrote the manifest, leaves a pod directory without
+// one; gc moves it to garbage and removes it (no stage1 ever ran for it),
+// instead of failing on it at every gc for ever.
+func TestGCRemovesAPodKilledBeforeItsManifest(t *testing.T) {
+	e := newEnv(t)
+	const uuid = "0c0ffee0-1111-4222-8333-444455556666"
+	if err := os.MkdirAll(filepath.Join(e.dir, "pods", "prepare", uuid, "apps", "busybox"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := e.skiff("gc", "--grace-period=0s")
+	if r.code != 0 || !strings.Contains(r.stdout, "removed "+uuid) {
+		t.Errorf("gc of a pod without a manifest: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if left := e.podDirs(); len(left) != 0 {
+		t.Errorf("pod directories left after gc: %v", left)
+	}
+}
