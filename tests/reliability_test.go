@@ -351,6 +351,33 @@ func TestEnterSignalsEndTheCommandAndNothingOutlivesIt(t *testing.T) {
 	}
 }
 
+// TestEnterPassesSignals: a signal to `skiff enter` reaches the entered
+// command as that signal, in both flavors (kvm: through the guest agent,
+// not as a hangup): SIGUSR1 runs the command's trap, SIGTERM its TERM trap,
+// whose exit code enter then exits with.
+func TestEnterPassesSignals(t *testing.T) {
+	e := newEnv(t)
+	uuid, _ := e.runningPod()
+	c, out, errb := e.startBackground("enter", uuid, "/bin/sh", "-c",
+		`trap 'echo got-USR1' USR1; trap 'echo got-TERM; exit 3' TERM; trap 'echo got-HUP; exit 4' HUP; `+
+			`echo ready; while :; do sleep 1; done`)
+	waitFor(t, 20*time.Second, "the entered command to run", func() bool { return strings.Contains(out.String(), "ready") })
+	_ = c.Process.Signal(syscall.SIGUSR1)
+	waitFor(t, 20*time.Second, "the command's USR1 trap", func() bool { return strings.Contains(out.String(), "got-USR1") })
+	_ = c.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = c.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("skiff enter did not end after SIGTERM; output %q", out.String())
+	}
+	if code := c.ProcessState.ExitCode(); code != 3 || !strings.Contains(out.String(), "got-USR1") ||
+		!strings.Contains(out.String(), "got-TERM") || strings.Contains(out.String(), "got-HUP") {
+		t.Errorf("enter: exit %d (want 3, the TERM trap's), output %q (want got-USR1 and got-TERM), stderr %q", code, out.String(), errb.String())
+	}
+}
+
 // TestImageGCRemovesLeftoversOfKilledFetches: what killed fetches left in
 // the store's tmp/ is removed by the next image gc (no fetch holds the store
 // then), whatever its age; and an empty --dir (an unset variable) is refused
