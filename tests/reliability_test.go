@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -350,6 +351,33 @@ func TestEnterSignalsEndTheCommandAndNothingOutlivesIt(t *testing.T) {
 	}
 }
 
+// TestEnterPassesSignals: a signal to `skiff enter` reaches the entered
+// command as that signal, in both flavors (kvm: through the guest agent,
+// not as a hangup): SIGUSR1 runs the command's trap, SIGTERM its TERM trap,
+// whose exit code enter then exits with.
+func TestEnterPassesSignals(t *testing.T) {
+	e := newEnv(t)
+	uuid, _ := e.runningPod()
+	c, out, errb := e.startBackground("enter", uuid, "/bin/sh", "-c",
+		`trap 'echo got-USR1' USR1; trap 'echo got-TERM; exit 3' TERM; trap 'echo got-HUP; exit 4' HUP; `+
+			`echo ready; while :; do sleep 1; done`)
+	waitFor(t, 20*time.Second, "the entered command to run", func() bool { return strings.Contains(out.String(), "ready") })
+	_ = c.Process.Signal(syscall.SIGUSR1)
+	waitFor(t, 20*time.Second, "the command's USR1 trap", func() bool { return strings.Contains(out.String(), "got-USR1") })
+	_ = c.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = c.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("skiff enter did not end after SIGTERM; output %q", out.String())
+	}
+	if code := c.ProcessState.ExitCode(); code != 3 || !strings.Contains(out.String(), "got-USR1") ||
+		!strings.Contains(out.String(), "got-TERM") || strings.Contains(out.String(), "got-HUP") {
+		t.Errorf("enter: exit %d (want 3, the TERM trap's), output %q (want got-USR1 and got-TERM), stderr %q", code, out.String(), errb.String())
+	}
+}
+
 // TestImageGCRemovesLeftoversOfKilledFetches: what killed fetches left in
 // the store's tmp/ is removed by the next image gc (no fetch holds the store
 // then), whatever its age; and an empty --dir (an unset variable) is refused
@@ -561,5 +589,94 @@ func TestGCKeepsAPodItCannotCleanYet(t *testing.T) {
 	e.ok("gc", "--expire-prepared=0s", "--grace-period=0s")
 	if ps, cgs := e.podDirs(), cgroupsOf(uuid); len(ps) != 0 || len(cgs) != 0 {
 		t.Errorf("second gc: pods %v, cgroups %v left", ps, cgs)
+	}
+}
+
+// TestUUIDFileSaveStreams: --uuid-file-save=- and =/dev/stdout print the
+// pod's UUID on run's standard output (a pipe here), a fifo gets it written
+// in place, and a device or a link is refused before any pod is made, never
+// replaced.
+func TestUUIDFileSaveStreams(t *testing.T) {
+	e := newEnv(t)
+	img := e.image("busybox")
+	dir := t.TempDir()
+	for _, target := range []string{"-", "/dev/stdout"} {
+		c := e.cmd(e.runArgs("--net=none", "--uuid-file-save="+target, img, "--", "/bin/true")...)
+		c.Dir = dir
+		var out, errb bytes.Buffer
+		c.Stdout, c.Stderr = &out, &errb
+		if err := c.Run(); err != nil || !uuidLine.MatchString(out.String()) {
+			t.Errorf("run --uuid-file-save=%s: %v (%s); stdout %q, want the pod's UUID", target, err, errb.String(), out.String())
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "-")); err == nil {
+		t.Errorf("--uuid-file-save=-: wrote a file named '-'")
+	}
+	if fi, err := os.Lstat("/dev/stdout"); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("/dev/stdout is no longer a link: %v %v", fi, err)
+	}
+
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := os.ReadFile(fifo)
+		got <- b
+	}()
+	r := e.skiff(e.runArgs("--net=none", "--uuid-file-save="+fifo, img, "--", "/bin/true")...)
+	if r.code != 0 {
+		_ = os.WriteFile(fifo, nil, 0) // let the reader go
+		t.Errorf("run --uuid-file-save=FIFO: exit %d: %s", r.code, r.stderr)
+	}
+	if b := <-got; r.code == 0 && !uuidLine.Match(b) {
+		t.Errorf("run --uuid-file-save=FIFO: the reader got %q, not a UUID", b)
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the fifo was replaced: %v %v", fi, err)
+	}
+
+	before := len(e.pods())
+	full := filepath.Join(dir, "full")
+	if err := syscall.Mknod(full, syscall.S_IFCHR|0o666, 1<<8|7); err != nil { // /dev/full's numbers
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(filepath.Join(dir, "target"), link); err != nil {
+		t.Fatal(err)
+	}
+	for what, p := range map[string]string{"device": full, "symbolic link": link} {
+		e.fails(125, []string{"--uuid-file-save", p, what}, e.runArgs("--net=none", "--uuid-file-save="+p, img, "--", "/bin/true")...)
+	}
+	if fi, err := os.Lstat(full); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		t.Errorf("the device node was replaced: %v %v", fi, err)
+	}
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Errorf("the link was replaced: %v %v", fi, err)
+	}
+	if n := len(e.pods()); n != before {
+		t.Errorf("a refused --uuid-file-save left a pod: %d pods, %d before", n, before)
+	}
+}
+
+var uuidLine = regexp.MustCompile(`(?m)^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$`)
+
+// TestGCRemovesAPodKilledBeforeItsManifest: a run killed while it prepared
+// its pod, before it wrote the manifest, leaves a pod directory without
+// one; gc moves it to garbage and removes it (no stage1 ever ran for it),
+// instead of failing on it at every gc for ever.
+func TestGCRemovesAPodKilledBeforeItsManifest(t *testing.T) {
+	e := newEnv(t)
+	const uuid = "0c0ffee0-1111-4222-8333-444455556666"
+	if err := os.MkdirAll(filepath.Join(e.dir, "pods", "prepare", uuid, "apps", "busybox"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r := e.skiff("gc", "--grace-period=0s")
+	if r.code != 0 || !strings.Contains(r.stdout, "removed "+uuid) {
+		t.Errorf("gc of a pod without a manifest: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if left := e.podDirs(); len(left) != 0 {
+		t.Errorf("pod directories left after gc: %v", left)
 	}
 }

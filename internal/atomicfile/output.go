@@ -32,32 +32,26 @@ var fdLink = regexp.MustCompile(`^/(?:dev/fd|proc/self/fd)/([0-9]{1,4})$`)
 // directory, another link) is refused with an error saying what to do; the
 // thing at path is never replaced.
 func CreateOutput(path string, perm os.FileMode) (Output, error) {
-	fd := -1
-	switch path {
-	case "-", "/dev/stdout":
-		fd = 1
-	case "/dev/stderr":
-		fd = 2
-	default:
-		if m := fdLink.FindStringSubmatch(path); m != nil {
-			fd, _ = strconv.Atoi(m[1])
-		}
+	return createOutput(path, perm, false)
+}
+
+// CreateTextOutput is [CreateOutput] for a line of text a user wants to see
+// (a pod's UUID): a terminal or other device open as standard output (or
+// another open descriptor named) is written to as well.
+func CreateTextOutput(path string, perm os.FileMode) (Output, error) {
+	return createOutput(path, perm, true)
+}
+
+func createOutput(path string, perm os.FileMode, text bool) (Output, error) {
+	fd, inPlace, err := checkOutput(path, text)
+	if err != nil {
+		return nil, err
 	}
 	if fd >= 0 {
-		var st unix.Stat_t
-		if err := unix.Fstat(fd, &st); err != nil {
-			return nil, fmt.Errorf("%s: file descriptor %d is not open: %w", path, fd, err)
-		}
-		if err := streamable(path, &st); err != nil {
-			return nil, err
-		}
 		return &stream{w: os.NewFile(uintptr(fd), path)}, nil
 	}
-	var st unix.Stat_t
-	if err := unix.Lstat(path, &st); err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
-		if st.Mode&unix.S_IFMT != unix.S_IFIFO && !isDevNull(&st) {
-			return nil, notStreamable(path, CheckTarget(path))
-		}
+	if inPlace {
+		var st unix.Stat_t
 		// O_NOFOLLOW, and checked again once open: what was a fifo at the
 		// Lstat may have been swapped meanwhile.
 		f, err := os.OpenFile(path, os.O_WRONLY|unix.O_NOFOLLOW|unix.O_NOCTTY, 0)
@@ -71,6 +65,53 @@ func CreateOutput(path string, perm os.FileMode) (Output, error) {
 		return &stream{w: f, owned: true}, nil
 	}
 	return Create(path, perm)
+}
+
+// CheckTextOutput tells, without opening it, whether [CreateTextOutput]
+// would accept path, and whether it is a stream written in place (standard
+// output, a fifo, /dev/null, ...) rather than a file created in its
+// directory. The error says what to do.
+func CheckTextOutput(path string) (stream bool, err error) {
+	fd, inPlace, err := checkOutput(path, true)
+	return fd >= 0 || inPlace, err
+}
+
+// checkOutput is CreateOutput's decision: fd >= 0 for an open file
+// descriptor of this process to stream to, inPlace for a fifo or /dev/null
+// to open and stream to, neither for a new or regular file.
+func checkOutput(path string, text bool) (fd int, inPlace bool, err error) {
+	fd = -1
+	switch path {
+	case "-", "/dev/stdout":
+		fd = 1
+	case "/dev/stderr":
+		fd = 2
+	default:
+		if m := fdLink.FindStringSubmatch(path); m != nil {
+			fd, _ = strconv.Atoi(m[1])
+		}
+	}
+	if fd >= 0 {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return -1, false, fmt.Errorf("%s: file descriptor %d is not open: %w", path, fd, err)
+		}
+		if text && st.Mode&unix.S_IFMT == unix.S_IFCHR {
+			return fd, false, nil
+		}
+		if err := streamable(path, &st); err != nil {
+			return -1, false, err
+		}
+		return fd, false, nil
+	}
+	var st unix.Stat_t
+	if err := unix.Lstat(path, &st); err == nil && st.Mode&unix.S_IFMT != unix.S_IFREG {
+		if st.Mode&unix.S_IFMT != unix.S_IFIFO && !isDevNull(&st) {
+			return -1, false, notStreamable(path, CheckTarget(path))
+		}
+		return -1, true, nil
+	}
+	return -1, false, nil
 }
 
 // streamable refuses a terminal or device open at a standard stream.

@@ -295,6 +295,43 @@ func TestExecTTYResize(t *testing.T) {
 	}
 }
 
+// TestExecSignals: the signals the host's caller got reach the command as
+// themselves (SIGTERM is not a hangup), and what the command left behind is
+// killed once it ends after a SIGTERM.
+func TestExecSignals(t *testing.T) {
+	a := startAgent(t, runCmdHandler(CmdOptions{}))
+	out := &syncBuffer{}
+	sigs := make(chan os.Signal, 2)
+	done := make(chan error, 1)
+	left := filepath.Join(t.TempDir(), "left")
+	go func() {
+		code, err := a.client().Exec(ctxT(t), ExecRequest{App: "a", Args: []string{
+			`trap 'echo got-USR1' USR1; trap 'echo got-TERM; exit 3' TERM; trap 'echo got-HUP; exit 4' HUP
+			sleep 600 & echo $! >` + left + `; echo ready; while :; do sleep 0.05; done`}},
+			Stdio{Stdout: out, Signals: sigs})
+		if err == nil && code != 3 {
+			err = fmt.Errorf("exit code %d, want 3 (the TERM trap's)", code)
+		}
+		done <- err
+	}()
+	waitFor(t, "ready", func() bool { return strings.Contains(out.String(), "ready") })
+	sigs <- unix.SIGUSR1
+	waitFor(t, "the USR1 trap", func() bool { return strings.Contains(out.String(), "got-USR1") })
+	sigs <- unix.SIGTERM
+	if err := <-done; err != nil || !strings.Contains(out.String(), "got-TERM") || strings.Contains(out.String(), "got-HUP") {
+		t.Fatalf("output %q, %v", out.String(), err)
+	}
+	b, _ := os.ReadFile(left)
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil || pid <= 1 {
+		t.Fatalf("pid of the background sleep: %q", b)
+	}
+	waitFor(t, "the background sleep's end", func() bool {
+		st, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		return err != nil || strings.Contains(string(st), ") Z ")
+	})
+}
+
 func TestSignalStopStdin(t *testing.T) {
 	h := &fakeHandler{}
 	a := startAgent(t, h)

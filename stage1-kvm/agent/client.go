@@ -55,6 +55,10 @@ func NewClient(socket string) *Client {
 // to exit with: the guest's (RemoteError: 126 or 127 when the command could
 // not be executed or found) or 125.
 //
+// stdio.Signals sends each signal to the command (RunCmd: SIGINT, SIGQUIT and
+// SIGHUP to its process group, others to it), as a terminal or a kill(1) of
+// a local command would.
+//
 // Cancelling ctx hangs up: the guest sends the command SIGHUP. Exec returns
 // without waiting for a stdio.Stdin.Read in progress, which may go on
 // blocking (on a terminal, until the next key) and is then dropped.
@@ -121,12 +125,17 @@ func (c *Client) call(ctx context.Context, req *request, stdio Stdio) (int, erro
 	if stdio.Stdin != nil {
 		go pumpStdin(w, stdio.Stdin, credit)
 	}
-	if stdio.Resize != nil {
+	if stdio.Resize != nil || stdio.Signals != nil {
 		go func() {
 			for {
 				select {
 				case ws := <-stdio.Resize:
 					if w.frame(frameResize, ws.encode()) != nil {
+						return
+					}
+				case sig := <-stdio.Signals:
+					s, ok := sig.(syscall.Signal)
+					if ok && w.frame(frameSignal, encodeCode(int(s))) != nil {
 						return
 					}
 				case <-done:

@@ -28,7 +28,15 @@ type CmdOptions struct {
 	// group that long after a hangup if the command has not exited. Zero:
 	// SIGHUP only; a command that ignores it (nohup) goes on running.
 	KillAfterHangup time.Duration
+	// KillAfterSignal is how long after the first SIGTERM, SIGHUP or
+	// SIGINT from stdio.Signals the command's process group is SIGKILLed
+	// if the command has not exited (zero: DefaultKillAfterSignal).
+	KillAfterSignal time.Duration
 }
+
+// DefaultKillAfterSignal is CmdOptions.KillAfterSignal's default, the
+// default flavor's enter's wait (stage1's enterKillWait).
+const DefaultKillAfterSignal = 10 * time.Second
 
 // RunCmd runs cmd for an exec request with stdio: on pipes, or on a new
 // pseudo-terminal when req.TTY (sized req.Window, resized from stdio.Resize,
@@ -50,7 +58,14 @@ type CmdOptions struct {
 // wait4(-1) must leave the command's pid alone (or the code is lost).
 //
 // A command that cannot be started gives 127 (not found) or 126 and the
-// error. When ctx ends first (the host hung up), RunCmd sends SIGHUP to the
+// error. Each signal from stdio.Signals goes to the command, as a
+// terminal's do: SIGINT, SIGQUIT and SIGHUP to its process group (it leads
+// one), others to the command itself. After the first SIGTERM, SIGHUP or
+// SIGINT (the caller was told to end), the group is SIGKILLed once the
+// command exits (what it started and left behind goes with it), or
+// opts.KillAfterSignal later if it has not.
+//
+// When ctx ends first (the host hung up), RunCmd sends SIGHUP to the
 // command's process group, closes its own ends of the stdio (a pty's
 // hangup), and returns ErrHangup at once; a goroutine keeps waiting for the
 // command to reap it (and SIGKILLs its group after opts.KillAfterHangup).
@@ -83,24 +98,51 @@ func RunCmd(ctx context.Context, cmd *exec.Cmd, req ExecRequest, stdio Stdio, op
 		_ = cmd.Wait()
 		close(exited)
 	}()
-	select {
-	case <-exited:
-		r.finish()
-		return exitCode(cmd.ProcessState), nil
-	case <-ctx.Done():
-		pid := cmd.Process.Pid
-		_ = unix.Kill(-pid, unix.SIGHUP)
-		r.abandon()
-		if opts.KillAfterHangup > 0 {
-			go func() {
-				select {
-				case <-exited:
-				case <-time.After(opts.KillAfterHangup):
-					_ = unix.Kill(-pid, unix.SIGKILL)
+	pid := cmd.Process.Pid
+	told := false
+	var killAt <-chan time.Time
+	for {
+		select {
+		case s := <-stdio.Signals:
+			sig, ok := s.(syscall.Signal)
+			if !ok {
+				break
+			}
+			if sig == unix.SIGINT || sig == unix.SIGQUIT || sig == unix.SIGHUP {
+				_ = unix.Kill(-pid, sig)
+			} else {
+				_ = cmd.Process.Signal(sig)
+			}
+			if !told && (sig == unix.SIGTERM || sig == unix.SIGHUP || sig == unix.SIGINT) {
+				told = true
+				wait := opts.KillAfterSignal
+				if wait <= 0 {
+					wait = DefaultKillAfterSignal
 				}
-			}()
+				killAt = time.After(wait)
+			}
+		case <-killAt:
+			_ = unix.Kill(-pid, unix.SIGKILL)
+		case <-exited:
+			if told {
+				_ = unix.Kill(-pid, unix.SIGKILL)
+			}
+			r.finish()
+			return exitCode(cmd.ProcessState), nil
+		case <-ctx.Done():
+			_ = unix.Kill(-pid, unix.SIGHUP)
+			r.abandon()
+			if opts.KillAfterHangup > 0 {
+				go func() {
+					select {
+					case <-exited:
+					case <-time.After(opts.KillAfterHangup):
+						_ = unix.Kill(-pid, unix.SIGKILL)
+					}
+				}()
+			}
+			return abi.ExitSkiffFailure, ErrHangup
 		}
-		return abi.ExitSkiffFailure, ErrHangup
 	}
 }
 

@@ -64,6 +64,8 @@
 //	0x02 stdin      bytes for the command's or the app's stdin
 //	0x03 stdin-eof  empty: no more stdin
 //	0x04 resize     rows, cols: uint16 each, big endian (exec with tty)
+//	0x05 signal     uint32 signal number (1-64) for an exec's command: a
+//	                signal enter got, passed on as itself (RunCmd)
 //
 // Guest to host:
 //

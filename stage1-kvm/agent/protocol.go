@@ -38,6 +38,7 @@ const (
 	frameStdin    frameType = 0x02 // bytes for the command's (or app's) stdin
 	frameStdinEOF frameType = 0x03 // no more stdin; empty
 	frameResize   frameType = 0x04 // window size: rows, cols (uint16 each)
+	frameSignal   frameType = 0x05 // uint32 signal number for an exec's command
 	frameStdout   frameType = 0x11 // command output
 	frameStderr   frameType = 0x12 // command error output
 	frameAck      frameType = 0x13 // uint32: stdin bytes the guest consumed
@@ -70,7 +71,7 @@ func payloadSize(t frameType) (fixed, max int, known bool) {
 	switch t {
 	case frameStdinEOF:
 		return 0, 0, true
-	case frameResize, frameAck, frameExit:
+	case frameResize, frameAck, frameExit, frameSignal:
 		return 4, 4, true
 	case frameError:
 		return -1, maxPayload, true
@@ -274,6 +275,16 @@ type RemoteError struct {
 }
 
 func (e *RemoteError) Error() string { return e.Message }
+
+// decodeSignal decodes a signal frame: a signal this kernel has a name for
+// (1 to 64), else a protocol error.
+func decodeSignal(p []byte) (syscall.Signal, error) {
+	n := decodeCode(p)
+	if n < 1 || n > 64 {
+		return 0, protocolErrorf("signal frame with signal %d", n)
+	}
+	return syscall.Signal(n), nil
+}
 
 // signalName gives sig's name for the wire ("SIGHUP").
 func signalName(sig syscall.Signal) string { return unix.SignalName(sig) }

@@ -59,14 +59,16 @@ type Handler interface {
 // guest, Serve gives one to Handler.Exec: Stdin reads what the host sends
 // (io.EOF at the host's stdin EOF, ErrHangup when it went, an error once
 // Exec has returned), Stdout and Stderr send to the host, Resize delivers the
-// host's window size changes (TTY only; the latest one wins, never closed).
-// On the host, Client.Exec takes one: any nil field is unused (a nil Stdin
-// is an empty one).
+// host's window size changes (TTY only; the latest one wins, never closed),
+// Signals the signals the host's caller got, for the command (exec only;
+// never closed; RunCmd passes them on). On the host, Client.Exec takes one:
+// any nil field is unused (a nil Stdin is an empty one).
 type Stdio struct {
-	Stdin  io.Reader
-	Stdout io.Writer
-	Stderr io.Writer
-	Resize <-chan Winsize
+	Stdin   io.Reader
+	Stdout  io.Writer
+	Stderr  io.Writer
+	Resize  <-chan Winsize
+	Signals <-chan os.Signal
 }
 
 // yamuxConfig is the session configuration of both ends. No keepalive: the
@@ -218,10 +220,13 @@ type call struct {
 	w      *frameWriter
 	stdin  *stdinQueue  // nil for signal and stop
 	resize chan Winsize // nil but for exec
-	ctx    context.Context
-	hangup context.CancelFunc
-	read   chan struct{} // closed when readLoop has returned
-	done   atomic.Bool   // the handler has returned: an end of reading is no hangup
+	// signals: the host's signals for an exec's command (nil for other
+	// operations); one that finds it full is dropped, never waited for.
+	signals chan os.Signal
+	ctx     context.Context
+	hangup  context.CancelFunc
+	read    chan struct{} // closed when readLoop has returned
+	done    atomic.Bool   // the handler has returned: an end of reading is no hangup
 }
 
 func serveStream(st net.Conn, h Handler) {
@@ -251,6 +256,7 @@ func serveStream(st net.Conn, h Handler) {
 	switch req.Op {
 	case opExec:
 		c.stdin, c.resize = newStdinQueue(w), make(chan Winsize, 1)
+		c.signals = make(chan os.Signal, 16)
 	case opStdin:
 		c.stdin, c.resize = newStdinQueue(w), make(chan Winsize, 1)
 	}
@@ -281,10 +287,11 @@ func (c *call) dispatch(h Handler, req *request) (int, error) {
 	switch req.Op {
 	case opExec:
 		return h.Exec(c.ctx, *req.Exec, Stdio{
-			Stdin:  c.stdin,
-			Stdout: dataWriter{c.w, frameStdout},
-			Stderr: dataWriter{c.w, frameStderr},
-			Resize: c.resize,
+			Stdin:   c.stdin,
+			Stdout:  dataWriter{c.w, frameStdout},
+			Stderr:  dataWriter{c.w, frameStderr},
+			Resize:  c.resize,
+			Signals: c.signals,
 		})
 	case opSignal:
 		return 0, h.Signal(c.ctx, req.Signal.App, unix.SignalNum(req.Signal.Signal))
@@ -331,6 +338,16 @@ func (c *call) deliver(t frameType, p []byte) error {
 		return c.stdin.push(p)
 	case t == frameStdinEOF && c.stdin != nil:
 		c.stdin.end(io.EOF)
+		return nil
+	case t == frameSignal && c.signals != nil:
+		sig, err := decodeSignal(p)
+		if err != nil {
+			return err
+		}
+		select {
+		case c.signals <- sig:
+		default:
+		}
 		return nil
 	case t == frameResize && c.resize != nil:
 		ws := decodeWinsize(p)

@@ -79,8 +79,14 @@ func (f *prepareFlags) check(g *globals, args []string) (*podPlan, error) {
 }
 
 // checkNewFile refuses a file skiff is to write when its directory is
-// missing or not writable, or it names something other than a file.
+// missing or not writable, or it names something other than a file or a
+// stream [atomicfile.CreateTextOutput] writes to ("-", a pipe, a fifo).
 func checkNewFile(flag, path string) error {
+	if stream, err := atomicfile.CheckTextOutput(path); err != nil {
+		return fmt.Errorf("%s: %w", flag, err)
+	} else if stream {
+		return nil
+	}
 	dir := filepath.Dir(path)
 	fi, err := os.Stat(dir)
 	if err != nil || !fi.IsDir() {
@@ -88,9 +94,6 @@ func checkNewFile(flag, path string) error {
 	}
 	if err := unix.Access(dir, unix.W_OK); err != nil {
 		return fmt.Errorf("%s=%s: directory %s is not writable (%v); name a file in a writable directory", flag, path, dir, err)
-	}
-	if err := atomicfile.CheckTarget(path); err != nil {
-		return fmt.Errorf("%s: %w", flag, err)
 	}
 	return nil
 }

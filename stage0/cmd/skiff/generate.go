@@ -207,7 +207,7 @@ func unitArgs(cmd *cobra.Command) (global, run []string, err error) {
 			vals = sv.GetSlice()
 		}
 		for _, v := range vals {
-			if slices.Contains(pathFlags, fl.Name) {
+			if slices.Contains(pathFlags, fl.Name) && v != "-" {
 				if v, err = filepath.Abs(v); err != nil {
 					return
 				}

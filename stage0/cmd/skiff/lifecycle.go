@@ -20,8 +20,13 @@ import (
 // podGC undoes what the pod left on the host before gc or rm remove its
 // directory: what its stage1 did, unless the stage1 says it already has
 // (abi.CleanFile), then its private uid/gid range, which no process of the
-// pod uses any more.
+// pod uses any more. A pod without a manifest (a prepare killed before it
+// wrote one) never had a stage1 run: there is nothing to undo, and a gc
+// that insisted would keep it for ever.
 func podGC(g *globals, p *pod.Pod) error {
+	if _, err := os.Stat(filepath.Join(p.Dir, abi.PodManifestFile)); errors.Is(err, os.ErrNotExist) {
+		return nil // never a range either (a crash in between: see idrange)
+	}
 	if _, err := os.Stat(filepath.Join(p.Dir, abi.CleanFile)); err != nil {
 		if err := stage1Op(g, p, abi.EntrypointGC); err != nil {
 			return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"time"
@@ -55,7 +56,7 @@ func writePod(g *globals, f *prepareFlags, apps []prepare.AppArgs, imgs []*store
 		}
 	}
 	if f.uuidFile != "" {
-		if err := atomicfile.CheckTarget(f.uuidFile); err != nil {
+		if _, err := atomicfile.CheckTextOutput(f.uuidFile); err != nil {
 			return nil, nil, fmt.Errorf("--uuid-file-save: %w", err)
 		}
 	}
@@ -90,7 +91,7 @@ func writePod(g *globals, f *prepareFlags, apps []prepare.AppArgs, imgs []*store
 		return fail(err)
 	}
 	if f.uuidFile != "" {
-		if err := atomicfile.WriteFile(f.uuidFile, []byte(p.UUID+"\n"), 0o644); err != nil {
+		if err := saveUUID(f.uuidFile, p.UUID); err != nil {
 			return fail(fmt.Errorf("--uuid-file-save: %w", err))
 		}
 	}
@@ -98,6 +99,21 @@ func writePod(g *globals, f *prepareFlags, apps []prepare.AppArgs, imgs []*store
 		return fail(err)
 	}
 	return p, m, nil
+}
+
+// saveUUID writes uuid to the file --uuid-file-save names: a new or regular
+// file atomically; standard output ("-", /dev/stdout), a pipe or a fifo is
+// written to in place; a link, a directory or a device is never replaced.
+func saveUUID(path, uuid string) error {
+	o, err := atomicfile.CreateTextOutput(path, 0o644)
+	if err != nil {
+		return err
+	}
+	defer o.Abort()
+	if _, err := io.WriteString(o, uuid+"\n"); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return o.Commit()
 }
 
 // checkVolumesUsed refuses a --volume that no app mounts: a typo would

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
 	"time"
@@ -214,9 +215,15 @@ func enterMain(args []string) error {
 }
 
 // enterExec runs req through the pod agent with enter's stdio (a pty of the
-// guest's when stdin is a terminal) and ends with its exit code.
+// guest's when stdin is a terminal) and ends with its exit code. The signals
+// enter gets go to the command, as the default flavor's enter passes them
+// (SIGTERM stays SIGTERM, never a hangup): the guest's RunCmd delivers them,
+// and kills what the command left behind once it ends.
 func enterExec(req agent.ExecRequest) error {
-	stdio := agent.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr}
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, enterSignals...)
+	defer signal.Stop(sigs)
+	stdio := agent.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Signals: sigs}
 	if t, err := agent.MakeRaw(os.Stdin); err == nil {
 		defer t.Restore()
 		req.TTY, req.Window, stdio.Resize = true, t.Size(), t.Resize()
@@ -230,6 +237,10 @@ func enterExec(req agent.ExecRequest) error {
 	}
 	return codeError(code)
 }
+
+// enterSignals are the signals enter passes to the entered command (those
+// of the default flavor's enter).
+var enterSignals = []os.Signal{unix.SIGTERM, unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2}
 
 // supervisorPid is the pid of container id's supervisor (OCI mode) while it
 // runs: the pid file's process, if it is this binary's oci-run of id working
