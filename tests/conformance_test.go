@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // The stage1 conformance suite: what every stage1 flavor must do, driven
@@ -210,6 +212,65 @@ func TestSIGTERMStopsThePodCleanly(t *testing.T) {
 				t.Fatalf("after %v: %+v", sig, st)
 			}
 		})
+	}
+}
+
+// TestSignalsDuringCleanupDoNotStopIt: SIGTERMs sent to run without pause (a
+// stop, a kill, then more: `systemctl stop` landing while the pod ends)
+// neither kill run halfway through its cleanup nor leave anything of the pod
+// for gc: run exits with the killed pod's 137, recorded in status, with no
+// mount and no cgroup left before any gc. stage1 used to stop catching
+// signals once the pod's init exited, and the next SIGTERM killed it there.
+func TestSignalsDuringCleanupDoNotStopIt(t *testing.T) {
+	e := newEnv(t)
+	uf := filepath.Join(t.TempDir(), "uuid")
+	c, _, errb := e.startBackground(e.runArgs("--uuid-file-save="+uf, e.image("busybox"), "--", "/bin/sleep", "600")...)
+	var uuid string
+	waitFor(t, 60*time.Second, "the pod to be ready", func() bool {
+		b, err := os.ReadFile(uf)
+		if err != nil || len(b) < 36 {
+			return false
+		}
+		uuid = strings.TrimSpace(string(b))
+		return e.status(uuid).Ready
+	})
+	// A pidfd: the spray can never reach another process that reuses the pid.
+	pidfd, err := unix.PidfdOpen(c.Process.Pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(pidfd)
+	done := make(chan struct{})
+	go func() { _ = c.Wait(); close(done) }()
+	sent := 0
+spray:
+	for {
+		select {
+		case <-done:
+			break spray
+		default:
+		}
+		if unix.PidfdSendSignal(pidfd, unix.SIGTERM, nil, 0) == nil {
+			sent++
+		}
+		time.Sleep(200 * time.Microsecond)
+	}
+	ws := c.ProcessState.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		t.Fatalf("run was killed by %v (after %d SIGTERMs) instead of finishing its cleanup\nstderr: %s", ws.Signal(), sent, errb.String())
+	}
+	if code := ws.ExitStatus(); code != 137 {
+		t.Errorf("run: exit %d, want 137 (a pod killed on request)\nstderr: %s", code, errb.String())
+	}
+	// Everything undone by run itself, before any gc.
+	for _, m := range mountsUnder(e.dir) {
+		t.Errorf("mount left behind by run: %s", m)
+	}
+	for _, cg := range cgroupsOf(uuid) {
+		t.Errorf("cgroup left behind by run: %s", cg)
+	}
+	if st := e.status(uuid); st.State != "exited" || st.ExitCode == nil || *st.ExitCode != 137 {
+		t.Errorf("status after run: state %s, exit code %s; want exited, 137", st.State, codeString(st.ExitCode))
 	}
 }
 

@@ -612,7 +612,15 @@ func (v *vm) boot(dir string) (int, error) {
 	if v.oci() {
 		signal.Notify(sigs, unix.SIGQUIT, unix.SIGWINCH)
 	}
-	defer signal.Stop(sigs)
+	// Once QEMU has exited, a signal (a `systemctl stop` landing as the pod
+	// ends on its own) must not kill run halfway through the cleanup that
+	// follows: sigs stays subscribed, and is drained.
+	defer func() {
+		go func() {
+			for range sigs {
+			}
+		}()
+	}()
 	attempt, bound := 1, v.bootTimeout()
 	cmd, done, err := v.startQEMU(dir, attempt)
 	if err != nil {

@@ -342,7 +342,9 @@ func (r *runningPod) wait() int {
 	close(r.gone)
 	r.o.Debugf("pod init exited: %v", state)
 	timeline.Mark(r.o.Debug, "stage1", "pod's init exited")
-	signal.Stop(sigs)
+	// sigs stays subscribed: a signal from now on (a `systemctl stop` landing
+	// as the pod ends on its own, a second ^C) must not kill run halfway
+	// through the cleanup below; forward drops it.
 	r.recordOOMKills()
 	r.recordKills()
 	r.srv.Close()
@@ -418,9 +420,16 @@ func (r *runningPod) recordKills() {
 
 // forward turns SIGTERM/SIGINT into a clean halt of the pod's systemd (apps get
 // SIGTERM, then SIGKILL after their stop timeout); a second one kills now.
-// SIGHUP, SIGUSR1 and SIGUSR2 go to each app's main process.
+// SIGHUP, SIGUSR1 and SIGUSR2 go to each app's main process. Once the pod's
+// init has exited, every signal is dropped: the cleanup finishes.
 func (r *runningPod) forward(sigs <-chan os.Signal) {
 	for sig := range sigs {
+		select {
+		case <-r.gone:
+			r.o.Debugf("%v while the pod is cleaned up: ignored", sig)
+			continue
+		default:
+		}
 		if s := sig.(unix.Signal); s != unix.SIGTERM && s != unix.SIGINT {
 			r.hand.signal(s)
 			continue
