@@ -11,6 +11,9 @@ package tests
 
 import (
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -211,5 +214,108 @@ func TestOCIKVMRefusesAndCleansUp(t *testing.T) {
 		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", qemu)); strings.Contains(string(b), "skiff-k2") {
 			t.Errorf("k2's QEMU (pid %d) outlived delete", qemu)
 		}
+	}
+}
+
+// ociKVMNetNS makes a network namespace as podman's default network leaves
+// it for the runtime (a veth with an address and a default route; the
+// host's end holds the gateway), with names of this test's own; it is
+// removed when the test ends. It returns the namespace's path, the guest's
+// address and the gateway's.
+func ociKVMNetNS(t *testing.T) (path, addr, gw string) {
+	t.Helper()
+	need(t, "ip", "tc")
+	n := os.Getpid()%100000 + 1
+	name, host := fmt.Sprintf("skiff-ocikvm-%d", n), fmt.Sprintf("skvh%d", n)
+	x := n%200 + 20
+	addr, gw = fmt.Sprintf("10.213.%d.2", x), fmt.Sprintf("10.213.%d.1", x)
+	t.Cleanup(func() {
+		exec.Command("ip", "link", "del", host).Run()
+		exec.Command("ip", "netns", "del", name).Run()
+	})
+	sh(t, "/", fmt.Sprintf(`set -e
+ip netns add %[1]s
+ip link add %[2]s type veth peer name %[2]sc
+ip link set %[2]sc netns %[1]s
+ip -n %[1]s link set %[2]sc name eth0
+ip -n %[1]s link set lo up
+ip -n %[1]s addr add %[3]s/24 dev eth0
+ip -n %[1]s link set eth0 up
+ip -n %[1]s route add default via %[4]s
+ip addr add %[4]s/24 dev %[2]s
+ip link set %[2]s up`, name, host, addr, gw))
+	return "/run/netns/" + name, addr, gw
+}
+
+// podman's default network: the bundle joins a network namespace by path
+// that already has a veth with an address and routes (and binds its
+// resolv.conf over /etc/resolv.conf). The guest takes that interface over:
+// the app in the VM answers on the namespace's address, reaches the host
+// through the namespace's gateway and reads the bundle's resolv.conf; once
+// the container is gone the namespace is as it was (no tap, no redirect).
+func TestOCIKVMJoinsTheBundlesNetwork(t *testing.T) {
+	o := newOCIKVMEnv(t)
+	nsPath, addr, gw := ociKVMNetNS(t)
+	l, err := net.Listen("tcp", gw+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "from-the-host\n") })}
+	go srv.Serve(l)
+	defer srv.Close()
+	b := o.bundle("b", "/bin/sh", "-c", fmt.Sprintf(`cat /etc/resolv.conf > /tmp/resolv
+wget -q -O /tmp/fetched http://%s/ || echo "wget failed: $?" > /tmp/fetched
+mkdir -p /www && echo from-the-guest > /www/index.html && exec httpd -f -p 8080 -h /www`, l.Addr()))
+	o.forID(b, "net1")
+	resolv := filepath.Join(o.dir, "resolv.conf")
+	if err := os.WriteFile(resolv, []byte("nameserver "+gw+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	o.editConfig(b, func(c map[string]any) {
+		lx := c["linux"].(map[string]any)
+		var nss []any
+		for _, n := range lx["namespaces"].([]any) {
+			if n.(map[string]any)["type"] != "network" {
+				nss = append(nss, n)
+			}
+		}
+		lx["namespaces"] = append(nss, map[string]any{"type": "network", "path": nsPath})
+		c["mounts"] = append(c["mounts"].([]any), map[string]any{"destination": "/etc/resolv.conf", "type": "bind",
+			"source": resolv, "options": []string{"rbind", "ro"}})
+	})
+	o.ok("create", "--bundle", b, "net1")
+	o.ok("start", "net1")
+	pid, qemu := o.state("net1").Pid, qemuPid(o, "net1")
+	client := &http.Client{Timeout: 5 * time.Second}
+	var body []byte
+	waitFor(t, 120*time.Second, "the app in the guest to answer on "+addr, func() bool {
+		r, err := client.Get("http://" + addr + ":8080/")
+		if err != nil {
+			return false
+		}
+		defer r.Body.Close()
+		body, _ = io.ReadAll(r.Body)
+		return true
+	})
+	if string(body) != "from-the-guest\n" {
+		t.Errorf("%s:8080 answered %q, want the guest's page", addr, body)
+	}
+	o.ok("kill", "net1", "TERM")
+	waitFor(t, 120*time.Second, "net1 to stop", func() bool { return o.state("net1").Status == "stopped" })
+	// the guest's writes to its rootfs (9p, cached) are all there once it is off
+	if k, err := os.ReadFile(filepath.Join(b, "rootfs/tmp/fetched")); err != nil || string(k) != "from-the-host\n" {
+		t.Errorf("the guest's fetch from the host (%s): %q, %v", l.Addr(), k, err)
+	}
+	if r, err := os.ReadFile(filepath.Join(b, "rootfs/tmp/resolv")); err != nil || string(r) != "nameserver "+gw+"\n" {
+		t.Errorf("the guest's /etc/resolv.conf: %q, %v; want the bundle's", r, err)
+	}
+	o.ok("delete", "net1")
+	o.nothingLeft("net1", pid, qemu)
+	name := filepath.Base(nsPath)
+	if out, err := exec.Command("ip", "netns", "exec", name, "tc", "qdisc", "show", "dev", "eth0", "ingress").CombinedOutput(); err != nil || strings.Contains(string(out), "ingress") {
+		t.Errorf("eth0 keeps an ingress qdisc after delete: %s (%v)", out, err)
+	}
+	if out, err := exec.Command("ip", "-n", name, "-o", "link").CombinedOutput(); err != nil || strings.Contains(string(out), "tap") {
+		t.Errorf("the namespace's links after delete: %s (%v); want no tap", out, err)
 	}
 }

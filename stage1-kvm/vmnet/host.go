@@ -3,6 +3,7 @@ package vmnet
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 
@@ -221,15 +222,20 @@ func (a *attachment) undo() {
 // addIngress adds the ingress qdisc to l. An existing one is an error:
 // someone else uses l's ingress and the redirect would change their setup.
 func addIngress(l netlink.Link) (*netlink.Ingress, error) {
-	q := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{
-		LinkIndex: l.Attrs().Index,
-		Handle:    netlink.MakeHandle(0xffff, 0),
-		Parent:    netlink.HANDLE_INGRESS,
-	}}
+	q := ingressOf(l)
 	if err := netlink.QdiscAdd(q); err != nil {
 		return nil, fmt.Errorf("add ingress qdisc: %w", err)
 	}
 	return q, nil
+}
+
+// ingressOf is l's ingress qdisc.
+func ingressOf(l netlink.Link) *netlink.Ingress {
+	return &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{
+		LinkIndex: l.Attrs().Index,
+		Handle:    netlink.MakeHandle(0xffff, 0),
+		Parent:    netlink.HANDLE_INGRESS,
+	}}
 }
 
 // addRedirect sends every frame arriving on from out of to: a u32 filter
@@ -248,6 +254,79 @@ func addRedirect(from, to netlink.Link) error {
 	}
 	if err := netlink.FilterAdd(f); err != nil {
 		return fmt.Errorf("add redirect filter to %s: %w", to.Attrs().Name, err)
+	}
+	return nil
+}
+
+// Interfaces names the interfaces of the network namespace at netnsPath
+// that Attach would wire to the VM: every one but the loopback, in index
+// order. It is for a namespace someone else configured (an OCI bundle's,
+// which netavark or CNI filled for podman): the VM gets what is there.
+func Interfaces(netnsPath string) ([]string, error) {
+	var names []string
+	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+		links, err := netlink.LinkList()
+		if err != nil {
+			return fmt.Errorf("list interfaces: %w", err)
+		}
+		for _, l := range links {
+			if l.Attrs().Flags&net.FlagLoopback == 0 {
+				names = append(names, l.Attrs().Name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netns %s: %w", netnsPath, err)
+	}
+	return names, nil
+}
+
+// Detach undoes Attach in a namespace that outlives the VM (an OCI
+// bundle's, which its caller tears down): it removes the ingress qdisc of
+// each link's interface (its redirect goes with it), so the interface's
+// own stack gets its frames again, and the tap if it is still there (it
+// goes when QEMU's and the caller's files of it are closed). Call it once
+// QEMU has exited.
+func Detach(netnsPath string, links []Link) error {
+	if len(links) == 0 {
+		return nil
+	}
+	err := ns.WithNetNSPath(netnsPath, func(ns.NetNS) error {
+		var errs []error
+		for _, l := range links {
+			if tap, err := netlink.LinkByName(l.TapName); err == nil {
+				if err := netlink.LinkDel(tap); err != nil {
+					errs = append(errs, fmt.Errorf("delete tap %s: %w", l.TapName, err))
+				}
+			}
+			link, err := netlink.LinkByName(l.Iface.Name)
+			if err != nil {
+				continue // gone with its namespace's other end
+			}
+			if err := netlink.QdiscDel(ingressOf(link)); err != nil && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+				errs = append(errs, fmt.Errorf("%s: remove the ingress qdisc: %w", l.Iface.Name, err))
+			}
+		}
+		return errors.Join(errs...)
+	})
+	if err != nil {
+		return fmt.Errorf("netns %s: %w", netnsPath, err)
+	}
+	return nil
+}
+
+// IsNetNS checks that p is a network namespace (a bind mount of one, or a
+// /proc/PID/ns/net), not another kind of namespace or a file.
+func IsNetNS(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	t, err := unix.IoctlRetInt(int(f.Fd()), unix.NS_GET_NSTYPE)
+	if err != nil || t != unix.CLONE_NEWNET {
+		return fmt.Errorf("%s is not a network namespace", p)
 	}
 	return nil
 }

@@ -468,3 +468,38 @@ func writeFrame(t *testing.T, tap *os.File, f []byte) {
 		t.Fatalf("write a frame into the tap: %v", err)
 	}
 }
+
+// An OCI bundle's namespace: Interfaces lists what the caller put there
+// (not lo), and Detach leaves it as Attach found it (no tap, no ingress
+// qdisc on eth0, whose own stack gets its frames again), twice over.
+func TestInterfacesAndDetach(t *testing.T) {
+	needRoot(t)
+	p := newPTPPod(t)
+	names, err := Interfaces(p.podNS)
+	if err != nil || !slices.Equal(names, []string{"eth0"}) {
+		t.Fatalf("Interfaces: %v, %v; want [eth0]", names, err)
+	}
+	for range 2 {
+		links := mustAttach(t, p.podNS, names...)
+		for _, l := range links {
+			l.Tap.Close() // QEMU's copy would keep it; the test's goes here
+		}
+		if err := Detach(p.podNS, links); err != nil {
+			t.Fatalf("Detach: %v", err)
+		}
+		if _, err := p.pod.LinkByName("tap0"); err == nil {
+			t.Error("tap0 is still there after Detach")
+		}
+		eth0 := mustLink(t, p.pod, "eth0")
+		qs, err := p.pod.QdiscList(eth0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(qs, func(q netlink.Qdisc) bool { _, ok := q.(*netlink.Ingress); return ok }) {
+			t.Errorf("eth0 keeps its ingress qdisc after Detach: %v", qs)
+		}
+	}
+	if err := Detach(p.podNS, nil); err != nil {
+		t.Errorf("Detach of nothing: %v", err)
+	}
+}

@@ -9,6 +9,7 @@ package podfs
 import (
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -199,6 +200,77 @@ func FromSpec(root, podDir string, spec *specs.Spec) App {
 		a.Mounts = append(a.Mounts, m)
 	}
 	return a
+}
+
+// RootfsPaths splits an OCI bundle's masked and read-only paths: those in
+// /proc and /sys (and relative ones) stay podfs's, which masks what this
+// kernel has there; the others are in the app's rootfs (at rootfs, the
+// bundle's), as runc allows, and become mounts after the bundle's (their
+// Destination in the app's terms, as App.Mounts are): a bind
+// of the path onto itself, read-only, for a read-only path; an empty
+// read-only tmpfs on a masked directory, /dev/null on a masked file (as
+// podfs masks). A path that does not exist in the rootfs is skipped, as
+// runc does; so is a masked path in a directory masked before it, and one
+// at or below a bundle mount's destination, whose content the rootfs does
+// not show.
+func RootfsPaths(l *specs.Linux, rootfs string, bundleMounts []specs.Mount) (masked, readonly []string, ms []specs.Mount) {
+	inRootfs := func(p string) (string, os.FileInfo, bool) {
+		c := path.Clean(p)
+		if !path.IsAbs(p) || c == "/" || c == "/proc" || c == "/sys" ||
+			strings.HasPrefix(c, "/proc/") || strings.HasPrefix(c, "/sys/") {
+			return "", nil, false
+		}
+		for _, m := range bundleMounts {
+			d := path.Clean(m.Destination)
+			if c == d || strings.HasPrefix(c, d+"/") || d == "/" {
+				return "", nil, true
+			}
+		}
+		r, err := Resolve(rootfs, c)
+		if err != nil || r == "/" {
+			return "", nil, true
+		}
+		st, err := os.Lstat(filepath.Join(rootfs, r))
+		if err != nil {
+			return "", nil, true
+		}
+		return r, st, true
+	}
+	for _, p := range l.ReadonlyPaths {
+		r, st, ours := inRootfs(p)
+		switch {
+		case !ours:
+			readonly = append(readonly, p)
+		case st != nil:
+			ms = append(ms, specs.Mount{Destination: r, Type: "bind", Source: filepath.Join(rootfs, r),
+				Options: []string{"rbind", "ro"}})
+		}
+	}
+	var maskedDirs []string
+	below := func(r string) bool {
+		for _, d := range maskedDirs {
+			if strings.HasPrefix(r, d+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, p := range l.MaskedPaths {
+		r, st, ours := inRootfs(p)
+		switch {
+		case !ours:
+			masked = append(masked, p)
+		case st != nil && below(r):
+			// in a masked (empty) directory: not there any more, as runc finds
+		case st != nil && st.IsDir():
+			maskedDirs = append(maskedDirs, r)
+			ms = append(ms, specs.Mount{Destination: r, Type: "tmpfs", Source: "tmpfs",
+				Options: []string{"ro", "nosuid", "nodev", "noexec", "size=0"}})
+		case st != nil:
+			ms = append(ms, specs.Mount{Destination: r, Type: "bind", Source: "/dev/null", Options: []string{"bind", "ro"}})
+		}
+	}
+	return masked, readonly, ms
 }
 
 // MakeVolumes creates the pod's empty volumes (under the pod directory, the

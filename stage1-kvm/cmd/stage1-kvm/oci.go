@@ -29,6 +29,7 @@ import (
 
 	"github.com/skiff-project/skiff/internal/atomicfile"
 	"github.com/skiff-project/skiff/stage1-kvm/agent"
+	"github.com/skiff-project/skiff/stage1-kvm/vmnet"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
@@ -199,8 +200,12 @@ func checkKVMSpec(spec *specs.Spec, o ociOpts) error {
 	}
 	hasNet := false
 	for _, ns := range spec.Linux.Namespaces {
-		if ns.Path != "" {
-			return fmt.Errorf("linux.namespaces: the %s namespace at %s is a host namespace, which a VM cannot join; let the container have its own (podman: --network=none, no --pod, --ipc/--uts/--pid private)", ns.Type, ns.Path)
+		if ns.Type == specs.NetworkNamespace && ns.Path != "" {
+			if err := checkNetNS(ns.Path); err != nil {
+				return err
+			}
+		} else if ns.Path != "" {
+			return fmt.Errorf("linux.namespaces: the %s namespace at %s is a host namespace, which a VM cannot join; let the container have its own (podman: no --pod, --ipc/--uts/--pid private)", ns.Type, ns.Path)
 		}
 		if ns.Type == specs.UserNamespace {
 			return errors.New("linux.namespaces: a user namespace is not supported by the kvm stage1 (the VM is the isolation boundary); remove it (podman: no --userns)")
@@ -208,9 +213,40 @@ func checkKVMSpec(spec *specs.Spec, o ociOpts) error {
 		hasNet = hasNet || ns.Type == specs.NetworkNamespace
 	}
 	if !hasNet {
-		return errors.New("linux.namespaces has no network namespace: a VM cannot share the host's network; give the container its own (podman: --network=none)")
+		return errors.New("linux.namespaces has no network namespace: a VM cannot share the host's network; give the container its own (podman: the default network or --network=none)")
 	}
 	return nil
+}
+
+// checkNetNS checks the network namespace a bundle joins by path (podman's
+// default network: netavark or CNI configured it): the VM gets its
+// interfaces (vmnet, at start), so it must be a network namespace, and not
+// the host's (whose interfaces the redirect would take from the host).
+func checkNetNS(p string) error {
+	var st, host unix.Stat_t
+	if err := unix.Stat(p, &st); err != nil {
+		return fmt.Errorf("linux.namespaces: the network namespace at %s: %w", p, err)
+	}
+	if err := unix.Stat("/proc/self/ns/net", &host); err != nil {
+		return fmt.Errorf("the runtime's own network namespace: %w", err)
+	}
+	if st.Dev == host.Dev && st.Ino == host.Ino {
+		return fmt.Errorf("linux.namespaces: the network namespace at %s is the host's, which a VM cannot join (its interfaces would be taken from the host); give the container a namespace of its own (podman: the default network or --network=none, not --network=host)", p)
+	}
+	if err := vmnet.IsNetNS(p); err != nil {
+		return fmt.Errorf("linux.namespaces: %w", err)
+	}
+	return nil
+}
+
+// ociNetNS is the network namespace the bundle joins by path, or "".
+func ociNetNS(spec *specs.Spec) string {
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.NetworkNamespace {
+			return ns.Path
+		}
+	}
+	return ""
 }
 
 // ociCgroup is the container's host cgroup (cgroupfs): cgroupsPath when it
@@ -317,7 +353,7 @@ func ociRunMain(args []string) error {
 	if ro.PodDir, err = os.Getwd(); err != nil {
 		return err
 	}
-	ro.Net = "none"
+	ro.Net = "none" // no CNI of ours: the bundle's namespace, as its caller made it (setupNet)
 	fifo := abi.OCIStartFIFO
 	if _, err := ready.Write([]byte{1}); err != nil {
 		return err
@@ -342,9 +378,41 @@ func ociRunMain(args []string) error {
 	if err != nil {
 		return fmt.Errorf("container %s: wait for start: %w", o.id, err)
 	}
-	v := &vm{o: ro, m: &m, specs: map[string]*specs.Spec{}, ociCgroup: string(cg)}
+	v := &vm{o: ro, m: &m, specs: map[string]*specs.Spec{}, ociCgroup: string(cg), ociNetNS: ociNetNS(&spec)}
 	v.cfg.PodDir, v.cfg.Hostname, v.cfg.Debug = ro.PodDir, ro.Hostname, ro.Debug
 	return v.runPod()
+}
+
+// ociSetupNet gives the guest the interfaces of the network namespace the
+// bundle joins (podman's default network: a veth with its address and
+// routes, which netavark or CNI put there before create), as run does with
+// the interfaces of its own CNI: each wired to a tap by tc redirect, the
+// guest's NIC taking its MAC, addresses and routes (package vmnet). The
+// caller's port forwarding, masquerading and DNS (the bundle's resolv.conf
+// and hosts, shared as its other bind mounts) then reach the app in the
+// guest unchanged. Without a path, the namespace is the container's own and
+// empty: the guest has only its loopback.
+func (v *vm) ociSetupNet() error {
+	if v.ociNetNS == "" {
+		return nil
+	}
+	names, err := vmnet.Interfaces(v.ociNetNS)
+	if err != nil {
+		return fmt.Errorf("the bundle's network: %w", err)
+	}
+	if v.links, err = vmnet.Attach(v.ociNetNS, names); err != nil {
+		return fmt.Errorf("the bundle's network: %w", err)
+	}
+	v.cfg.Net = vmnet.Ifaces(v.links)
+	return nil
+}
+
+// ociTeardownNet gives the bundle's namespace back as it was (its caller
+// tears it down, or another container joins it): the redirects and taps go.
+func (v *vm) ociTeardownNet() {
+	if err := vmnet.Detach(v.ociNetNS, v.links); err != nil {
+		v.o.Debugf("the bundle's network: %v", err)
+	}
 }
 
 // ociSignal maps a signal to the supervisor (the container's pid) in OCI

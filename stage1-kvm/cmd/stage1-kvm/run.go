@@ -212,6 +212,7 @@ func (v *vm) runPod() error {
 		return fmt.Errorf("pod %s: %w", o.UUID, err)
 	}
 	if v.oci() { // the supervisor is in the cgroup too: delete's gc removes it
+		v.ociTeardownNet()
 		return codeError(code)
 	}
 	if err := errors.Join(errNet, errCg); err != nil {
@@ -244,6 +245,7 @@ type vm struct {
 	// bundle's rootfs is shared in place, there is no CNI, and signals go
 	// to the app.
 	ociCgroup string
+	ociNetNS  string            // OCI mode: the network namespace the bundle joins, or ""
 	relays    []<-chan struct{} // OCI mode: closed when each output is copied
 }
 
@@ -260,9 +262,9 @@ func (v *vm) fd(f *os.File) int {
 // for QEMU.
 func (v *vm) setupNet() error {
 	var err error
-	if v.oci() { // the guest has no NIC: the bundle's own network namespace, empty
+	if v.oci() { // no CNI of ours: what the caller put in the bundle's namespace
 		v.net = &podnet.Net{}
-		return nil
+		return v.ociSetupNet()
 	}
 	if v.net, err = podnet.Setup(context.Background(), v.m.UUID, v.o.Network); err != nil {
 		return err
