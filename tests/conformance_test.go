@@ -297,6 +297,28 @@ func TestStopCommand(t *testing.T) {
 	e.fails(125, []string{uuid, "not running"}, "stop", uuid)
 }
 
+// TestStopManyPods: one `skiff stop` of several pods stops every running one,
+// even when a pod before them cannot be stopped (it has exited): that one is
+// reported and stop fails, the others are stopped all the same.
+func TestStopManyPods(t *testing.T) {
+	e := newEnv(t)
+	uf := filepath.Join(t.TempDir(), "uuid")
+	e.ok(e.runArgs("--uuid-file-save="+uf, e.image("busybox"), "--", "/bin/true")...)
+	exited := uuidOf(t, uf)
+	a, waitA := e.runningPod()
+	b, waitB := e.runningPod()
+	r := e.fails(125, []string{exited, "not running"}, "stop", a, exited, b)
+	if got := strings.Fields(r.stdout); len(got) != 2 || got[0] != a || got[1] != b {
+		t.Errorf("skiff stop: stdout %q, want the two running pods' UUIDs in the order given", r.stdout)
+	}
+	for uuid, wait := range map[string]func() result{a: waitA, b: waitB} {
+		waitFor(t, 30*time.Second, "pod "+uuid+" to end after skiff stop", func() bool { return e.status(uuid).State != "running" })
+		if r := wait(); r.code != 0 {
+			t.Errorf("skiff run of pod %s after skiff stop: exit %d, stderr %q", uuid, r.code, r.stderr)
+		}
+	}
+}
+
 func TestSIGKILLedSkiffLeavesNothingAfterGC(t *testing.T) {
 	e := newEnv(t)
 	uuid, wait := e.runningPod()

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -141,6 +142,27 @@ func removePod(g *globals, arg string) error {
 	return nil
 }
 
+// stopParallel bounds how many pods one `skiff stop` stops at a time.
+const stopParallel = 16
+
+// stopPod stops one running pod through its stage1, returns once the pod's
+// init is gone and says which pod (arg may be a UUID's prefix).
+func stopPod(g *globals, arg string, force bool) (string, error) {
+	p, err := pod.Load(g.dir, arg)
+	if err != nil {
+		return "", err
+	}
+	defer p.Close()
+	if p.State != pod.Running {
+		return "", fmt.Errorf("pod %s is %s, not running", p.UUID, p.State)
+	}
+	var extra []string
+	if force {
+		extra = append(extra, "--force")
+	}
+	return p.UUID, stage1Op(g, p, abi.EntrypointStop, extra...)
+}
+
 func newStopCmd(g *globals) *cobra.Command {
 	var force bool
 	c := &cobra.Command{
@@ -148,27 +170,34 @@ func newStopCmd(g *globals) *cobra.Command {
 		Short: "Stop running pods: apps get SIGTERM, then SIGKILL after their stop timeout",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, a := range args {
-				p, err := pod.Load(g.dir, a)
-				if err != nil {
-					return err
-				}
-				if p.State != pod.Running {
-					p.Close()
-					return fmt.Errorf("pod %s is %s, not running", p.UUID, p.State)
-				}
-				var extra []string
-				if force {
-					extra = append(extra, "--force")
-				}
-				err = stage1Op(g, p, abi.EntrypointStop, extra...)
-				p.Close()
-				if err != nil {
-					return err
-				}
-				fmt.Println(p.UUID)
+			// Every pod is stopped, at the same time (each stop waits for its
+			// pod's apps to end): one that cannot be is reported, and the
+			// others are still stopped. The UUIDs stopped are printed in the
+			// order given.
+			uuids, errs := make([]string, len(args)), make([]error, len(args))
+			sem := make(chan struct{}, stopParallel)
+			var wg sync.WaitGroup
+			for i, a := range args {
+				wg.Add(1)
+				sem <- struct{}{}
+				go func() {
+					defer func() { <-sem; wg.Done() }()
+					uuids[i], errs[i] = stopPod(g, a, force)
+				}()
 			}
-			return nil
+			wg.Wait()
+			var failed error
+			for i, err := range errs {
+				if err == nil {
+					fmt.Println(uuids[i])
+					continue
+				}
+				if failed != nil {
+					fmt.Fprintf(os.Stderr, "skiff: %v\n", failed)
+				}
+				failed = err
+			}
+			return failed
 		},
 	}
 	c.Flags().BoolVar(&force, "force", false, "kill the pod at once")
