@@ -267,7 +267,17 @@ func (p *Pod) start() error {
 	if err := os.Remove(fifo); err != nil {
 		return err
 	}
-	p.waitApp(pid)
+	// As runc start, this returns before the app runs (systemd has yet to
+	// start its unit): a caller watches the container from now on, and an
+	// app that ends at once must end after that. containerd's shim
+	// registers its OOM notification (memory.oom_control's eventfd; on
+	// cgroup v2 memory.events) on the init's cgroup only once start has
+	// returned: an app OOM-killed before then is reported as an "Error",
+	// not "OOMKilled". A signal waits for the app instead (see signal).
+	// The kvm flavor's app is in its VM: start waits for its boot.
+	if supervised(pid) {
+		p.waitApp(pid)
+	}
 	return nil
 }
 
@@ -285,7 +295,8 @@ func supervised(pid int) bool {
 	return err == nil && its == mine
 }
 
-// waitApp waits (at most 30 s) until the app runs, as after runc start:
+// waitApp waits (at most 30 s) until the app runs, as after runc start
+// (the first signal after start waits for it, the kvm flavor's start too):
 // systemd has started its unit and app-exec has exec'd it; or until the app
 // or the container has already ended. Until then the unit's main process is
 // systemd's fork (systemd's executable, named "(app-exec)") or app-exec: a
@@ -431,6 +442,7 @@ func (p *Pod) signal(sig unix.Signal, all bool) error {
 		// kills every process in it.
 		return unix.Kill(pid, unix.SIGKILL)
 	case all:
+		p.waitApp(pid)
 		for _, q := range nsPids(pid) {
 			_ = unix.Kill(q, sig)
 		}
@@ -442,6 +454,9 @@ func (p *Pod) signal(sig unix.Signal, all bool) error {
 		}
 		return unix.Kill(pid, sig)
 	}
+	// start returned before the app runs: a signal sent to systemd's fork
+	// "(app-exec)" or to app-exec would never reach the app's handlers.
+	p.waitApp(pid)
 	if app := appMain(pid); app != 0 {
 		return unix.Kill(app, sig)
 	}
