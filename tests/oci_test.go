@@ -1112,6 +1112,16 @@ func TestOCIUserNamespace(t *testing.T) {
 		t.Errorf("inside the container: %q, want the ids and mappings %q", got, want)
 	}
 	mine, _ := os.Readlink("/proc/self/ns/user")
+	// The app writes its file, then execs sleep: wait for the exec.
+	hasSleep := func() bool {
+		for _, pid := range nsPidsOf(o.state("u1").Pid) {
+			if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "sleep" {
+				return true
+			}
+		}
+		return false
+	}
+	waitFor(t, 30*time.Second, "the app to exec sleep", hasSleep)
 	pids := nsPidsOf(o.state("u1").Pid)
 	var sawApp, sawSystemd bool
 	for _, pid := range pids {
