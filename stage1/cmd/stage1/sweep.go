@@ -7,7 +7,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/stage1/container"
 )
 
 // s1Cgroup names the pod's cgroup (cgroup.go), written before libcontainer
@@ -64,7 +64,7 @@ func sweepCgroup(cg string, wait time.Duration) error {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if err := cgroups.RemovePath(d); err != nil {
-			if pids := cgroupPids(d); len(pids) > 0 {
+			if pids := container.CgroupPids(d); len(pids) > 0 {
 				err = fmt.Errorf("cgroup %s still holds processes %v %s after SIGKILL", d, pids, wait)
 			} else {
 				err = fmt.Errorf("remove cgroup %s: %w", d, err)
@@ -93,7 +93,7 @@ func thaw(dir string) {
 // killCgroup SIGKILLs every process in the cgroup dir and below (through
 // cgroup.kill where the kernel has it); it reports whether there were any.
 func killCgroup(dir string) bool {
-	pids := cgroupPids(dir)
+	pids := container.CgroupPids(dir)
 	if len(pids) == 0 {
 		return false
 	}
@@ -104,22 +104,4 @@ func killCgroup(dir string) bool {
 		_ = unix.Kill(pid, unix.SIGKILL)
 	}
 	return true
-}
-
-// cgroupPids lists the processes in the cgroup dir and below.
-func cgroupPids(dir string) []int {
-	var pids []int
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
-		}
-		b, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
-		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
-				pids = append(pids, pid)
-			}
-		}
-		return nil
-	})
-	return pids
 }
