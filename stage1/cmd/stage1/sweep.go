@@ -54,25 +54,43 @@ func sweepCgroup(cg string, wait time.Duration) error {
 		dirs = append(dirs, "/sys/fs/cgroup"+cg)
 	}
 	var errs []error
+	var held []string // "pids in hierarchy", the same pids in most
+	heldIn := map[string][]string{}
+	deadline := time.Now().Add(wait) // for all hierarchies at once: the same processes
 	for _, d := range dirs {
 		if fi, err := os.Lstat(d); err != nil || !fi.IsDir() {
 			continue
 		}
 		thaw(d)
-		deadline := time.Now().Add(wait)
 		for killCgroup(d) && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if err := cgroups.RemovePath(d); err != nil {
 			if pids := container.CgroupPids(d); len(pids) > 0 {
-				err = fmt.Errorf("cgroup %s still holds processes %v %s after SIGKILL", d, pids, wait)
+				k := fmt.Sprint(pids)
+				if heldIn[k] == nil {
+					held = append(held, k)
+				}
+				heldIn[k] = append(heldIn[k], hierarchy(d, cg))
 			} else {
-				err = fmt.Errorf("remove cgroup %s: %w", d, err)
+				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
 			}
-			errs = append(errs, err)
 		}
 	}
+	for _, k := range held {
+		errs = append(errs, fmt.Errorf("cgroup %s still holds processes %s %s after SIGKILL (in %s)", cg, k, wait, strings.Join(heldIn[k], ", ")))
+	}
 	return errors.Join(errs...)
+}
+
+// hierarchy names the cgroup hierarchy of d, the cgroup cg in it: "memory",
+// or "cgroup2" for the unified tree at /sys/fs/cgroup.
+func hierarchy(d, cg string) string {
+	h := strings.TrimPrefix(strings.TrimSuffix(d, cg), "/sys/fs/cgroup")
+	if h == "" {
+		return "cgroup2"
+	}
+	return strings.TrimPrefix(h, "/")
 }
 
 // thaw unfreezes a frozen cgroup (a paused pod) so that SIGKILL is delivered.
