@@ -288,7 +288,7 @@ func (s *soak) run(op *soakOp, _ *fakeRegistry) {
 	// Killed, it may still have ended on its own first; otherwise its exit
 	// is the app's, never a false one.
 	if code := s.finish(op, p, op.kill); !op.kill && code >= 0 && code != op.arg%3 {
-		s.t.Errorf("op %d (run): exit %d, want the app's %d:\n%s", op.n, code, op.arg%3, op.output.String())
+		s.t.Errorf("op %d (run): exit %d, want the app's %d:\n%s\n(%s)", op.n, code, op.arg%3, op.output.String(), inotifyUse())
 	}
 }
 
@@ -680,6 +680,27 @@ func (s *soak) otherPodsLink(l string, mentions func(string) string) bool {
 func cniChains(name, uuid string) []string {
 	h := fmt.Sprintf("%x", sha512.Sum512([]byte(name+uuid)))
 	return []string{"CNI-" + h[:24], "CNI-DN-" + h[:21]}
+}
+
+// inotifyUse tells how many inotify instances root's processes hold against
+// the per-user limit: each pod's systemd takes some, and a pod whose systemd
+// finds none left exits 255 before its apps start, saying nothing.
+func inotifyUse() string {
+	n := 0
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		if fi, err := os.Stat(p); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+			continue
+		}
+		fds, _ := os.ReadDir(p + "/fd")
+		for _, fd := range fds {
+			if l, err := os.Readlink(p + "/fd/" + fd.Name()); err == nil && l == "anon_inode:inotify" {
+				n++
+			}
+		}
+	}
+	max, _ := os.ReadFile("/proc/sys/fs/inotify/max_user_instances")
+	return fmt.Sprintf("root's processes hold %d inotify instances; fs.inotify.max_user_instances is %s", n, strings.TrimSpace(string(max)))
 }
 
 func lastLines(s string, n int) string {
