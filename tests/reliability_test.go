@@ -5,6 +5,7 @@ package tests
 import (
 	"archive/tar"
 	"bytes"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -678,5 +679,68 @@ func TestGCRemovesAPodKilledBeforeItsManifest(t *testing.T) {
 	}
 	if left := e.podDirs(); len(left) != 0 {
 		t.Errorf("pod directories left after gc: %v", left)
+	}
+}
+
+// TestGCSaysWhatHoldsAPodItCannotDestroy: a pod whose init cannot die (here:
+// frozen in a freezer cgroup of the test's, out of gc's reach) is kept by gc,
+// and gc's message names what holds it: the init's pid, name and state and
+// the processes of its pid namespace (its app, a zombie the frozen init does
+// not reap), so that whoever reads it knows what to look at. Thawed, the
+// next gc removes it.
+func TestGCSaysWhatHoldsAPodItCannotDestroy(t *testing.T) {
+	e := newEnv(t)
+	if e.flavor() != "default" {
+		t.Skip("the default stage1's libcontainer")
+	}
+	if _, err := os.Stat("/sys/fs/cgroup/freezer/cgroup.procs"); err != nil {
+		t.Skipf("no cgroup v1 freezer hierarchy: %v", err)
+	}
+	uuid, run, wait := e.startPod(nil, e.image("busybox"), "--", "/bin/sleep", "600")
+	pid := e.status(uuid).PID
+	if pid <= 0 {
+		t.Fatalf("running pod %s has no pid", uuid)
+	}
+	ice := filepath.Join("/sys/fs/cgroup/freezer", "skiff-test-"+uuid[:8])
+	if err := os.Mkdir(ice, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	thawed := false
+	thaw := func() {
+		if !thawed {
+			_ = os.WriteFile(filepath.Join(ice, "freezer.state"), []byte("THAWED"), 0o644)
+			thawed = true
+		}
+	}
+	t.Cleanup(func() {
+		thaw()
+		waitFor(t, 20*time.Second, "the test's freezer cgroup to empty", func() bool {
+			b, _ := os.ReadFile(filepath.Join(ice, "cgroup.procs"))
+			return len(strings.TrimSpace(string(b))) == 0
+		})
+		_ = os.Remove(ice)
+		e.cleanup()
+	})
+	if err := os.WriteFile(filepath.Join(ice, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ice, "freezer.state"), []byte("FROZEN"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_ = run.Process.Kill() // the run (the stage1) is gone; its pod stays, frozen
+	wait()
+	r := e.skiff("gc", "--grace-period=0s")
+	t.Logf("gc of the frozen pod: exit %d:\n%s", r.code, r.stderr)
+	want := fmt.Sprintf("container still running: init %d (systemd) ", pid)
+	if r.code == 0 || !strings.Contains(r.stderr, uuid) || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "its pid namespace holds") {
+		t.Errorf("gc of a pod whose init cannot die: exit %d, stderr:\n%s\nwant non-zero, naming the pod and %q and what its pid namespace holds", r.code, r.stderr, want)
+	}
+	if ps := e.podDirs(); len(ps) != 1 {
+		t.Fatalf("gc dropped a pod whose init still runs: pods %v", ps)
+	}
+	thaw()
+	e.ok("gc", "--grace-period=0s")
+	if ps, cgs := e.podDirs(), cgroupsOf(uuid); len(ps) != 0 || len(cgs) != 0 {
+		t.Errorf("gc once thawed: pods %v, cgroups %v left", ps, cgs)
 	}
 }

@@ -6,8 +6,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	cryptorand "crypto/rand"
+	"crypto/sha512"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,7 +67,9 @@ func TestSoak(t *testing.T) {
 
 	fr := newFakeRegistry(t, filepath.Join(e.images, "busybox.oci.tar"))
 	e.ok("--insecure-options=image", "fetch", e.image("busybox"))
-	s := &soak{e: e, t: t, uuids: map[string]bool{}, timeout: opTimeout, kvm: kvm}
+	s := &soak{e: e, t: t, uuids: map[string]bool{}, timeout: opTimeout, kvm: kvm,
+		localnet: localnetChain, leaseDirs: soakLeaseDirs}
+	s.before = s.snapshotHost()
 	stopScan := s.scanPods()
 
 	rng := rand.New(rand.NewPCG(seed, 0x5eed))
@@ -109,7 +114,7 @@ func TestSoak(t *testing.T) {
 	if r.code != 0 {
 		t.Errorf("gc after the soak: exit %d\n%s", r.code, r.stderr)
 	}
-	s.checkHost()
+	s.checkHost(t)
 	if out := e.skiff("image", "verify"); out.code != 0 || !strings.Contains(out.stdout, "all blobs match") {
 		t.Errorf("image verify after the soak: exit %d %q %q", out.code, out.stdout, out.stderr)
 	}
@@ -126,14 +131,17 @@ func soakEnv(name string, def int) int {
 }
 
 type soak struct {
-	e       *env
-	t       *testing.T
-	timeout time.Duration
-	kvm     bool
-	mu      sync.Mutex
-	uuids   map[string]bool // every pod the soak made
-	live    []*soakPod      // long-running pods
-	counts  map[string]int  // op outcome -> count
+	e         *env
+	t         *testing.T
+	timeout   time.Duration
+	kvm       bool
+	mu        sync.Mutex
+	uuids     map[string]bool // every pod the soak made
+	live      []*soakPod      // long-running pods
+	before    hostSnapshot    // what the host had before the soak
+	localnet  string          // the host-wide loopback guard chain (localnetChain)
+	leaseDirs []string        // where IPAM and uid-range leases are (soakLeaseDirs)
+	counts    map[string]int  // op outcome -> count
 }
 
 type soakPod struct {
@@ -280,7 +288,7 @@ func (s *soak) run(op *soakOp, _ *fakeRegistry) {
 	// Killed, it may still have ended on its own first; otherwise its exit
 	// is the app's, never a false one.
 	if code := s.finish(op, p, op.kill); !op.kill && code >= 0 && code != op.arg%3 {
-		s.t.Errorf("op %d (run): exit %d, want the app's %d:\n%s", op.n, code, op.arg%3, op.output.String())
+		s.t.Errorf("op %d (run): exit %d, want the app's %d:\n%s\n(%s)", op.n, code, op.arg%3, op.output.String(), inotifyUse())
 	}
 }
 
@@ -473,9 +481,14 @@ func (s *soak) scanPods() (stop func()) {
 	}
 }
 
+// errorer is where checkHost reports what it finds: the soak's test, or
+// TestSoakHostChecksFindEachLeak's recorder.
+type errorer interface {
+	Errorf(format string, args ...any)
+}
+
 // checkHost: nothing of any of the soak's pods is left on the host.
-func (s *soak) checkHost() {
-	t := s.t
+func (s *soak) checkHost(t errorer) {
 	s.mu.Lock()
 	uuids := make([]string, 0, len(s.uuids))
 	for u := range s.uuids {
@@ -512,16 +525,54 @@ func (s *soak) checkHost() {
 			t.Errorf("netns of pod %s left in /run/skiff/netns", u)
 		}
 	}
+	// Rules name the pod; the per-pod chains (CNI's, the pod's network
+	// name and UUID hashed) may be left empty, so they are looked for by
+	// name too.
+	chains := map[string]string{}
+	for _, u := range uuids {
+		for _, c := range cniChains("default", u) {
+			chains[c] = u
+		}
+	}
 	for _, tool := range []string{"iptables-save", "iptables-legacy-save"} {
 		if out, err := exec.Command(tool).Output(); err == nil {
 			for _, line := range strings.Split(string(out), "\n") {
 				if u := mentions(line); u != "" {
 					t.Errorf("%s: rule of pod %s left: %s", tool, u, line)
 				}
+				if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(f[0], ":") && chains[f[0][1:]] != "" {
+					t.Errorf("%s: chain %s of pod %s left", tool, f[0][1:], chains[f[0][1:]])
+				}
 			}
 		}
 	}
-	for _, dir := range []string{"/var/lib/skiff/cni/networks", "/var/lib/skiff/userns"} {
+	// The host-wide loopback guard holds its one rule, as before the soak.
+	for _, r := range localnetRules(s.localnet) {
+		if !s.before.localnet[r] && !strings.Contains(r, "CVE-2020-8558") {
+			t.Errorf("rule left in %s: %s", s.localnet, r)
+		}
+	}
+	// Host links of skiff's kinds (the host end of a pod's veth; taps)
+	// that were not there before: a pod of another test running now has
+	// its address leased to its own UUID, so is not the soak's.
+	var links []string
+	for l := range skiffLinks() {
+		if !s.before.links[l] && !s.otherPodsLink(l, mentions) {
+			links = append(links, l)
+		}
+	}
+	if len(links) > 0 {
+		// Another test's pod may be between its veth and its lease, or
+		// tearing down: look again a little later.
+		time.Sleep(2 * time.Second)
+		now := skiffLinks()
+		for _, l := range links {
+			if now[l] && !s.otherPodsLink(l, mentions) {
+				t.Errorf("link %s left on the host (not there before the soak)", l)
+			}
+		}
+	}
+	for _, dir := range s.leaseDirs {
 		_ = filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
 			if err != nil || !fi.Mode().IsRegular() || fi.Size() > 4096 {
 				return nil
@@ -548,6 +599,110 @@ func (s *soak) checkHost() {
 	}
 }
 
+// hostSnapshot is what the soak's final check compares the host with:
+// host-wide things other tests (or the host) may have had before.
+type hostSnapshot struct {
+	links    map[string]bool // skiffLinks
+	localnet map[string]bool // localnetRules
+}
+
+func (s *soak) snapshotHost() hostSnapshot {
+	h := hostSnapshot{links: skiffLinks(), localnet: map[string]bool{}}
+	for _, r := range localnetRules(s.localnet) {
+		h.localnet[r] = true
+	}
+	return h
+}
+
+const localnetChain = "SKIFF-LOCALNET"
+
+// soakLeaseDirs hold the host's IPAM leases (of the built-in networks) and
+// uid-range leases, each a small file naming its pod.
+var soakLeaseDirs = []string{"/var/lib/skiff/cni/networks", "/var/lib/skiff/userns"}
+
+// localnetRules are the rules of chain (skiff's host-wide loopback guard),
+// in every iptables flavor the host has.
+func localnetRules(chain string) []string {
+	var rules []string
+	for _, tool := range []string{"iptables", "iptables-legacy"} {
+		out, err := exec.Command(tool, "-w", "-S", chain).Output()
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "-A ") {
+				rules = append(rules, tool+": "+line)
+			}
+		}
+	}
+	return rules
+}
+
+// skiffLinks are the host's links of the kinds skiff's pods make: the host
+// ends of CNI's veths ("veth" and 8 hex digits) and taps.
+func skiffLinks() map[string]bool {
+	links := map[string]bool{}
+	ents, _ := os.ReadDir("/sys/class/net")
+	for _, e := range ents {
+		if n := e.Name(); strings.HasPrefix(n, "veth") || strings.HasPrefix(n, "tap") {
+			links[n] = true
+		}
+	}
+	return links
+}
+
+// otherPodsLink tells whether host link l routes to an address leased to a
+// pod that is not the soak's (mentions finds the soak's UUIDs).
+func (s *soak) otherPodsLink(l string, mentions func(string) string) bool {
+	out, err := exec.Command("ip", "-o", "route", "show", "dev", l).Output()
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		ip := strings.TrimSuffix(f[0], "/32")
+		leases, _ := filepath.Glob(filepath.Join("/var/lib/skiff/cni/networks", "*", ip))
+		for _, lease := range leases {
+			if b, err := os.ReadFile(lease); err == nil && len(b) > 0 && mentions(string(b)) == "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// cniChains are the names of the iptables chains CNI makes for a pod on
+// network name (its ipMasq chain, its portmap DNAT chain): a prefix and the
+// SHA-512 of the network's name and the pod's UUID, cut to 28 characters.
+func cniChains(name, uuid string) []string {
+	h := fmt.Sprintf("%x", sha512.Sum512([]byte(name+uuid)))
+	return []string{"CNI-" + h[:24], "CNI-DN-" + h[:21]}
+}
+
+// inotifyUse tells how many inotify instances root's processes hold against
+// the per-user limit: each pod's systemd takes some, and a pod whose systemd
+// finds none left exits 255 before its apps start, saying nothing.
+func inotifyUse() string {
+	n := 0
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		if fi, err := os.Stat(p); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+			continue
+		}
+		fds, _ := os.ReadDir(p + "/fd")
+		for _, fd := range fds {
+			if l, err := os.Readlink(p + "/fd/" + fd.Name()); err == nil && l == "anon_inode:inotify" {
+				n++
+			}
+		}
+	}
+	max, _ := os.ReadFile("/proc/sys/fs/inotify/max_user_instances")
+	return fmt.Sprintf("root's processes hold %d inotify instances; fs.inotify.max_user_instances is %s", n, strings.TrimSpace(string(max)))
+}
+
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
@@ -563,4 +718,191 @@ func (w *syncWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
+}
+
+// TestSoakHostChecksFindEachLeak proves the soak's final check fires: for
+// each kind of thing a pod can leave on the host it makes one, after the
+// soak's snapshot, for a pod UUID of its own, and checkHost must name it;
+// with nothing made, checkHost must find nothing. The loopback guard chain
+// and the lease directories are the test's own, so that no other test's
+// pods see them.
+func TestSoakHostChecksFindEachLeak(t *testing.T) {
+	e := newEnv(t)
+	uuid := fakePodUUID(t)
+	tmp := t.TempDir()
+	s := &soak{e: e, t: t, uuids: map[string]bool{uuid: true}, localnet: "SOAKTEST-" + uuid[:8],
+		leaseDirs: []string{filepath.Join(tmp, "networks"), filepath.Join(tmp, "userns")}}
+	sh := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v: %s", args, err, out)
+		}
+	}
+	quiet := func(args ...string) { _ = exec.Command(args[0], args[1:]...).Run() }
+	// The guard chain with its one rule, as skiff makes it.
+	sh("iptables", "-w", "-N", s.localnet)
+	t.Cleanup(func() { quiet("iptables", "-w", "-F", s.localnet); quiet("iptables", "-w", "-X", s.localnet) })
+	sh("iptables", "-w", "-A", s.localnet, "-d", "127.0.0.0/8", "-m", "comment", "--comment", "soak test: CVE-2020-8558", "-j", "RETURN")
+	s.before = s.snapshotHost()
+
+	var rec soakRecorder
+	s.checkHost(&rec)
+	if len(rec.msgs) > 0 {
+		t.Fatalf("nothing was left, yet checkHost reports: %q", rec.msgs)
+	}
+	tag := uuid[:8]
+	cgroupHier, _ := filepath.Glob("/sys/fs/cgroup/*/skiff")
+	leaks := []struct {
+		name, want string
+		make       func() (undo func())
+	}{
+		{"pod directory", "pod directories left after gc: [" + uuid, func() func() {
+			d := filepath.Join(e.dir, "pods", "garbage", uuid)
+			sh("mkdir", "-p", d)
+			return func() { os.RemoveAll(d) }
+		}},
+		{"mount under --dir", "mount left under --dir: " + e.dir + "/m", func() func() {
+			d := filepath.Join(e.dir, "m")
+			sh("mkdir", "-p", d)
+			sh("mount", "-t", "tmpfs", "soaktest", d)
+			return func() { quiet("umount", "-l", d) }
+		}},
+		{"mount naming the pod", "mount of pod " + uuid, func() func() {
+			d := filepath.Join(tmp, uuid)
+			sh("mkdir", "-p", d)
+			sh("mount", "-t", "tmpfs", "soaktest", d)
+			return func() { quiet("umount", "-l", d) }
+		}},
+		{"cgroup", "cgroup left: ", func() func() {
+			if len(cgroupHier) == 0 {
+				t.Fatal("no /sys/fs/cgroup/*/skiff to make a cgroup in")
+			}
+			d := filepath.Join(cgroupHier[0], uuid)
+			sh("mkdir", d)
+			return func() { os.Remove(d) }
+		}},
+		{"netns", "netns of pod " + uuid, func() func() {
+			f := filepath.Join("/run/skiff/netns", uuid)
+			sh("mkdir", "-p", "/run/skiff/netns")
+			sh("touch", f)
+			return func() { os.Remove(f) }
+		}},
+		{"rule naming the pod", "rule of pod " + uuid, func() func() {
+			c := "SOAKTEST-R-" + tag
+			sh("iptables", "-w", "-N", c)
+			sh("iptables", "-w", "-A", c, "-s", "192.0.2.1/32", "-m", "comment", "--comment", "name: default id: "+uuid, "-j", "RETURN")
+			return func() { quiet("iptables", "-w", "-F", c); quiet("iptables", "-w", "-X", c) }
+		}},
+		{"CNI chain", "chain " + cniChains("default", uuid)[0] + " of pod " + uuid, func() func() {
+			c := cniChains("default", uuid)[0]
+			sh("iptables", "-w", "-t", "nat", "-N", c)
+			return func() { quiet("iptables", "-w", "-t", "nat", "-X", c) }
+		}},
+		{"CNI portmap chain", "chain " + cniChains("default", uuid)[1] + " of pod " + uuid, func() func() {
+			c := cniChains("default", uuid)[1]
+			sh("iptables", "-w", "-t", "nat", "-N", c)
+			return func() { quiet("iptables", "-w", "-t", "nat", "-X", c) }
+		}},
+		{"loopback guard rule", "rule left in " + s.localnet, func() func() {
+			sh("iptables", "-w", "-A", s.localnet, "-s", "192.0.2.1/32", "-j", "RETURN")
+			return func() { quiet("iptables", "-w", "-D", s.localnet, "-s", "192.0.2.1/32", "-j", "RETURN") }
+		}},
+		{"IPAM lease", "lease of pod " + uuid, func() func() {
+			d := filepath.Join(s.leaseDirs[0], "default")
+			sh("mkdir", "-p", d)
+			if err := os.WriteFile(filepath.Join(d, "192.0.2.7"), []byte(uuid+"\r\neth0"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return func() { os.RemoveAll(d) }
+		}},
+		{"uid-range lease", "lease of pod " + uuid, func() func() {
+			sh("mkdir", "-p", s.leaseDirs[1])
+			if err := os.WriteFile(filepath.Join(s.leaseDirs[1], "65536"), []byte(uuid), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return func() { os.RemoveAll(s.leaseDirs[1]) }
+		}},
+		{"process", "of pod " + uuid + " left", func() func() {
+			c := exec.Command("/bin/sleep", "600")
+			c.Args[0] = "soaktest-" + uuid
+			if err := c.Start(); err != nil {
+				t.Fatal(err)
+			}
+			return func() { _ = c.Process.Kill(); _ = c.Wait() }
+		}},
+		{"veth", "link veth" + tag + " left", func() func() {
+			sh("ip", "link", "add", "veth"+tag, "type", "veth", "peer", "name", "vsoak"+tag)
+			return func() { quiet("ip", "link", "del", "veth"+tag) }
+		}},
+		{"tap", "link tap" + tag + " left", func() func() {
+			sh("ip", "tuntap", "add", "dev", "tap"+tag, "mode", "tap")
+			return func() { quiet("ip", "tuntap", "del", "dev", "tap"+tag, "mode", "tap") }
+		}},
+	}
+	for _, l := range leaks {
+		undo := sync.OnceFunc(l.make())
+		t.Cleanup(undo)
+		var rec soakRecorder
+		s.checkHost(&rec)
+		undo()
+		if !slices.ContainsFunc(rec.msgs, func(m string) bool { return strings.Contains(m, l.want) }) {
+			t.Errorf("%s left on the host: checkHost did not say %q; it said %q", l.name, l.want, rec.msgs)
+		}
+	}
+	var after soakRecorder
+	s.checkHost(&after)
+	if len(after.msgs) > 0 {
+		t.Errorf("everything was undone, yet checkHost reports: %q", after.msgs)
+	}
+}
+
+// soakRecorder collects what checkHost reports.
+type soakRecorder struct{ msgs []string }
+
+func (r *soakRecorder) Errorf(format string, args ...any) {
+	r.msgs = append(r.msgs, fmt.Sprintf(format, args...))
+}
+
+// fakePodUUID is a random UUID no pod has.
+func fakePodUUID(t *testing.T) string {
+	b := make([]byte, 16)
+	if _, err := cryptorand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// TestSoakHostChecksSeeALivePod: a running pod on the default network with a
+// port binding is, to the soak's final check, every leak at once (which
+// proves the check knows the real names: CNI's chains, the host veth, the
+// lease); once it is stopped and gc'd, the check finds nothing.
+func TestSoakHostChecksSeeALivePod(t *testing.T) {
+	e := newEnv(t)
+	s := &soak{e: e, t: t, localnet: localnetChain, leaseDirs: soakLeaseDirs}
+	s.before = s.snapshotHost()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	uuid, _, wait := e.startPod([]string{"--net=default", fmt.Sprintf("--port=%d:8080", port)}, e.image("busybox"), "--", "/bin/sleep", "600")
+	s.uuids = map[string]bool{uuid: true}
+	var rec soakRecorder
+	s.checkHost(&rec)
+	chains := cniChains("default", uuid)
+	for _, want := range []string{"chain " + chains[0] + " of pod", "chain " + chains[1] + " of pod", "link veth", "lease of pod " + uuid,
+		"cgroup left: ", "netns of pod " + uuid, "of pod " + uuid + " left: \"", "mount of pod " + uuid} {
+		if !slices.ContainsFunc(rec.msgs, func(m string) bool { return strings.Contains(m, want) }) {
+			t.Errorf("a running pod: checkHost did not say %q; it said:\n%s", want, strings.Join(rec.msgs, "\n"))
+		}
+	}
+	e.ok("stop", uuid)
+	wait()
+	e.ok("gc", "--grace-period=0s")
+	rec.msgs = nil
+	s.checkHost(&rec)
+	if len(rec.msgs) > 0 {
+		t.Errorf("the pod was stopped and gc'd, yet checkHost reports:\n%s", strings.Join(rec.msgs, "\n"))
+	}
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -396,7 +397,7 @@ func (r *Running) Signal(sig os.Signal) error { return r.p.Signal(sig) }
 func (r *Running) Wait() (*os.ProcessState, error) { return r.p.Wait() }
 
 // Destroy removes the cgroups and state of the ended pod.
-func (r *Running) Destroy() error { return r.c.Destroy() }
+func (r *Running) Destroy() error { return destroy(r.c) }
 
 // Destroy removes what libcontainer left for id under stateRoot (after a crash
 // of stage1): remaining processes are killed and the cgroups removed. A pod
@@ -412,7 +413,24 @@ func Destroy(stateRoot, id string) error {
 	if st, err := c.Status(); err == nil && st != libcontainer.Stopped {
 		_ = c.Signal(unix.SIGKILL)
 	}
-	return c.Destroy()
+	return destroy(c)
+}
+
+// destroy is c.Destroy; when the pod's init still runs, its error says what
+// holds it (holders), so that a gc that gives up tells why.
+func destroy(c *libcontainer.Container) error {
+	err := c.Destroy()
+	if errors.Is(err, libcontainer.ErrRunning) {
+		if st, serr := c.State(); serr == nil && st.InitProcessPid > 0 {
+			var dirs []string
+			for _, d := range st.CgroupPaths {
+				dirs = append(dirs, d)
+			}
+			slices.Sort(dirs)
+			err = fmt.Errorf("%w: %s", err, holders("/proc", st.InitProcessPid, dirs))
+		}
+	}
+	return err
 }
 
 // Exec runs argv inside the running pod id (its namespaces and cgroup) with

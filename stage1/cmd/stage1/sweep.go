@@ -7,7 +7,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/stage1/abi"
+	"github.com/skiff-project/skiff/stage1/container"
 )
 
 // s1Cgroup names the pod's cgroup (cgroup.go), written before libcontainer
@@ -54,25 +54,43 @@ func sweepCgroup(cg string, wait time.Duration) error {
 		dirs = append(dirs, "/sys/fs/cgroup"+cg)
 	}
 	var errs []error
+	var held []string // "pids in hierarchy", the same pids in most
+	heldIn := map[string][]string{}
+	deadline := time.Now().Add(wait) // for all hierarchies at once: the same processes
 	for _, d := range dirs {
 		if fi, err := os.Lstat(d); err != nil || !fi.IsDir() {
 			continue
 		}
 		thaw(d)
-		deadline := time.Now().Add(wait)
 		for killCgroup(d) && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if err := cgroups.RemovePath(d); err != nil {
-			if pids := cgroupPids(d); len(pids) > 0 {
-				err = fmt.Errorf("cgroup %s still holds processes %v %s after SIGKILL", d, pids, wait)
+			if pids := container.CgroupPids(d); len(pids) > 0 {
+				k := fmt.Sprint(pids)
+				if heldIn[k] == nil {
+					held = append(held, k)
+				}
+				heldIn[k] = append(heldIn[k], hierarchy(d, cg))
 			} else {
-				err = fmt.Errorf("remove cgroup %s: %w", d, err)
+				errs = append(errs, fmt.Errorf("remove cgroup %s: %w", d, err))
 			}
-			errs = append(errs, err)
 		}
 	}
+	for _, k := range held {
+		errs = append(errs, fmt.Errorf("cgroup %s still holds processes %s %s after SIGKILL (in %s)", cg, k, wait, strings.Join(heldIn[k], ", ")))
+	}
 	return errors.Join(errs...)
+}
+
+// hierarchy names the cgroup hierarchy of d, the cgroup cg in it: "memory",
+// or "cgroup2" for the unified tree at /sys/fs/cgroup.
+func hierarchy(d, cg string) string {
+	h := strings.TrimPrefix(strings.TrimSuffix(d, cg), "/sys/fs/cgroup")
+	if h == "" {
+		return "cgroup2"
+	}
+	return strings.TrimPrefix(h, "/")
 }
 
 // thaw unfreezes a frozen cgroup (a paused pod) so that SIGKILL is delivered.
@@ -93,7 +111,7 @@ func thaw(dir string) {
 // killCgroup SIGKILLs every process in the cgroup dir and below (through
 // cgroup.kill where the kernel has it); it reports whether there were any.
 func killCgroup(dir string) bool {
-	pids := cgroupPids(dir)
+	pids := container.CgroupPids(dir)
 	if len(pids) == 0 {
 		return false
 	}
@@ -104,22 +122,4 @@ func killCgroup(dir string) bool {
 		_ = unix.Kill(pid, unix.SIGKILL)
 	}
 	return true
-}
-
-// cgroupPids lists the processes in the cgroup dir and below.
-func cgroupPids(dir string) []int {
-	var pids []int
-	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
-		}
-		b, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
-		for _, f := range strings.Fields(string(b)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
-				pids = append(pids, pid)
-			}
-		}
-		return nil
-	})
-	return pids
 }

@@ -38,3 +38,17 @@ func TestPodCgroupsToSweep(t *testing.T) {
 		}
 	}
 }
+
+func TestHierarchy(t *testing.T) {
+	const cg = "/skiff/0a1b2c3d-0000-4000-8000-000000000001"
+	for d, want := range map[string]string{
+		"/sys/fs/cgroup/memory" + cg:      "memory",
+		"/sys/fs/cgroup/cpu,cpuacct" + cg: "cpu,cpuacct",
+		"/sys/fs/cgroup/unified" + cg:     "unified",
+		"/sys/fs/cgroup" + cg:             "cgroup2",
+	} {
+		if got := hierarchy(d, cg); got != want {
+			t.Errorf("hierarchy(%q) = %q, want %q", d, got, want)
+		}
+	}
+}
