@@ -3,6 +3,7 @@
 package hostvm
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -134,6 +135,28 @@ cat /run/`+name+`.log; exit 1`)
 	return strings.TrimSpace(v.must(t, "cat /run/"+name+".uuid"))
 }
 
+// statusJSON is what the tests read of skiff status --format=json.
+type statusJSON struct {
+	State    string `json:"state"`
+	ExitCode *int   `json:"exitCode"`
+	Apps     []struct {
+		Name     string `json:"name"`
+		ExitCode *int   `json:"exitCode"`
+		Signal   string `json:"signal"`
+	} `json:"apps"`
+}
+
+// podStatus is skiff status --format=json of the pod uuid.
+func podStatus(t *testing.T, v *vm, uuid string) statusJSON {
+	t.Helper()
+	out := v.must(t, skiffCmd+" status --format=json "+uuid)
+	var st statusJSON
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		t.Fatalf("skiff status --format=json %s: %v\n%s", uuid, err, out)
+	}
+	return st
+}
+
 // journal returns the unit's journal (messages only).
 func journal(t *testing.T, v *vm, unit string) string {
 	return v.must(t, "journalctl --no-pager -o cat -u "+unit)
@@ -174,10 +197,14 @@ systemctl daemon-reload`)
 	// systemctl stop alone took the pod down: no mounts, cgroups, netns,
 	// processes or machine registration of it (its directory stays for gc).
 	leftovers(t, v, false)
-	st := v.must(t, skiffCmd+" status "+uuid)
-	t.Logf("skiff status after stop:\n%s", st)
-	if !strings.Contains(st, "SIGTERM") && !strings.Contains(st, "exited") {
-		t.Errorf("the app's end is not recorded as SIGTERM:\n%s", st)
+	// The app got SIGTERM (not the stop timeout's SIGKILL), and the pod's
+	// exit is recorded: 0, an app stopped on request with SIGTERM being clean.
+	// The generated unit's ExecStopPost marks the ended pod for gc.
+	st := podStatus(t, v, uuid)
+	if (st.State != "exited" && st.State != "exited-garbage") || st.ExitCode == nil || *st.ExitCode != 0 ||
+		len(st.Apps) != 1 || st.Apps[0].Signal != "SIGTERM" {
+		t.Errorf("skiff status after systemctl stop: %s; want exited (or exited-garbage), exit code 0, the app ended by SIGTERM",
+			v.must(t, skiffCmd+" status --format=json "+uuid))
 	}
 	clean(t, v, true)
 	v.must(t, "rm -f /etc/systemd/system/s1.service; systemctl daemon-reload")
@@ -275,9 +302,26 @@ systemctl start s4`)
 	if strings.Contains(j, "ExecStopPost") || strings.Contains(j, "Control process exited") {
 		t.Errorf("ExecStopPost failed:\n%s", j)
 	}
-	list := v.must(t, skiffCmd+" list --no-legend")
-	if n := strings.Count(list, "\n"); n < 3 {
-		t.Errorf("skiff list shows %d pods after 3 runs, want the ended ones kept for gc:\n%s", n, list)
+	// ... and did its work: each ended pod was marked for removal (gc's
+	// "marked UUID for removal" in the unit's journal), none removed, and
+	// skiff list shows every one of them in exited-garbage.
+	// (journald takes the last ExecStopPost's words in its own time.)
+	r := v.run(t, 90*time.Second, `for i in $(seq 60); do
+  n=$(journalctl --no-pager -o cat -u s4 | grep -c ' for removal$'); p=$(skiff list --no-legend | wc -l)
+  [ $p -ge 3 ] && [ $n -ge $p ] && exit 0; sleep 1
+done; echo "pods=$p marked=$n"; exit 1`)
+	if r.Code != 0 {
+		t.Errorf("want 3 or more pods kept, each marked by an ExecStopPost: %s\n%s", r.Stdout, journal(t, v, "s4"))
+	}
+	var pods []statusJSON
+	list := v.must(t, skiffCmd+" list --format=json")
+	if err := json.Unmarshal([]byte(list), &pods); err != nil {
+		t.Fatalf("skiff list --format=json: %v\n%s", err, list)
+	}
+	for _, p := range pods {
+		if p.State != "exited-garbage" {
+			t.Errorf("a pod of the unit is %s after its ExecStopPost, want exited-garbage:\n%s", p.State, list)
+		}
 	}
 	clean(t, v, true)
 	v.must(t, "systemctl reset-failed s4 || true; rm -f /etc/systemd/system/s4.service; systemctl daemon-reload")
