@@ -3,14 +3,11 @@
 package tests
 
 import (
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestDebugTimeline: with --debug, run prints its timeline (issue #18), one
@@ -62,22 +59,12 @@ func TestPodMountUnitsAreNotUnmountedOneByOne(t *testing.T) {
 		t.Skip("the kvm guest's systemd unmounts its shares before it powers off")
 	}
 	need(t, "nsenter")
-	uf := filepath.Join(t.TempDir(), "uuid")
-	c, _, _ := e.startBackground(e.runArgs("--net=none", "--uuid-file-save="+uf, e.image("busybox"), "--", "/bin/sleep", "600")...)
-	var uuid string
-	waitFor(t, 30*time.Second, "the pod to be ready", func() bool {
-		b, err := os.ReadFile(uf)
-		if err != nil || len(b) < 36 {
-			return false
-		}
-		uuid = strings.TrimSpace(string(b))
-		return e.status(uuid).Ready
-	})
+	uuid, wait := e.runningPod()
 	pid := e.status(uuid).PID
 	out, err := exec.Command("nsenter", "-t", strconv.Itoa(pid), "-m", "-p", "--", "/usr/bin/systemctl", "--no-pager",
 		"show", "-p", "Id,Conflicts,DefaultDependencies", "opt-stage2-busybox-rootfs.mount", "opt-stage2-busybox-rootfs-proc.mount").CombinedOutput()
 	e.ok("stop", uuid)
-	_ = c.Wait()
+	wait()
 	if err != nil {
 		t.Fatalf("systemctl show in the pod: %v: %s", err, out)
 	}
