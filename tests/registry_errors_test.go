@@ -353,6 +353,23 @@ func TestRegistryBlobDigestMismatch(t *testing.T) {
 				t.Errorf("image verify after a refused fetch: exit %d %q %q", v.code, v.stdout, v.stderr)
 			}
 			sum := sha256.Sum256(bad)
+			if !tc.config {
+				// The layer is committed only with its blob: the extracted
+				// directory (here of the right diffID, from a recompressed
+				// blob) is not kept, and the error names the layer, the
+				// digest it should have had and the one it had.
+				if tc.name != "layer-truncated" && !strings.Contains(r.stderr, "sha256:"+hex.EncodeToString(sum[:])) {
+					t.Errorf("error does not name the digest the content had (sha256:%x): %q", sum, r.stderr)
+				}
+				if !strings.Contains(r.stderr, "layer "+d) {
+					t.Errorf("error does not name the layer %s: %q", d, r.stderr)
+				}
+				for _, sub := range []string{"layers/sha256", "tmp"} {
+					if left, _ := os.ReadDir(filepath.Join(e.dir, "images", sub)); len(left) != 0 {
+						t.Errorf("refused fetch left %s/%s in the store", sub, left[0].Name())
+					}
+				}
+			}
 			if _, err := os.Stat(filepath.Join(e.dir, "images", "blobs", "sha256", hex.EncodeToString(sum[:]))); err == nil {
 				t.Error("the bad content is stored as a blob")
 			}

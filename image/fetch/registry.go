@@ -348,32 +348,44 @@ func (r *registry) layer(ctx context.Context, l ocispec.Descriptor, diffID diges
 
 // storeStreaming stores the blob read from src and, when extract is set,
 // extracts it at the same time through a pipe. The layer directory is
-// verified by its diffID, the blob by its digest; either failing fails both.
-// The blob is read to its end even when extraction fails first, so that
-// content that does not match its digest is reported as that (the cause),
-// not as whatever the extraction made of it.
+// verified by its diffID, the blob by its digest; either failing fails both,
+// and the layer is put in place only after the blob. The blob is read to its
+// end even when extraction fails first, so that content that does not match
+// its digest is reported as that (the cause), not as whatever the extraction
+// made of it.
 func storeStreaming(s *store.Store, l ocispec.Descriptor, diffID digest.Digest, src io.Reader, extract bool) error {
 	if !extract {
 		return s.PutBlob(l.Digest, l.Size, src)
 	}
 	pr, pw := io.Pipe()
-	layerErr := make(chan error, 1)
+	type extracted struct {
+		p   *store.PendingLayer
+		err error
+	}
+	layerDone := make(chan extracted, 1)
 	go func() {
-		_, err := s.PutLayer(diffID, pr)
+		p, err := s.ExtractLayer(diffID, pr)
 		if err == nil {
-			_, err = io.Copy(io.Discard, pr) // bytes after the tar's end, or a layer another fetch extracted
+			_, err = io.Copy(io.Discard, pr) // bytes after the tar's end, or a layer the store has
 		}
 		pr.CloseWithError(err)
-		layerErr <- err
+		layerDone <- extracted{p, err}
 	}()
 	blobErr := s.PutBlob(l.Digest, l.Size, io.TeeReader(src, &untilFailed{w: pw}))
 	pw.CloseWithError(blobErr)
-	lerr := <-layerErr
+	x := <-layerDone
+	if blobErr == nil && x.err == nil {
+		_, err := x.p.Commit()
+		return err
+	}
+	if x.p != nil {
+		x.p.Discard()
+	}
 	if blobErr != nil {
 		return blobErr
 	}
-	if lerr != nil && !errors.Is(lerr, io.ErrClosedPipe) {
-		return lerr
+	if !errors.Is(x.err, io.ErrClosedPipe) {
+		return x.err
 	}
 	return nil
 }

@@ -42,38 +42,82 @@ func (s *Store) EnsureLayer(blob, diffID digest.Digest) (string, error) {
 // PutLayer extracts the layer read from r (plain or gzip tar), which must
 // have the given diffID, into tmp/, then renames it into place. If another
 // extractor won the race, its directory is kept and this one discarded.
-// r can be a blob being downloaded, so that download and extraction overlap.
 func (s *Store) PutLayer(diffID digest.Digest, r io.Reader) (string, error) {
+	p, err := s.ExtractLayer(diffID, r)
+	if err != nil {
+		return "", err
+	}
+	return p.Commit()
+}
+
+// PendingLayer is a layer extracted into tmp/ and verified by its diffID,
+// not yet in place: Commit puts it there, Discard removes it.
+type PendingLayer struct {
+	diffID     digest.Digest
+	tmp, final string // tmp is "" when the store already has the layer
+}
+
+// ExtractLayer is PutLayer up to the rename: r can be a blob being
+// downloaded, so that download and extraction overlap, and the caller
+// commits the layer only once the blob's own digest has matched too.
+func (s *Store) ExtractLayer(diffID digest.Digest, r io.Reader) (*PendingLayer, error) {
 	final, ok, err := s.LayerDir(diffID)
-	if err != nil || ok {
-		return final, err
+	if err != nil {
+		return nil, err
+	}
+	if ok {
+		return &PendingLayer{diffID: diffID, final: final}, nil
 	}
 	tmp, err := os.MkdirTemp(filepath.Join(s.dir, "tmp"), "layer-")
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	defer os.RemoveAll(tmp) // no-op after the rename
-	if err := os.Chmod(tmp, 0o755); err != nil {
-		return "", err
+	p := &PendingLayer{diffID: diffID, tmp: tmp, final: final}
+	if err := p.extract(r); err != nil {
+		p.Discard()
+		return nil, err
 	}
-	got, err := layer.Extract(tmp, r)
+	return p, nil
+}
+
+func (p *PendingLayer) extract(r io.Reader) error {
+	if err := os.Chmod(p.tmp, 0o755); err != nil {
+		return err
+	}
+	got, err := layer.Extract(p.tmp, r)
 	if err != nil {
-		return "", fmt.Errorf("layer %s: %w", diffID, err)
+		return fmt.Errorf("layer %s: %w", p.diffID, err)
 	}
-	if got != diffID {
-		return "", fmt.Errorf("layer %s: content has diffID %s", diffID, got)
+	if got != p.diffID {
+		return fmt.Errorf("layer %s: content has diffID %s", p.diffID, got)
 	}
-	if err := syncFS(tmp); err != nil {
-		return "", fmt.Errorf("layer %s: %w", diffID, err)
+	if err := syncFS(p.tmp); err != nil {
+		return fmt.Errorf("layer %s: %w", p.diffID, err)
 	}
-	err = os.Rename(tmp, final)
+	return nil
+}
+
+// Commit renames the layer into place and returns its directory.
+func (p *PendingLayer) Commit() (string, error) {
+	if p.tmp == "" {
+		return p.final, nil
+	}
+	defer p.Discard() // no-op after the rename
+	err := os.Rename(p.tmp, p.final)
 	if errors.Is(err, unix.EEXIST) || errors.Is(err, unix.ENOTEMPTY) {
-		return final, nil // lost the race: the other copy is identical
+		return p.final, nil // lost the race: the other copy is identical
 	}
 	if err != nil {
-		return "", fmt.Errorf("layer %s: %w", diffID, err)
+		return "", fmt.Errorf("layer %s: %w", p.diffID, err)
 	}
-	return final, nil
+	return p.final, nil
+}
+
+// Discard removes the extracted layer (nothing once it is committed).
+func (p *PendingLayer) Discard() {
+	if p.tmp != "" {
+		_ = os.RemoveAll(p.tmp)
+	}
 }
 
 // syncFS flushes the filesystem holding dir, so that a layer directory

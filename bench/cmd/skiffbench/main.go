@@ -94,7 +94,8 @@ func benchAll(ctx context.Context, e *Env, quick bool, only string) ([]*Result, 
 	// The peers are built only for the scenarios that have peers, the big
 	// image only for those that use it.
 	start := want("run-true") || want("run-net") || want("fetch-big") || want("run-big") || want("first-run-big")
-	if start || want("pod-rss") || want("pod-pss") {
+	many := want(fmt.Sprintf("start-%d", startManyPods)) || want(fmt.Sprintf("stop-%d", startManyPods))
+	if start || many || want("pod-rss") || want("pod-pss") {
 		logf("building shared inputs in %s", e.Tmp)
 		if err := e.setupPeers(ctx); err != nil {
 			return nil, err
@@ -133,6 +134,10 @@ func benchAll(ctx context.Context, e *Env, quick bool, only string) ([]*Result, 
 		logf("scenario pod-rss (%d iterations)", itMem.n(quick))
 		results = append(results, memScenario(ctx, e, itMem.n(quick))...)
 		run(ctx, []string{e.Skiff, "--dir=" + e.SkiffDir, "gc", "--grace-period=0s"})
+	}
+	if many && ctx.Err() == nil {
+		logf("scenario start-%d (%d iterations)", startManyPods, itMany.n(quick))
+		results = append(results, manyScenario(ctx, e, itMany.n(quick))...)
 	}
 	if (want("kvm-boot") || want("kvm-boot-exit") || want("kvm-boot-rss")) && ctx.Err() == nil {
 		logf("scenario kvm-boot (%d iterations)", itKVMBoot.n(quick))

@@ -15,6 +15,7 @@ var (
 	itList     = iters{3, 10}
 	itGC       = iters{1, 5}
 	itMem      = iters{1, 3}
+	itMany     = iters{1, 3} // start-50: each iteration starts and stops 50 pods per runtime
 	itRunBig   = iters{5, 20}
 	itFetchBig = iters{1, 3}
 	itFirstRun = iters{1, 3}

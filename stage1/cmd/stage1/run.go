@@ -342,6 +342,7 @@ func (r *runningPod) wait() int {
 	close(r.gone)
 	r.o.Debugf("pod init exited: %v", state)
 	timeline.Mark(r.o.Debug, "stage1", "pod's init exited")
+	noInotify := r.noInotifyBeforeStart(state) // now, while the shortage lasts
 	// sigs stays subscribed: a signal from now on (a `systemctl stop` landing
 	// as the pod ends on its own, a second ^C) must not kill run halfway
 	// through the cleanup below; forward drops it.
@@ -362,6 +363,10 @@ func (r *runningPod) wait() int {
 	r.o.Debugf("sandbox destroyed")
 	timeline.Mark(r.o.Debug, "stage1", "cleaned up")
 	code := r.exitCode(state)
+	if noInotify != nil {
+		fmt.Fprintf(os.Stderr, "skiff: pod %s: %v\n", r.m.UUID, noInotify)
+		code = abi.ExitSkiffFailure
+	}
 	_ = abi.WriteJSON(abi.PodExitFile, abi.PodExit{Code: code, ExitedAt: time.Now().UTC()})
 	timeline.Mark(r.o.Debug, "stage1", "exit recorded")
 	return code
