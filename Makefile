@@ -25,7 +25,7 @@ test-host: all test-images
 all: $(BIN)/skiff $(BIN)/skiff-oci $(BIN)/skiff-oci-kvm $(BIN)/stage1-default.oci.tar $(BIN)/stage1-kvm.oci.tar
 
 deps:
-	scripts/install-deps --realimage
+	scripts/install-deps --realimage --hostvm
 
 # Before the stage1 builds: a missing build dependency stops make with one line
 # saying to run `make deps`, not with cgo's or a script's error further on.
@@ -133,7 +133,9 @@ test-images: $(BUILD)/inspect
 	INSPECT_BIN=$(BUILD)/inspect scripts/build-test-images $(BUILD)/images
 	scripts/build-nginx-image $(BUILD)/images
 
-# The whole suite: unit tests, then functional tests that drive bin/skiff as root.
+# The whole suite: unit tests, then functional tests that drive bin/skiff as root,
+# the kvm flavor's, skiff-oci's conformance, and last skiff on a real systemd host
+# (test-host: its VM image is built on the first run and cached in build/hostvm).
 # The 30-operation soak in make test replays one seed (its kills still land at
 # moments the machine decides); `make soak` draws a new one each run.
 TEST_SOAK_SEED ?= 2
@@ -144,6 +146,7 @@ test: deps all test-images
 	  $(GO) test -count=1 -tags functional -timeout 15m ./tests/...
 	$(MAKE) test-kvm
 	$(MAKE) test-oci-conformance
+	$(MAKE) test-host
 
 demo: deps all test-images
 	scripts/demo
