@@ -218,12 +218,16 @@ func TestOCIPodLifecycle(t *testing.T) {
 	if err := p.Delete(false); !errors.Is(err, ocipod.ErrNotStopped) {
 		t.Errorf("delete of a running container: %v, want ErrNotStopped", err)
 	}
-	// The app runs once it is the init's child.
+	// The app runs once it is the init's child, or the child of app-exec
+	// (the init's child) that supervises it in a pid namespace of its own.
 	waitFor(t, 60*time.Second, "the app to run", func() bool {
 		b, _ := os.ReadFile("/proc/" + itoa(pid) + "/task/" + itoa(pid) + "/children")
 		for _, c := range strings.Fields(string(b)) {
-			if comm, _ := os.ReadFile("/proc/" + c + "/comm"); strings.TrimSpace(string(comm)) == "sleep" {
-				return true
+			cs, _ := os.ReadFile("/proc/" + c + "/task/" + c + "/children")
+			for _, q := range append([]string{c}, strings.Fields(string(cs))...) {
+				if comm, _ := os.ReadFile("/proc/" + q + "/comm"); strings.TrimSpace(string(comm)) == "sleep" {
+					return true
+				}
 			}
 		}
 		return false

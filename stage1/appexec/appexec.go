@@ -267,13 +267,12 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 		}
 	}
 	if !joined {
-		if err := enterRoot(AppRoot(app)); err != nil {
-			return fail(abi.ExitSkiffFailure, "app %s: enter its rootfs: %v", app, err)
-		}
+		var procfs func() error // the app's own pid namespace's (pidns.go)
 		if nested > 0 {
-			if err := mountNestedProc(&spec); err != nil {
-				return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
-			}
+			procfs = func() error { return mountNestedProc(&spec) }
+		}
+		if err := enterRoot(AppRoot(app), procfs); err != nil {
+			return fail(abi.ExitSkiffFailure, "app %s: enter its rootfs: %v", app, err)
 		}
 	}
 	devLinks()

@@ -28,8 +28,10 @@ import (
 
 // enterRoot makes root this thread's root, in a mount namespace of its own
 // (the caller has locked its OS thread, and execs from it). The stage1's
-// mount tree is detached from that namespace.
-func enterRoot(root string) error {
+// mount tree is detached from that namespace. inRoot, when set, runs once
+// root is the root, before the root is made unbindable (a bind from it
+// would fail then).
+func enterRoot(root string, inRoot func() error) error {
 	// CLONE_NEWNS implies CLONE_FS: this thread gets its own root and cwd.
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		return fmt.Errorf("new mount namespace: %w", err)
@@ -83,6 +85,11 @@ func enterRoot(root string) error {
 	}
 	if err := unix.Chdir("/"); err != nil {
 		return err
+	}
+	if inRoot != nil {
+		if err := inRoot(); err != nil {
+			return err
+		}
 	}
 	// An unbindable root (OCI mode's rootfsPropagation) is the app's: made
 	// so once it is the root, as runc does after pivot_root (the sandbox's
