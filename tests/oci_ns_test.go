@@ -40,6 +40,11 @@ func TestOCIJoinNamespacesByPath(t *testing.T) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		t.Fatal(err)
 	}
+	// Not for the tests after it, which do not reap what comes to them: a
+	// detached exec's process left unreaped keeps its container's pid
+	// namespace, and so delete --force, waiting (TestOCIExecDetached took
+	// the 60 s of delete's bound after this one).
+	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
 	sb := o.bundle("sb", "/bin/sleep", "1000")
 	o.forID(sb, "ns-sb")
 	o.editConfig(sb, func(c map[string]any) { c["hostname"] = "the-sandbox" })
