@@ -125,8 +125,9 @@ func ociState(t *testing.T, p *ocipod.Pod) specs.State {
 // internal/ocipod runs a bundle as a pod of one app through the stage1's
 // oci-create: create leaves it created (init in its own pid namespace,
 // waiting), start runs the app with the caller's stdout, its exit code comes
-// back as the init's, SIGTERM stops a running app cleanly, and delete leaves
-// nothing behind.
+// back as the init's, the app is PID 1 of its own pid view (exec sees it as
+// /proc/1), SIGTERM stops it through its handler and is ignored without one
+// (runc's rules), and delete leaves nothing behind.
 func TestOCIPodLifecycle(t *testing.T) {
 	e := newEnv(t)
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
