@@ -40,6 +40,11 @@ func TestOCIJoinNamespacesByPath(t *testing.T) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		t.Fatal(err)
 	}
+	// Not for the tests after it, which do not reap what comes to them: a
+	// detached exec's process left unreaped keeps its container's pid
+	// namespace, and so delete --force, waiting (TestOCIExecDetached took
+	// the 60 s of delete's bound after this one).
+	t.Cleanup(func() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) })
 	sb := o.bundle("sb", "/bin/sleep", "1000")
 	o.forID(sb, "ns-sb")
 	o.editConfig(sb, func(c map[string]any) { c["hostname"] = "the-sandbox" })
@@ -110,9 +115,16 @@ func TestOCIJoinNamespacesByPath(t *testing.T) {
 	if !strings.Contains(r.stdout, "the-sandbox") || !strings.Contains(r.stdout, veth) {
 		t.Errorf("in the container: %q; want the sandbox's hostname and device %s", r.stdout, veth)
 	}
-	r = o.ok("exec", "ns-sb", "/bin/sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
-	if !strings.Contains(r.stdout, "sleep 4343") {
-		t.Errorf("the sandbox's pid namespace does not see the container's app: %q", r.stdout)
+	// The sandbox's pid namespace (its init's: the sandbox's own app is
+	// PID 1 of one nested in it) has the container's app.
+	var app int
+	for _, q := range nsPidsOf(spid) {
+		if cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", q)); string(cmd) == "sleep\x004343\x00" {
+			app = q
+		}
+	}
+	if app == 0 {
+		t.Errorf("the sandbox's pid namespace does not have the container's app")
 	}
 	o.ok("kill", "ns-c", "KILL")
 	if ws := waitInit(t, cpid); !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
@@ -157,6 +169,37 @@ func TestOCINamespacePathErrors(t *testing.T) {
 		o.fails(tc.want, "create", "--bundle", b, "nsbad")
 		o.nothingLeft("nsbad")
 	}
+}
+
+// A bundle with no pid namespace (the host's: Kubernetes' hostPID, podman's
+// --pid=host) is refused at create in one line that says why (systemd, the
+// init, cannot be the host's PID 1) and what to do; nothing is left. runc
+// runs it (the app in the host's pid namespace).
+func TestOCIHostPIDIsRefusedInOneLine(t *testing.T) {
+	o := newOCIEnv(t)
+	if o.isRunc {
+		t.Skip("runc runs a container in the host's pid namespace")
+	}
+	b := o.bundle("b", "/bin/true")
+	o.forID(b, "hostpid")
+	o.editConfig(b, func(c map[string]any) {
+		l := c["linux"].(map[string]any)
+		var nss []any
+		for _, n := range l["namespaces"].([]any) {
+			if n.(map[string]any)["type"] != "pid" {
+				nss = append(nss, n)
+			}
+		}
+		l["namespaces"] = nss
+	})
+	r := o.rt("create", "--bundle", b, "hostpid")
+	why := "no pid namespace (the host's, as for hostPID or --pid=host): systemd, the container's init, must be PID 1 of a pid namespace"
+	if r.code != 1 || !strings.Contains(r.stderr, why) || !strings.Contains(r.stderr, "add a pid namespace") ||
+		strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		t.Errorf("create of a host-pid bundle: exit %d, stderr %q; want exit 1 and one line: %s ... add a pid namespace", r.code, r.stderr, why)
+	}
+	o.rt("delete", "--force", "hostpid")
+	o.nothingLeft("hostpid")
 }
 
 // Mount propagation as Kubernetes asks for it (rootfsPropagation rshared;

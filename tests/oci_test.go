@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 type ociEnv struct {
@@ -998,6 +1000,9 @@ func TestOCIKilledRunAndExecThenDeleteForce(t *testing.T) {
 		t.Fatalf("exec'd processes %v, want one", eps)
 	}
 	enter := ppidOf(eps[0])
+	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", enter)); strings.TrimSpace(string(comm)) == "app-exec" {
+		enter = ppidOf(enter) // app-exec supervises it in the app's pid namespace
+	}
 	del := exec.Command(o.bin, "--root", o.root, "delete", "--force", "r1")
 	if err := del.Start(); err != nil {
 		t.Fatal(err)
@@ -1052,10 +1057,11 @@ func exiting(pid int) bool {
 	return flags&0x4 != 0
 }
 
-// nsPidsOf lists the processes in pid's pid namespace.
+// nsPidsOf lists the processes in pid's pid namespace and in those nested
+// in it (an app's own).
 func nsPidsOf(pid int) []int {
-	ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
-	if err != nil {
+	var ns syscall.Stat_t
+	if err := syscall.Stat(fmt.Sprintf("/proc/%d/ns/pid", pid), &ns); err != nil {
 		return nil
 	}
 	var out []int
@@ -1065,11 +1071,33 @@ func nsPidsOf(pid int) []int {
 		if err != nil {
 			continue
 		}
-		if l, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err == nil && l == ns {
+		if inPidNSOf(q, ns) {
 			out = append(out, q)
 		}
 	}
 	return out
+}
+
+// inPidNSOf says whether pid's pid namespace is ns or one nested in it.
+func inPidNSOf(pid int, ns syscall.Stat_t) bool {
+	fd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/pid", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	for depth := 0; err == nil && depth < 33; depth++ {
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil {
+			break
+		}
+		if st.Dev == ns.Dev && st.Ino == ns.Ino {
+			unix.Close(fd)
+			return true
+		}
+		parent, perr := unix.IoctlRetInt(fd, unix.NS_GET_PARENT)
+		unix.Close(fd)
+		fd, err = parent, perr
+	}
+	if err == nil {
+		unix.Close(fd)
+	}
+	return false
 }
 
 // A bundle's user namespace (issue #14, runtime-tools' linux_uid_mappings):

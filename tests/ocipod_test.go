@@ -5,6 +5,7 @@ package tests
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -124,8 +125,9 @@ func ociState(t *testing.T, p *ocipod.Pod) specs.State {
 // internal/ocipod runs a bundle as a pod of one app through the stage1's
 // oci-create: create leaves it created (init in its own pid namespace,
 // waiting), start runs the app with the caller's stdout, its exit code comes
-// back as the init's, SIGTERM stops a running app cleanly, and delete leaves
-// nothing behind.
+// back as the init's, the app is PID 1 of its own pid view (exec sees it as
+// /proc/1), SIGTERM stops it through its handler and is ignored without one
+// (runc's rules), and delete leaves nothing behind.
 func TestOCIPodLifecycle(t *testing.T) {
 	e := newEnv(t)
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
@@ -195,8 +197,10 @@ func TestOCIPodLifecycle(t *testing.T) {
 		t.Errorf("load after delete: %v, want ErrNotExist", err)
 	}
 
-	// A long-running app: delete refuses it, SIGTERM stops it cleanly.
-	bundle = ociBundle(t, e, "/bin/sleep", "1000")
+	// A long-running app: delete refuses it, SIGTERM stops it through its
+	// handler. The app is PID 1 of its own pid view, as with runc: exec
+	// sees it as /proc/1, and only a handler it set makes SIGTERM end it.
+	bundle = ociBundle(t, e, "/bin/sh", "-c", "trap 'exit 143' TERM; sleep 1000 & wait")
 	setSpec(t, bundle, func(s *specs.Spec) { // limits, as podman and containerd set them
 		limit := int64(2048)
 		s.Linux.Resources = &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &limit}}
@@ -218,18 +222,9 @@ func TestOCIPodLifecycle(t *testing.T) {
 	if err := p.Delete(false); !errors.Is(err, ocipod.ErrNotStopped) {
 		t.Errorf("delete of a running container: %v, want ErrNotStopped", err)
 	}
-	// The app runs once it is the init's child.
-	waitFor(t, 60*time.Second, "the app to run", func() bool {
-		b, _ := os.ReadFile("/proc/" + itoa(pid) + "/task/" + itoa(pid) + "/children")
-		for _, c := range strings.Fields(string(b)) {
-			if comm, _ := os.ReadFile("/proc/" + c + "/comm"); strings.TrimSpace(string(comm)) == "sleep" {
-				return true
-			}
-		}
-		return false
-	})
-	// exec runs a process spec in the app with its exit code; --detach
-	// leaves it running and names it in the pid file.
+	app := waitOCIApp(t, pid, "sh")
+	// exec runs a process spec in the app's pid view with its exit code;
+	// --detach leaves it running and names it in the pid file.
 	proc := &specs.Process{Args: []string{"/bin/sh", "-c", "echo exec in $(cat /proc/1/comm) as $(id -u); exit 3"},
 		Cwd: "/", Env: []string{"PATH=/bin:/usr/bin"}, User: specs.User{UID: 1000, GID: 1000}}
 	r, w, _ = os.Pipe()
@@ -240,8 +235,8 @@ func TestOCIPodLifecycle(t *testing.T) {
 	}
 	out, _ = io.ReadAll(r)
 	r.Close()
-	if xs, _ := x.Wait(); xs.ExitCode() != 3 || strings.TrimSpace(string(out)) != "exec in systemd as 1000" {
-		t.Errorf("exec: code %d, output %q; want 3 and \"exec in systemd as 1000\"", xs.ExitCode(), out)
+	if xs, _ := x.Wait(); xs.ExitCode() != 3 || strings.TrimSpace(string(out)) != "exec in sh as 1000" {
+		t.Errorf("exec: code %d, output %q; want 3 and \"exec in sh as 1000\" (the app is /proc/1)", xs.ExitCode(), out)
 	}
 	pidFile := filepath.Join(t.TempDir(), "exec.pid")
 	proc.Args = []string{"/bin/sleep", "1000"}
@@ -255,10 +250,23 @@ func TestOCIPodLifecycle(t *testing.T) {
 	if xpid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
 		go func() { _, _ = unix.Wait4(xpid, nil, 0, nil) }()
 	}
+	// It names app-exec, in the container's pid namespace (what a
+	// subreaper reaps), which supervises the process in the app's.
 	ns, _ := os.Readlink("/proc/" + strings.TrimSpace(string(b)) + "/ns/pid")
 	if initNS, _ := os.Readlink("/proc/" + itoa(pid) + "/ns/pid"); ns != initNS {
 		t.Errorf("detached exec: pid file %q names a process in pid namespace %q, want the container's %q", b, ns, initNS)
 	}
+	appNS, _ := os.Readlink("/proc/" + itoa(app) + "/ns/pid")
+	xpid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	waitFor(t, 60*time.Second, "the detached exec's process in the app's pid namespace", func() bool {
+		for _, c := range childrenOf(xpid) {
+			comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", c))
+			if ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", c)); ns == appNS && strings.TrimSpace(string(comm)) == "sleep" {
+				return true
+			}
+		}
+		return false
+	})
 	if err := p.Signal(unix.SIGTERM, false); err != nil {
 		t.Fatalf("SIGTERM: %v", err)
 	}
@@ -273,8 +281,11 @@ func TestOCIPodLifecycle(t *testing.T) {
 	}
 	checkGone(t, root, ociID("two"))
 
-	// SIGKILL ends the container at once; a stopped container deletes
-	// without force. A created one that never started deletes with force.
+	// An app with no SIGTERM handler ignores SIGTERM, as PID 1 of its pid
+	// namespace does under runc; SIGKILL ends the container at once; a
+	// stopped container deletes without force. A created one that never
+	// started deletes with force.
+	bundle = ociBundle(t, e, "/bin/sleep", "1000")
 	p, err = ocipod.Prepare(root, ociID("three"), bundle, s1)
 	if err != nil {
 		t.Fatalf("prepare: %v", err)
@@ -285,6 +296,27 @@ func TestOCIPodLifecycle(t *testing.T) {
 	}
 	if err := p.Start(); err != nil {
 		t.Fatalf("start: %v", err)
+	}
+	app = waitOCIApp(t, pid, "sleep")
+	if err := p.Signal(unix.SIGTERM, false); err != nil {
+		t.Fatalf("SIGTERM: %v", err)
+	}
+	// The signal went through app-exec, which forwards it: an exec's
+	// round trip later, the app is still there.
+	proc = &specs.Process{Args: []string{"/bin/cat", "/proc/1/comm"}, Cwd: "/", Env: []string{"PATH=/bin:/usr/bin"}}
+	r, w, _ = os.Pipe()
+	x, err = p.Exec(proc, ocipod.ExecOpts{Stdio: [3]*os.File{nil, w, w}})
+	w.Close()
+	if err != nil {
+		t.Fatalf("exec after SIGTERM: %v (want the app running: a PID 1 without a handler ignores SIGTERM)", err)
+	}
+	out, _ = io.ReadAll(r)
+	r.Close()
+	if xs, _ := x.Wait(); xs.ExitCode() != 0 || strings.TrimSpace(string(out)) != "sleep" {
+		t.Errorf("exec after SIGTERM: code %d, output %q; want 0 and \"sleep\"", xs.ExitCode(), out)
+	}
+	if st := ociState(t, p); st.Status != specs.StateRunning || exiting(app) {
+		t.Errorf("after SIGTERM to an app without a handler: state %s, app %d alive %v; want it running, as runc's", st.Status, app, !exiting(app))
 	}
 	if err := p.Signal(unix.SIGKILL, false); err != nil {
 		t.Fatalf("SIGKILL: %v", err)
@@ -318,6 +350,40 @@ func TestOCIPodLifecycle(t *testing.T) {
 	if ids, err := ocipod.List(root); err != nil || len(ids) != 0 {
 		t.Errorf("list after all deletes: %v, %v", ids, err)
 	}
+}
+
+// waitOCIApp waits until the app, named comm, runs: the child of app-exec
+// (the init's child), which supervises it in a pid namespace of its own (or,
+// in the init's, the init's child).
+func waitOCIApp(t *testing.T, pid int, comm string) int {
+	t.Helper()
+	app := 0
+	waitFor(t, 60*time.Second, "the app to run", func() bool {
+		// Not task/PID/children: app-exec is multi-threaded, and that
+		// lists the children of one thread.
+		for _, q := range childrenOf(pid) {
+			for _, c := range append([]int{q}, childrenOf(q)...) {
+				if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", c)); strings.TrimSpace(string(b)) == comm {
+					app = c
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return app
+}
+
+// childrenOf lists pid's children, whichever of its threads started them.
+func childrenOf(pid int) []int {
+	var out []int
+	es, _ := os.ReadDir("/proc")
+	for _, e := range es {
+		if q, err := strconv.Atoi(e.Name()); err == nil && ppidOf(q) == pid {
+			out = append(out, q)
+		}
+	}
+	return out
 }
 
 // setSpec edits a bundle's config.json.

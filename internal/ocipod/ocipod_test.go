@@ -3,9 +3,16 @@ package ocipod
 import (
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1/abi"
 )
 
 func TestCheckID(t *testing.T) {
@@ -76,5 +83,56 @@ func TestListAndLoadOfMissing(t *testing.T) {
 	}
 	if _, err := Load(root, "../etc"); !errors.Is(err, ErrNotExist) {
 		t.Errorf("Load of a bad id: %v, want ErrNotExist", err)
+	}
+}
+
+// An init whose leader thread shows as a zombie while another thread of it
+// lives (as pod-init's while it exec's systemd from another thread) is
+// running: a signal or state right after start must not take it for ended.
+// Once every thread has ended (a zombie not yet reaped) it is not.
+func TestLivePidLeaderZombieWithLiveThread(t *testing.T) {
+	py, err := exec.LookPath("/usr/bin/python3")
+	if err != nil {
+		t.Skip("no /usr/bin/python3 to make a process whose leader thread exits first")
+	}
+	// The main thread ends with pthread_exit; another waits on stdin.
+	cmd := exec.Command(py, "-c", "import threading, ctypes, sys; threading.Thread(target=sys.stdin.read).start(); ctypes.CDLL(None).pthread_exit(None)")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer in.Close()
+	pid := cmd.Process.Pid
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		tasks, _ := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+		if _, st, err := procStat(pid); err == nil && st == "Z" && len(tasks) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d: its leader thread did not exit with another thread alive", pid)
+		}
+	}
+	p := &Pod{Dir: t.TempDir()}
+	start, _ := procStart(pid)
+	if err := os.WriteFile(filepath.Join(p.Dir, abi.PIDFile), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(p.Dir, initStartFile), []byte(start), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.livePid(); got != pid {
+		t.Errorf("livePid of a process whose leader is a zombie and another thread lives: %d, want %d", got, pid)
+	}
+	in.Close() // the other thread ends, and so the process: a zombie, not reaped
+	var info unix.Siginfo
+	if err := unix.Waitid(unix.P_PID, pid, &info, unix.WEXITED|unix.WNOWAIT, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := p.livePid(); got != 0 {
+		t.Errorf("livePid of an exited process not yet reaped: %d, want 0", got)
 	}
 }

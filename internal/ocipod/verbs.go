@@ -186,7 +186,11 @@ func procStart(pid int) (string, error) {
 	return start, err
 }
 
-// livePid is the init's pid while it runs (not a zombie), else 0.
+// livePid is the init's pid while it runs (not a zombie), else 0. A
+// leader shown as a zombie while another thread of its group lives is not
+// one: the init (pod-init, in Go) exec's systemd from another thread, and
+// until the kernel has given that thread the leader's pid (de_thread) the
+// leader reads as "Z"; a signal or state right after start sees it.
 func (p *Pod) livePid() int {
 	pid, err := p.readPid()
 	if err != nil {
@@ -197,10 +201,27 @@ func (p *Pod) livePid() int {
 		return 0
 	}
 	got, state, err := procStat(pid)
-	if err != nil || got != string(want) || state == "Z" {
+	if err != nil || got != string(want) || state == "Z" && !otherThreadLives(pid) {
 		return 0 // gone, another process, or exited and not yet reaped by the caller
 	}
 	return pid
+}
+
+// otherThreadLives says whether a thread of pid's group other than its
+// leader is there and not a zombie.
+func otherThreadLives(pid int) bool {
+	tasks := "/proc/" + strconv.Itoa(pid) + "/task/"
+	es, _ := os.ReadDir(tasks)
+	for _, e := range es {
+		if e.Name() == strconv.Itoa(pid) {
+			continue
+		}
+		b, err := os.ReadFile(tasks + e.Name() + "/stat")
+		if i := bytes.LastIndexByte(b, ')'); err == nil && i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X' {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Pod) status() (specs.ContainerState, int) {
@@ -314,14 +335,21 @@ func (p *Pod) waitApp(pid int) {
 	}
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		if app := appMain(pid); app != 0 {
+			if isAppExec(app) {
+				// app-exec supervises an app in a pid namespace of
+				// its own (stage1/README.md "OCI mode"): the app is
+				// its child.
+				if c := childOf(app); c != 0 {
+					app = c
+				}
+			}
 			// The init's executable now (it was pod-init, the stage1
 			// binary, until it exec'd systemd), then the process's.
 			var initExe, exe unix.Stat_t
 			forked := unix.Stat("/proc/"+strconv.Itoa(pid)+"/exe", &initExe) != nil ||
 				unix.Stat("/proc/"+strconv.Itoa(app)+"/exe", &exe) != nil ||
 				(exe.Dev == initExe.Dev && exe.Ino == initExe.Ino)
-			comm, _ := os.ReadFile("/proc/" + strconv.Itoa(app) + "/comm")
-			if c := strings.TrimSpace(string(comm)); !forked && c != "app-exec" && c != "(app-exec)" {
+			if !forked && !isAppExec(app) {
 				waitSettled(app)
 				return
 			}
@@ -330,6 +358,46 @@ func (p *Pod) waitApp(pid int) {
 			return
 		}
 	}
+}
+
+// isAppExec says whether pid is app-exec, or systemd's fork that will be.
+func isAppExec(pid int) bool {
+	comm, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+	c := strings.TrimSpace(string(comm))
+	return c == "app-exec" || c == "(app-exec)"
+}
+
+// childOf is a child of pid (the first found), 0 when it has none.
+func childOf(pid int) int {
+	es, _ := os.ReadDir("/proc")
+	for _, e := range es {
+		q, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, ok := procPPid(q); ok && ppid == pid {
+			return q
+		}
+	}
+	return 0
+}
+
+// procPPid is field 4 of /proc/PID/stat, the parent's pid.
+func procPPid(pid int) (int, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0, false
+	}
+	ppid, err := strconv.Atoi(f[1])
+	return ppid, err == nil
 }
 
 // waitSettled gives the app's main process, just exec'd, the time to set
@@ -349,10 +417,11 @@ func waitSettled(app int) {
 	}
 }
 
-// nsPids lists the processes in the init's pid namespace (the init first).
+// nsPids lists the processes in the init's pid namespace and in those
+// nested in it (an app's own; the init first).
 func nsPids(initPid int) []int {
-	ns, err := os.Readlink("/proc/" + strconv.Itoa(initPid) + "/ns/pid")
-	if err != nil {
+	var ns unix.Stat_t
+	if err := unix.Stat("/proc/"+strconv.Itoa(initPid)+"/ns/pid", &ns); err != nil {
 		return nil
 	}
 	pids := []int{initPid}
@@ -362,11 +431,37 @@ func nsPids(initPid int) []int {
 		if err != nil || pid == initPid {
 			continue
 		}
-		if l, err := os.Readlink("/proc/" + e.Name() + "/ns/pid"); err == nil && l == ns {
+		if inPIDNS(pid, ns) {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
+}
+
+// inPIDNS says whether pid's pid namespace is ns or one nested in it.
+func inPIDNS(pid int, ns unix.Stat_t) bool {
+	fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/pid", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	for depth := 0; depth < 33; depth++ { // the kernel nests at most 32
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil {
+			break
+		}
+		if st.Dev == ns.Dev && st.Ino == ns.Ino {
+			unix.Close(fd)
+			return true
+		}
+		parent, err := unix.IoctlRetInt(fd, unix.NS_GET_PARENT)
+		unix.Close(fd)
+		if err != nil {
+			return false // the top, or above skiff-oci's own
+		}
+		fd = parent
+	}
+	unix.Close(fd)
+	return false
 }
 
 // appMain is the app's main process: of the init's children in the app's

@@ -59,24 +59,24 @@ func fail(code int, format string, args ...any) error {
 // stage1 (unless inherit is set, as for enter), enters its rootfs, drops to its user and execs args (the app's
 // own command when args is empty). It returns only on failure.
 func Exec(app string, args []string, inherit bool) error {
-	return exec(app, args, inherit, nil, nil)
+	return exec(app, args, inherit, nil, nil, 0)
 }
 
 // exec is Exec with addEnv added to the app's environment (a key already there
-// is replaced).
-func exec(app string, args []string, inherit bool, addEnv []string, inRoot func() error) error {
+// is replaced); nested is execSpec's.
+func exec(app string, args []string, inherit bool, addEnv []string, inRoot func() error, nested int) error {
 	var spec specs.Spec
 	if err := abi.ReadJSON(filepath.Join(AppsDir, app, abi.AppSpecFile), &spec); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: read its spec: %v", app, err)
 	}
-	return execSpec(app, &spec, args, inherit, addEnv, inRoot)
+	return execSpec(app, &spec, args, inherit, addEnv, inRoot, nested)
 }
 
 // execProcess runs an OCI process (JSON, from the host's enter --process) in
 // app with the app's isolation: its namespaces, cgroup, rootfs and seccomp
 // filter, and at most its capabilities (each set is cut down to the app's
 // bounding set) and no fewer restrictions (no_new_privs when either asks).
-func execProcess(app string, process []byte, consoleFD int) error {
+func execProcess(app string, process []byte, consoleFD, nested int) error {
 	var spec specs.Spec
 	if err := abi.ReadJSON(filepath.Join(AppsDir, app, abi.AppSpecFile), &spec); err != nil {
 		return fail(abi.ExitSkiffFailure, "app %s: read its spec: %v", app, err)
@@ -115,7 +115,7 @@ func execProcess(app string, process []byte, consoleFD int) error {
 	if consoleFD > 0 {
 		inRoot = func() error { return ptyOnConsoleSocket(consoleFD) }
 	}
-	return execSpec(app, &spec, p.Args, true, nil, inRoot)
+	return execSpec(app, &spec, p.Args, true, nil, inRoot, nested)
 }
 
 // ptyOnConsoleSocket makes a pty on the app's devpts (this process is in the
@@ -178,8 +178,11 @@ func within(set, allowed []string) []string {
 }
 
 // execSpec is exec with the spec given; inRoot, when set, runs once this
-// process is in the app's root.
-func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv []string, inRoot func() error) error {
+// process is in the app's root. nested, when not 0, says that this process
+// is app-exec started again in the app's own pid namespace (pidns.go) by
+// the one that got the stdio (its descriptors 0 to nested-1, its
+// environment the hand-over's) or, with inherit, joined the app's cgroup.
+func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv []string, inRoot func() error, nested int) error {
 	spec := *specp
 	// Credentials, no_new_privs and seccomp filters belong to a thread: do all
 	// of it, and the exec, on this one.
@@ -189,7 +192,11 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 	}
 	var extraEnv []string
 	keepFDs := 3 // stdio; then the socket-activated descriptors
-	if !inherit {
+	switch {
+	case nested > 0 && !inherit:
+		keepFDs, extraEnv = nested, os.Environ()
+	case nested > 0: // the supervisor has joined the app's cgroup
+	case !inherit:
 		got, err := stdio.Receive(StdioSocket, app)
 		if err != nil {
 			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
@@ -206,7 +213,7 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 				return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 			}
 		}
-	} else {
+	default:
 		// enter: the app's cgroup (cgroup2; the host has put this process in
 		// its v1 cgroups) and OOM score, before anything else.
 		if err := joinAppCgroup(app); err != nil {
@@ -217,6 +224,9 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 				return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 			}
 		}
+	}
+	if nested == 0 && nestedPIDNS() {
+		return superviseNested(app, inherit, keepFDs, extraEnv)
 	}
 	p := spec.Process
 	// The AppArmor attribute is opened in the pod's /proc, before the app's
@@ -248,12 +258,20 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 		if err := closeExtraFDs(keepFDs); err != nil {
 			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 		}
-		if joined, err = joinAppMountNS(app); err != nil {
+		join := func() (bool, error) { return joinAppMountNS(app) }
+		if nested > 0 {
+			join = joinNestedMountNS
+		}
+		if joined, err = join(); err != nil {
 			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
 		}
 	}
 	if !joined {
-		if err := enterRoot(AppRoot(app)); err != nil {
+		var procfs func() error // the app's own pid namespace's (pidns.go)
+		if nested > 0 {
+			procfs = func() error { return mountNestedProc(&spec) }
+		}
+		if err := enterRoot(AppRoot(app), procfs); err != nil {
 			return fail(abi.ExitSkiffFailure, "app %s: enter its rootfs: %v", app, err)
 		}
 	}

@@ -23,15 +23,22 @@ func Main(args []string) error {
 	var env envFlag
 	fs.Var(&env, "env", "KEY=VALUE added to the app's environment (repeatable)")
 	process := fs.String("process", "", "with --inherit: an OCI process (JSON) to run instead of the app's own (OCI exec)")
+	nested := fs.Int("nested", 0, "internal: this process is in the app's own pid namespace, started by app-exec with the app's stdio and N descriptors (pidns.go)")
 	consoleFD := fs.Int("console-fd", 0, "with --inherit: the console socket's fd; the process gets a pty whose master goes there (enter on a terminal)")
+	guard := fs.Int("guard-fd", -1, "internal, with --nested: the read end of a pipe whose write end only the starting app-exec holds")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *nested > 0 {
+		if err := watchParent(*guard); err != nil {
+			return fail(abi.ExitSkiffFailure, "app-exec: %v", err)
+		}
 	}
 	if *process != "" {
 		if !*inherit {
 			return fmt.Errorf("app-exec: --process needs --inherit")
 		}
-		return execProcess(fs.Arg(0), []byte(*process), *consoleFD)
+		return execProcess(fs.Arg(0), []byte(*process), *consoleFD, *nested)
 	}
 	if fs.NArg() < 1 {
 		return fmt.Errorf("usage: app-exec [--inherit] APP [-- CMD...]")
@@ -47,7 +54,7 @@ func Main(args []string) error {
 		}
 		inRoot = func() error { return ptyOnConsoleSocket(*consoleFD) }
 	}
-	return exec(fs.Arg(0), cmd, *inherit, env, inRoot)
+	return exec(fs.Arg(0), cmd, *inherit, env, inRoot, *nested)
 }
 
 type envFlag []string

@@ -28,8 +28,10 @@ import (
 
 // enterRoot makes root this thread's root, in a mount namespace of its own
 // (the caller has locked its OS thread, and execs from it). The stage1's
-// mount tree is detached from that namespace.
-func enterRoot(root string) error {
+// mount tree is detached from that namespace. inRoot, when set, runs once
+// root is the root, before the root is made unbindable (a bind from it
+// would fail then).
+func enterRoot(root string, inRoot func() error) error {
 	// CLONE_NEWNS implies CLONE_FS: this thread gets its own root and cwd.
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		return fmt.Errorf("new mount namespace: %w", err)
@@ -84,6 +86,11 @@ func enterRoot(root string) error {
 	if err := unix.Chdir("/"); err != nil {
 		return err
 	}
+	if inRoot != nil {
+		if err := inRoot(); err != nil {
+			return err
+		}
+	}
 	// An unbindable root (OCI mode's rootfsPropagation) is the app's: made
 	// so once it is the root, as runc does after pivot_root (the sandbox's
 	// root cannot be, or nothing could be bound from it at create).
@@ -96,58 +103,29 @@ func enterRoot(root string) error {
 }
 
 // joinAppMountNS moves this thread into the mount namespace of app's
-// oldest process (its main process, or what is left of it), so that enter
-// sees the mounts the app made itself. It says false, and changes nothing,
-// when there is no such namespace to join: no process of the app's but this
-// one, or only processes still in the pod's own namespace (app-exec before
-// it entered the app's root); the caller then builds the app's root afresh.
-// The caller is already in the app's cgroup (joinAppCgroup), has done what
-// needs the pod's /proc, and from here on trusts nothing in the app's tree
-// (it opens paths with openInRoot, as for a fresh root).
+// oldest process that is in a mount namespace other than this thread's (its
+// main process, or what is left of it), so that enter sees the mounts the
+// app made itself. It says false, and changes nothing, when there is no such
+// namespace to join: no process of the app's but this one, or only
+// processes still in the pod's own namespace (app-exec before it entered the
+// app's root, or the supervisor of an app in a pid namespace of its own);
+// the caller then builds the app's root afresh. The caller is already in the
+// app's cgroup (joinAppCgroup), has done what needs the pod's /proc, and from
+// here on trusts nothing in the app's tree (it opens paths with openInRoot,
+// as for a fresh root).
 func joinAppMountNS(app string) (bool, error) {
 	procs := filepath.Join(cgroupRoot, "system.slice", units.ServiceName(app), "cgroup.procs")
-	pid, err := oldestOther(procs)
-	if err != nil || pid == 0 {
+	// The namespace joined is the one vetted (see vettedNS).
+	ns, err := vettedNS(procs, "mnt")
+	if err != nil || ns == nil {
 		return false, err
 	}
-	// The namespace joined is the one vetted: opened from the process
-	// while a pidfd shows it alive from before the open to after the
-	// checks (so its pid was not reused on the way), in the app's cgroup,
-	// and not the pod's own.
-	pidfd, err := unix.PidfdOpen(pid, 0)
-	if errors.Is(err, unix.ESRCH) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("open the app's process %d: %w", pid, err)
-	}
-	defer unix.Close(pidfd)
-	nsfd, err := unix.Open(fmt.Sprintf("/proc/%d/ns/mnt", pid), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return false, nil // it has just exited
-	}
-	defer unix.Close(nsfd)
-	if in, err := inCgroupProcs(procs, pid); err != nil || !in {
-		return false, err
-	}
-	if err := unix.PidfdSendSignal(pidfd, 0, nil, 0); err != nil {
-		return false, nil // gone: the namespace may be another process's
-	}
-	var mine, its unix.Stat_t
-	if err := unix.Stat("/proc/thread-self/ns/mnt", &mine); err != nil {
-		return false, err
-	}
-	if err := unix.Fstat(nsfd, &its); err != nil {
-		return false, err
-	}
-	if its.Ino == mine.Ino && its.Dev == mine.Dev {
-		return false, nil // not in a root of its own yet
-	}
+	defer ns.Close()
 	// setns(CLONE_NEWNS) needs a thread that shares no fs information.
 	if err := unix.Unshare(unix.CLONE_FS); err != nil {
 		return false, fmt.Errorf("unshare the thread's fs information: %w", err)
 	}
-	if err := unix.Setns(nsfd, unix.CLONE_NEWNS); err != nil {
+	if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNS); err != nil {
 		return false, fmt.Errorf("join the app's mount namespace: %w", err)
 	}
 	// setns made the namespace's root this thread's root and cwd
@@ -155,8 +133,9 @@ func joinAppMountNS(app string) (bool, error) {
 }
 
 // oldestOther is the process listed in procs (a cgroup.procs file) that
-// started first, this one aside; 0 when there is none.
-func oldestOther(procs string) (int, error) {
+// started first among those want accepts, this one aside; 0 when there is
+// none.
+func oldestOther(procs string, want func(pid int) bool) (int, error) {
 	b, err := os.ReadFile(procs)
 	if err != nil {
 		return 0, fmt.Errorf("the app's processes: %w", err)
@@ -164,7 +143,7 @@ func oldestOther(procs string) (int, error) {
 	best, bestStart := 0, uint64(0)
 	for _, f := range strings.Fields(string(b)) {
 		pid, err := strconv.Atoi(f)
-		if err != nil || pid == os.Getpid() {
+		if err != nil || pid == os.Getpid() || !want(pid) {
 			continue
 		}
 		start, ok := startTime(pid)

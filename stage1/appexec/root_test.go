@@ -21,7 +21,7 @@ func TestOldestOther(t *testing.T) {
 	if err := os.WriteFile(procs, []byte(child+"\n"+self+"\n999999999\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if pid, err := oldestOther(procs); err != nil || pid != c.Process.Pid {
+	if pid, err := oldestOther(procs, func(int) bool { return true }); err != nil || pid != c.Process.Pid {
 		t.Errorf("oldestOther = %d, %v; want the child %d", pid, err, c.Process.Pid)
 	}
 	if s, ok := startTime(os.Getpid()); !ok || s == 0 {
@@ -30,7 +30,7 @@ func TestOldestOther(t *testing.T) {
 	if err := os.WriteFile(procs, []byte(self+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if pid, err := oldestOther(procs); err != nil || pid != 0 {
+	if pid, err := oldestOther(procs, func(int) bool { return true }); err != nil || pid != 0 {
 		t.Errorf("oldestOther with only this process = %d, %v; want 0", pid, err)
 	}
 	if in, err := inCgroupProcs(procs, os.Getpid()); err != nil || !in {

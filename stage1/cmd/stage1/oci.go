@@ -137,6 +137,9 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 	if err := writeOCISharedMounts(rootfs, sb.Mounts); err != nil {
 		return err
 	}
+	if err := ociAppPIDNS(rootfs, spec.Linux.Namespaces); err != nil {
+		return err
+	}
 	if o.consoleSocket != "" && spec.Process.Terminal {
 		// libcontainer makes the pty in the pod and sends its master now,
 		// during create, as runc does (conmon waits for it before start);
@@ -230,6 +233,23 @@ func ociRootPropagation(rootfs string, sb *container.Pod, prop string) error {
 		return err
 	}
 	return os.WriteFile(p, []byte(prop+"\n"), 0o644)
+}
+
+// ociAppPIDNS makes the app PID 1 of a pid namespace of its own, nested in
+// the container's, whose PID 1 is systemd, when the bundle asks for a new pid
+// namespace (runc's view: /proc/1 is the app): it writes
+// appexec.NestedPIDFile in the stage1's rootfs, out of the apps' reach. A pid
+// namespace joined by path (a Kubernetes pod's shared one) keeps systemd's
+// namespace as the app's.
+func ociAppPIDNS(rootfs string, nss []specs.LinuxNamespace) error {
+	if !container.CreatesNamespace(nss, specs.PIDNamespace) {
+		return nil
+	}
+	p := filepath.Join(rootfs, appexec.NestedPIDFile)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p, nil, 0o644)
 }
 
 // writeOCISharedMounts lists, for app-exec, the app's mounts the bundle asks

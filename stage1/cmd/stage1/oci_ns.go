@@ -60,8 +60,13 @@ func checkOCINamespaces(nss []specs.LinuxNamespace) error {
 			}
 		}
 	}
-	if !seen[specs.PIDNamespace] || !seen[specs.MountNamespace] {
-		return errors.New("systemd is the container's init: it needs a pid namespace (new, or one to nest its own in by path) and a new mount namespace; add them to linux.namespaces")
+	if !seen[specs.PIDNamespace] {
+		// Kubernetes' hostPID, podman's --pid=host. The app-as-init mode
+		// this would take does not exist (README "Conformance").
+		return errors.New("linux.namespaces has no pid namespace (the host's, as for hostPID or --pid=host): systemd, the container's init, must be PID 1 of a pid namespace and the host's has its own PID 1; add a pid namespace (new, or a path to nest in) to linux.namespaces, or run a host-pid container with runc")
+	}
+	if !seen[specs.MountNamespace] {
+		return errors.New("linux.namespaces has no mount namespace: systemd, the container's init, needs a new one with the stage1's tree in it; add {\"type\": \"mount\"} to linux.namespaces")
 	}
 	return nil
 }
