@@ -98,8 +98,8 @@ type App struct {
 	// host mounted from the app's layers).
 	RootfsTag string `json:"rootfsTag"`
 	// StdoutPort and StderrPort name the virtio-serial ports that carry the
-	// app's output to the host; the same name when skiff's stdout and
-	// stderr are one file, so their interleaving is kept.
+	// app's output to the host; the same name (Ports) when one port
+	// carries both streams, so their interleaving is kept.
 	StdoutPort string `json:"stdoutPort"`
 	StderrPort string `json:"stderrPort"`
 	// Stdin: the host feeds the app's stdin through the agent
@@ -131,7 +131,9 @@ type Share struct {
 }
 
 // Ports names the virtio-serial ports of app's output (host and guest agree
-// on them); "out" carries both streams when they are one file on the host.
+// on them); "out" carries both streams when skiff's stdout and stderr are
+// one terminal, with --interactive on a terminal, or when an OCI caller's
+// stdout and stderr are one file.
 func Ports(app string, combined bool) (stdout, stderr string) {
 	if combined {
 		return "skiff." + app + ".out", "skiff." + app + ".out"
