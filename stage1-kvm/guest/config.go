@@ -83,6 +83,9 @@ type Config struct {
 	Mounts []specs.Mount `json:"mounts,omitempty"`
 	// Net are the pod's network interfaces (CNI's, reached through taps).
 	Net []vmnet.Iface `json:"net,omitempty"`
+	// Sysctl are the sysctls the guest's kernel gets before the apps start
+	// (OCI mode: the bundle's linux.sysctl, see CheckSysctl).
+	Sysctl map[string]string `json:"sysctl,omitempty"`
 	// StopTimeout is how long an app gets between SIGTERM and SIGKILL
 	// (its unit has it too); the host's stop waits that long, and a little
 	// more, before it kills the VM.
