@@ -25,21 +25,91 @@ func TestRunPrintsAndExitsWithAppCode(t *testing.T) {
 	}
 }
 
-func TestStdoutAndStderrKeepTheirOrder(t *testing.T) {
+// TestOneFileOutputKeepsEachLinesStream: with skiff's stdout and stderr one
+// file (`skiff run IMG >f 2>&1`, a unit's journal stream), the app still gets
+// a pipe per stream, as podman's conmon gives it: skiff logs labels each line
+// with its stream (stdout lines on its stdout, stderr lines on its stderr),
+// each stream in the app's order, and the file has every line once, each
+// stream in order. The app used to get one pipe for both, logged as stdout.
+func TestOneFileOutputKeepsEachLinesStream(t *testing.T) {
 	e := newEnv(t)
-	c := e.cmd(e.runArgs(e.image("busybox"), "--", "/bin/sh", "-c",
-		"for i in 1 2 3; do echo out$i; echo err$i >&2; done")...)
-	var both syncBuffer
-	c.Stdout, c.Stderr = &both, &both // one pipe: the order is observable
+	uf := filepath.Join(t.TempDir(), "uuid")
+	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const n = 50
+	c := e.cmd(e.runArgs("--uuid-file-save="+uf, e.image("busybox"), "--", "/bin/sh", "-c",
+		"i=1; while [ $i -le 50 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done")...)
+	c.Stdout, c.Stderr = f, f // one file: >f 2>&1
 	if err := c.Run(); err != nil {
-		t.Fatalf("run: %v: %s", err, both.String())
+		b, _ := os.ReadFile(f.Name())
+		t.Fatalf("run: %v: %s", err, b)
 	}
-	got := both.String()
-	if i := strings.Index(got, "out1"); i > 0 {
-		got = got[i:] // skip skiff's own warning about the unsigned test image
+	var want [2][]string
+	for i := 1; i <= n; i++ {
+		want[0] = append(want[0], "out"+itoa(i))
+		want[1] = append(want[1], "err"+itoa(i))
 	}
-	if got != "out1\nerr1\nout2\nerr2\nout3\nerr3\n" {
-		t.Fatalf("interleaved output %q", got)
+	// The file: every line once, each stream in order (skiff's own warning
+	// about the unsigned test image, and the kvm flavor's about TCG, aside).
+	b, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got [2][]string
+	for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+		switch {
+		case strings.HasPrefix(l, "out"):
+			got[0] = append(got[0], l)
+		case strings.HasPrefix(l, "err"):
+			got[1] = append(got[1], l)
+		case strings.HasPrefix(l, "skiff: WARNING"), strings.HasPrefix(l, "stage1-kvm: warning"):
+		default:
+			t.Errorf("run's output has a line the app did not write: %q", l)
+		}
+	}
+	for i, name := range []string{"stdout", "stderr"} {
+		if strings.Join(got[i], " ") != strings.Join(want[i], " ") {
+			t.Errorf("the app's %s in run's output (one file): %q, want %q", name, got[i], want[i])
+		}
+	}
+	// skiff logs: each line on the stream the app wrote it to, in order.
+	r := e.ok("logs", strings.TrimSpace(readFile(t, uf)))
+	for i, out := range []string{r.stdout, r.stderr} {
+		name := []string{"stdout", "stderr"}[i]
+		if out != strings.Join(want[i], "\n")+"\n" {
+			t.Errorf("skiff logs' %s: %q, want the app's %s lines in order", name, out, name)
+		}
+	}
+}
+
+// TestTerminalOutputKeepsTheAppsOrder: on a terminal (without --interactive)
+// the screen shows the app's stdout and stderr lines in the order it wrote
+// them: the default flavor hands the terminal over, the kvm flavor carries
+// both streams through one port. Two pipes or ports, as for a file, would
+// show bursts of one stream before the other.
+func TestTerminalOutputKeepsTheAppsOrder(t *testing.T) {
+	need(t, "script")
+	e := newEnv(t)
+	args := append(e.globals(), e.runArgs(e.image("busybox"), "--", "/bin/sh", "-c",
+		"'i=1; while [ $i -le 50 ]; do echo out$i; echo err$i >&2; i=$((i+1)); done'")...)
+	out, err := exec.Command("script", "-qec", e.bin+" "+strings.Join(args, " "), "/dev/null").CombinedOutput()
+	if err != nil {
+		t.Fatalf("run on a terminal: %v\n%s", err, out)
+	}
+	var got, want []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "out") || strings.HasPrefix(l, "err") {
+			got = append(got, l)
+		}
+	}
+	for i := 1; i <= 50; i++ {
+		want = append(want, "out"+itoa(i), "err"+itoa(i))
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("the app's lines on the terminal: %q, want %q", got, want)
 	}
 }
 

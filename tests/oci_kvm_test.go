@@ -319,3 +319,72 @@ mkdir -p /www && echo from-the-guest > /www/index.html && exec httpd -f -p 8080 
 		t.Errorf("the namespace's links after delete: %s (%v); want no tap", out, err)
 	}
 }
+
+// The bundle's masked and read-only paths in its rootfs are the guest's
+// mounts, as the default stage1 makes them (ociMaskedAndReadonlyPaths).
+func TestOCIKVMMaskedAndReadonlyPathsInTheRootfs(t *testing.T) {
+	ociMaskedAndReadonlyPaths(t, newOCIKVMEnv(t))
+}
+
+// linux.sysctl (the namespaced ones runc accepts) is the guest kernel's, set
+// before the app starts; linux.devices that the guest's kernel has (a fifo,
+// its null under another name) are made in the app's /dev, in the guest,
+// with the bundle's mode and owner, not in the bundle's rootfs on the host.
+func TestOCIKVMSysctlsAndDevices(t *testing.T) {
+	o := newOCIKVMEnv(t)
+	b := o.bundle("b", "/bin/sh", "-c", `echo "fwd=$(cat /proc/sys/net/ipv4/ip_forward) shmmax=$(cat /proc/sys/kernel/shmmax) dom=$(cat /proc/sys/kernel/domainname)";
+		[ -p /dev/skfifo ] && stat -c 'fifo %a %u:%g' /dev/skfifo; stat -c 'null2 %t:%T %a %u:%g' /dev/null2; echo x > /dev/null2 && echo null2-writes`)
+	o.forID(b, "sd")
+	o.editConfig(b, func(c map[string]any) {
+		l := c["linux"].(map[string]any)
+		l["sysctl"] = map[string]string{"net.ipv4.ip_forward": "1", "kernel.shmmax": "123456789", "kernel.domainname": "skiffdom"}
+		l["devices"] = []map[string]any{
+			{"path": "/dev/skfifo", "type": "p", "fileMode": 0o600, "uid": 1000, "gid": 0},
+			{"path": "/dev/null2", "type": "c", "major": 1, "minor": 3, "fileMode": 0o660, "uid": 0, "gid": 1001},
+		}
+	})
+	r := o.ok("run", "--bundle", b, "sd")
+	for _, want := range []string{"fwd=1 shmmax=123456789 dom=skiffdom\n", "fifo 600 1000:0\n", "null2 1:3 660 0:1001\n", "null2-writes\n"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s%s", want, r.stdout, r.stderr)
+		}
+	}
+	for _, f := range []string{"dev/skfifo", "dev/null2"} {
+		if _, err := os.Lstat(filepath.Join(b, "rootfs", f)); err == nil {
+			t.Errorf("%s was made in the bundle's rootfs on the host", f)
+		}
+	}
+	o.rt("delete", "--force", "sd")
+	o.nothingLeft("sd")
+}
+
+// A device the guest's kernel does not have (a host disk) and a sysctl of
+// no namespace of the container's are refused at create, with one line
+// naming them, and nothing is left.
+func TestOCIKVMRefusesHostDevicesAndSysctls(t *testing.T) {
+	o := newOCIKVMEnv(t)
+	b := o.bundle("b", "/bin/true")
+	o.forID(b, "hd")
+	for _, c := range []struct {
+		key  string
+		val  any
+		want string
+	}{
+		{"devices", []map[string]any{{"path": "/dev/sda", "type": "b", "major": 8, "minor": 0}}, "/dev/sda (b 8:0) is a host device"},
+		{"devices", []map[string]any{{"path": "/dev/kvm", "type": "c", "major": 10, "minor": 232}}, "/dev/kvm (c 10:232) is a host device"},
+		{"devices", []map[string]any{{"path": "/etc/null", "type": "c", "major": 1, "minor": 3}}, "under /dev only"},
+		{"sysctl", map[string]string{"kernel.panic": "1"}, `"kernel.panic" is not in a separate kernel namespace`},
+	} {
+		o.editConfig(b, func(conf map[string]any) {
+			l := conf["linux"].(map[string]any)
+			delete(l, "devices")
+			delete(l, "sysctl")
+			l[c.key] = c.val
+		})
+		o.fails(c.want, "create", "--bundle", b, "hd")
+		o.nothingLeft("hd")
+		if _, err := os.Stat(filepath.Join(o.root, "hd")); err == nil {
+			o.rt("delete", "--force", "hd")
+		}
+	}
+}

@@ -83,6 +83,9 @@ type Config struct {
 	Mounts []specs.Mount `json:"mounts,omitempty"`
 	// Net are the pod's network interfaces (CNI's, reached through taps).
 	Net []vmnet.Iface `json:"net,omitempty"`
+	// Sysctl are the sysctls the guest's kernel gets before the apps start
+	// (OCI mode: the bundle's linux.sysctl, see CheckSysctl).
+	Sysctl map[string]string `json:"sysctl,omitempty"`
 	// StopTimeout is how long an app gets between SIGTERM and SIGKILL
 	// (its unit has it too); the host's stop waits that long, and a little
 	// more, before it kills the VM.
@@ -98,8 +101,8 @@ type App struct {
 	// host mounted from the app's layers).
 	RootfsTag string `json:"rootfsTag"`
 	// StdoutPort and StderrPort name the virtio-serial ports that carry the
-	// app's output to the host; the same name when skiff's stdout and
-	// stderr are one file, so their interleaving is kept.
+	// app's output to the host; the same name (Ports) when one port
+	// carries both streams, so their interleaving is kept.
 	StdoutPort string `json:"stdoutPort"`
 	StderrPort string `json:"stderrPort"`
 	// Stdin: the host feeds the app's stdin through the agent
@@ -131,7 +134,9 @@ type Share struct {
 }
 
 // Ports names the virtio-serial ports of app's output (host and guest agree
-// on them); "out" carries both streams when they are one file on the host.
+// on them); "out" carries both streams when skiff's stdout and stderr are
+// one terminal, with --interactive on a terminal, or when an OCI caller's
+// stdout and stderr are one file.
 func Ports(app string, combined bool) (stdout, stderr string) {
 	if combined {
 		return "skiff." + app + ".out", "skiff." + app + ".out"

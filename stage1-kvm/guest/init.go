@@ -122,6 +122,9 @@ func initMain() error {
 	if err := vmnet.Configure(cfg.Net); err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
+	if err := setSysctls(cfg.Sysctl); err != nil {
+		return err
+	}
 	if err := cfg.mountPod(); err != nil {
 		return err
 	}
@@ -233,12 +236,23 @@ func (c *Config) mountPod() error {
 			}
 			fs.Mounts[i].Source = src
 		}
+		appRoot := filepath.Join(root, appexec.AppRoot(a.Name))
+		if spec.Linux != nil { // masked and read-only paths in the rootfs, as the default flavor's OCI mode has them
+			var paths []specs.Mount
+			fs.MaskedPaths, fs.ReadonlyPaths, paths = podfs.RootfsPaths(spec.Linux, appRoot, fs.Mounts)
+			fs.Mounts = append(fs.Mounts, paths...)
+		}
 		ms, err := podfs.ResolveMounts(root, fs)
 		if err != nil {
 			return fmt.Errorf("app %s: %w", a.Name, err)
 		}
 		for _, m := range ms {
 			if err := mount(root, m); err != nil {
+				return fmt.Errorf("app %s: %w", a.Name, err)
+			}
+		}
+		if spec.Linux != nil {
+			if err := makeDevices(appRoot, spec.Linux.Devices); err != nil {
 				return fmt.Errorf("app %s: %w", a.Name, err)
 			}
 		}

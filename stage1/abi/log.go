@@ -6,9 +6,10 @@ import (
 	"time"
 )
 
-// Log streams. When skiff's stdout and stderr are one file (one pipe, one
-// journal stream), stage1 hands the app one pipe for both, to keep their order,
-// and logs it as StreamStdout. Since v1.
+// Log streams: the one the app wrote the line to, also when skiff's stdout
+// and stderr are one file (one pipe, one journal stream; earlier stage1
+// builds gave the app one pipe for both there and logged it all as
+// StreamStdout). Since v1.
 const (
 	StreamStdout = "stdout"
 	StreamStderr = "stderr"

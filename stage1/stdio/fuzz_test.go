@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/skiff-project/skiff/stage1/abi"
@@ -48,7 +49,7 @@ func FuzzLogCopy(f *testing.F) {
 			t.Fatal(err)
 		}
 		l.size = 0
-		l.copy(in, nil, "web", abi.StreamStderr)
+		l.copy(in, nil, &sync.Mutex{}, "web", abi.StreamStderr)
 		logged, err := os.ReadFile(filepath.Join(dir, "logs", "pod.log"))
 		if err != nil {
 			t.Fatal(err)

@@ -15,13 +15,17 @@ import (
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
-// The pod's log. An app's stdout and stderr are pipes whose reader, a Tee in
-// stage1's run process, writes every chunk unaltered to skiff's own stdout or
-// stderr as soon as it arrives and appends it, line by line with the time, the
-// app and the stream, to abi.LogFile. Order is kept within each pipe; when
-// skiff's stdout and stderr are one file the app gets one pipe for both, so
-// the order between them is kept too. A terminal is handed over directly and
-// not logged: the app needs it as its terminal.
+// The pod's log. An app's stdout and stderr are two pipes, always (as podman's
+// conmon makes them), whose readers, Tees in stage1's run process, write every
+// chunk unaltered to skiff's own stdout or stderr as soon as it arrives and
+// append it, line by line with the time, the app and the stream, to
+// abi.LogFile. Order is exact within each stream; between the two it is the
+// order in which run read them: the app's for writes with pauses between
+// them, but a burst written faster than run wakes comes out one stream's
+// part, then the other's. When skiff's stdout and stderr are one file
+// ('>f 2>&1', one journal stream), the tees writing to it take turns, a chunk
+// at a time, so neither splits the other's chunk. A terminal is handed over
+// directly and not logged: the app needs it as its terminal.
 
 // DefaultLogMax is the size at which the log is rotated (one old file kept).
 const DefaultLogMax = 8 << 20
@@ -44,7 +48,12 @@ type Log struct {
 	max  int64
 	f    *os.File
 	size int64
+	outs map[fileID]*sync.Mutex // per output file (of every tee): whose turn it is to write
 }
+
+// fileID is an open file's identity: skiff's stdout and stderr are one file
+// after '>f 2>&1', though two descriptors.
+type fileID struct{ dev, ino uint64 }
 
 // OpenLog opens (appending) the log at path, rotating it to path.1 when it
 // grows beyond max bytes. A relative path is resolved beneath the working
@@ -158,12 +167,34 @@ func (l *Log) Tee(app, stream string, out *os.File) (*Tee, error) {
 		return nil, err
 	}
 	t := &Tee{w: w, done: make(chan struct{})}
+	turn := l.outLock(out)
 	go func() {
 		defer close(t.done)
 		defer r.Close()
-		l.copy(r, out, app, stream)
+		l.copy(r, out, turn, app, stream)
 	}()
 	return t, nil
+}
+
+// outLock is the lock of out's file, shared by every tee that writes to it.
+func (l *Log) outLock(out *os.File) *sync.Mutex {
+	if out == nil {
+		return &sync.Mutex{}
+	}
+	var st unix.Stat_t
+	if unix.Fstat(int(out.Fd()), &st) != nil {
+		return &sync.Mutex{}
+	}
+	id := fileID{uint64(st.Dev), st.Ino}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.outs == nil {
+		l.outs = map[fileID]*sync.Mutex{}
+	}
+	if l.outs[id] == nil {
+		l.outs[id] = &sync.Mutex{}
+	}
+	return l.outs[id]
 }
 
 // W is the pipe's write end, for the app.
@@ -183,7 +214,7 @@ func (t *Tee) Wait(timeout time.Duration) bool {
 	}
 }
 
-func (l *Log) copy(r, out *os.File, app, stream string) {
+func (l *Log) copy(r, out *os.File, turn *sync.Mutex, app, stream string) {
 	buf := make([]byte, 64<<10)
 	var line, entries []byte
 	entry := abi.LogEntry{App: app, Stream: stream}
@@ -203,7 +234,10 @@ func (l *Log) copy(r, out *os.File, app, stream string) {
 		if n > 0 {
 			chunk := buf[:n]
 			if out != nil {
-				if _, werr := out.Write(chunk); errors.Is(werr, syscall.EPIPE) {
+				turn.Lock()
+				_, werr := out.Write(chunk)
+				turn.Unlock()
+				if errors.Is(werr, syscall.EPIPE) {
 					out = nil // the reader went away: so does our end, and the app gets EPIPE
 					err = werr
 				}

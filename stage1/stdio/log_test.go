@@ -2,11 +2,15 @@ package stdio
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/stage1/abi"
 )
@@ -150,4 +154,80 @@ func TestLogRefusesPlantedLinks(t *testing.T) {
 			t.Errorf("log: %v, %v; want a regular file within its cap", st, err)
 		}
 	})
+}
+
+// TestTeesToOneFileTakeTurns: when skiff's stdout and stderr are one pipe
+// ('>f 2>&1' into a reader, a unit's journal stream), the two tees write to
+// it through two descriptors; a chunk bigger than the pipe's atomic size is
+// written in several parts, and the other tee's chunk must not land between
+// them. Each chunk here is one whole line of one letter.
+func TestTeesToOneFileTakeTurns(t *testing.T) {
+	l, err := OpenLog(filepath.Join(t.TempDir(), "logs", "pod.log"), 64<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var p [2]int
+	if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil { // blocking, as skiff's are
+		t.Fatal(err)
+	}
+	if _, err := unix.FcntlInt(uintptr(p[1]), unix.F_SETPIPE_SZ, 4096); err != nil {
+		t.Fatal(err)
+	}
+	dup, err := unix.FcntlInt(uintptr(p[1]), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	outR := os.NewFile(uintptr(p[0]), "out-r")
+	stdout, stderr := os.NewFile(uintptr(p[1]), "stdout"), os.NewFile(uintptr(dup), "stderr")
+	const lines, size = 40, 32 << 10
+	var tees []*Tee
+	var writers sync.WaitGroup
+	for i, out := range []*os.File{stdout, stderr} {
+		tee, err := l.Tee("web", []string{abi.StreamStdout, abi.StreamStderr}[i], out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tees = append(tees, tee)
+		line := []byte(strings.Repeat(string(rune('a'+i)), size-1) + "\n")
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			defer tee.CloseWriter()
+			for range lines {
+				if _, err := tee.W().Write(line); err != nil {
+					t.Error(err)
+					return
+				}
+				// One line a chunk: the next when the tee has read this one.
+				for n, err := unix.IoctlGetInt(int(tee.W().Fd()), unix.TIOCINQ); err == nil && n > 0; n, err = unix.IoctlGetInt(int(tee.W().Fd()), unix.TIOCINQ) {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}()
+	}
+	copied := make(chan []byte)
+	go func() {
+		b, _ := io.ReadAll(outR)
+		copied <- b
+	}()
+	writers.Wait()
+	for _, tee := range tees {
+		if !tee.Wait(10 * time.Second) {
+			t.Fatal("tee did not end")
+		}
+	}
+	stdout.Close()
+	stderr.Close()
+	b := <-copied
+	got := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	mixed := 0
+	for _, l := range got {
+		if len(l) != size-1 || strings.Trim(l, l[:1]) != "" {
+			mixed++
+		}
+	}
+	if mixed > 0 || len(got) != 2*lines {
+		t.Errorf("%d lines, %d of them mixed from both tees; want %d lines of one letter each", len(got), mixed, 2*lines)
+	}
 }

@@ -54,10 +54,15 @@ func newLogsCmd(g *globals) *cobra.Command {
 stderr), from the log stage1 keeps in the pod directory (size-capped: the
 newest two files of 8 MiB). Output that went to a terminal is not in the log:
 a pod run on a terminal gets the terminal itself; redirect skiff's output, or
-run the pod as a unit ('skiff generate unit'), to keep it. When skiff's stdout
-and stderr were one file ('>f 2>&1', one journal stream), the apps wrote both
-through one pipe, which keeps their order, and the log has it all as stdout.
-With several apps and no --app, each line starts with "APP| ".`,
+run the pod as a unit ('skiff generate unit'), to keep it (the kvm flavor logs
+it, as stdout when both streams went to the terminal). Each line keeps its
+stream, also when skiff's stdout and stderr were one file ('>f 2>&1', one
+journal stream): 'skiff logs UUID 2>/dev/null' prints only what the apps wrote
+to stdout, '>/dev/null' only their stderr. Lines of one stream are in the
+order the app wrote them; between the two streams, in the order skiff read
+them, as with podman: a burst written faster than skiff reads comes out one
+stream's part, then the other's (on a terminal, the screen has the app's
+order). With several apps and no --app, each line starts with "APP| ".`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			since, err := parseSince(f.since, time.Now())

@@ -29,6 +29,7 @@ import (
 
 	"github.com/skiff-project/skiff/internal/atomicfile"
 	"github.com/skiff-project/skiff/stage1-kvm/agent"
+	"github.com/skiff-project/skiff/stage1-kvm/guest"
 	"github.com/skiff-project/skiff/stage1-kvm/vmnet"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
@@ -215,6 +216,16 @@ func checkKVMSpec(spec *specs.Spec, o ociOpts) error {
 	if !hasNet {
 		return errors.New("linux.namespaces has no network namespace: a VM cannot share the host's network; give the container its own (podman: the default network or --network=none)")
 	}
+	for _, d := range spec.Linux.Devices {
+		if err := guest.CheckDevice(d); err != nil {
+			return err
+		}
+	}
+	for k, val := range spec.Linux.Sysctl {
+		if err := guest.CheckSysctl(k, val); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -380,6 +391,7 @@ func ociRunMain(args []string) error {
 	}
 	v := &vm{o: ro, m: &m, specs: map[string]*specs.Spec{}, ociCgroup: string(cg), ociNetNS: ociNetNS(&spec)}
 	v.cfg.PodDir, v.cfg.Hostname, v.cfg.Debug = ro.PodDir, ro.Hostname, ro.Debug
+	v.cfg.Sysctl = spec.Linux.Sysctl
 	return v.runPod()
 }
 

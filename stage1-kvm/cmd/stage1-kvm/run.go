@@ -18,6 +18,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/skiff-project/skiff/internal/atomicfile"
 	"github.com/skiff-project/skiff/internal/overlay"
@@ -432,7 +433,14 @@ func (v *vm) size() (mem int64, cpus int) {
 // apps mounts each app's rootfs, shares it and its volumes with the guest,
 // and gives it its output ports, teed into the pod's log.
 func (v *vm) apps(log *stdio.Log) error {
-	combined := sameFile(os.Stdout, os.Stderr) || v.term != nil
+	// One port for both streams with --interactive on a terminal (the
+	// app's terminal in the guest); when skiff's stdout and stderr are one
+	// terminal, so that the screen shows them in the app's order (the log
+	// then has both as stdout); and in OCI mode when the caller's stdout
+	// and stderr are one file (its descriptors, unaltered). Else two, so
+	// that the log keeps which stream each line came from, even when they
+	// are one file ('>f 2>&1').
+	combined := v.term != nil || (sameFile(os.Stdout, os.Stderr) && (v.oci() || term.IsTerminal(int(os.Stdout.Fd()))))
 	for i, a := range v.m.Apps {
 		root := filepath.Join(v.o.PodDir, s1Apps, a.Name)
 		d := abi.AppDir(".", a.Name)
@@ -820,8 +828,8 @@ func abs(p string) string {
 }
 
 // sameFile tells whether a and b are the same open file (skiff's stdout and
-// stderr on one pipe, terminal or file): their output then shares one port,
-// which keeps its interleaving.
+// stderr on one terminal, or an OCI caller's on one pipe or file): their
+// output then shares one port, which keeps its interleaving.
 func sameFile(a, b *os.File) bool {
 	sa, errA := a.Stat()
 	sb, errB := b.Stat()

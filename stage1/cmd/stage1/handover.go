@@ -87,25 +87,23 @@ func newHandover(o runOpts, m *abi.PodManifest) (*handover, error) {
 		return nil, err
 	}
 	outTTY, errTTY := isTerminal(os.Stdout), isTerminal(os.Stderr)
-	merged := !outTTY && !errTTY && sameFile(os.Stdout, os.Stderr)
 	for _, a := range m.Apps {
 		var pair [2]*os.File
 		for i, f := range []*os.File{os.Stdout, os.Stderr} {
 			stream := []string{abi.StreamStdout, abi.StreamStderr}[i]
-			switch {
-			case []bool{outTTY, errTTY}[i]:
+			if []bool{outTTY, errTTY}[i] {
 				pair[i] = f
-			case i == 1 && merged:
-				pair[1] = pair[0]
-			default:
-				t, err := h.log.Tee(a.Name, stream, f)
-				if err != nil {
-					h.close()
-					return nil, err
-				}
-				h.tees = append(h.tees, t)
-				pair[i] = t.W()
+				continue
 			}
+			// A pipe per stream even when skiff's stdout and stderr are one
+			// file: the log keeps which stream each line came from.
+			t, err := h.log.Tee(a.Name, stream, f)
+			if err != nil {
+				h.close()
+				return nil, err
+			}
+			h.tees = append(h.tees, t)
+			pair[i] = t.W()
 		}
 		h.outs[a.Name] = pair
 	}
@@ -137,14 +135,6 @@ func hasApp(m *abi.PodManifest, name string) bool {
 func isTerminal(f *os.File) bool {
 	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
 	return err == nil
-}
-
-func sameFile(a, b *os.File) bool {
-	var x, y unix.Stat_t
-	if unix.Fstat(int(a.Fd()), &x) != nil || unix.Fstat(int(b.Fd()), &y) != nil {
-		return false
-	}
-	return x.Dev == y.Dev && x.Ino == y.Ino
 }
 
 // files is what app gets; env are its readiness variables.
