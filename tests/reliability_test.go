@@ -163,42 +163,9 @@ func TestImageExportStreamsAndNeverReplaces(t *testing.T) {
 	img := e.image("busybox")
 	e.ok("--insecure-options=image", "fetch", img)
 	dir := t.TempDir()
-	for _, target := range []string{"-", "/dev/stdout"} {
-		c := e.cmd("image", "export", img, target)
-		c.Dir = dir
-		var out, errb bytes.Buffer
-		c.Stdout, c.Stderr = &out, &errb
-		if err := c.Run(); err != nil || !tarHasLayout(out.Bytes()) {
-			t.Errorf("image export %s: %v (%s); %d bytes on stdout, want an OCI archive", target, err, errb.String(), out.Len())
-		}
-	}
-	if _, err := os.Lstat(filepath.Join(dir, "-")); err == nil {
-		t.Errorf("image export -: wrote a file named '-'")
-	}
-	if fi, err := os.Lstat("/dev/stdout"); err != nil || fi.Mode()&os.ModeSymlink == 0 {
-		t.Fatalf("/dev/stdout is no longer a link: %v %v", fi, err)
-	}
-
-	fifo := filepath.Join(dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan []byte, 1)
-	go func() {
-		b, _ := os.ReadFile(fifo)
-		got <- b
-	}()
-	r := e.skiff("image", "export", img, fifo)
-	if r.code != 0 {
-		_ = os.WriteFile(fifo, nil, 0) // let the reader go
-		t.Errorf("image export FIFO: exit %d: %s", r.code, r.stderr)
-	}
-	if b := <-got; r.code == 0 && !tarHasLayout(b) {
-		t.Errorf("image export FIFO: the reader got %d bytes, not an OCI archive", len(b))
-	}
-	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
-		t.Errorf("the fifo was replaced: %v %v", fi, err)
-	}
+	streamsToStdoutAndFifos(t, e, dir, "image export", func(target string) []string {
+		return []string{"image", "export", img, target}
+	}, tarHasLayout)
 
 	full := filepath.Join(dir, "full")
 	if err := syscall.Mknod(full, syscall.S_IFCHR|0o666, 1<<8|7); err != nil { // /dev/full's numbers
@@ -213,6 +180,49 @@ func TestImageExportStreamsAndNeverReplaces(t *testing.T) {
 	}
 	if fi, err := os.Lstat(full); err != nil || fi.Mode()&os.ModeCharDevice == 0 {
 		t.Errorf("the device node was replaced: %v %v", fi, err)
+	}
+}
+
+// streamsToStdoutAndFifos: the command args(TARGET) writes its output to
+// standard output for TARGET "-" and "/dev/stdout" (no file named "-", the
+// /dev/stdout link left as it is) and streams it to a fifo, which stays a
+// fifo; valid says whether what arrived is the output wanted.
+func streamsToStdoutAndFifos(t *testing.T, e *env, dir, what string, args func(target string) []string, valid func([]byte) bool) {
+	t.Helper()
+	for _, target := range []string{"-", "/dev/stdout"} {
+		c := e.cmd(args(target)...)
+		c.Dir = dir
+		var out, errb bytes.Buffer
+		c.Stdout, c.Stderr = &out, &errb
+		if err := c.Run(); err != nil || !valid(out.Bytes()) {
+			t.Errorf("%s %s: %v (%s); stdout %.200q, not the output wanted", what, target, err, errb.String(), out.Bytes())
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(dir, "-")); err == nil {
+		t.Errorf("%s -: wrote a file named '-'", what)
+	}
+	if fi, err := os.Lstat("/dev/stdout"); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("/dev/stdout is no longer a link: %v %v", fi, err)
+	}
+	fifo := filepath.Join(dir, "fifo")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := os.ReadFile(fifo)
+		got <- b
+	}()
+	r := e.skiff(args(fifo)...)
+	if r.code != 0 {
+		_ = os.WriteFile(fifo, nil, 0) // let the reader go
+		t.Errorf("%s FIFO: exit %d: %s", what, r.code, r.stderr)
+	}
+	if b := <-got; r.code == 0 && !valid(b) {
+		t.Errorf("%s FIFO: the reader got %d bytes, not the output wanted", what, len(b))
+	}
+	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
+		t.Errorf("the fifo was replaced: %v %v", fi, err)
 	}
 }
 
@@ -601,42 +611,9 @@ func TestUUIDFileSaveStreams(t *testing.T) {
 	e := newEnv(t)
 	img := e.image("busybox")
 	dir := t.TempDir()
-	for _, target := range []string{"-", "/dev/stdout"} {
-		c := e.cmd(e.runArgs("--net=none", "--uuid-file-save="+target, img, "--", "/bin/true")...)
-		c.Dir = dir
-		var out, errb bytes.Buffer
-		c.Stdout, c.Stderr = &out, &errb
-		if err := c.Run(); err != nil || !uuidLine.MatchString(out.String()) {
-			t.Errorf("run --uuid-file-save=%s: %v (%s); stdout %q, want the pod's UUID", target, err, errb.String(), out.String())
-		}
-	}
-	if _, err := os.Lstat(filepath.Join(dir, "-")); err == nil {
-		t.Errorf("--uuid-file-save=-: wrote a file named '-'")
-	}
-	if fi, err := os.Lstat("/dev/stdout"); err != nil || fi.Mode()&os.ModeSymlink == 0 {
-		t.Fatalf("/dev/stdout is no longer a link: %v %v", fi, err)
-	}
-
-	fifo := filepath.Join(dir, "fifo")
-	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	got := make(chan []byte, 1)
-	go func() {
-		b, _ := os.ReadFile(fifo)
-		got <- b
-	}()
-	r := e.skiff(e.runArgs("--net=none", "--uuid-file-save="+fifo, img, "--", "/bin/true")...)
-	if r.code != 0 {
-		_ = os.WriteFile(fifo, nil, 0) // let the reader go
-		t.Errorf("run --uuid-file-save=FIFO: exit %d: %s", r.code, r.stderr)
-	}
-	if b := <-got; r.code == 0 && !uuidLine.Match(b) {
-		t.Errorf("run --uuid-file-save=FIFO: the reader got %q, not a UUID", b)
-	}
-	if fi, err := os.Lstat(fifo); err != nil || fi.Mode()&os.ModeNamedPipe == 0 {
-		t.Errorf("the fifo was replaced: %v %v", fi, err)
-	}
+	streamsToStdoutAndFifos(t, e, dir, "run --uuid-file-save", func(target string) []string {
+		return e.runArgs("--net=none", "--uuid-file-save="+target, img, "--", "/bin/true")
+	}, uuidLine.Match)
 
 	before := len(e.pods())
 	full := filepath.Join(dir, "full")
