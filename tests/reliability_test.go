@@ -362,6 +362,29 @@ func TestEnterSignalsEndTheCommandAndNothingOutlivesIt(t *testing.T) {
 	}
 }
 
+// TestEnterKilledLeavesNoCommand: SIGKILL of `skiff enter` (it cannot
+// forward it) still ends the entered command: it has SIGKILL as its
+// parent-death signal, set after its switch to the app's credentials.
+func TestEnterKilledLeavesNoCommand(t *testing.T) {
+	e := newEnv(t)
+	if e.flavor() != "default" {
+		t.Skip("looks for the entered process on the host (the kvm guest's are not there)")
+	}
+	uuid, _ := e.runningPod()
+	c, _, _ := e.startBackground("enter", uuid, "/bin/sleep", "5778")
+	t.Cleanup(func() { // a leaked one would hold enter's stdout, which the harness reads to its end
+		for _, pid := range hostProcs("/bin/sleep", "5778") {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	waitFor(t, 20*time.Second, "the entered command to run", func() bool { return len(hostProcs("/bin/sleep", "5778")) == 1 })
+	_ = c.Process.Kill()
+	_, _ = c.Process.Wait() // not c.Wait: a leaked command holds enter's stdout
+	waitFor(t, 20*time.Second, "the entered sleep to be gone after SIGKILL of enter", func() bool {
+		return len(hostProcs("/bin/sleep", "5778")) == 0
+	})
+}
+
 // TestEnterPassesSignals: a signal to `skiff enter` reaches the entered
 // command as that signal, in both flavors (kvm: through the guest agent,
 // not as a hangup): SIGUSR1 runs the command's trap, SIGTERM its TERM trap,

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/units"
 )
@@ -26,8 +28,15 @@ func Main(args []string) error {
 	nested := fs.Int("nested", 0, "internal: this process is in the app's own pid namespace, started by app-exec with the app's stdio and N descriptors (pidns.go)")
 	consoleFD := fs.Int("console-fd", 0, "with --inherit: the console socket's fd; the process gets a pty whose master goes there (enter on a terminal)")
 	guard := fs.Int("guard-fd", -1, "internal, with --nested: the read end of a pipe whose write end only the starting app-exec holds")
+	withParent := fs.Bool("die-with-parent", false, "with --inherit: the command gets SIGKILL when the process that started app-exec (enter, outside the pod's pid namespace) ends")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *withParent && !*inherit {
+		return fmt.Errorf("app-exec: --die-with-parent needs --inherit")
+	}
+	if *withParent {
+		dieWithParent, startParent = true, unix.Getppid()
 	}
 	if *nested > 0 {
 		if err := watchParent(*guard); err != nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -179,6 +180,12 @@ func enterMain(args []string) error {
 	}
 	var sigs *enterSignals
 	if !*detach {
+		if *process == "" {
+			// enter's command ends with enter, even killed (SIGKILL):
+			// its parent-death signal follows the thread that starts it.
+			runtime.LockOSThread()
+			cmd = append(cmd[:2:2], append([]string{"--die-with-parent"}, cmd[2:]...)...)
+		}
 		sigs = catchEnterSignals()
 		o.Started = func(pid int, send func(os.Signal) error) {
 			if console != nil {
