@@ -61,7 +61,7 @@ type startFlags struct {
 
 func (f *prepareFlags) register(fl *pflag.FlagSet) {
 	f.fetchFlags.register(fl, "new")
-	fl.StringVar(&f.uuidFile, "uuid-file-save", "", "write the pod's UUID to this file")
+	fl.StringVar(&f.uuidFile, "uuid-file-save", "", "write the pod's UUID to this file ('-' for standard output; a pipe or fifo is streamed to, a link or device refused)")
 	fl.StringVar(&f.stage1Path, "stage1-path", "", "run with the stage1 image in this file")
 	fl.StringVar(&f.stage1Name, "stage1-name", stage1img.DefaultName, "run with the installed stage1 of this name")
 	fl.StringArrayVar(&f.volumes, "volume", nil, "a pod volume: NAME,kind=host,source=PATH[,readOnly=true][,idmap=true] | NAME,kind=empty[,mode=0755,uid=N,gid=N] | SOURCE:TARGET[:ro][,idmap] (idmap: with --private-users, the pod's ids are the host's in this host volume, its root is host root there)")
