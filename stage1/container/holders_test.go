@@ -1,12 +1,16 @@
 package container
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 // fakeProc makes proc/PID/{stat,ns/pid[,wchan]} for one process.
@@ -70,5 +74,100 @@ func TestHoldersNamesWhatKeepsThePod(t *testing.T) {
 	}
 	if got := holders(proc, 100, nil); !strings.HasSuffix(got, " and 20 more") || strings.Count(got, "(sleep)") != 11 { // 101, 102 and the first ten
 		t.Errorf("holders of a crowded pod: %q", got)
+	}
+}
+
+// A pod may grow its own cgroups (delegated to --private-users pods):
+// CgroupPids reads a bounded part of a hostile tree, follows no symlink and
+// says when it stopped early.
+func TestCgroupPidsIsBounded(t *testing.T) {
+	root := t.TempDir()
+	write := func(path, s string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pids := func(dir, wantErr string) []int {
+		t.Helper()
+		got, err := CgroupPids(dir)
+		if wantErr == "" && err != nil || wantErr != "" && (!errors.Is(err, ErrCgroupsReadInPart) || !strings.Contains(err.Error(), wantErr)) {
+			t.Errorf("CgroupPids(%s): error %v, want %q", dir, err, wantErr)
+		}
+		return got
+	}
+
+	// A plain tree is read whole.
+	plain := filepath.Join(root, "plain")
+	write(filepath.Join(plain, "cgroup.procs"), "10\n")
+	write(filepath.Join(plain, "a", "cgroup.procs"), "11\n12\n")
+	write(filepath.Join(plain, "a", "b", "cgroup.procs"), "13\n")
+	if got := pids(plain, ""); !slices.Equal(slices.Sorted(slices.Values(got)), []int{10, 11, 12, 13}) {
+		t.Errorf("plain tree: %v", got)
+	}
+
+	// Symlinks (a cgroup filesystem has none) are not followed, a cgroup.procs
+	// that is no regular file (a fifo would block) is not read.
+	outside := filepath.Join(root, "outside")
+	write(filepath.Join(outside, "cgroup.procs"), "4242\n")
+	links := filepath.Join(root, "links")
+	os.MkdirAll(filepath.Join(links, "f"), 0o755)
+	os.MkdirAll(filepath.Join(links, "p"), 0o755)
+	os.Symlink(outside, filepath.Join(links, "d"))
+	os.Symlink(filepath.Join(outside, "cgroup.procs"), filepath.Join(links, "f", "cgroup.procs"))
+	if err := unix.Mkfifo(filepath.Join(links, "p", "cgroup.procs"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := pids(links, ""); len(got) != 0 {
+		t.Errorf("through symlinks: %v", got)
+	}
+	if got := pids(filepath.Join(links, "d"), ""); len(got) != 0 { // the root itself
+		t.Errorf("a symlinked root: %v", got)
+	}
+
+	// Deep: read down to maxCgroupDepth levels.
+	deep := filepath.Join(root, "deep")
+	d := deep
+	for i := 1; i <= maxCgroupDepth+8; i++ {
+		d = filepath.Join(d, "d")
+		write(filepath.Join(d, "cgroup.procs"), strconv.Itoa(1000+i)+"\n")
+	}
+	got := pids(deep, fmt.Sprintf("more than %d levels below %s", maxCgroupDepth, deep))
+	if want := 1000 + maxCgroupDepth; len(got) != maxCgroupDepth || slices.Max(got) != want {
+		t.Errorf("deep tree: %v, want 1001..%d", got, want)
+	}
+	if got := holders("/nonexistent", 1, nil); strings.Contains(got, "part") {
+		t.Errorf("holders without cgroups: %q", got)
+	}
+	proc := filepath.Join(root, "proc")
+	fakeProc(t, proc, 1001, 1, "systemd", "S", "pid:[4026532999]", "")
+	if got := holders(proc, 1001, []string{deep}); !strings.HasSuffix(got, "; read only part of the cgroup tree (more than 32 levels below "+deep+")") {
+		t.Errorf("holders of a deep tree: %q", got)
+	}
+
+	// Wide: at most maxCgroupEntries names in all.
+	wide := filepath.Join(root, "wide")
+	write(filepath.Join(wide, "cgroup.procs"), "20\n")
+	for i := 0; i <= maxCgroupEntries; i++ {
+		f, err := os.Create(filepath.Join(wide, strconv.Itoa(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Close()
+	}
+	if got := pids(wide, fmt.Sprintf("more than %d entries", maxCgroupEntries)); !slices.Equal(got, []int{20}) {
+		t.Errorf("wide tree: %v", got)
+	}
+
+	// A long cgroup.procs: read up to maxCgroupProcsBytes, whole lines only
+	// (a cut "123456" would name pid 12).
+	long := filepath.Join(root, "long")
+	write(filepath.Join(long, "cgroup.procs"), strings.Repeat("123456\n", maxCgroupProcsBytes/7+10))
+	got = pids(long, fmt.Sprintf("a cgroup.procs of more than %d bytes", maxCgroupProcsBytes))
+	if len(got) != maxCgroupProcsBytes/7 || slices.ContainsFunc(got, func(p int) bool { return p != 123456 }) {
+		t.Errorf("long cgroup.procs: %d pids, want %d of 123456", len(got), maxCgroupProcsBytes/7)
 	}
 }

@@ -56,6 +56,7 @@ func sweepCgroup(cg string, wait time.Duration) error {
 	var errs []error
 	var held []string // "pids in hierarchy", the same pids in most
 	heldIn := map[string][]string{}
+	var inPart error                 // the first hierarchy read in part (the pod grew it)
 	deadline := time.Now().Add(wait) // for all hierarchies at once: the same processes
 	for _, d := range dirs {
 		if fi, err := os.Lstat(d); err != nil || !fi.IsDir() {
@@ -66,7 +67,11 @@ func sweepCgroup(cg string, wait time.Duration) error {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if err := cgroups.RemovePath(d); err != nil {
-			if pids := container.CgroupPids(d); len(pids) > 0 {
+			pids, perr := container.CgroupPids(d)
+			if inPart == nil {
+				inPart = perr
+			}
+			if len(pids) > 0 {
 				k := fmt.Sprint(pids)
 				if heldIn[k] == nil {
 					held = append(held, k)
@@ -79,6 +84,9 @@ func sweepCgroup(cg string, wait time.Duration) error {
 	}
 	for _, k := range held {
 		errs = append(errs, fmt.Errorf("cgroup %s still holds processes %s %s after SIGKILL (in %s)", cg, k, wait, strings.Join(heldIn[k], ", ")))
+	}
+	if inPart != nil && len(errs) > 0 {
+		errs = append(errs, fmt.Errorf("cgroup %s: %w", cg, inPart))
 	}
 	return errors.Join(errs...)
 }
@@ -111,7 +119,7 @@ func thaw(dir string) {
 // killCgroup SIGKILLs every process in the cgroup dir and below (through
 // cgroup.kill where the kernel has it); it reports whether there were any.
 func killCgroup(dir string) bool {
-	pids := container.CgroupPids(dir)
+	pids, _ := container.CgroupPids(dir) // read in part: the next round kills more
 	if len(pids) == 0 {
 		return false
 	}
