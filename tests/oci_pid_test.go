@@ -61,7 +61,12 @@ func TestOCIAppIsPID1OfItsPidNamespace(t *testing.T) {
 	initPid := o.state("p1").Pid
 	// What the app and exec see: the app is PID 1 (critest's ContainerPID
 	// reads /proc/1/cmdline), with what it started; not systemd.
-	r := o.ok("exec", "p1", "/bin/cat", "/proc/1/cmdline")
+	// (Once the app's shell has exec'd sleep: start does not wait for that.)
+	var r result
+	waitFor(t, 30*time.Second, "exec to see the app's sleep 4200 as PID 1", func() bool {
+		r = o.ok("exec", "p1", "/bin/cat", "/proc/1/cmdline")
+		return r.stdout == "sleep\x004200\x00" || r.stdout != "/bin/sh\x00-c\x00sleep 4201 & exec sleep 4200\x00"
+	})
 	if r.stdout != "sleep\x004200\x00" {
 		t.Errorf("exec: /proc/1/cmdline is %q; want the app's, sleep 4200", r.stdout)
 	}
@@ -102,4 +107,46 @@ func TestOCIAppIsPID1OfItsPidNamespace(t *testing.T) {
 	o.waitStatus("p1", "stopped")
 	o.ok("delete", "p1")
 	o.nothingLeft("p1", initPid, app, child)
+}
+
+// The bundle's /proc paths are masked in the app's own procfs as they read
+// cleaned: "/proc/net/../F" is /proc/F (the kernel would take /proc/net's
+// link to /proc/PID/net and find no /proc/PID/F: no mask), "/proc/./irq/"
+// is /proc/irq.
+func TestOCINestedProcMasksTakeCleanedPaths(t *testing.T) {
+	o := newOCIEnv(t)
+	maskedFile := ""
+	for _, f := range []string{"/proc/timer_list", "/proc/keys", "/proc/kcore"} {
+		if b, err := os.ReadFile(f); err == nil && len(b) > 0 {
+			if _, err := os.Stat("/proc/self/" + filepath.Base(f)); os.IsNotExist(err) {
+				maskedFile = f
+				break
+			}
+		}
+	}
+	if es, err := os.ReadDir("/proc/irq"); maskedFile == "" || err != nil || len(es) == 0 {
+		t.Skip("this kernel has none of /proc/timer_list, /proc/keys, /proc/kcore with content, or an empty /proc/irq")
+	}
+	b := o.bundle("b", "/bin/sleep", "4202")
+	o.forID(b, "p1")
+	o.editConfig(b, func(c map[string]any) {
+		l := c["linux"].(map[string]any)
+		l["maskedPaths"] = []string{"/proc/net/../" + filepath.Base(maskedFile), "/proc/./irq/"}
+		l["readonlyPaths"] = []string{"/proc//sys/."}
+	})
+	o.ok("create", "--bundle", b, "p1")
+	o.ok("start", "p1")
+	o.waitStatus("p1", "running")
+	r := o.rt("exec", "p1", "/bin/sh", "-c", "head -c 16 "+maskedFile+" | wc -c; ls -A /proc/irq | wc -l; "+
+		"cat /proc/sys/kernel/hostname > /proc/sys/kernel/hostname && echo WROTE")
+	if f := strings.Fields(r.stdout); len(f) < 2 || f[0] != "0" || f[1] != "0" || strings.Contains(r.stdout, "WROTE") ||
+		!strings.Contains(r.stderr, "Read-only file system") {
+		t.Errorf("masks in the app's procfs: stdout %q, stderr %q; want %s empty, /proc/irq empty and /proc/sys read-only", r.stdout, r.stderr, maskedFile)
+	}
+	initPid := o.state("p1").Pid
+	app := hostPidOf("/bin/sleep", "4202")
+	o.ok("kill", "p1", "KILL")
+	o.waitStatus("p1", "stopped")
+	o.ok("delete", "p1")
+	o.nothingLeft("p1", initPid, app)
 }
