@@ -268,7 +268,9 @@ func joinNestedMountNS() (bool, error) {
 // masked and read-only paths in /proc again as podfs masks them in the
 // pod's: a directory under an empty read-only tmpfs, a file under /dev/null,
 // a read-only path bound on itself read-only. A new procfs without them
-// would show what they hide.
+// would show what they hide. Each path is taken cleaned ("/proc/net/../x" is
+// /proc/x) and must resolve below /proc through no magic link
+// (/proc/self/root/... is refused).
 func mountNestedProc(spec *specs.Spec) error {
 	const nse = unix.MS_NOSUID | unix.MS_NODEV | unix.MS_NOEXEC
 	if err := unix.Mount("proc", "/proc", "proc", nse, ""); err != nil {
@@ -276,10 +278,6 @@ func mountNestedProc(spec *specs.Spec) error {
 	}
 	if spec.Linux == nil {
 		return nil
-	}
-	inProc := func(p string) bool {
-		c := path.Clean(p)
-		return path.IsAbs(p) && strings.HasPrefix(c, "/proc/")
 	}
 	// a read-only bind that keeps the flags of what it binds (in a user
 	// namespace a remount may not clear them)
@@ -295,32 +293,62 @@ func mountNestedProc(spec *specs.Spec) error {
 		return unix.Mount("", dst, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|flags|keep, "")
 	}
 	for _, p := range spec.Linux.MaskedPaths {
-		if !inProc(p) {
-			continue
-		}
-		st, err := os.Stat(p)
+		c, st, err := inNestedProc(p)
 		switch {
 		case err != nil:
-			continue // not in this kernel's /proc
+		case st == nil:
+			continue // not in /proc, or not in this kernel's
 		case st.IsDir():
-			err = unix.Mount("tmpfs", p, "tmpfs", unix.MS_RDONLY|nse, "size=0")
+			err = unix.Mount("tmpfs", c, "tmpfs", unix.MS_RDONLY|nse, "size=0")
 		default:
-			err = roBind("/dev/null", p, 0)
+			err = roBind("/dev/null", c, 0)
 		}
 		if err != nil {
 			return fmt.Errorf("mask %s in the app's procfs: %w", p, err)
 		}
 	}
 	for _, p := range spec.Linux.ReadonlyPaths {
-		if !inProc(p) {
-			continue
+		c, st, err := inNestedProc(p)
+		if err == nil && st != nil {
+			err = roBind(c, c, unix.MS_REC)
 		}
-		if _, err := os.Stat(p); err != nil {
-			continue
-		}
-		if err := roBind(p, p, unix.MS_REC); err != nil {
+		if err != nil {
 			return fmt.Errorf("make %s read-only in the app's procfs: %w", p, err)
 		}
 	}
 	return nil
+}
+
+// inNestedProc is the bundle's path p cleaned, when it is in /proc, and
+// what it is there: resolved below /proc with no magic link followed (the
+// mount on the cleaned path then lands where it resolved: procfs's own
+// symlinks are the kernel's). A path outside /proc, or not in this kernel's,
+// has no FileInfo.
+func inNestedProc(p string) (string, os.FileInfo, error) {
+	c := path.Clean(p)
+	if !path.IsAbs(p) || !strings.HasPrefix(c, "/proc/") {
+		return c, nil, nil
+	}
+	proc, err := os.OpenFile("/proc", unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return c, nil, err
+	}
+	defer proc.Close()
+	how := &unix.OpenHow{Flags: unix.O_PATH | unix.O_CLOEXEC, Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_MAGICLINKS}
+	fd, err := unix.Openat2(int(proc.Fd()), strings.TrimPrefix(c, "/proc/"), how)
+	switch {
+	case errors.Is(err, unix.ENOENT), errors.Is(err, unix.ENOTDIR):
+		return c, nil, nil
+	case errors.Is(err, unix.EXDEV), errors.Is(err, unix.ELOOP):
+		return c, nil, fmt.Errorf("%s leads out of /proc (through a link); name the path in /proc itself", c)
+	case err != nil:
+		return c, nil, &os.PathError{Op: "open", Path: c, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), c)
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return c, nil, err
+	}
+	return c, st, nil
 }
