@@ -178,7 +178,7 @@ func inheritedFDs() ([]*os.File, error) {
 // app, PID 1 there), vetted as joinAppMountNS vets a mount namespace. It
 // waits (at most appStartWait) while the app has not made it yet.
 func appPIDNS(app string) (*os.File, error) {
-	procs := filepath.Join(cgroupRoot, "system.slice", units.ServiceName(app), "cgroup.procs")
+	procs := filepath.Join(appCgroup(app), "cgroup.procs")
 	exited := filepath.Join(AppsDir, app, abi.AppExitFile)
 	for deadline := time.Now().Add(appStartWait); ; time.Sleep(20 * time.Millisecond) {
 		f, err := vettedNS(procs, "pid")

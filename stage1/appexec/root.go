@@ -114,7 +114,7 @@ func enterRoot(root string, inRoot func() error) error {
 // here on trusts nothing in the app's tree (it opens paths with openInRoot,
 // as for a fresh root).
 func joinAppMountNS(app string) (bool, error) {
-	procs := filepath.Join(cgroupRoot, "system.slice", units.ServiceName(app), "cgroup.procs")
+	procs := filepath.Join(appCgroup(app), "cgroup.procs")
 	// The namespace joined is the one vetted (see vettedNS).
 	ns, err := vettedNS(procs, "mnt")
 	if err != nil || ns == nil {
@@ -272,6 +272,11 @@ func closeExtraFDs(keep int) error {
 // cgroupRoot is the pod's cgroup2 tree as the pod's systemd sees it.
 const cgroupRoot = "/sys/fs/cgroup"
 
+// appCgroup is app's service cgroup in the pod's cgroup2 tree.
+func appCgroup(app string) string {
+	return filepath.Join(cgroupRoot, "system.slice", units.ServiceName(app))
+}
+
 // appStartWait is how long enter waits for a starting app's unit.
 const appStartWait = 30 * time.Second
 
@@ -280,7 +285,7 @@ const appStartWait = 30 * time.Second
 // A pod that was just started may not have started the app's unit yet: wait
 // for its cgroup while the app has not ended.
 func joinAppCgroup(app string) error {
-	dir := filepath.Join(cgroupRoot, "system.slice", units.ServiceName(app))
+	dir := appCgroup(app)
 	exited := filepath.Join(AppsDir, app, abi.AppExitFile)
 	for deadline := time.Now().Add(appStartWait); ; time.Sleep(50 * time.Millisecond) {
 		if _, err := os.Stat(dir); err == nil {
