@@ -333,23 +333,36 @@ func TestOCIKVMMaskedAndReadonlyPathsInTheRootfs(t *testing.T) {
 func TestOCIKVMSysctlsAndDevices(t *testing.T) {
 	o := newOCIKVMEnv(t)
 	b := o.bundle("b", "/bin/sh", "-c", `echo "fwd=$(cat /proc/sys/net/ipv4/ip_forward) shmmax=$(cat /proc/sys/kernel/shmmax) dom=$(cat /proc/sys/kernel/domainname)";
-		[ -p /dev/skfifo ] && stat -c 'fifo %a %u:%g' /dev/skfifo; stat -c 'null2 %t:%T %a %u:%g' /dev/null2; echo x > /dev/null2 && echo null2-writes`)
+		[ -p /dev/skfifo ] && stat -c 'fifo %a %u:%g' /dev/skfifo; stat -c 'null2 %t:%T %a %u:%g' /dev/null2; echo x > /dev/null2 && echo null2-writes;
+		[ -p /dev/skfifo2 ] && [ -p /dev/sub/skfifo3 ] && [ -p /dev/hostile/skfifo4 ] && echo odd-paths-made`)
 	o.forID(b, "sd")
+	// A hostile rootfs: a link in its /dev to the rootfs's /etc. The guest's
+	// /dev is a tmpfs that hides it: the node is made there, not through the
+	// link on the host.
+	if err := os.MkdirAll(filepath.Join(b, "rootfs", "dev"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc", filepath.Join(b, "rootfs", "dev", "hostile")); err != nil {
+		t.Fatal(err)
+	}
 	o.editConfig(b, func(c map[string]any) {
 		l := c["linux"].(map[string]any)
 		l["sysctl"] = map[string]string{"net.ipv4.ip_forward": "1", "kernel.shmmax": "123456789", "kernel.domainname": "skiffdom"}
 		l["devices"] = []map[string]any{
 			{"path": "/dev/skfifo", "type": "p", "fileMode": 0o600, "uid": 1000, "gid": 0},
 			{"path": "/dev/null2", "type": "c", "major": 1, "minor": 3, "fileMode": 0o660, "uid": 0, "gid": 1001},
+			{"path": "/dev//skfifo2", "type": "p"},
+			{"path": "/dev/./sub/skfifo3", "type": "p"},
+			{"path": "/dev/hostile/skfifo4", "type": "p"},
 		}
 	})
 	r := o.ok("run", "--bundle", b, "sd")
-	for _, want := range []string{"fwd=1 shmmax=123456789 dom=skiffdom\n", "fifo 600 1000:0\n", "null2 1:3 660 0:1001\n", "null2-writes\n"} {
+	for _, want := range []string{"fwd=1 shmmax=123456789 dom=skiffdom\n", "fifo 600 1000:0\n", "null2 1:3 660 0:1001\n", "null2-writes\n", "odd-paths-made\n"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("output lacks %q:\n%s%s", want, r.stdout, r.stderr)
 		}
 	}
-	for _, f := range []string{"dev/skfifo", "dev/null2"} {
+	for _, f := range []string{"dev/skfifo", "dev/null2", "dev/skfifo2", "dev/sub", "etc/skfifo4"} {
 		if _, err := os.Lstat(filepath.Join(b, "rootfs", f)); err == nil {
 			t.Errorf("%s was made in the bundle's rootfs on the host", f)
 		}

@@ -33,7 +33,7 @@ var GuestDevices = map[[2]int64]string{
 // the bundle's rootfs, on the host, over 9p).
 func CheckDevice(d specs.LinuxDevice) error {
 	p := filepath.Clean(d.Path)
-	if !filepath.IsAbs(d.Path) || strings.Contains(d.Path, "..") || !strings.HasPrefix(p, "/dev/") {
+	if !filepath.IsAbs(d.Path) || strings.Contains(d.Path, "..") || strings.ContainsRune(d.Path, 0) || !strings.HasPrefix(p, "/dev/") {
 		return fmt.Errorf("linux.devices: %s: the kvm stage1 makes device nodes under /dev only (absolute, without '..'); move it there", d.Path)
 	}
 	switch d.Type {

@@ -1,6 +1,8 @@
 package guest
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -24,6 +26,14 @@ func TestCheckDeviceAndSysctl(t *testing.T) {
 		{specs.LinuxDevice{Path: "dev/null", Type: "c", Major: 1, Minor: 3}, "under /dev only"},
 		{specs.LinuxDevice{Path: "/dev", Type: "p"}, "under /dev only"},
 		{specs.LinuxDevice{Path: "/etc/fifo", Type: "p"}, "under /dev only"},
+		{specs.LinuxDevice{Path: "/dev//fifo", Type: "p"}, ""},
+		{specs.LinuxDevice{Path: "/dev/./sub/fifo", Type: "p"}, ""},
+		{specs.LinuxDevice{Path: "/dev/../fifo", Type: "p"}, "under /dev only"},
+		{specs.LinuxDevice{Path: "/dev/sub/../../etc/fifo", Type: "p"}, "under /dev only"},
+		{specs.LinuxDevice{Path: "/dev/..", Type: "p"}, "under /dev only"},
+		{specs.LinuxDevice{Path: "/dev/", Type: "p"}, "under /dev only"},
+		{specs.LinuxDevice{Path: "//dev/fifo", Type: "p"}, ""},
+		{specs.LinuxDevice{Path: "/dev/fifo\x00", Type: "p"}, "under /dev only"},
 	} {
 		err := CheckDevice(c.d)
 		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
@@ -47,6 +57,49 @@ func TestCheckDeviceAndSysctl(t *testing.T) {
 		err := CheckSysctl(c.k, c.v)
 		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
 			t.Errorf("CheckSysctl(%q, %q): %v, want %q", c.k, c.v, err, c.want)
+		}
+	}
+}
+
+// makeDevices makes nodes in the app's /dev only: a device path through a
+// symlink of the rootfs (the guest mounts a tmpfs on /dev, but a rootfs whose
+// /dev is a link gets it elsewhere) that leads out of /dev is refused, and
+// nothing is made at the link's target.
+func TestMakeDevicesStaysInDev(t *testing.T) {
+	root := t.TempDir()
+	for _, d := range []string{"dev/sub", "etc", "outside"} {
+		if err := os.MkdirAll(filepath.Join(root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for link, target := range map[string]string{"dev/abs": "/etc", "dev/rel": "../../../outside", "dev/fd": "/proc/self/fd", "dev/in": "sub"} {
+		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct{ path, want, made string }{
+		{"/dev//f1", "", "dev/f1"},
+		{"/dev/./sub/f2", "", "dev/sub/f2"},
+		{"/dev/in/f3", "", "dev/sub/f3"}, // a link that stays in /dev
+		{"/dev/new/f4", "", "dev/new/f4"},
+		{"/dev/abs/f5", "leads out of /dev (to /etc/f5)", ""},
+		{"/dev/rel/f6", "leads out of /dev (to /outside/f6)", ""},
+		{"/dev/fd/f7", "leads out of /dev", ""},
+		{"/dev/../etc/f8", "under /dev only", ""},
+	} {
+		err := makeDevices(root, []specs.LinuxDevice{{Path: c.path, Type: "p"}})
+		if (c.want == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("makeDevices(%s): %v, want %q", c.path, err, c.want)
+		}
+		if c.made != "" {
+			if st, err := os.Lstat(filepath.Join(root, c.made)); err != nil || st.Mode()&os.ModeNamedPipe == 0 {
+				t.Errorf("makeDevices(%s): no fifo at %s (%v)", c.path, c.made, err)
+			}
+		}
+	}
+	for _, d := range []string{"etc", "outside"} {
+		if es, _ := os.ReadDir(filepath.Join(root, d)); len(es) > 0 {
+			t.Errorf("makeDevices made %s in /%s", es[0].Name(), d)
 		}
 	}
 }
