@@ -186,11 +186,9 @@ func procStart(pid int) (string, error) {
 	return start, err
 }
 
-// livePid is the init's pid while it runs (not a zombie), else 0. A
-// leader shown as a zombie while another thread of its group lives is not
-// one: the init (pod-init, in Go) exec's systemd from another thread, and
-// until the kernel has given that thread the leader's pid (de_thread) the
-// leader reads as "Z"; a signal or state right after start sees it.
+// livePid is the init's pid while it runs (not a zombie), else 0. (The
+// init execs from its group's leader, stage1's pod-init included: a leader
+// that reads as a zombie is an init that has ended.)
 func (p *Pod) livePid() int {
 	pid, err := p.readPid()
 	if err != nil {
@@ -201,27 +199,10 @@ func (p *Pod) livePid() int {
 		return 0
 	}
 	got, state, err := procStat(pid)
-	if err != nil || got != string(want) || state == "Z" && !otherThreadLives(pid) {
+	if err != nil || got != string(want) || state == "Z" {
 		return 0 // gone, another process, or exited and not yet reaped by the caller
 	}
 	return pid
-}
-
-// otherThreadLives says whether a thread of pid's group other than its
-// leader is there and not a zombie.
-func otherThreadLives(pid int) bool {
-	tasks := "/proc/" + strconv.Itoa(pid) + "/task/"
-	es, _ := os.ReadDir(tasks)
-	for _, e := range es {
-		if e.Name() == strconv.Itoa(pid) {
-			continue
-		}
-		b, err := os.ReadFile(tasks + e.Name() + "/stat")
-		if i := bytes.LastIndexByte(b, ')'); err == nil && i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X' {
-			return true
-		}
-	}
-	return false
 }
 
 func (p *Pod) status() (specs.ContainerState, int) {

@@ -3,11 +3,25 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
+
+// The pod's first process, libcontainer's init and then pod-init, execs
+// from the main thread (its main goroutine stays there, as in runc's init):
+// an exec from another thread leaves the group's leader a zombie until the
+// kernel has moved its pid to the exec'ing thread (skiff-oci's state and
+// kill would see an ended container right after start), and pod-init's
+// parent-death signal is the thread's that set it.
+func init() {
+	if len(os.Args) > 1 && (os.Args[1] == "init" || os.Args[1] == "pod-init") || filepath.Base(os.Args[0]) == "pod-init" {
+		runtime.LockOSThread()
+	}
+}
 
 // podInitMain is the pod's first process: pod-init CMD... makes the pod die
 // with stage1's run process (SIGKILL as parent-death signal, which survives the
