@@ -115,6 +115,9 @@ func TestOCIAppIsPID1OfItsPidNamespace(t *testing.T) {
 // is /proc/irq.
 func TestOCINestedProcMasksTakeCleanedPaths(t *testing.T) {
 	o := newOCIEnv(t)
+	if o.isRunc {
+		t.Skip("runc masks a path as the kernel walks it")
+	}
 	maskedFile := ""
 	for _, f := range []string{"/proc/timer_list", "/proc/keys", "/proc/kcore"} {
 		if b, err := os.ReadFile(f); err == nil && len(b) > 0 {
