@@ -363,8 +363,8 @@ func TestEnterSignalsEndTheCommandAndNothingOutlivesIt(t *testing.T) {
 }
 
 // TestEnterKilledLeavesNoCommand: SIGKILL of `skiff enter` (it cannot
-// forward it) still ends the entered command: it has SIGKILL as its
-// parent-death signal, set after its switch to the app's credentials.
+// forward it) still ends the entered command: app-exec's reaper between
+// enter and the command has a parent-death signal.
 func TestEnterKilledLeavesNoCommand(t *testing.T) {
 	e := newEnv(t)
 	if e.flavor() != "default" {
@@ -383,6 +383,70 @@ func TestEnterKilledLeavesNoCommand(t *testing.T) {
 	waitFor(t, 20*time.Second, "the entered sleep to be gone after SIGKILL of enter", func() bool {
 		return len(hostProcs("/bin/sleep", "5778")) == 0
 	})
+}
+
+// TestEnterEndedLeavesNothingInThePod: SIGKILL or SIGHUP of `skiff enter`
+// running a command that ignores SIGHUP and has started another process
+// ends both, in both flavors (looked for in the pod, through enter: the kvm
+// guest's processes are not the host's). Default flavor: the reaper between
+// enter and the command kills all it started; kvm: the guest agent kills the
+// command's group once the stream is gone (or told to end) and it has not.
+func TestEnterEndedLeavesNothingInThePod(t *testing.T) {
+	e := newEnv(t)
+	uuid, _ := e.runningPod()
+	for i, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGHUP} {
+		bg, fg := strconv.Itoa(5760+2*i), strconv.Itoa(5761+2*i)
+		script := "trap '' HUP; sleep " + bg + " & sleep " + fg
+		// Output to a file, not a pipe: a leaked process would hold a pipe,
+		// and the harness would wait for its end (the pod's) to reap enter.
+		out, err := os.Create(filepath.Join(t.TempDir(), "out"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := e.cmd("enter", uuid, "/bin/sh", "-c", script)
+		c.Stdout, c.Stderr = out, out
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		out.Close()
+		t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+		waitFor(t, 20*time.Second, sig.String()+": the entered command and its child to run", func() bool {
+			return e.podProcs(uuid, "sleep", bg) == 1 && e.podProcs(uuid, "sleep", fg) == 1
+		})
+		_ = c.Process.Signal(sig)
+		_ = c.Wait()
+		waitFor(t, 60*time.Second, sig.String()+": the entered sh and both sleeps to be gone from the pod", func() bool {
+			return e.podProcs(uuid, "sleep", bg)+e.podProcs(uuid, "sleep", fg)+e.podProcs(uuid, "/bin/sh", "-c", script) == 0
+		})
+	}
+}
+
+// podProcs counts the processes in pod uuid (as its app sees them, through
+// enter) whose command line is exactly argv.
+func (e *env) podProcs(uuid string, argv ...string) int {
+	e.t.Helper()
+	r := e.ok("enter", uuid, "/bin/sh", "-c", `for f in /proc/[0-9]*/cmdline; do tr '\0' ' ' <"$f"; echo; done 2>/dev/null`)
+	n := 0
+	for _, l := range strings.Split(r.stdout, "\n") {
+		if l == strings.Join(argv, " ")+" " {
+			n++
+		}
+	}
+	return n
+}
+
+// TestEnterRunsWhereTheFilterDeniesPrctl: enter runs its command in an app
+// whose seccomp filter denies prctl (nothing of enter's may need it once the
+// app's filter is loaded), and the command has that filter. The app has
+// no_new_privs: without it the filter is loaded before the capabilities are
+// set (as runc does), which then need prctl, and the app itself cannot start.
+func TestEnterRunsWhereTheFilterDeniesPrctl(t *testing.T) {
+	e := newEnv(t)
+	uuid, _ := e.runningPod("--no-new-privileges", "--seccomp=mode=remove,errno=EPERM,@default,prctl")
+	r := e.ok("enter", uuid, "/bin/sh", "-c", "echo entered; grep '^Seccomp:' /proc/self/status")
+	if !strings.Contains(r.stdout, "entered\n") || !regexp.MustCompile(`Seccomp:\s+2`).MatchString(r.stdout) {
+		t.Errorf("enter in an app whose filter denies prctl: %q (want entered, and the app's filter: Seccomp: 2)", r.stdout)
+	}
 }
 
 // TestEnterPassesSignals: a signal to `skiff enter` reaches the entered

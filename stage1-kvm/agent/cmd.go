@@ -25,8 +25,9 @@ const maxDrain = 1 << 20
 // CmdOptions tune RunCmd. The zero value behaves as sshd does.
 type CmdOptions struct {
 	// KillAfterHangup, when positive, SIGKILLs the command's process
-	// group that long after a hangup if the command has not exited. Zero:
-	// SIGHUP only; a command that ignores it (nohup) goes on running.
+	// group once the command has exited after a hangup (what it left
+	// behind in its group), or that long after the hangup if it has not.
+	// Zero: SIGHUP only; a command that ignores it (nohup) goes on running.
 	KillAfterHangup time.Duration
 	// KillAfterSignal is how long after the first SIGTERM, SIGHUP or
 	// SIGINT from stdio.Signals the command's process group is SIGKILLed
@@ -68,7 +69,8 @@ const DefaultKillAfterSignal = 10 * time.Second
 // When ctx ends first (the host hung up), RunCmd sends SIGHUP to the
 // command's process group, closes its own ends of the stdio (a pty's
 // hangup), and returns ErrHangup at once; a goroutine keeps waiting for the
-// command to reap it (and SIGKILLs its group after opts.KillAfterHangup).
+// command to reap it (and, with opts.KillAfterHangup, SIGKILLs its group
+// once it has exited, or that long after the hangup).
 func RunCmd(ctx context.Context, cmd *exec.Cmd, req ExecRequest, stdio Stdio, opts CmdOptions) (int, error) {
 	if cmd.Stdin != nil || cmd.Stdout != nil || cmd.Stderr != nil {
 		return abi.ExitSkiffFailure, errors.New("RunCmd: cmd's Stdin, Stdout and Stderr must be nil")
@@ -135,10 +137,10 @@ func RunCmd(ctx context.Context, cmd *exec.Cmd, req ExecRequest, stdio Stdio, op
 			if opts.KillAfterHangup > 0 {
 				go func() {
 					select {
-					case <-exited:
+					case <-exited: // what it left behind goes with it
 					case <-time.After(opts.KillAfterHangup):
-						_ = unix.Kill(-pid, unix.SIGKILL)
 					}
+					_ = unix.Kill(-pid, unix.SIGKILL)
 				}()
 			}
 			return abi.ExitSkiffFailure, ErrHangup

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -165,4 +167,35 @@ func TestRunCmdHangupKill(t *testing.T) {
 	// It ignores SIGHUP; SIGKILL ends it, and it is reaped.
 	pid := cmd.Process.Pid
 	waitFor(t, "the command's end", func() bool { return unix.Kill(pid, 0) == syscall.ESRCH })
+}
+
+// TestRunCmdHangupKillsWhatTheCommandLeft: after a hangup the command ends
+// (SIGHUP) but a process it started that ignores SIGHUP is in its group:
+// with KillAfterHangup it is killed once the command has exited, not only
+// when the (here long) wait is over.
+func TestRunCmdHangupKillsWhatTheCommandLeft(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	cmd := sh(`(trap '' HUP; exec sleep 5791) & echo "$!"; echo ready; wait`)
+	done := make(chan error, 1)
+	go func() {
+		_, err := RunCmd(ctx, cmd, ExecRequest{}, Stdio{Stdout: out}, CmdOptions{KillAfterHangup: time.Hour})
+		done <- err
+	}()
+	waitFor(t, "ready", func() bool { return strings.HasSuffix(out.String(), "ready\n") })
+	left, err := strconv.Atoi(strings.Fields(out.String())[0])
+	if err != nil {
+		t.Fatalf("output %q", out.String())
+	}
+	t.Cleanup(func() { _ = unix.Kill(left, unix.SIGKILL) })
+	cancel()
+	if err := <-done; !errors.Is(err, ErrHangup) {
+		t.Fatalf("after the hangup: %v", err)
+	}
+	pid := cmd.Process.Pid
+	waitFor(t, "the command's end", func() bool { return unix.Kill(pid, 0) == syscall.ESRCH })
+	waitFor(t, "the end of the sleep it left", func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", left))
+		return err != nil || strings.Contains(string(b), ") Z ")
+	})
 }

@@ -64,7 +64,12 @@ func (a *podAgent) Exec(ctx context.Context, req agent.ExecRequest, stdio agent.
 		defer cg.Close()
 		cmd.SysProcAttr = &syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: int(cg.Fd())}
 	}
-	return agent.RunCmd(ctx, cmd, req, stdio, agent.CmdOptions{})
+	// Nothing outlives the stream that started it: a host enter that ends
+	// without the exit frame (SIGKILLed, its relay gone) hangs the command
+	// up, and its group is killed once it exits or the wait is over (a
+	// command that ignores SIGHUP). No exec stays without its stream: a
+	// detached OCI exec keeps its host relay, whose end is the process's.
+	return agent.RunCmd(ctx, cmd, req, stdio, agent.CmdOptions{KillAfterHangup: agent.DefaultKillAfterSignal})
 }
 
 // Signal sends sig to the main process of app's unit (every app's when app

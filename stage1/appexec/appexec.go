@@ -226,9 +226,6 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 		}
 	}
 	if nested == 0 && nestedPIDNS() {
-		if err := killWithParent(); err != nil {
-			return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
-		}
 		return superviseNested(app, inherit, keepFDs, extraEnv)
 	}
 	p := spec.Process

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/units"
 )
@@ -28,15 +26,21 @@ func Main(args []string) error {
 	nested := fs.Int("nested", 0, "internal: this process is in the app's own pid namespace, started by app-exec with the app's stdio and N descriptors (pidns.go)")
 	consoleFD := fs.Int("console-fd", 0, "with --inherit: the console socket's fd; the process gets a pty whose master goes there (enter on a terminal)")
 	guard := fs.Int("guard-fd", -1, "internal, with --nested: the read end of a pipe whose write end only the starting app-exec holds")
-	withParent := fs.Bool("die-with-parent", false, "with --inherit: the command gets SIGKILL when the process that started app-exec (enter, outside the pod's pid namespace) ends")
+	reapFD := fs.Int("reap-fd", -1, "with --inherit: run the command under a reaper that kills all it started once this descriptor, the read end of a pipe whose write end only enter holds, ends (reaper.go)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *withParent && !*inherit {
-		return fmt.Errorf("app-exec: --die-with-parent needs --inherit")
-	}
-	if *withParent {
-		dieWithParent, startParent = true, unix.Getppid()
+	if *reapFD >= 0 {
+		if !*inherit || *process != "" || *nested > 0 {
+			return fmt.Errorf("app-exec: --reap-fd needs --inherit, and neither --process nor --nested")
+		}
+		var rest []string // the flags parsed but this one, then the rest as given
+		for _, a := range args[:len(args)-fs.NArg()] {
+			if n := strings.TrimLeft(a, "-"); n != "reap-fd" && !strings.HasPrefix(n, "reap-fd=") {
+				rest = append(rest, a)
+			}
+		}
+		return reap(append(rest, fs.Args()...), *reapFD)
 	}
 	if *nested > 0 {
 		if err := watchParent(*guard); err != nil {

@@ -79,10 +79,6 @@ func isolate(spec *specs.Spec, u *user.ExecUser, oci bool) error {
 			return fmt.Errorf("capabilities: %w", err)
 		}
 	}
-	// After the switch of credentials, which clears it.
-	if err := killWithParent(); err != nil {
-		return err
-	}
 	if !nnp {
 		return nil
 	}
@@ -154,31 +150,4 @@ func setgroups(gids []int) error {
 		return errors.New("the user namespace denies setgroups(2); join one that allows it, or give no additional groups")
 	}
 	return unix.Setgroups(gids)
-}
-
-// dieWithParent (app-exec --die-with-parent, enter's) ends the command with
-// the process that started app-exec: startParent is app-exec's parent pid as
-// it first read it (0 for one outside the pod's pid namespace, as enter's
-// stage1 is).
-var (
-	dieWithParent bool
-	startParent   int
-)
-
-// killWithParent, when dieWithParent is set, gives this process SIGKILL as its
-// parent-death signal, and fails when the parent has already ended (this
-// process then has another: the reaper that took it). The nested supervisor
-// (pidns.go) sets it too: the command's parent is then that app-exec, which
-// ends with enter.
-func killWithParent() error {
-	if !dieWithParent {
-		return nil
-	}
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
-		return fmt.Errorf("parent-death signal: %w", err)
-	}
-	if ppid := unix.Getppid(); ppid != startParent || ppid == 1 {
-		return errors.New("the enter that started this process has ended")
-	}
-	return nil
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -181,10 +180,18 @@ func enterMain(args []string) error {
 	var sigs *enterSignals
 	if !*detach {
 		if *process == "" {
-			// enter's command ends with enter, even killed (SIGKILL):
-			// its parent-death signal follows the thread that starts it.
-			runtime.LockOSThread()
-			cmd = append(cmd[:2:2], append([]string{"--die-with-parent"}, cmd[2:]...)...)
+			// enter's command, and all it started, end with enter, even
+			// killed (SIGKILL): app-exec's reaper (reaper.go) kills them
+			// once the pipe whose write end only enter holds ends.
+			guard, held, err := os.Pipe()
+			if err != nil {
+				return fmt.Errorf("enter: %w", err)
+			}
+			defer held.Close()
+			defer guard.Close()
+			o.ExtraFiles = append(o.ExtraFiles, guard)
+			reapFD := "--reap-fd=" + strconv.Itoa(2+len(o.ExtraFiles))
+			cmd = append(cmd[:2:2], append([]string{reapFD}, cmd[2:]...)...)
 		}
 		sigs = catchEnterSignals()
 		o.Started = func(pid int, send func(os.Signal) error) {
