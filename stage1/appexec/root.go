@@ -13,7 +13,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/stage1/abi"
-	"github.com/skiff-project/skiff/stage1/units"
 )
 
 // An app's root. app-exec gives the app a mount namespace of its own and
@@ -114,7 +113,7 @@ func enterRoot(root string, inRoot func() error) error {
 // here on trusts nothing in the app's tree (it opens paths with openInRoot,
 // as for a fresh root).
 func joinAppMountNS(app string) (bool, error) {
-	procs := filepath.Join(cgroupRoot, "system.slice", units.ServiceName(app), "cgroup.procs")
+	procs := filepath.Join(appCgroupDir(app), "cgroup.procs")
 	// The namespace joined is the one vetted (see vettedNS).
 	ns, err := vettedNS(procs, "mnt")
 	if err != nil || ns == nil {
@@ -280,7 +279,7 @@ const appStartWait = 30 * time.Second
 // A pod that was just started may not have started the app's unit yet: wait
 // for its cgroup while the app has not ended.
 func joinAppCgroup(app string) error {
-	dir := filepath.Join(cgroupRoot, "system.slice", units.ServiceName(app))
+	dir := appCgroupDir(app)
 	exited := filepath.Join(AppsDir, app, abi.AppExitFile)
 	for deadline := time.Now().Add(appStartWait); ; time.Sleep(50 * time.Millisecond) {
 		if _, err := os.Stat(dir); err == nil {

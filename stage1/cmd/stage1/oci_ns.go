@@ -9,7 +9,8 @@ package main
 // namespace given by path (a Kubernetes pod's containers join the sandbox's)
 // gets a new pid namespace nested in it (inPIDNS, container/nestpid.go): the
 // container's processes are in the namespace joined, as with runc, under a
-// PID 1 of their own.
+// PID 1 of their own. A bundle with no pid namespace (the host's) runs its
+// app as the container's init instead of systemd (oci_hostpid.go).
 
 import (
 	"errors"
@@ -60,10 +61,11 @@ func checkOCINamespaces(nss []specs.LinuxNamespace) error {
 			}
 		}
 	}
-	if !seen[specs.PIDNamespace] {
-		// Kubernetes' hostPID, podman's --pid=host. The app-as-init mode
-		// this would take does not exist (README "Conformance").
-		return errors.New("linux.namespaces has no pid namespace (the host's, as for hostPID or --pid=host): systemd, the container's init, must be PID 1 of a pid namespace and the host's has its own PID 1; add a pid namespace (new, or a path to nest in) to linux.namespaces, or run a host-pid container with runc")
+	if !seen[specs.PIDNamespace] && seen[specs.UserNamespace] {
+		// Kubernetes refuses hostPID with hostUsers: false too; and
+		// exec (ociHostPIDExec) joins the container's namespaces from a
+		// thread of a Go process, which cannot join a user namespace.
+		return errors.New("linux.namespaces has a user namespace but no pid namespace (the host's, as for hostPID or --pid=host): the app as the container's init in the host's pid namespace is run without a user namespace only; drop the user namespace or add a pid namespace")
 	}
 	if !seen[specs.MountNamespace] {
 		return errors.New("linux.namespaces has no mount namespace: systemd, the container's init, needs a new one with the stage1's tree in it; add {\"type\": \"mount\"} to linux.namespaces")
