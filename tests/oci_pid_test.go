@@ -218,6 +218,20 @@ func TestOCIHostPIDAppIsTheInit(t *testing.T) {
 	waitFor(t, 30*time.Second, "kill KILL to end the app's child", func() bool { return !alive(c3) })
 	o.ok("delete", "hp3")
 	o.nothingLeft("hp3", a3, c3)
+
+	// A terminal: the pty sent over the console socket is the app's.
+	b4 := hostPIDBundle(o, "b4", "/bin/sh", "-c", "tty; echo on-the-tty")
+	o.forID(b4, "hp4")
+	o.editConfig(b4, func(c map[string]any) { c["process"].(map[string]any)["terminal"] = true })
+	sock, master := consoleReceiver(t)
+	o.ok("create", "--bundle", b4, "--console-socket", sock, "hp4")
+	o.ok("start", "hp4")
+	if out := readPty(t, master); !strings.Contains(out, "/dev/pts/") || !strings.Contains(out, "on-the-tty") {
+		t.Errorf("the app on its terminal wrote %q; want its /dev/pts/N and on-the-tty", out)
+	}
+	o.waitStatus("hp4", "stopped")
+	o.ok("delete", "hp4")
+	o.nothingLeft("hp4")
 }
 
 // alive says whether pid runs (is there and not a zombie).
