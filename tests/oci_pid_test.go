@@ -206,13 +206,23 @@ func TestOCIHostPIDAppIsTheInit(t *testing.T) {
 	}
 	o.nothingLeft("hp2")
 
-	// SIGKILL kills every process of the container, the app's children too.
+	// SIGKILL kills every process of the container, the app's children
+	// too. The host's pid namespace given by path (containerd 1.6 gives a
+	// hostPID pod's containers the pause container's) is the same.
 	b3 := hostPIDBundle(o, "b3", "/bin/sh", "-c", "sleep 4311 & exec sleep 4312")
 	o.forID(b3, "hp3")
+	o.editConfig(b3, func(c map[string]any) {
+		l := c["linux"].(map[string]any)
+		l["namespaces"] = append(l["namespaces"].([]any), map[string]any{"type": "pid", "path": fmt.Sprintf("/proc/%d/ns/pid", os.Getpid())})
+	})
 	o.ok("create", "--bundle", b3, "hp3")
 	o.ok("start", "hp3")
 	waitFor(t, 60*time.Second, "the app and its child to run", func() bool { return hostPidOf("sleep", "4311") != 0 && hostPidOf("sleep", "4312") != 0 })
 	c3, a3 := hostPidOf("sleep", "4311"), hostPidOf("sleep", "4312")
+	if st := o.state("hp3"); st.Pid != a3 || nsOf(t, a3, "pid") != nsOf(t, os.Getpid(), "pid") {
+		t.Errorf("host's pid namespace by path: state's pid %d, the app's %d (pid namespace %s); want the app's, in the host's",
+			st.Pid, a3, nsOf(t, a3, "pid"))
+	}
 	o.ok("kill", "hp3", "KILL")
 	o.waitStatus("hp3", "stopped")
 	waitFor(t, 30*time.Second, "kill KILL to end the app's child", func() bool { return !alive(c3) })
@@ -246,20 +256,5 @@ func alive(pid int) bool {
 func TestOCIHostPIDSignalRightAfterStart(t *testing.T) {
 	o := newOCIEnv(t)
 	b := hostPIDBundle(o, "b", "/bin/sh", "-c", "trap 'touch /tmp/got-usr1; exit 0' USR1; sleep 1000 & wait $!")
-	got := filepath.Join(b, "rootfs/tmp/got-usr1")
-	for i := 0; i < 4; i++ {
-		id := fmt.Sprintf("hsig%d", i)
-		o.forID(b, id)
-		os.Remove(got)
-		o.ok("create", "--bundle", b, id)
-		pid := o.state(id).Pid
-		o.ok("start", id)
-		o.ok("kill", id, "USR1")
-		o.waitStatus(id, "stopped")
-		if _, err := os.Stat(got); err != nil {
-			t.Errorf("%s: SIGUSR1 right after start did not reach the app's trap", id)
-		}
-		o.ok("delete", id)
-		o.nothingLeft(id, pid)
-	}
+	signalRightAfterStart(t, o, b, "hsig", 4)
 }

@@ -17,22 +17,17 @@ import (
 	"strings"
 	"time"
 
-	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1/abi"
 )
 
-// appInit says whether the bundle asks for the host's pid namespace (no pid
-// entry in linux.namespaces): the stage1 then runs the app as the init.
+// appInit says whether the app is the container's init: the bundle asks
+// for the host's pid namespace and the stage1 marked it so
+// (abi.OCIAppInitFile).
 func (p *Pod) appInit() bool {
-	if p.Spec == nil || p.Spec.Linux == nil {
-		return false
-	}
-	for _, n := range p.Spec.Linux.Namespaces {
-		if n.Type == specs.PIDNamespace {
-			return false
-		}
-	}
-	return true
+	_, err := os.Lstat(filepath.Join(p.Dir, abi.OCIAppInitFile))
+	return err == nil
 }
 
 // waitAppInit waits (at most 30 s) until the init, released by start, has

@@ -47,8 +47,8 @@ const AnnotationOCIRun = "dev.skiff.stage1.oci-create"
 // SIGRTMIN+3 (halt) to the init while the app is not running; SIGKILL to the
 // init ends the container's pid namespace. Since v2.
 //
-// App-as-init (v2): for a bundle whose linux.namespaces has no pid entry,
-// the init, once released, execs the app itself with the app's isolation
+// App-as-init (v2): for a bundle whose linux.namespaces has no pid entry
+// (or one whose path is the host's pid namespace), the init, once released, execs the app itself with the app's isolation
 // (its root, user, capabilities, seccomp, as its unit would run it) and its
 // own stdio and preserved descriptors, instead of systemd: PIDFile is then
 // the app's host pid, and its status the container's. A front end sends
@@ -69,6 +69,10 @@ const (
 	// (no link followed, bounded, control characters dropped) and puts it
 	// in its own one-line error. Since v2.
 	OCIErrorFile = "oci-error"
+	// OCIAppInitFile, an empty marker written by oci-create before
+	// OCICreatedFile, says that the app is the container's init
+	// (app-as-init, see EntrypointOCICreate). Since v2.
+	OCIAppInitFile = "app-init"
 )
 
 // OCIProcessMarker, an empty file apps/NAME/oci-process written by the front

@@ -22,8 +22,12 @@ import (
 const AppInitFile = "/etc/skiff/oci-app-init"
 
 // appInit says whether AppInitFile is there.
-func appInit() bool {
-	_, err := os.Lstat(AppInitFile)
+func appInit() bool { return marked(AppInitFile) }
+
+// marked says whether the marker file p (oci-create's, in the stage1's
+// rootfs) is there.
+func marked(p string) bool {
+	_, err := os.Lstat(p)
 	return err == nil
 }
 

@@ -124,7 +124,11 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 	if err != nil {
 		return err
 	}
-	nss, pidNS, err := ociNamespaces(spec.Linux.Namespaces)
+	appInit, nss, err := ociAppInitNS(spec.Linux.Namespaces) // oci_hostpid.go
+	if err != nil {
+		return err
+	}
+	nss, pidNS, err := ociNamespaces(nss)
 	if err != nil {
 		return err
 	}
@@ -141,7 +145,6 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 	if err := ociAppPIDNS(rootfs, spec.Linux.Namespaces); err != nil {
 		return err
 	}
-	appInit := !hasOCINamespace(spec.Linux.Namespaces, specs.PIDNamespace)
 	if appInit {
 		if err := ociAppInit(rootfs, &sb, app.Name, o.preserveFDs); err != nil {
 			return err

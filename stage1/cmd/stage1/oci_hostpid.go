@@ -30,6 +30,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/appexec"
 	"github.com/skiff-project/skiff/stage1/container"
 )
@@ -39,14 +40,56 @@ import (
 // one.
 const s1OCIMountNS = "stage1/oci-mntns"
 
-// hasOCINamespace says whether nss lists a namespace of type t.
-func hasOCINamespace(nss []specs.LinuxNamespace, t specs.LinuxNamespaceType) bool {
+// ociAppInitNS says whether the bundle's container is in the host's pid
+// namespace (app-as-init): linux.namespaces has no pid entry, or one whose
+// path is this process's own pid namespace (containerd 1.6 gives the
+// containers of a hostPID pod the pause container's, /proc/PID/ns/pid); it
+// returns nss without that entry. A user namespace with it is refused:
+// Kubernetes refuses hostPID with hostUsers: false too, and exec
+// (ociHostPIDExec) joins the container's namespaces from a thread of a Go
+// process, which cannot join a user namespace.
+func ociAppInitNS(nss []specs.LinuxNamespace) (bool, []specs.LinuxNamespace, error) {
+	var out []specs.LinuxNamespace
+	user := false
 	for _, n := range nss {
-		if n.Type == t {
-			return true
+		user = user || n.Type == specs.UserNamespace
+		if n.Type != specs.PIDNamespace {
+			out = append(out, n)
+			continue
+		}
+		if n.Path == "" {
+			return false, nss, nil
+		}
+		host, err := sameNS(n.Path, "/proc/self/ns/pid", unix.CLONE_NEWPID)
+		if err != nil {
+			return false, nil, fmt.Errorf("linux.namespaces: pid path %s: %w", n.Path, err)
+		}
+		if !host {
+			return false, nss, nil
 		}
 	}
-	return false
+	if user {
+		return false, nil, errors.New("linux.namespaces has a user namespace and the host's pid namespace (no pid entry, or the host's by path: hostPID, --pid=host): the app as the container's init in the host's pid namespace runs without a user namespace only; drop the user namespace or give the container a pid namespace of its own")
+	}
+	return true, out, nil
+}
+
+// sameNS says whether the namespace files p and q (of type flag) are one
+// namespace.
+func sameNS(p, q string, flag int) (bool, error) {
+	var st [2]unix.Stat_t
+	for i, path := range []string{p, q} {
+		f, err := openNS(path, flag)
+		if err != nil {
+			return false, err
+		}
+		err = unix.Fstat(int(f.Fd()), &st[i])
+		f.Close()
+		if err != nil {
+			return false, err
+		}
+	}
+	return st[0].Dev == st[1].Dev && st[0].Ino == st[1].Ino, nil
 }
 
 // ociAppInit makes the sandbox's init the app: pod-init --oci-app=N APP
@@ -61,7 +104,7 @@ func ociAppInit(rootfs string, sb *container.Pod, app string, preserveFDs int) e
 		return err
 	}
 	sb.Args = []string{"/usr/lib/skiff/stage1", "pod-init", "--oci-app=" + strconv.Itoa(preserveFDs), app}
-	return nil
+	return os.WriteFile(abi.OCIAppInitFile, nil, 0o644)
 }
 
 // holdSandboxMountNS binds the mount namespace of the created init pid (the

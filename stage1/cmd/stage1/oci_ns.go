@@ -61,12 +61,6 @@ func checkOCINamespaces(nss []specs.LinuxNamespace) error {
 			}
 		}
 	}
-	if !seen[specs.PIDNamespace] && seen[specs.UserNamespace] {
-		// Kubernetes refuses hostPID with hostUsers: false too; and
-		// exec (ociHostPIDExec) joins the container's namespaces from a
-		// thread of a Go process, which cannot join a user namespace.
-		return errors.New("linux.namespaces has a user namespace but no pid namespace (the host's, as for hostPID or --pid=host): the app as the container's init in the host's pid namespace is run without a user namespace only; drop the user namespace or add a pid namespace")
-	}
 	if !seen[specs.MountNamespace] {
 		return errors.New("linux.namespaces has no mount namespace: systemd, the container's init, needs a new one with the stage1's tree in it; add {\"type\": \"mount\"} to linux.namespaces")
 	}
