@@ -170,6 +170,10 @@ func TestOCIKVMRefusesAndCleansUp(t *testing.T) {
 	o.fails("a VM cannot share the host's network", "create", "--bundle", b, "n1")
 	o.ok("delete", "--force", "n1")
 	o.nothingLeft("n1")
+	setNS(append(base[1:], map[string]any{"type": "network"})) // no pid namespace: the host's
+	o.fails("the VM's guest has its own kernel and pid namespace, so the host's cannot be given", "create", "--bundle", b, "n1")
+	o.ok("delete", "--force", "n1")
+	o.nothingLeft("n1")
 	setNS(append(base, map[string]any{"type": "network"}))
 
 	// kill -9 of the runtime once the stage1 works in the pod directory.

@@ -171,37 +171,6 @@ func TestOCINamespacePathErrors(t *testing.T) {
 	}
 }
 
-// A bundle with no pid namespace (the host's: Kubernetes' hostPID, podman's
-// --pid=host) is refused at create in one line that says why (systemd, the
-// init, cannot be the host's PID 1) and what to do; nothing is left. runc
-// runs it (the app in the host's pid namespace).
-func TestOCIHostPIDIsRefusedInOneLine(t *testing.T) {
-	o := newOCIEnv(t)
-	if o.isRunc {
-		t.Skip("runc runs a container in the host's pid namespace")
-	}
-	b := o.bundle("b", "/bin/true")
-	o.forID(b, "hostpid")
-	o.editConfig(b, func(c map[string]any) {
-		l := c["linux"].(map[string]any)
-		var nss []any
-		for _, n := range l["namespaces"].([]any) {
-			if n.(map[string]any)["type"] != "pid" {
-				nss = append(nss, n)
-			}
-		}
-		l["namespaces"] = nss
-	})
-	r := o.rt("create", "--bundle", b, "hostpid")
-	why := "no pid namespace (the host's, as for hostPID or --pid=host): systemd, the container's init, must be PID 1 of a pid namespace"
-	if r.code != 1 || !strings.Contains(r.stderr, why) || !strings.Contains(r.stderr, "add a pid namespace") ||
-		strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
-		t.Errorf("create of a host-pid bundle: exit %d, stderr %q; want exit 1 and one line: %s ... add a pid namespace", r.code, r.stderr, why)
-	}
-	o.rt("delete", "--force", "hostpid")
-	o.nothingLeft("hostpid")
-}
-
 // Mount propagation as Kubernetes asks for it (rootfsPropagation rshared;
 // a Bidirectional volume rshared, a HostToContainer one rslave): a mount
 // made in the container in the rshared volume shows on the host, and one

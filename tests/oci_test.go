@@ -895,9 +895,16 @@ func TestOCICgroupMount(t *testing.T) {
 func TestOCISignalRightAfterStartReachesTheApp(t *testing.T) {
 	o := newOCIEnv(t)
 	b := o.bundle("b", "/bin/sh", "-c", "trap 'touch /tmp/got-usr1; exit 0' USR1; sleep 1000 & wait $!")
+	signalRightAfterStart(t, o, b, "sig", 6)
+}
+
+// signalRightAfterStart creates and starts n containers (IDs prefix0 on) of
+// bundle b, whose app touches /tmp/got-usr1 on SIGUSR1 and exits, and
+// sends each SIGUSR1 right after start: it must reach the trap.
+func signalRightAfterStart(t *testing.T, o *ociEnv, b, prefix string, n int) {
 	got := filepath.Join(b, "rootfs/tmp/got-usr1")
-	for i := 0; i < 6; i++ {
-		id := fmt.Sprintf("sig%d", i)
+	for i := 0; i < n; i++ {
+		id := fmt.Sprintf("%s%d", prefix, i)
 		o.forID(b, id)
 		os.Remove(got)
 		o.ok("create", "--bundle", b, id)

@@ -269,6 +269,9 @@ func (p *Pod) start() error {
 	if err := os.Remove(fifo); err != nil {
 		return err
 	}
+	if p.appInit() {
+		return nil // a signal waits for the app's exec (waitAppInit)
+	}
 	// As runc start, this returns before the app runs (systemd has yet to
 	// start its unit): a caller watches the container from now on, and an
 	// app that ends at once must end after that. containerd's shim
@@ -508,6 +511,15 @@ func (p *Pod) signal(sig unix.Signal, all bool) error {
 		return fmt.Errorf("container %s: %w", p.ID, ErrNotRunning)
 	}
 	switch {
+	case p.appInit():
+		// The app is the init, in the host's pid namespace (hostpid.go).
+		if sig == unix.SIGKILL || all {
+			return killCgroup(pid, sig)
+		}
+		if st == specs.StateRunning {
+			waitAppInit(pid)
+		}
+		return unix.Kill(pid, sig)
 	case supervised(pid):
 		if st == specs.StateCreated && (sig == unix.SIGTERM || sig == unix.SIGINT || sig == unix.SIGQUIT || sig == unix.SIGHUP) {
 			sig = unix.SIGKILL // nothing runs yet: any stop is a kill

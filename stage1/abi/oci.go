@@ -16,9 +16,13 @@ package abi
 // reaches the app. stage1 honours namespaces to create and to join by path,
 // cgroupsPath, resources, mounts, rlimits, sysctls, masked and read-only
 // paths, seccomp, capabilities, user and groups, noNewPrivileges,
-// oomScoreAdj and terminal; it refuses a user namespace and a bundle without
-// new pid and mount namespaces (systemd is the init); linux.devices are made
-// in the app's minimal /dev. Hooks are the
+// oomScoreAdj and terminal; it refuses a bundle without a new mount
+// namespace (systemd is the init); linux.devices are made in the app's
+// minimal /dev. A bundle without a pid namespace (the host's: Kubernetes'
+// hostPID, podman's --pid=host) runs with the app as the container's init
+// instead of systemd, in the host's pid namespace, as under runc (the
+// default flavor, since v2's app-as-init addition; see
+// EntrypointOCICreate; the kvm flavor refuses it). Hooks are the
 // front end's (they run on the host, from the bundle, never from the pod
 // directory).
 
@@ -42,6 +46,16 @@ const AnnotationOCIRun = "dev.skiff.stage1.oci-create"
 // main process (never to systemd, which re-executes itself on SIGTERM), or
 // SIGRTMIN+3 (halt) to the init while the app is not running; SIGKILL to the
 // init ends the container's pid namespace. Since v2.
+//
+// App-as-init (v2): for a bundle whose linux.namespaces has no pid entry
+// (or one whose path is the host's pid namespace), the init, once released, execs the app itself with the app's isolation
+// (its root, user, capabilities, seccomp, as its unit would run it) and its
+// own stdio and preserved descriptors, instead of systemd: PIDFile is then
+// the app's host pid, and its status the container's. A front end sends
+// signals to it as given (no SIGTERM mapping), SIGKILL and --all to every
+// process of the container's cgroup; gc kills what is left there. A stage1
+// that cannot (the kvm flavor, a v2 stage1 from before it) refuses such a
+// bundle at create in one line.
 const EntrypointOCICreate = "oci-create"
 
 // Files of OCI mode in the pod directory. Since v2.
@@ -55,6 +69,10 @@ const (
 	// (no link followed, bounded, control characters dropped) and puts it
 	// in its own one-line error. Since v2.
 	OCIErrorFile = "oci-error"
+	// OCIAppInitFile, an empty marker written by oci-create before
+	// OCICreatedFile, says that the app is the container's init
+	// (app-as-init, see EntrypointOCICreate). Since v2.
+	OCIAppInitFile = "app-init"
 )
 
 // OCIProcessMarker, an empty file apps/NAME/oci-process written by the front

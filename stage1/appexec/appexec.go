@@ -193,6 +193,13 @@ func execSpec(app string, specp *specs.Spec, args []string, inherit bool, addEnv
 	var extraEnv []string
 	keepFDs := 3 // stdio; then the socket-activated descriptors
 	switch {
+	case initFDs > 0: // the container's init (hostpid.go): its own stdio
+		keepFDs = initFDs
+		if p := spec.Process; p.OOMScoreAdj != nil {
+			if err := setOOMScoreAdj(*p.OOMScoreAdj); err != nil {
+				return fail(abi.ExitSkiffFailure, "app %s: %v", app, err)
+			}
+		}
 	case nested > 0 && !inherit:
 		keepFDs, extraEnv = nested, os.Environ()
 	case nested > 0: // the supervisor has joined the app's cgroup

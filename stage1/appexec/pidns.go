@@ -42,10 +42,7 @@ import (
 const NestedPIDFile = "/etc/skiff/oci-app-pidns"
 
 // nestedPIDNS says whether NestedPIDFile is there.
-func nestedPIDNS() bool {
-	_, err := os.Lstat(NestedPIDFile)
-	return err == nil
-}
+func nestedPIDNS() bool { return marked(NestedPIDFile) }
 
 // superviseNested starts this app-exec again (its arguments, with
 // --nested=keep) in the app's pid namespace: a new one (the app's start) or,

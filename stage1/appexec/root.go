@@ -272,8 +272,12 @@ func closeExtraFDs(keep int) error {
 // cgroupRoot is the pod's cgroup2 tree as the pod's systemd sees it.
 const cgroupRoot = "/sys/fs/cgroup"
 
-// appCgroup is app's service cgroup in the pod's cgroup2 tree.
+// appCgroup is app's cgroup in the pod's cgroup2 tree: its unit's, or with
+// app-as-init (hostpid.go) the container's own, the tree's root.
 func appCgroup(app string) string {
+	if appInit() {
+		return cgroupRoot
+	}
 	return filepath.Join(cgroupRoot, "system.slice", units.ServiceName(app))
 }
 

@@ -500,6 +500,32 @@ func ExecWith(stateRoot, id string, argv []string, o ExecOpts) (int, error) {
 	return st.ExitCode(), nil
 }
 
+// InitCgroups is the init's host pid of the created or running container
+// id and its cgroup directories (one per hierarchy, sorted), where a process
+// joins it (app-as-init's exec, which libcontainer's cannot do: it would
+// join the mount namespace of the init, which is the app's own).
+func InitCgroups(stateRoot, id string) (int, []string, error) {
+	c, err := libcontainer.Load(stateRoot, id)
+	if err != nil {
+		return 0, nil, fmt.Errorf("load pod sandbox: %w", err)
+	}
+	if st, err := c.Status(); err != nil || (st != libcontainer.Running && st != libcontainer.Created) {
+		return 0, nil, fmt.Errorf("pod sandbox is not running (%v)", err)
+	}
+	st, err := c.State()
+	if err != nil {
+		return 0, nil, err
+	}
+	var dirs []string
+	for _, d := range st.CgroupPaths {
+		if !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
+		}
+	}
+	slices.Sort(dirs)
+	return st.InitProcessPid, dirs, nil
+}
+
 // UserNSMappings are the uid and gid mappings of the user namespace at path
 // (a /proc/PID/ns/user or a bind mount of one), as libcontainer reads them
 // when it is to join it.

@@ -346,6 +346,13 @@ func newRunCmd(g *globals) *cobra.Command {
 			sigs := make(chan os.Signal, 8)
 			signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH)
 			defer signal.Stop(sigs)
+			// The init, the stage1's oci-create's child, becomes ours when
+			// oci-create exits, as runc's init is runc run's child: its
+			// status is the exit code when the stage1 records none (an
+			// app-as-init container's app is the init).
+			if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+				return fmt.Errorf("container %s: become a subreaper: %w", id, err)
+			}
 			c, pid, err := g.create(id, bundle, o)
 			if err != nil {
 				return err

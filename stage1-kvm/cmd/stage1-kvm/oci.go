@@ -199,8 +199,9 @@ func checkKVMSpec(spec *specs.Spec, o ociOpts) error {
 	if spec.Hooks != nil && (len(spec.Hooks.CreateRuntime) > 0 || len(spec.Hooks.CreateContainer) > 0 || len(spec.Hooks.StartContainer) > 0) {
 		return errors.New("hooks createRuntime, createContainer and startContainer would run in the VM's namespaces, which the kvm stage1 does not have on the host; remove them")
 	}
-	hasNet := false
+	hasNet, hasPID := false, false
 	for _, ns := range spec.Linux.Namespaces {
+		hasPID = hasPID || ns.Type == specs.PIDNamespace
 		if ns.Type == specs.NetworkNamespace && ns.Path != "" {
 			if err := checkNetNS(ns.Path); err != nil {
 				return err
@@ -212,6 +213,9 @@ func checkKVMSpec(spec *specs.Spec, o ociOpts) error {
 			return errors.New("linux.namespaces: a user namespace is not supported by the kvm stage1 (the VM is the isolation boundary); remove it (podman: no --userns)")
 		}
 		hasNet = hasNet || ns.Type == specs.NetworkNamespace
+	}
+	if !hasPID {
+		return errors.New("linux.namespaces has no pid namespace (the host's, as for hostPID or --pid=host): the VM's guest has its own kernel and pid namespace, so the host's cannot be given; add {\"type\": \"pid\"} to linux.namespaces, or run the container with the default stage1")
 	}
 	if !hasNet {
 		return errors.New("linux.namespaces has no network namespace: a VM cannot share the host's network; give the container its own (podman: the default network or --network=none)")

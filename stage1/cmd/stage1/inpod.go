@@ -29,7 +29,10 @@ func init() {
 // does not reach the init it forks.
 func podInitMain(args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("usage: pod-init [--oci=N[:console]] CMD...")
+		return fmt.Errorf("usage: pod-init [--oci=N[:console]] CMD... | pod-init --oci-app=N[:console] APP")
+	}
+	if fds, ok := strings.CutPrefix(args[0], "--oci-app="); ok {
+		return podInitOCIApp(fds, args[1:]) // oci_hostpid.go
 	}
 	if fds, ok := strings.CutPrefix(args[0], "--oci="); ok {
 		if len(args) < 2 {

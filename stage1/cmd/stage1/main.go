@@ -34,6 +34,7 @@ var commands = map[string]func(args []string) error{
 	"pod-init":              podInitMain,
 	abi.EntrypointOCICreate: ociCreateMain,
 	"oci-stdio":             ociStdioMain,
+	"oci-join":              ociJoinMain,
 }
 
 func main() {

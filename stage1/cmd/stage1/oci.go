@@ -104,8 +104,9 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 		return err
 	}
 	r.cgroup = ociCgroupPath(spec.Linux.CgroupsPath, o.id, o.systemdCgroup)
-	// gc removes it by name when a crash left it without libcontainer state.
-	if err := os.WriteFile(s1OCICgroup, []byte(r.cgroup), 0o644); err != nil {
+	// gc removes it by name when a crash left it without libcontainer state
+	// (written whole or not at all: gc refuses an empty name).
+	if err := atomicfile.Write(s1OCICgroup, []byte(r.cgroup), 0o644); err != nil {
 		return err
 	}
 	rootfs := filepath.Join(ro.PodDir, s1Rootfs)
@@ -123,7 +124,11 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 	if err != nil {
 		return err
 	}
-	nss, pidNS, err := ociNamespaces(spec.Linux.Namespaces)
+	appInit, nss, err := ociAppInitNS(spec.Linux.Namespaces) // oci_hostpid.go
+	if err != nil {
+		return err
+	}
+	nss, pidNS, err := ociNamespaces(nss)
 	if err != nil {
 		return err
 	}
@@ -139,6 +144,11 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 	}
 	if err := ociAppPIDNS(rootfs, spec.Linux.Namespaces); err != nil {
 		return err
+	}
+	if appInit {
+		if err := ociAppInit(rootfs, &sb, app.Name, o.preserveFDs); err != nil {
+			return err
+		}
 	}
 	if o.consoleSocket != "" && spec.Process.Terminal {
 		// libcontainer makes the pty in the pod and sends its master now,
@@ -170,6 +180,9 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 		return err
 	}
 	ro.Debugf("sandbox created, init pid %d, cgroup %s", pid, r.cgroup)
+	if appInit {
+		err = holdSandboxMountNS(pid)
+	}
 	// start opens start.fifo: a second name of libcontainer's exec FIFO.
 	if err == nil {
 		err = os.Link(container.ExecFIFO(abs(s1State), containerID(o.id)), abi.OCIStartFIFO)

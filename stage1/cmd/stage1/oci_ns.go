@@ -9,7 +9,8 @@ package main
 // namespace given by path (a Kubernetes pod's containers join the sandbox's)
 // gets a new pid namespace nested in it (inPIDNS, container/nestpid.go): the
 // container's processes are in the namespace joined, as with runc, under a
-// PID 1 of their own.
+// PID 1 of their own. A bundle with no pid namespace (the host's) runs its
+// app as the container's init instead of systemd (oci_hostpid.go).
 
 import (
 	"errors"
@@ -59,11 +60,6 @@ func checkOCINamespaces(nss []specs.LinuxNamespace) error {
 				return fmt.Errorf("linux.namespaces: %s path %s: %w", n.Type, n.Path, err)
 			}
 		}
-	}
-	if !seen[specs.PIDNamespace] {
-		// Kubernetes' hostPID, podman's --pid=host. The app-as-init mode
-		// this would take does not exist (README "Conformance").
-		return errors.New("linux.namespaces has no pid namespace (the host's, as for hostPID or --pid=host): systemd, the container's init, must be PID 1 of a pid namespace and the host's has its own PID 1; add a pid namespace (new, or a path to nest in) to linux.namespaces, or run a host-pid container with runc")
 	}
 	if !seen[specs.MountNamespace] {
 		return errors.New("linux.namespaces has no mount namespace: systemd, the container's init, needs a new one with the stage1's tree in it; add {\"type\": \"mount\"} to linux.namespaces")

@@ -202,7 +202,11 @@ func enterMain(args []string) error {
 			sigs.started(pid, send)
 		}
 	}
-	code, err := container.ExecWith(abs(s1State), containerID(m.UUID), cmd, o)
+	execWith := container.ExecWith
+	if appInitPod() {
+		execWith = ociHostPIDExec // the app is the init (oci_hostpid.go)
+	}
+	code, err := execWith(abs(s1State), containerID(m.UUID), cmd, o)
 	if sigs != nil {
 		sigs.stop()
 	}
