@@ -237,6 +237,21 @@ func TestOCIHostPIDAppIsTheInit(t *testing.T) {
 		t.Errorf("exec: exit %d, stdout %q, stderr %q; want 3, the marker, the app's mount namespace %s, %q and sees-host",
 			r.code, r.stdout, r.stderr, nsOf(t, pid, "mnt"), wantBnd)
 	}
+	// exec --detach --pid-file: the process's host pid, in the app's
+	// cgroups and mount namespace.
+	proc := filepath.Join(o.dir, "process.json")
+	os.WriteFile(proc, []byte(`{"args": ["/bin/sleep", "4313"], "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}`), 0o644)
+	pidFile := filepath.Join(o.dir, "exec.pid")
+	o.ok("exec", "--process", proc, "--detach", "--pid-file", pidFile, "hp1")
+	raw, _ := os.ReadFile(pidFile)
+	xpid, _ := strconv.Atoi(strings.TrimSpace(string(raw)))
+	waitFor(t, 30*time.Second, "the detached exec to be the process", func() bool { return hostPidOf("/bin/sleep", "4313") == xpid })
+	appCg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	xCg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", xpid))
+	if len(appCg) == 0 || string(appCg) != string(xCg) || nsOf(t, xpid, "mnt") != nsOf(t, pid, "mnt") {
+		t.Errorf("detached exec (pid %d): cgroups %q, mount namespace %s; want the app's, %q and %s",
+			xpid, xCg, nsOf(t, xpid, "mnt"), appCg, nsOf(t, pid, "mnt"))
+	}
 	// TERM reaches the app's handler as given; its status is the init's.
 	o.ok("kill", "hp1", "TERM")
 	o.waitStatus("hp1", "stopped")
@@ -246,7 +261,7 @@ func TestOCIHostPIDAppIsTheInit(t *testing.T) {
 	// The child outlives the app (host pid namespace, as under runc) until
 	// delete, which leaves nothing.
 	o.ok("delete", "hp1")
-	o.nothingLeft("hp1", pid, child)
+	o.nothingLeft("hp1", pid, child, xpid)
 
 	// run: the app's exit status is the caller's.
 	b2 := hostPIDBundle(o, "b2", "/bin/sh", "-c", "exit 5")

@@ -72,7 +72,7 @@ func killCgroup(pid int, sig unix.Signal) error {
 	if _, err := os.Stat(base + "/unified/cgroup.controllers"); err == nil {
 		base += "/unified" // cgroup v1 hybrid
 	}
-	err = filepath.WalkDir(base+cg, func(p string, d os.DirEntry, err error) error {
+	return filepath.WalkDir(base+cg, func(p string, d os.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
 			return nil
 		}
@@ -84,8 +84,4 @@ func killCgroup(pid int, sig unix.Signal) error {
 		}
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	return nil
 }
