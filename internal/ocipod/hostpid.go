@@ -11,6 +11,7 @@ package ocipod
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -19,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/internal/cgtree"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
@@ -47,41 +49,69 @@ func waitAppInit(pid int) {
 	}
 }
 
-// killCgroup sends sig to every process in the cgroup2 group of pid (the
+// killCgroup sends sig to every process in the cgroup of pid (the
 // container's, which holds every process of an app-as-init container) and
-// in the groups below it. The group is the kernel's answer in
-// /proc/PID/cgroup (the app cannot move out of its cgroup namespace); the
-// root is never taken for the container's.
+// in the groups below it: its cgroup2 group, or on a cgroup v1 host that of
+// the pids, freezer or memory hierarchy. The group is the kernel's answer in
+// /proc/PID/cgroup; the root is never taken for the container's. The tree is
+// read as the container's (cgtree: bounded, no symlink followed); when
+// only part of it could be read, what was found is signalled and the error
+// says so.
 func killCgroup(pid int, sig unix.Signal) error {
+	dir, err := initCgroupDir(pid)
+	if err != nil {
+		return err
+	}
+	if dir == "" {
+		return unix.Kill(pid, sig) // no group of its own: the init alone
+	}
+	pids, err := cgtree.Pids(dir)
+	for _, q := range pids {
+		if q > 1 {
+			_ = unix.Kill(q, sig)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("the container's cgroup %s: %w", dir, err)
+	}
+	return nil
+}
+
+// initCgroupDir is the directory of pid's cgroup (see killCgroup), "" when
+// it has none but the root.
+func initCgroupDir(pid int) (string, error) {
 	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/cgroup")
 	if err != nil {
-		return fmt.Errorf("the init's cgroup: %w", ErrNotRunning)
+		return "", fmt.Errorf("the init's cgroup: %w", ErrNotRunning)
 	}
 	defer f.Close()
-	cg := ""
-	sc := bufio.NewScanner(f)
+	groups := map[string]string{} // hierarchy ("" for cgroup2) -> path
+	sc := bufio.NewScanner(io.LimitReader(f, 64<<10))
 	for sc.Scan() {
-		if p, ok := strings.CutPrefix(sc.Text(), "0::"); ok {
-			cg = filepath.Clean(p)
+		_, rest, _ := strings.Cut(sc.Text(), ":")
+		ctl, path, ok := strings.Cut(rest, ":")
+		if !ok {
+			continue
+		}
+		for _, c := range strings.Split(ctl, ",") {
+			groups[c] = filepath.Clean(path)
 		}
 	}
-	if !filepath.IsAbs(cg) || cg == "/" {
-		return unix.Kill(pid, sig) // no cgroup2 group of its own: the init alone
-	}
-	base := "/sys/fs/cgroup"
-	if _, err := os.Stat(base + "/unified/cgroup.controllers"); err == nil {
-		base += "/unified" // cgroup v1 hybrid
-	}
-	return filepath.WalkDir(base+cg, func(p string, d os.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
+	for _, h := range []struct{ ctl, base string }{
+		{"", "/sys/fs/cgroup/unified"}, {"", "/sys/fs/cgroup"},
+		{"pids", "/sys/fs/cgroup/pids"}, {"freezer", "/sys/fs/cgroup/freezer"}, {"memory", "/sys/fs/cgroup/memory"},
+	} {
+		cg, ok := groups[h.ctl]
+		if !ok || !filepath.IsAbs(cg) || cg == "/" {
+			continue
 		}
-		b, _ := os.ReadFile(filepath.Join(p, "cgroup.procs"))
-		for _, l := range strings.Fields(string(b)) {
-			if q, err := strconv.Atoi(l); err == nil && q > 1 {
-				_ = unix.Kill(q, sig)
-			}
+		marker := "/cgroup.procs"
+		if h.ctl == "" {
+			marker = "/cgroup.controllers" // a cgroup2 mount
 		}
-		return nil
-	})
+		if _, err := os.Stat(h.base + marker); err == nil {
+			return h.base + cg, nil
+		}
+	}
+	return "", nil
 }

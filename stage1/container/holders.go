@@ -1,17 +1,14 @@
 package container
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/skiff-project/skiff/internal/cgtree"
 )
 
 // procInfo is what /proc says of one process.
@@ -145,100 +142,6 @@ func joinBounded(s []string) string {
 	return strings.Join(s, ", ")
 }
 
-// What CgroupPids reads of a cgroup tree at most. A --private-users pod may
-// grow its own (delegated) cgroups: a hostile app can make them deep or wide.
-const (
-	maxCgroupEntries    = 1 << 16 // names read in all directories
-	maxCgroupDepth      = 32      // directories below the walk's root
-	maxCgroupProcsBytes = 64 << 10
-)
-
-// ErrCgroupsReadInPart says CgroupPids did not read the whole tree.
-var ErrCgroupsReadInPart = errors.New("read only part of the cgroup tree")
-
-// CgroupPids lists the processes in the cgroup directory dir and below. It
-// follows no symlink (there are none in a cgroup filesystem) and reads a
-// bounded part of the tree (maxCgroup*): past a bound it returns what it
-// found and an ErrCgroupsReadInPart that says which bound (the names below
-// dir are the pod's, so the error names none). A dir that cannot be opened
-// holds nothing.
-func CgroupPids(dir string) ([]int, error) {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, nil
-	}
-	w := cgroupWalk{entries: maxCgroupEntries}
-	w.walk(fd, 0)
-	if w.stopped != "" {
-		return w.pids, fmt.Errorf("%w (%s below %s)", ErrCgroupsReadInPart, w.stopped, dir)
-	}
-	return w.pids, nil
-}
-
-type cgroupWalk struct {
-	pids    []int
-	entries int    // names left to read
-	stopped string // the first bound reached
-}
-
-func (w *cgroupWalk) stop(bound string) {
-	if w.stopped == "" {
-		w.stopped = bound
-	}
-}
-
-// walk reads dfd's cgroup.procs and its subdirectories; it closes dfd.
-func (w *cgroupWalk) walk(dfd int, depth int) {
-	f := os.NewFile(uintptr(dfd), "cgroup")
-	defer f.Close()
-	w.readProcs(dfd)
-	for w.entries > 0 {
-		ents, err := f.ReadDir(min(w.entries, 256))
-		w.entries -= len(ents)
-		for _, e := range ents {
-			if !e.IsDir() { // a symlink is not
-				continue
-			}
-			if depth >= maxCgroupDepth {
-				w.stop(fmt.Sprintf("more than %d levels", maxCgroupDepth))
-				continue
-			}
-			cfd, err := unix.Openat(dfd, e.Name(), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-			if err != nil { // gone meanwhile
-				continue
-			}
-			w.walk(cfd, depth+1)
-		}
-		if err != nil { // io.EOF at the end
-			return
-		}
-	}
-	w.stop(fmt.Sprintf("more than %d entries", maxCgroupEntries))
-}
-
-// readProcs adds the pids of dfd's cgroup.procs, a regular file, up to
-// maxCgroupProcsBytes of it (whole lines: a cut pid would name another).
-func (w *cgroupWalk) readProcs(dfd int) {
-	if w.entries <= 0 {
-		return
-	}
-	fd, err := unix.Openat(dfd, "cgroup.procs", unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return
-	}
-	f := os.NewFile(uintptr(fd), "cgroup.procs")
-	defer f.Close()
-	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
-		return
-	}
-	b, _ := io.ReadAll(io.LimitReader(f, maxCgroupProcsBytes+1))
-	if len(b) > maxCgroupProcsBytes {
-		b = b[:bytes.LastIndexByte(b[:maxCgroupProcsBytes], '\n')+1]
-		w.stop(fmt.Sprintf("a cgroup.procs of more than %d bytes", maxCgroupProcsBytes))
-	}
-	for _, f := range strings.Fields(string(b)) {
-		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
-			w.pids = append(w.pids, pid)
-		}
-	}
-}
+// CgroupPids lists the processes in the cgroup directory dir and below, of
+// a bounded part of the tree (cgtree.Pids).
+func CgroupPids(dir string) ([]int, error) { return cgtree.Pids(dir) }

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/internal/cgtree"
 )
 
 // fakeProc makes proc/PID/{stat,ns/pid[,wchan]} for one process.
@@ -94,7 +96,7 @@ func TestCgroupPidsIsBounded(t *testing.T) {
 	pids := func(dir, wantErr string) []int {
 		t.Helper()
 		got, err := CgroupPids(dir)
-		if wantErr == "" && err != nil || wantErr != "" && (!errors.Is(err, ErrCgroupsReadInPart) || !strings.Contains(err.Error(), wantErr)) {
+		if wantErr == "" && err != nil || wantErr != "" && (!errors.Is(err, cgtree.ErrReadInPart) || !strings.Contains(err.Error(), wantErr)) {
 			t.Errorf("CgroupPids(%s): error %v, want %q", dir, err, wantErr)
 		}
 		return got
@@ -128,15 +130,15 @@ func TestCgroupPidsIsBounded(t *testing.T) {
 		t.Errorf("a symlinked root: %v", got)
 	}
 
-	// Deep: read down to maxCgroupDepth levels.
+	// Deep: read down to cgtree.MaxDepth levels.
 	deep := filepath.Join(root, "deep")
 	d := deep
-	for i := 1; i <= maxCgroupDepth+8; i++ {
+	for i := 1; i <= cgtree.MaxDepth+8; i++ {
 		d = filepath.Join(d, "d")
 		write(filepath.Join(d, "cgroup.procs"), strconv.Itoa(1000+i)+"\n")
 	}
-	got := pids(deep, fmt.Sprintf("more than %d levels below %s", maxCgroupDepth, deep))
-	if want := 1000 + maxCgroupDepth; len(got) != maxCgroupDepth || slices.Max(got) != want {
+	got := pids(deep, fmt.Sprintf("more than %d levels below %s", cgtree.MaxDepth, deep))
+	if want := 1000 + cgtree.MaxDepth; len(got) != cgtree.MaxDepth || slices.Max(got) != want {
 		t.Errorf("deep tree: %v, want 1001..%d", got, want)
 	}
 	if got := holders("/nonexistent", 1, nil); strings.Contains(got, "part") {
@@ -148,26 +150,26 @@ func TestCgroupPidsIsBounded(t *testing.T) {
 		t.Errorf("holders of a deep tree: %q", got)
 	}
 
-	// Wide: at most maxCgroupEntries names in all.
+	// Wide: at most cgtree.MaxEntries names in all.
 	wide := filepath.Join(root, "wide")
 	write(filepath.Join(wide, "cgroup.procs"), "20\n")
-	for i := 0; i <= maxCgroupEntries; i++ {
+	for i := 0; i <= cgtree.MaxEntries; i++ {
 		f, err := os.Create(filepath.Join(wide, strconv.Itoa(i)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		f.Close()
 	}
-	if got := pids(wide, fmt.Sprintf("more than %d entries", maxCgroupEntries)); !slices.Equal(got, []int{20}) {
+	if got := pids(wide, fmt.Sprintf("more than %d entries", cgtree.MaxEntries)); !slices.Equal(got, []int{20}) {
 		t.Errorf("wide tree: %v", got)
 	}
 
-	// A long cgroup.procs: read up to maxCgroupProcsBytes, whole lines only
+	// A long cgroup.procs: read up to cgtree.MaxProcsBytes, whole lines only
 	// (a cut "123456" would name pid 12).
 	long := filepath.Join(root, "long")
-	write(filepath.Join(long, "cgroup.procs"), strings.Repeat("123456\n", maxCgroupProcsBytes/7+10))
-	got = pids(long, fmt.Sprintf("a cgroup.procs of more than %d bytes", maxCgroupProcsBytes))
-	if len(got) != maxCgroupProcsBytes/7 || slices.ContainsFunc(got, func(p int) bool { return p != 123456 }) {
-		t.Errorf("long cgroup.procs: %d pids, want %d of 123456", len(got), maxCgroupProcsBytes/7)
+	write(filepath.Join(long, "cgroup.procs"), strings.Repeat("123456\n", cgtree.MaxProcsBytes/7+10))
+	got = pids(long, fmt.Sprintf("a cgroup.procs of more than %d bytes", cgtree.MaxProcsBytes))
+	if len(got) != cgtree.MaxProcsBytes/7 || slices.ContainsFunc(got, func(p int) bool { return p != 123456 }) {
+		t.Errorf("long cgroup.procs: %d pids, want %d of 123456", len(got), cgtree.MaxProcsBytes/7)
 	}
 }

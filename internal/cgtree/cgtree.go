@@ -1,0 +1,115 @@
+// Package cgtree reads a cgroup tree that its processes may have grown
+// themselves (a --private-users pod's delegated cgroups, an OCI container
+// given write access to its cgroupfs): a bounded part of it, no symlink
+// followed.
+package cgtree
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// What Pids reads of a cgroup tree at most. A --private-users pod may
+// grow its own (delegated) cgroups: a hostile app can make them deep or wide.
+const (
+	MaxEntries    = 1 << 16 // names read in all directories
+	MaxDepth      = 32      // directories below the walk's root
+	MaxProcsBytes = 64 << 10
+)
+
+// ErrReadInPart says Pids did not read the whole tree.
+var ErrReadInPart = errors.New("read only part of the cgroup tree")
+
+// Pids lists the processes in the cgroup directory dir and below. It
+// follows no symlink (there are none in a cgroup filesystem) and reads a
+// bounded part of the tree (Max*): past a bound it returns what it
+// found and an ErrReadInPart that says which bound (the names below
+// dir are the pod's, so the error names none). A dir that cannot be opened
+// holds nothing.
+func Pids(dir string) ([]int, error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil
+	}
+	w := walker{entries: MaxEntries}
+	w.walk(fd, 0)
+	if w.stopped != "" {
+		return w.pids, fmt.Errorf("%w (%s below %s)", ErrReadInPart, w.stopped, dir)
+	}
+	return w.pids, nil
+}
+
+type walker struct {
+	pids    []int
+	entries int    // names left to read
+	stopped string // the first bound reached
+}
+
+func (w *walker) stop(bound string) {
+	if w.stopped == "" {
+		w.stopped = bound
+	}
+}
+
+// walk reads dfd's cgroup.procs and its subdirectories; it closes dfd.
+func (w *walker) walk(dfd int, depth int) {
+	f := os.NewFile(uintptr(dfd), "cgroup")
+	defer f.Close()
+	w.readProcs(dfd)
+	for w.entries > 0 {
+		ents, err := f.ReadDir(min(w.entries, 256))
+		w.entries -= len(ents)
+		for _, e := range ents {
+			if !e.IsDir() { // a symlink is not
+				continue
+			}
+			if depth >= MaxDepth {
+				w.stop(fmt.Sprintf("more than %d levels", MaxDepth))
+				continue
+			}
+			cfd, err := unix.Openat(dfd, e.Name(), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+			if err != nil { // gone meanwhile
+				continue
+			}
+			w.walk(cfd, depth+1)
+		}
+		if err != nil { // io.EOF at the end
+			return
+		}
+	}
+	w.stop(fmt.Sprintf("more than %d entries", MaxEntries))
+}
+
+// readProcs adds the pids of dfd's cgroup.procs, a regular file, up to
+// MaxProcsBytes of it (whole lines: a cut pid would name another).
+func (w *walker) readProcs(dfd int) {
+	if w.entries <= 0 {
+		return
+	}
+	fd, err := unix.Openat(dfd, "cgroup.procs", unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	f := os.NewFile(uintptr(fd), "cgroup.procs")
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, MaxProcsBytes+1))
+	if len(b) > MaxProcsBytes {
+		b = b[:bytes.LastIndexByte(b[:MaxProcsBytes], '\n')+1]
+		w.stop(fmt.Sprintf("a cgroup.procs of more than %d bytes", MaxProcsBytes))
+	}
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil && pid > 0 {
+			w.pids = append(w.pids, pid)
+		}
+	}
+}
