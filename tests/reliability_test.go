@@ -259,16 +259,17 @@ func TestKilledPodReports137(t *testing.T) {
 	t.Run("second SIGTERM", func(t *testing.T) {
 		e := newEnv(t)
 		uf := filepath.Join(t.TempDir(), "uuid")
-		c, _, errb := e.startBackground(e.runArgs("--uuid-file-save="+uf, e.image("busybox"), "--", "/bin/sh", "-c",
-			"trap '' TERM; while :; do sleep 1; done")...)
+		c, out, errb := e.startBackground(e.runArgs("--uuid-file-save="+uf, e.image("busybox"), "--", "/bin/sh", "-c",
+			"trap '' TERM; echo trapped; while :; do sleep 1; done")...)
 		var uuid string
-		waitFor(t, 20*time.Second, "the pod to be ready", func() bool {
+		// Ready is not enough: the first SIGTERM must find the trap set.
+		waitFor(t, 20*time.Second, "the pod to be ready and its app to ignore SIGTERM", func() bool {
 			b, err := os.ReadFile(uf)
 			if err != nil || len(b) < 36 {
 				return false
 			}
 			uuid = strings.TrimSpace(string(b))
-			return e.status(uuid).Ready
+			return e.status(uuid).Ready && strings.Contains(out.String(), "trapped")
 		})
 		_ = c.Process.Signal(syscall.SIGTERM)
 		time.Sleep(300 * time.Millisecond) // the app ignores it; the stop timeout is 10 s

@@ -129,16 +129,17 @@ func reap(args []string, guard int) error {
 
 // killChildren SIGKILLs this process's children until it has none (none is
 // closed): the orphans of each one killed come to this subreaper and are
-// killed in turn. A child's pid is its own until it is reaped.
+// killed in turn. A child's pid is its own until it is reaped. One that
+// cannot die yet (a frozen cgroup) is tried again less and less often.
 func killChildren(none <-chan struct{}) {
-	for {
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		for _, c := range children() {
 			_ = unix.Kill(c, unix.SIGKILL)
 		}
 		select {
 		case <-none:
 			return
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(wait):
 		}
 	}
 }
