@@ -122,6 +122,12 @@ func ociState(t *testing.T, p *ocipod.Pod) specs.State {
 	return st
 }
 
+// noSubreaper is the cleanup of a test that made this process a child
+// subreaper (as containerd's shim is): the tests after it do not reap what
+// would come to it, and an unreaped zombie of a pod's pid namespace keeps
+// that pod from ending (the soak's gc found one after a killed enter).
+func noSubreaper() { _ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) }
+
 // internal/ocipod runs a bundle as a pod of one app through the stage1's
 // oci-create: create leaves it created (init in its own pid namespace,
 // waiting), start runs the app with the caller's stdout, its exit code comes
@@ -133,6 +139,7 @@ func TestOCIPodLifecycle(t *testing.T) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(noSubreaper)
 	root := filepath.Join(t.TempDir(), "root")
 	s1 := ociStage1(t, e)
 
@@ -432,6 +439,7 @@ func TestOCIPodJoinsNamespacesCgroupsPathSysctlsAndTerminal(t *testing.T) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(noSubreaper)
 	root := filepath.Join(t.TempDir(), "root")
 	s1 := ociStage1(t, e)
 	cgParent := "skiff-oci-test-" + itoa(os.Getpid())
@@ -600,6 +608,7 @@ func TestOCIPodKilledCreateLeavesNothing(t *testing.T) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(noSubreaper)
 	root := filepath.Join(t.TempDir(), "root")
 	s1 := ociStage1(t, e)
 	bundle := ociBundle(t, e, "/bin/sleep", "1000")
