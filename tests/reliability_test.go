@@ -387,17 +387,19 @@ func TestEnterKilledLeavesNoCommand(t *testing.T) {
 }
 
 // TestEnterEndedLeavesNothingInThePod: SIGKILL or SIGHUP of `skiff enter`
-// running a command that ignores SIGHUP and has started another process
-// ends both, in both flavors (looked for in the pod, through enter: the kvm
-// guest's processes are not the host's). Default flavor: the reaper between
-// enter and the command kills all it started; kvm: the guest agent kills the
-// command's group once the stream is gone (or told to end) and it has not.
+// running a command that ignores SIGHUP and has started another process,
+// and one in a session of its own (setsid: out of the command's process
+// group), ends all three, in both flavors (looked for in the pod, through
+// enter: the kvm guest's processes are not the host's). The reaper between
+// enter (default flavor), or the guest agent's exec (kvm), and the command
+// kills all it started once the enter or its stream is gone (or told to
+// end and the command has not).
 func TestEnterEndedLeavesNothingInThePod(t *testing.T) {
 	e := newEnv(t)
 	uuid, _ := e.runningPod()
 	for i, sig := range []syscall.Signal{syscall.SIGKILL, syscall.SIGHUP} {
-		bg, fg := strconv.Itoa(5760+2*i), strconv.Itoa(5761+2*i)
-		script := "trap '' HUP; sleep " + bg + " & sleep " + fg
+		bg, fg, own := strconv.Itoa(5760+3*i), strconv.Itoa(5761+3*i), strconv.Itoa(5762+3*i)
+		script := "trap '' HUP; setsid sleep " + own + " & sleep " + bg + " & sleep " + fg
 		// Output to a file, not a pipe: a leaked process would hold a pipe,
 		// and the harness would wait for its end (the pod's) to reap enter.
 		out, err := os.Create(filepath.Join(t.TempDir(), "out"))
@@ -411,13 +413,14 @@ func TestEnterEndedLeavesNothingInThePod(t *testing.T) {
 		}
 		out.Close()
 		t.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
-		waitFor(t, 20*time.Second, sig.String()+": the entered command and its child to run", func() bool {
-			return e.podProcs(uuid, "sleep", bg) == 1 && e.podProcs(uuid, "sleep", fg) == 1
+		waitFor(t, 20*time.Second, sig.String()+": the entered command and its children to run", func() bool {
+			return e.podProcs(uuid, "sleep", bg) == 1 && e.podProcs(uuid, "sleep", fg) == 1 && e.podProcs(uuid, "sleep", own) == 1
 		})
 		_ = c.Process.Signal(sig)
 		_ = c.Wait()
-		waitFor(t, 60*time.Second, sig.String()+": the entered sh and both sleeps to be gone from the pod", func() bool {
-			return e.podProcs(uuid, "sleep", bg)+e.podProcs(uuid, "sleep", fg)+e.podProcs(uuid, "/bin/sh", "-c", script) == 0
+		waitFor(t, 60*time.Second, sig.String()+": the entered sh and the three sleeps to be gone from the pod", func() bool {
+			return e.podProcs(uuid, "sleep", bg)+e.podProcs(uuid, "sleep", fg)+e.podProcs(uuid, "sleep", own)+
+				e.podProcs(uuid, "/bin/sh", "-c", script) == 0
 		})
 	}
 }

@@ -33,6 +33,16 @@ type CmdOptions struct {
 	// SIGINT from stdio.Signals the command's process group is SIGKILLed
 	// if the command has not exited (zero: DefaultKillAfterSignal).
 	KillAfterSignal time.Duration
+	// Reaper, when not nil, is the write end of a pipe whose read end
+	// only the command holds: the command is a reaper (app-exec
+	// --reap-fd) that SIGKILLs all it started once the pipe ends. RunCmd
+	// then kills by closing it (not by SIGKILL to the command's group:
+	// what the command started may have left it), closes it when it
+	// returns (a hangup: nothing outlives the stream), and with a tty
+	// leaves the terminal to the reaper's child to make its controlling
+	// terminal (Setsid only: the reaper must not hold the session whose
+	// foreground group gets the terminal's signals).
+	Reaper *os.File
 }
 
 // DefaultKillAfterSignal is CmdOptions.KillAfterSignal's default, the
@@ -41,7 +51,8 @@ const DefaultKillAfterSignal = 10 * time.Second
 
 // RunCmd runs cmd for an exec request with stdio: on pipes, or on a new
 // pseudo-terminal when req.TTY (sized req.Window, resized from stdio.Resize,
-// made the command's controlling terminal: Setsid and Setctty; the command's
+// made the command's controlling terminal: Setsid and Setctty, unless
+// opts.Reaper; the command's
 // stdout and stderr both go to stdio.Stdout). The caller sets everything else
 // in cmd (Path, Args, Env, Dir, SysProcAttr such as Chroot and Credential);
 // RunCmd sets Stdin, Stdout, Stderr (which must be nil) and, in a copy of
@@ -72,6 +83,9 @@ const DefaultKillAfterSignal = 10 * time.Second
 // command to reap it (and, with opts.KillAfterHangup, SIGKILLs its group
 // once it has exited, or that long after the hangup).
 func RunCmd(ctx context.Context, cmd *exec.Cmd, req ExecRequest, stdio Stdio, opts CmdOptions) (int, error) {
+	if opts.Reaper != nil {
+		defer opts.Reaper.Close()
+	}
 	if cmd.Stdin != nil || cmd.Stdout != nil || cmd.Stderr != nil {
 		return abi.ExitSkiffFailure, errors.New("RunCmd: cmd's Stdin, Stdout and Stderr must be nil")
 	}
@@ -84,7 +98,7 @@ func RunCmd(ctx context.Context, cmd *exec.Cmd, req ExecRequest, stdio Stdio, op
 	var r *running
 	var err error
 	if req.TTY {
-		r, err = startPty(cmd, req.Window, stdio)
+		r, err = startPty(cmd, req.Window, stdio, opts.Reaper == nil)
 	} else {
 		r, err = startPipes(cmd, stdio)
 	}
@@ -101,6 +115,10 @@ func RunCmd(ctx context.Context, cmd *exec.Cmd, req ExecRequest, stdio Stdio, op
 		close(exited)
 	}()
 	pid := cmd.Process.Pid
+	kill := func() { _ = unix.Kill(-pid, unix.SIGKILL) }
+	if opts.Reaper != nil {
+		kill = func() { _ = opts.Reaper.Close() }
+	}
 	told := false
 	var killAt <-chan time.Time
 	for {
@@ -124,10 +142,10 @@ func RunCmd(ctx context.Context, cmd *exec.Cmd, req ExecRequest, stdio Stdio, op
 				killAt = time.After(wait)
 			}
 		case <-killAt:
-			_ = unix.Kill(-pid, unix.SIGKILL)
+			kill()
 		case <-exited:
 			if told {
-				_ = unix.Kill(-pid, unix.SIGKILL)
+				kill()
 			}
 			r.finish()
 			return exitCode(cmd.ProcessState), nil
@@ -189,7 +207,7 @@ func startPipes(cmd *exec.Cmd, stdio Stdio) (*running, error) {
 	return r, nil
 }
 
-func startPty(cmd *exec.Cmd, ws Winsize, stdio Stdio) (*running, error) {
+func startPty(cmd *exec.Cmd, ws Winsize, stdio Stdio, ctty bool) (*running, error) {
 	master, slave, err := openPty(ws)
 	if err != nil {
 		return nil, err
@@ -203,7 +221,7 @@ func startPty(cmd *exec.Cmd, ws Winsize, stdio Stdio) (*running, error) {
 		}
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, true, 0
+	cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, ctty, 0
 	cmd.SysProcAttr.Setpgid = false
 	if err := cmd.Start(); err != nil {
 		master.Close()

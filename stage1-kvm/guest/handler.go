@@ -56,9 +56,27 @@ func (a *podAgent) Exec(ctx context.Context, req agent.ExecRequest, stdio agent.
 	} else {
 		args = append(append(args, req.App, "--"), req.Args...)
 	}
+	opts := agent.CmdOptions{KillAfterHangup: agent.DefaultKillAfterSignal}
+	var extra []*os.File
+	if len(req.Process) == 0 {
+		// enter's command, and all it started, end with the stream that
+		// started it, even one that left the command's process group or
+		// session: app-exec's reaper (stage1/appexec/reaper.go) kills them
+		// once the pipe whose write end only this exec holds ends, which
+		// RunCmd closes on a hangup (and to kill).
+		guard, held, err := os.Pipe()
+		if err != nil {
+			return abi.ExitSkiffFailure, fmt.Errorf("exec: %w", err)
+		}
+		defer guard.Close()
+		opts.Reaper = held
+		extra = []*os.File{guard}
+		args = append(args[:2:2], append([]string{"--reap-fd=3"}, args[2:]...)...)
+	}
 	cmd := exec.Command(units.AppExecPath)
 	cmd.Args = args
 	cmd.Env = []string{}
+	cmd.ExtraFiles = extra
 	cg, err := os.Open(filepath.Join("/sys/fs/cgroup/system.slice", units.ServiceName(req.App)))
 	if err == nil {
 		defer cg.Close()
@@ -66,10 +84,11 @@ func (a *podAgent) Exec(ctx context.Context, req agent.ExecRequest, stdio agent.
 	}
 	// Nothing outlives the stream that started it: a host enter that ends
 	// without the exit frame (SIGKILLed, its relay gone) hangs the command
-	// up, and its group is killed once it exits or the wait is over (a
+	// up; the reaper kills all it started at once, and without one (an OCI
+	// exec) its group is killed once it exits or the wait is over (a
 	// command that ignores SIGHUP). No exec stays without its stream: a
 	// detached OCI exec keeps its host relay, whose end is the process's.
-	return agent.RunCmd(ctx, cmd, req, stdio, agent.CmdOptions{KillAfterHangup: agent.DefaultKillAfterSignal})
+	return agent.RunCmd(ctx, cmd, req, stdio, opts)
 }
 
 // Signal sends sig to the main process of app's unit (every app's when app

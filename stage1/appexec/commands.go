@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/term"
+
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/units"
 )
@@ -40,7 +42,11 @@ func Main(args []string) error {
 				rest = append(rest, a)
 			}
 		}
-		return reap(append(rest, fs.Args()...), *reapFD)
+		// A terminal on stdin that app-exec does not make itself (the kvm
+		// guest agent's pty, which the reaper, a session leader, must not
+		// take) is the command's controlling terminal.
+		ctty := *consoleFD == 0 && term.IsTerminal(0)
+		return reap(append(rest, fs.Args()...), *reapFD, ctty)
 	}
 	if *nested > 0 {
 		if err := watchParent(*guard); err != nil {

@@ -17,7 +17,8 @@ package appexec
 // process group, as a terminal does: enter sends them to the reaper's
 // group), reaps the orphans that come to it and ends with the command: with
 // its code, or 128+N for signal N. What the command left behind when it
-// ends by itself stays in the pod, as what podman exec started does.
+// ends by itself stays in the pod, as what podman exec started does; once
+// told to end (SIGTERM, SIGHUP or SIGINT), what it leaves is killed.
 
 import (
 	"errors"
@@ -35,9 +36,12 @@ import (
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
-// reap is app-exec --reap-fd=guard: args are its other arguments. It
+// reap is app-exec --reap-fd=guard: args are its other arguments. With
+// ctty, its stdin is a terminal that becomes the controlling terminal of
+// its child's session, not of the reaper's (the kvm guest's pty: job
+// control and the terminal's signals are the command's session's). It
 // returns only on failure.
-func reap(args []string, guard int) error {
+func reap(args []string, guard int, ctty bool) error {
 	// Not readable through /proc by the pod's processes (it is the pod's
 	// root, with enter's stdio, before any isolation).
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
@@ -67,7 +71,7 @@ func reap(args []string, guard int) error {
 	}
 	cmd := &osexec.Cmd{Path: AppExecPath, Args: append([]string{"app-exec"}, args...), Env: os.Environ(),
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, ExtraFiles: extra,
-		SysProcAttr: &syscall.SysProcAttr{Setsid: true}}
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true, Setctty: ctty, Ctty: 0}}
 	if err := cmd.Start(); err != nil {
 		return fail(abi.ExitSkiffFailure, "app-exec: start enter's command: %v", err)
 	}
@@ -101,9 +105,13 @@ func reap(args []string, guard int) error {
 			}
 		}
 	}()
+	told := false // to end (SIGTERM, SIGHUP, SIGINT): what it leaves goes too
 	for {
 		select {
 		case ws := <-exited:
+			if told {
+				killChildren(none)
+			}
 			if ws.Signaled() {
 				os.Exit(128 + int(ws.Signal()))
 			}
@@ -113,6 +121,7 @@ func reap(args []string, guard int) error {
 			os.Exit(128 + int(unix.SIGKILL))
 		case s := <-sigs:
 			sig, _ := s.(unix.Signal)
+			told = told || sig == unix.SIGTERM || sig == unix.SIGHUP || sig == unix.SIGINT
 			switch {
 			case sig == unix.SIGCHLD || sig == unix.SIGURG: // its own, and Go's preemption
 			case sig == unix.SIGINT || sig == unix.SIGQUIT || sig == unix.SIGHUP:
