@@ -199,3 +199,62 @@ func TestRunCmdHangupKillsWhatTheCommandLeft(t *testing.T) {
 		return err != nil || strings.Contains(string(b), ") Z ")
 	})
 }
+
+// TestRunCmdReaperLeavesTheTerminal: with opts.Reaper, a command on a tty
+// leads a session but does not make the pty its controlling terminal (the
+// reaper's child does); without, it does.
+func TestRunCmdReaperLeavesTheTerminal(t *testing.T) {
+	for _, reaper := range []bool{false, true} {
+		var opts CmdOptions
+		if reaper {
+			_, w, err := os.Pipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			opts.Reaper = w
+		}
+		var out bytes.Buffer
+		// Field 7 of stat: tty_nr, 0 without a controlling terminal.
+		code, err := RunCmd(context.Background(), sh(`read -r a b c d e f g rest </proc/self/stat; echo "sid=$f self=$$ tty=$g"; test -t 0 && echo on-a-tty`),
+			ExecRequest{TTY: true}, Stdio{Stdout: &out}, opts)
+		m := regexp.MustCompile(`sid=(\d+) self=(\d+) tty=(\d+)\r\non-a-tty\r\n$`).FindStringSubmatch(out.String())
+		if err != nil || code != 0 || m == nil || m[1] != m[2] || (m[3] == "0") != reaper {
+			t.Errorf("reaper %v: %d, %v, %q (want a session leader on the pty, its controlling terminal only without a reaper)", reaper, code, err, out.String())
+		}
+	}
+}
+
+// TestRunCmdHangupClosesTheReaper: a hangup closes opts.Reaper at once (the
+// reaper then kills all the command started, even outside its group).
+func TestRunCmdHangupClosesTheReaper(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	cmd := sh(`trap '' HUP; echo ready; exec sleep 5792`)
+	done := make(chan error, 1)
+	go func() {
+		_, err := RunCmd(ctx, cmd, ExecRequest{}, Stdio{Stdout: out}, CmdOptions{Reaper: w, KillAfterHangup: time.Hour})
+		done <- err
+	}()
+	waitFor(t, "ready", func() bool { return out.String() == "ready\n" })
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	cancel()
+	if err := <-done; !errors.Is(err, ErrHangup) {
+		t.Fatalf("after the hangup: %v", err)
+	}
+	ended := make(chan struct{})
+	go func() {
+		var b [1]byte
+		_, _ = r.Read(b[:]) // EOF once the only write end is closed
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(time.Minute):
+		t.Fatal("the reaper's pipe still open after the hangup")
+	}
+}
