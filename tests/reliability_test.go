@@ -6,6 +6,7 @@ import (
 	"archive/tar"
 	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -423,6 +424,73 @@ func TestEnterEndedLeavesNothingInThePod(t *testing.T) {
 				e.podProcs(uuid, "/bin/sh", "-c", script) == 0
 		})
 	}
+}
+
+// TestEnterOnATerminalKeepsJobControl: enter on a terminal gives the command
+// the pty as its controlling terminal under the reaper (kvm: the guest
+// agent's pty, which the reaper leaves to its child): an interactive shell
+// has job control, Ctrl-C reaches the foreground command, and a background
+// job (a process group of its own) is gone once enter is SIGKILLed.
+func TestEnterOnATerminalKeepsJobControl(t *testing.T) {
+	need(t, "script")
+	e := newEnv(t)
+	uuid, _ := e.runningPod()
+	pidFile := filepath.Join(t.TempDir(), "enter.pid")
+	// enter's pid (skiff execs stage1's enter: that pid) goes to pidFile.
+	onATerminal := func(argv ...string) (*exec.Cmd, io.WriteCloser, *syncBuffer) {
+		line := []string{"echo", "$$", ">" + shellQuote(pidFile) + ";", "exec"}
+		for _, a := range argv {
+			line = append(line, shellQuote(a))
+		}
+		c := exec.Command("script", "-qec", strings.Join(line, " "), "/dev/null")
+		in, err := c.StdinPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := &syncBuffer{}
+		c.Stdout, c.Stderr = out, out
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { in.Close(); _ = c.Process.Kill(); _ = c.Wait() })
+		return c, in, out
+	}
+	enter := append(append([]string{e.bin}, e.globals()...), "enter", uuid)
+
+	// Ctrl-C: the terminal's SIGINT reaches the foreground command.
+	c, in, out := onATerminal(append(enter, "/bin/sh", "-c", `trap 'echo got-INT; exit 5' INT; echo ready; sleep 5797`)...)
+	waitFor(t, 20*time.Second, "the entered command to run", func() bool { return strings.Contains(out.String(), "ready") })
+	_, _ = in.Write([]byte{3})
+	done := make(chan struct{})
+	go func() { _ = c.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("Ctrl-C did not end the entered command; output %q", out.String())
+	}
+	if code := c.ProcessState.ExitCode(); code != 5 || !strings.Contains(out.String(), "got-INT") {
+		t.Errorf("Ctrl-C: exit %d (want 5, the INT trap's), output %q", code, out.String())
+	}
+
+	// An interactive shell: job control on; its background job, in a
+	// process group of its own, goes with a SIGKILLed enter.
+	c, in, out = onATerminal(append(enter, "/bin/sh", "-i")...)
+	_, _ = in.Write([]byte("sleep 5798 &\necho started\n"))
+	waitFor(t, 20*time.Second, "the shell's background job to run", func() bool {
+		return strings.Contains(out.String(), "started") && e.podProcs(uuid, "sleep", "5798") == 1
+	})
+	if strings.Contains(out.String(), "job control") {
+		t.Errorf("the entered interactive shell has no job control: %q", out.String())
+	}
+	b, err := os.ReadFile(pidFile)
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		t.Fatalf("enter's pid: %q, %v", b, err)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	waitFor(t, 60*time.Second, "the background job to be gone after SIGKILL of enter", func() bool {
+		return e.podProcs(uuid, "sleep", "5798") == 0
+	})
 }
 
 // podProcs counts the processes in pod uuid (as its app sees them, through
