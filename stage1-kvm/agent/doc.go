@@ -110,7 +110,9 @@
 // ends of the stdio closed (a pty hung up; writes to pipes fail), and returns
 // ErrHangup without waiting; a command that survives is reaped when it ends
 // (CmdOptions.KillAfterHangup SIGKILLs it instead, and what it left in its
-// group once it ends: the pod agent's enter does). In the guest nothing
+// group once it ends: the pod agent's OCI exec does; CmdOptions.Reaper is
+// closed at once, and app-exec's reaper kills all the command started: the
+// pod agent's enter). In the guest nothing
 // stays behind a finished stream but the reaper of such a survivor; on the
 // host, a Read of the caller's stdin in progress is left to return (a
 // terminal: at the next key) and dropped.
