@@ -459,7 +459,13 @@ func TestEnterOnATerminalKeepsJobControl(t *testing.T) {
 
 	// Ctrl-C: the terminal's SIGINT reaches the foreground command.
 	c, in, out := onATerminal(append(enter, "/bin/sh", "-c", `trap 'echo got-INT; exit 5' INT; echo ready; sleep 5797`)...)
-	waitFor(t, 20*time.Second, "the entered command to run", func() bool { return strings.Contains(out.String(), "ready") })
+	// ^C once sleep runs: one that comes while the shell forks it is the
+	// shell's alone (the child starts after it, or gets it before it
+	// drops the shell's trap), and a non-interactive shell runs its trap
+	// only when the foreground command ends.
+	waitFor(t, 60*time.Second, "the entered command to run", func() bool {
+		return strings.Contains(out.String(), "ready") && e.podProcs(uuid, "sleep", "5797") == 1
+	})
 	_, _ = in.Write([]byte{3})
 	done := make(chan struct{})
 	go func() { _ = c.Wait(); close(done) }()
