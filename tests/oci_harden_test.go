@@ -1,0 +1,183 @@
+//go:build functional
+
+package tests
+
+// skiff-oci (issue #14's leftovers): what a process of the container could
+// do to the runtime's own processes or to kill's reach.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// unifiedGroup is the cgroup2 directory (on the host) of pid, "" when none.
+func unifiedGroup(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if p, ok := strings.CutPrefix(l, "0::"); ok {
+			base := "/sys/fs/cgroup"
+			if _, err := os.Stat("/sys/fs/cgroup/unified/cgroup.controllers"); err == nil {
+				base = "/sys/fs/cgroup/unified"
+			}
+			return filepath.Join(base, p)
+		}
+	}
+	return ""
+}
+
+// freezeGroup freezes (on) or thaws a cgroup2 group and waits until it is.
+func freezeGroup(t *testing.T, dir string, on bool) {
+	t.Helper()
+	val := "0"
+	if on {
+		val = "1"
+	}
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.freeze"), []byte(val), 0); err != nil {
+		t.Fatalf("freeze %s: %v", dir, err)
+	}
+	waitFor(t, 30*time.Second, dir+" frozen "+val, func() bool {
+		b, _ := os.ReadFile(filepath.Join(dir, "cgroup.events"))
+		return bytes.Contains(b, []byte("frozen "+val))
+	})
+}
+
+// vmReadWithoutPtraceCap tries process_vm_readv(2) on pid from a thread
+// that has every capability permitted but CAP_SYS_PTRACE not effective: a
+// same-uid caller as a process of the container is, which the kernel lets
+// at a dumpable process only. Its error: EFAULT (the address is 0) when the
+// access was allowed, EPERM when the process is not dumpable.
+func vmReadWithoutPtraceCap(t *testing.T, pid int) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with its capabilities
+		hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+		var data [2]unix.CapUserData
+		if err := unix.Capget(&hdr, &data[0]); err != nil {
+			done <- fmt.Errorf("capget: %w", err)
+			return
+		}
+		if data[0].Permitted&(1<<unix.CAP_SYS_PTRACE) == 0 {
+			done <- errors.New("the test has no CAP_SYS_PTRACE to drop")
+			return
+		}
+		data[0].Effective &^= 1 << unix.CAP_SYS_PTRACE
+		if err := unix.Capset(&hdr, &data[0]); err != nil {
+			done <- fmt.Errorf("capset: %w", err)
+			return
+		}
+		buf := make([]byte, 1)
+		_, err := unix.ProcessVMReadv(pid, []unix.Iovec{{Base: &buf[0], Len: 1}}, []unix.RemoteIovec{{Base: 0, Len: 1}}, 0)
+		done <- err
+	}()
+	return <-done
+}
+
+// procsWith lists the pids whose command line holds every one of parts.
+func procsWith(parts ...string) []int {
+	var out []int
+	es, _ := os.ReadDir("/proc")
+	for _, e := range es {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+		if err != nil {
+			continue
+		}
+		all := true
+		for _, p := range parts {
+			all = all && bytes.Contains(b, []byte(p))
+		}
+		if all {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// The runtime's processes that join a running container for exec (stage1
+// enter, oci-join, app-exec) are not dumpable while they are root in it,
+// before the exec (CVE-2016-9962, as runc's init): a process of the
+// container with the same uid and no CAP_SYS_PTRACE cannot ptrace them or
+// read their memory, descriptors and root. The hook: the cgroup2 group the
+// joiner goes to is frozen, so it stops there, in the container. Both the
+// systemd init and app-as-init (host pid namespace, where the container sees
+// the joiner and stage1 enter).
+func TestOCIExecJoinerIsNotDumpable(t *testing.T) {
+	o := newOCIEnv(t)
+	for _, c := range []struct {
+		id, sleep string
+		hostPID   bool
+	}{{"dj1", "4392", false}, {"dj2", "4393", true}} {
+		marker := "joiner-" + c.id
+		argv := []string{"/bin/sh", "-c", "sleep 4391 & exec sleep " + c.sleep}
+		b := o.bundle("b-"+c.id, argv...)
+		if c.hostPID {
+			b = hostPIDBundle(o, "h-"+c.id, argv...)
+		}
+		o.forID(b, c.id)
+		o.ok("create", "--bundle", b, c.id)
+		o.ok("start", c.id)
+		var app int
+		waitFor(t, 60*time.Second, c.id+"'s app to run", func() bool {
+			app = hostPidOf("sleep", c.sleep)
+			return app != 0
+		})
+		// The control: the app's own process (root, fewer capabilities
+		// than the test) is dumpable: the access is allowed.
+		if err := vmReadWithoutPtraceCap(t, app); !errors.Is(err, unix.EFAULT) {
+			t.Fatalf("%s: process_vm_readv of the app's process %d without CAP_SYS_PTRACE: %v; want EFAULT (the access allowed)", c.id, app, err)
+		}
+		group := unifiedGroup(app)
+		if group == "" {
+			t.Skip("no cgroup2 group for the app: no freezer to hold the joiner with")
+		}
+		freezeGroup(t, group, true)
+		res := make(chan result, 1)
+		go func() { res <- o.rt("exec", c.id, "/bin/true", marker) }()
+		var joiner int
+		waitFor(t, 60*time.Second, c.id+": the exec's joiner held in the frozen group", func() bool {
+			for _, pid := range procsWith("/usr/lib/skiff/app-exec", marker) {
+				if unifiedGroup(pid) == group {
+					joiner = pid
+					return true
+				}
+			}
+			return false
+		})
+		cmd, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", joiner))
+		if err := vmReadWithoutPtraceCap(t, joiner); !errors.Is(err, unix.EPERM) {
+			t.Errorf("%s: the exec's joiner %d (%q) in the container: process_vm_readv without CAP_SYS_PTRACE: %v; want EPERM (not dumpable)",
+				c.id, joiner, bytes.ReplaceAll(cmd, []byte{0}, []byte{' '})[:min(len(cmd), 60)], err)
+		}
+		if c.hostPID {
+			// stage1 enter, oci-join's parent, is in the host's pid
+			// namespace too: the container sees it.
+			if enter := ppidOf(joiner); enter > 1 {
+				if err := vmReadWithoutPtraceCap(t, enter); !errors.Is(err, unix.EPERM) {
+					t.Errorf("%s: stage1 enter %d: process_vm_readv without CAP_SYS_PTRACE: %v; want EPERM (not dumpable)", c.id, enter, err)
+				}
+			}
+		}
+		freezeGroup(t, group, false)
+		if r := <-res; r.code != 0 {
+			t.Errorf("%s: exec once thawed: exit %d, stderr %q; want 0", c.id, r.code, r.stderr)
+		}
+		o.ok("kill", c.id, "KILL")
+		o.waitStatus(c.id, "stopped")
+		o.ok("delete", c.id)
+		o.nothingLeft(c.id, app)
+	}
+}
