@@ -181,3 +181,38 @@ func TestOCIExecJoinerIsNotDumpable(t *testing.T) {
 		o.nothingLeft(c.id, app)
 	}
 }
+
+// kill --all reaches every process of the container's cgroup, the stage1's
+// record of it: an app that is the init (host pid namespace) and has moved
+// itself into a group of its own below the container's does not narrow it
+// to that group (skiff-oci took the group from the init's /proc/PID/cgroup).
+// The test moves the app as the app, root in a container given write access
+// to its cgroups, could.
+func TestOCIKillAllIsTheContainersCgroupNotTheInits(t *testing.T) {
+	o := newOCIEnv(t)
+	b := hostPIDBundle(o, "b", "/bin/sh", "-c", "sleep 4401 & exec sleep 4402")
+	o.forID(b, "ka1")
+	o.ok("create", "--bundle", b, "ka1")
+	o.ok("start", "ka1")
+	var child, app int
+	waitFor(t, 60*time.Second, "the app and its child to run", func() bool {
+		child, app = hostPidOf("sleep", "4401"), hostPidOf("sleep", "4402")
+		return child != 0 && app != 0
+	})
+	group := unifiedGroup(app)
+	if group == "" || !strings.HasSuffix(group, "/"+o.cgroup+"/ka1") {
+		t.Skipf("the app's cgroup2 group is %q, not the container's", group)
+	}
+	sub := filepath.Join(group, "escaped")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sub, "cgroup.procs"), []byte(strconv.Itoa(app)), 0); err != nil {
+		t.Fatal(err)
+	}
+	o.ok("kill", "--all", "ka1", "KILL")
+	o.waitStatus("ka1", "stopped")
+	waitFor(t, 30*time.Second, "kill --all KILL to end the app's child, left in the container's own group", func() bool { return !alive(child) })
+	o.ok("delete", "ka1")
+	o.nothingLeft("ka1", app, child)
+}

@@ -514,7 +514,7 @@ func (p *Pod) signal(sig unix.Signal, all bool) error {
 	case p.appInit():
 		// The app is the init, in the host's pid namespace (hostpid.go).
 		if sig == unix.SIGKILL || all {
-			return killCgroup(pid, sig)
+			return p.killCgroup(pid, sig)
 		}
 		if st == specs.StateRunning {
 			waitAppInit(pid)
