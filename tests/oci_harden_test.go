@@ -216,3 +216,35 @@ func TestOCIKillAllIsTheContainersCgroupNotTheInits(t *testing.T) {
 	o.ok("delete", "ka1")
 	o.nothingLeft("ka1", app, child)
 }
+
+// kill KILL of a paused container kills it without a resume (runc thaws it
+// after the signal): the systemd init and an app that is the init.
+func TestOCIKillKillOfAPausedContainer(t *testing.T) {
+	o := newOCIEnv(t)
+	for _, c := range []struct {
+		id, sleep string
+		hostPID   bool
+	}{{"kp1", "4411", false}, {"kp2", "4412", true}} {
+		argv := []string{"/bin/sh", "-c", "sleep 4410 & exec sleep " + c.sleep}
+		b := o.bundle("b-"+c.id, argv...)
+		if c.hostPID {
+			b = hostPIDBundle(o, "h-"+c.id, argv...)
+		}
+		o.forID(b, c.id)
+		o.ok("create", "--bundle", b, c.id)
+		o.ok("start", c.id)
+		var app int
+		waitFor(t, 60*time.Second, c.id+"'s app to run", func() bool {
+			app = hostPidOf("sleep", c.sleep)
+			return app != 0
+		})
+		o.ok("pause", c.id)
+		if st := o.state(c.id); st.Status != "paused" {
+			t.Fatalf("%s after pause: %s; want paused", c.id, st.Status)
+		}
+		o.ok("kill", c.id, "KILL")
+		o.waitStatus(c.id, "stopped")
+		o.ok("delete", c.id)
+		o.nothingLeft(c.id, app)
+	}
+}

@@ -489,7 +489,19 @@ func newKillCmd(g *globals) *cobra.Command {
 			if st.Status == specs.StateStopped || st.Status == specs.StateCreating {
 				return fmt.Errorf("container %s: %w", args[0], errNotRunning)
 			}
-			if err := c.Signal(sig, all); err != nil {
+			// A paused container's processes take SIGKILL once thawed:
+			// thaw them, as runc does, or the container would not die.
+			var frozenPaths map[string]string
+			if st.Status == statePaused && sig == int(unix.SIGKILL) {
+				frozenPaths, _ = cgroupPaths(st.Pid) // before the init is gone
+			}
+			err = c.Signal(sig, all)
+			if frozenPaths != nil {
+				if terr := freezePaths(frozenPaths, false); terr != nil && err == nil {
+					err = fmt.Errorf("killed, but could not thaw it: %w; run 'skiff-oci resume %s'", terr, args[0])
+				}
+			}
+			if err != nil {
 				if errors.Is(err, unix.ESRCH) {
 					return fmt.Errorf("container %s: %w: no such process", args[0], errNotRunning)
 				}
