@@ -248,3 +248,34 @@ func TestOCIKillKillOfAPausedContainer(t *testing.T) {
 		o.nothingLeft(c.id, app)
 	}
 }
+
+// kill --all once an app that was the init has exited signals what it left
+// in the container's cgroup (its children, in the host's pid namespace), as
+// runc does; a container whose init was PID 1 of its own pid namespace has
+// nothing left, and --all succeeds.
+func TestOCIKillAllAfterTheAppInitExited(t *testing.T) {
+	o := newOCIEnv(t)
+	b := hostPIDBundle(o, "b", "/bin/sh", "-c", "sleep 4421 & exit 0")
+	o.forID(b, "ke1")
+	o.ok("create", "--bundle", b, "ke1")
+	o.ok("start", "ke1")
+	o.waitStatus("ke1", "stopped")
+	child := hostPidOf("sleep", "4421")
+	if child == 0 {
+		t.Fatal("the app's child (sleep 4421) does not run")
+	}
+	o.ok("kill", "--all", "ke1", "KILL")
+	waitFor(t, 30*time.Second, "kill --all KILL to end what the exited init left", func() bool { return !alive(child) })
+	o.fails("not running", "kill", "ke1", "KILL")
+	o.ok("delete", "ke1")
+	o.nothingLeft("ke1", child)
+
+	b2 := o.bundle("b2", "/bin/true")
+	o.forID(b2, "ke2")
+	o.ok("create", "--bundle", b2, "ke2")
+	o.ok("start", "ke2")
+	o.waitStatus("ke2", "stopped")
+	o.ok("kill", "--all", "ke2", "KILL")
+	o.ok("delete", "ke2")
+	o.nothingLeft("ke2")
+}

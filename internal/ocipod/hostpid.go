@@ -6,7 +6,8 @@ package ocipod
 // under runc. A signal goes to the app as given (nothing maps SIGTERM);
 // SIGKILL and --all go to every process in the container's cgroup (the
 // app's children do not die with it in the host's pid namespace), as runc
-// does for such a container; delete's stage1 gc kills what is left there.
+// does for such a container, --all also once the app has exited; delete's
+// stage1 gc kills what is left there.
 
 import (
 	"errors"
