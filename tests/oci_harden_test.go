@@ -279,3 +279,53 @@ func TestOCIKillAllAfterTheAppInitExited(t *testing.T) {
 	o.ok("delete", "ke2")
 	o.nothingLeft("ke2")
 }
+
+// exec --pid-file writes the caller's path without following a link: not
+// one planted at the temporary name next to it (skiff-oci wrote PATH.tmp
+// with a plain open, then renamed it), nor one at the path itself; the
+// systemd init and an app that is the init.
+func TestOCIExecPidFileFollowsNoLink(t *testing.T) {
+	o := newOCIEnv(t)
+	for _, c := range []struct {
+		id, sleep string
+		hostPID   bool
+	}{{"pf1", "4431", false}, {"pf2", "4432", true}} {
+		b := o.bundle("b-"+c.id, "/bin/sleep", c.sleep)
+		if c.hostPID {
+			b = hostPIDBundle(o, "h-"+c.id, "/bin/sleep", c.sleep)
+		}
+		o.forID(b, c.id)
+		o.ok("create", "--bundle", b, c.id)
+		o.ok("start", c.id)
+		victim := filepath.Join(o.dir, c.id+"-victim")
+		if err := os.WriteFile(victim, []byte("untouched\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		pidFile := filepath.Join(o.dir, c.id+".pid")
+		if err := os.Symlink(victim, pidFile+".tmp"); err != nil {
+			t.Fatal(err)
+		}
+		o.ok("exec", "--detach", "--pid-file", pidFile, c.id, "/bin/sleep", "1")
+		if got, _ := os.ReadFile(victim); string(got) != "untouched\n" {
+			t.Errorf("%s: exec --pid-file wrote through the link at its temporary name: the link's target holds %q", c.id, got)
+		}
+		if fi, err := os.Lstat(pidFile); err != nil || !fi.Mode().IsRegular() {
+			t.Errorf("%s: the pid file is not a regular file (%v)", c.id, err)
+		}
+		// A link at the path itself is refused, not written through.
+		os.Remove(pidFile)
+		if err := os.Symlink(victim, pidFile); err != nil {
+			t.Fatal(err)
+		}
+		if r := o.rt("exec", "--detach", "--pid-file", pidFile, c.id, "/bin/sleep", "1"); r.code == 0 {
+			t.Errorf("%s: exec --pid-file at a link: exit 0; want a refusal", c.id)
+		}
+		if got, _ := os.ReadFile(victim); string(got) != "untouched\n" {
+			t.Errorf("%s: exec --pid-file wrote through the link at its path: the link's target holds %q", c.id, got)
+		}
+		o.ok("kill", c.id, "KILL")
+		o.waitStatus(c.id, "stopped")
+		o.ok("delete", c.id)
+		o.nothingLeft(c.id)
+	}
+}

@@ -31,6 +31,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/internal/atomicfile"
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/appexec"
 	"github.com/skiff-project/skiff/stage1/container"
@@ -233,12 +234,7 @@ func ociHostPIDExec(stateRoot, id string, argv []string, o container.ExecOpts) (
 		return fail(err)
 	}
 	if o.PidFile != "" {
-		tmp := o.PidFile + ".tmp"
-		err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644)
-		if err == nil {
-			err = os.Rename(tmp, o.PidFile)
-		}
-		if err != nil {
+		if err := atomicfile.WriteFile(o.PidFile, []byte(strconv.Itoa(pid)), 0o644); err != nil {
 			return fail(fmt.Errorf("write pid file: %w", err))
 		}
 	}
