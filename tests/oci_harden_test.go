@@ -107,6 +107,37 @@ func procsWith(parts ...string) []int {
 	return out
 }
 
+// startFor creates and starts container id from a bundle of its own whose
+// process is argv, with the host's pid namespace (the app as the init)
+// when hostPID, and returns the host pid of the process whose command line
+// is app, once it runs.
+func (o *ociEnv) startFor(id string, hostPID bool, app []string, argv ...string) int {
+	o.t.Helper()
+	b := o.bundle("b-"+id, argv...)
+	if hostPID {
+		b = hostPIDBundle(o, "h-"+id, argv...)
+	}
+	o.forID(b, id)
+	o.ok("create", "--bundle", b, id)
+	o.ok("start", id)
+	pid := 0
+	waitFor(o.t, 60*time.Second, id+"'s app to run", func() bool {
+		pid = hostPidOf(app...)
+		return pid != 0
+	})
+	return pid
+}
+
+// killDelete kills container id, deletes it and checks that nothing of it
+// is left, pids included.
+func (o *ociEnv) killDelete(id string, pids ...int) {
+	o.t.Helper()
+	o.ok("kill", id, "KILL")
+	o.waitStatus(id, "stopped")
+	o.ok("delete", id)
+	o.nothingLeft(id, pids...)
+}
+
 // The runtime's processes that join a running container for exec (stage1
 // enter, oci-join, app-exec) are not dumpable while they are root in it,
 // before the exec (CVE-2016-9962, as runc's init): a process of the
@@ -122,19 +153,7 @@ func TestOCIExecJoinerIsNotDumpable(t *testing.T) {
 		hostPID   bool
 	}{{"dj1", "4392", false}, {"dj2", "4393", true}} {
 		marker := "joiner-" + c.id
-		argv := []string{"/bin/sh", "-c", "sleep 4391 & exec sleep " + c.sleep}
-		b := o.bundle("b-"+c.id, argv...)
-		if c.hostPID {
-			b = hostPIDBundle(o, "h-"+c.id, argv...)
-		}
-		o.forID(b, c.id)
-		o.ok("create", "--bundle", b, c.id)
-		o.ok("start", c.id)
-		var app int
-		waitFor(t, 60*time.Second, c.id+"'s app to run", func() bool {
-			app = hostPidOf("sleep", c.sleep)
-			return app != 0
-		})
+		app := o.startFor(c.id, c.hostPID, []string{"sleep", c.sleep}, "/bin/sh", "-c", "sleep 4391 & exec sleep "+c.sleep)
 		// The control: the app's own process (root, fewer capabilities
 		// than the test) is dumpable: the access is allowed.
 		if err := vmReadWithoutPtraceCap(t, app); !errors.Is(err, unix.EFAULT) {
@@ -175,10 +194,7 @@ func TestOCIExecJoinerIsNotDumpable(t *testing.T) {
 		if r := <-res; r.code != 0 {
 			t.Errorf("%s: exec once thawed: exit %d, stderr %q; want 0", c.id, r.code, r.stderr)
 		}
-		o.ok("kill", c.id, "KILL")
-		o.waitStatus(c.id, "stopped")
-		o.ok("delete", c.id)
-		o.nothingLeft(c.id, app)
+		o.killDelete(c.id, app)
 	}
 }
 
@@ -225,27 +241,12 @@ func TestOCIKillKillOfAPausedContainer(t *testing.T) {
 		id, sleep string
 		hostPID   bool
 	}{{"kp1", "4411", false}, {"kp2", "4412", true}} {
-		argv := []string{"/bin/sh", "-c", "sleep 4410 & exec sleep " + c.sleep}
-		b := o.bundle("b-"+c.id, argv...)
-		if c.hostPID {
-			b = hostPIDBundle(o, "h-"+c.id, argv...)
-		}
-		o.forID(b, c.id)
-		o.ok("create", "--bundle", b, c.id)
-		o.ok("start", c.id)
-		var app int
-		waitFor(t, 60*time.Second, c.id+"'s app to run", func() bool {
-			app = hostPidOf("sleep", c.sleep)
-			return app != 0
-		})
+		app := o.startFor(c.id, c.hostPID, []string{"sleep", c.sleep}, "/bin/sh", "-c", "sleep 4410 & exec sleep "+c.sleep)
 		o.ok("pause", c.id)
 		if st := o.state(c.id); st.Status != "paused" {
 			t.Fatalf("%s after pause: %s; want paused", c.id, st.Status)
 		}
-		o.ok("kill", c.id, "KILL")
-		o.waitStatus(c.id, "stopped")
-		o.ok("delete", c.id)
-		o.nothingLeft(c.id, app)
+		o.killDelete(c.id, app)
 	}
 }
 
@@ -290,13 +291,7 @@ func TestOCIExecPidFileFollowsNoLink(t *testing.T) {
 		id, sleep string
 		hostPID   bool
 	}{{"pf1", "4431", false}, {"pf2", "4432", true}} {
-		b := o.bundle("b-"+c.id, "/bin/sleep", c.sleep)
-		if c.hostPID {
-			b = hostPIDBundle(o, "h-"+c.id, "/bin/sleep", c.sleep)
-		}
-		o.forID(b, c.id)
-		o.ok("create", "--bundle", b, c.id)
-		o.ok("start", c.id)
+		app := o.startFor(c.id, c.hostPID, []string{"/bin/sleep", c.sleep}, "/bin/sleep", c.sleep)
 		victim := filepath.Join(o.dir, c.id+"-victim")
 		if err := os.WriteFile(victim, []byte("untouched\n"), 0o644); err != nil {
 			t.Fatal(err)
@@ -323,9 +318,6 @@ func TestOCIExecPidFileFollowsNoLink(t *testing.T) {
 		if got, _ := os.ReadFile(victim); string(got) != "untouched\n" {
 			t.Errorf("%s: exec --pid-file wrote through the link at its path: the link's target holds %q", c.id, got)
 		}
-		o.ok("kill", c.id, "KILL")
-		o.waitStatus(c.id, "stopped")
-		o.ok("delete", c.id)
-		o.nothingLeft(c.id)
+		o.killDelete(c.id, app)
 	}
 }
