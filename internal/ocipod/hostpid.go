@@ -6,13 +6,14 @@ package ocipod
 // under runc. A signal goes to the app as given (nothing maps SIGTERM);
 // SIGKILL and --all go to every process in the container's cgroup (the
 // app's children do not die with it in the host's pid namespace), as runc
-// does for such a container; delete's stage1 gc kills what is left there.
+// does for such a container, --all also once the app has exited; delete's
+// stage1 gc kills what is left there.
 
 import (
-	"bufio"
+	"errors"
 	"fmt"
-	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -49,69 +50,76 @@ func waitAppInit(pid int) {
 	}
 }
 
-// killCgroup sends sig to every process in the cgroup of pid (the
-// container's, which holds every process of an app-as-init container) and
-// in the groups below it: its cgroup2 group, or on a cgroup v1 host that of
-// the pids, freezer or memory hierarchy. The group is the kernel's answer in
-// /proc/PID/cgroup; the root is never taken for the container's. The tree is
-// read as the container's (cgtree: bounded, no symlink followed); when
-// only part of it could be read, what was found is signalled and the error
-// says so.
-func killCgroup(pid int, sig unix.Signal) error {
-	dir, err := initCgroupDir(pid)
+// killCgroup sends sig to every process in the container's cgroup and in
+// the groups below it, in each hierarchy that has it: cgroup2 (the unified
+// one of a cgroup v1 host) and the pids, freezer and memory hierarchies.
+// The group is the stage1's record (abi.OCICgroupFile), never a process's
+// own /proc/PID/cgroup: the app, root in the container, could move itself
+// to a group of its own and so narrow what kill --all reaches. The tree is
+// read as the container's (cgtree: bounded, no symlink followed); when only
+// part of it could be read, what was found is signalled and the error says
+// so. pid, the init (0 once it has exited), is signalled alone when no
+// hierarchy has the group.
+func (p *Pod) killCgroup(pid int, sig unix.Signal) error {
+	cg, err := p.cgroup()
 	if err != nil {
 		return err
 	}
-	if dir == "" {
-		return unix.Kill(pid, sig) // no group of its own: the init alone
+	dirs := cgroupDirs(cg)
+	if len(dirs) == 0 && pid > 0 {
+		return unix.Kill(pid, sig)
 	}
-	pids, err := cgtree.Pids(dir)
-	for _, q := range pids {
-		if q > 1 {
-			_ = unix.Kill(q, sig)
+	seen := map[int]bool{}
+	var errs []error
+	for _, dir := range dirs {
+		pids, err := cgtree.Pids(dir)
+		for _, q := range pids {
+			if q > 1 && !seen[q] {
+				seen[q] = true
+				_ = unix.Kill(q, sig)
+			}
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("the container's cgroup %s: %w", dir, err))
 		}
 	}
-	if err != nil {
-		return fmt.Errorf("the container's cgroup %s: %w", dir, err)
-	}
-	return nil
+	return errors.Join(errs...)
 }
 
-// initCgroupDir is the directory of pid's cgroup (see killCgroup), "" when
-// it has none but the root.
-func initCgroupDir(pid int) (string, error) {
-	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/cgroup")
+// cgroup is the container's cgroup as the stage1 recorded it
+// (abi.OCICgroupFile, out of the app's reach), read with no link followed
+// and bounded: an absolute, clean path other than the root.
+func (p *Pod) cgroup() (string, error) {
+	d, err := os.Open(p.Dir)
 	if err != nil {
-		return "", fmt.Errorf("the init's cgroup: %w", ErrNotRunning)
+		return "", fmt.Errorf("container %s: %w", p.ID, ErrNotExist)
 	}
-	defer f.Close()
-	groups := map[string]string{} // hierarchy ("" for cgroup2) -> path
-	sc := bufio.NewScanner(io.LimitReader(f, 64<<10))
-	for sc.Scan() {
-		_, rest, _ := strings.Cut(sc.Text(), ":")
-		ctl, path, ok := strings.Cut(rest, ":")
-		if !ok {
-			continue
-		}
-		for _, c := range strings.Split(ctl, ",") {
-			groups[c] = filepath.Clean(path)
-		}
+	defer d.Close()
+	b, err := abi.ReadFileAt(d, abi.OCICgroupFile, 4096)
+	if err != nil {
+		return "", fmt.Errorf("container %s: the stage1's record of its cgroup (%s): %w; delete --force the container", p.ID, abi.OCICgroupFile, err)
 	}
-	for _, h := range []struct{ ctl, base string }{
-		{"", "/sys/fs/cgroup/unified"}, {"", "/sys/fs/cgroup"},
-		{"pids", "/sys/fs/cgroup/pids"}, {"freezer", "/sys/fs/cgroup/freezer"}, {"memory", "/sys/fs/cgroup/memory"},
+	cg := strings.TrimSpace(string(b))
+	if !path.IsAbs(cg) || path.Clean(cg) != cg || cg == "/" || strings.ContainsAny(cg, "\x00\n") {
+		return "", fmt.Errorf("container %s: %s holds %q, not a cgroup path; delete --force the container", p.ID, abi.OCICgroupFile, cg)
+	}
+	return cg, nil
+}
+
+// cgroupDirs are the directories of the cgroup cg (an absolute clean path)
+// in the hierarchies killCgroup reads, those that have it.
+func cgroupDirs(cg string) []string {
+	var dirs []string
+	for _, h := range []struct{ base, marker string }{
+		{"/sys/fs/cgroup/unified", "cgroup.controllers"}, {"/sys/fs/cgroup", "cgroup.controllers"}, // cgroup2
+		{"/sys/fs/cgroup/pids", "cgroup.procs"}, {"/sys/fs/cgroup/freezer", "cgroup.procs"}, {"/sys/fs/cgroup/memory", "cgroup.procs"},
 	} {
-		cg, ok := groups[h.ctl]
-		if !ok || !filepath.IsAbs(cg) || cg == "/" {
+		if _, err := os.Stat(h.base + "/" + h.marker); err != nil {
 			continue
 		}
-		marker := "/cgroup.procs"
-		if h.ctl == "" {
-			marker = "/cgroup.controllers" // a cgroup2 mount
-		}
-		if _, err := os.Stat(h.base + marker); err == nil {
-			return h.base + cg, nil
+		if fi, err := os.Lstat(h.base + cg); err == nil && fi.IsDir() {
+			dirs = append(dirs, h.base+cg)
 		}
 	}
-	return "", nil
+	return dirs
 }

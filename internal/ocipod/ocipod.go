@@ -155,8 +155,10 @@ func (p *Pod) Start() error { return p.start() }
 // other signal goes to the app's main process. all sends sig to every
 // process of the container (SIGKILL alike). When the app is the init (a
 // bundle without a pid namespace, hostpid.go) sig goes to it as given,
-// SIGKILL and all to every process of the container's cgroup.
-// ErrNotRunning when the init has exited.
+// SIGKILL and all to every process of the container's cgroup (the stage1's
+// record of it). ErrNotRunning when the init has exited, but for all: then
+// what is left in the container's cgroup gets sig, as with runc (only an
+// app that was the init can leave anything).
 func (p *Pod) Signal(sig unix.Signal, all bool) error { return p.signal(sig, all) }
 
 // ExecOpts are exec's options (runc's flags of the same names).

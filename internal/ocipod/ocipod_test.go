@@ -136,3 +136,36 @@ func TestLivePidLeaderZombieIsEnded(t *testing.T) {
 		t.Errorf("livePid of an exited process not yet reaped: %d, want 0", got)
 	}
 }
+
+// The container's cgroup is the stage1's record, read as untrusted: no link
+// followed, an absolute clean path other than the root.
+func TestCgroupRecord(t *testing.T) {
+	p := &Pod{ID: "c", Dir: t.TempDir()}
+	if err := os.MkdirAll(filepath.Join(p.Dir, abi.Stage1Dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rec := filepath.Join(p.Dir, abi.OCICgroupFile)
+	if err := os.WriteFile(rec, []byte("/skiff-oci/c"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if cg, err := p.cgroup(); err != nil || cg != "/skiff-oci/c" {
+		t.Errorf("cgroup() = %q, %v; want /skiff-oci/c", cg, err)
+	}
+	for _, bad := range []string{"", "/", "skiff-oci/c", "/a/../b", "/a//b", "/a/\x00", strings.Repeat("/x", 3000)} {
+		if err := os.WriteFile(rec, []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if cg, err := p.cgroup(); err == nil {
+			t.Errorf("record %q: cgroup() = %q; want an error", bad, cg)
+		}
+	}
+	target := filepath.Join(t.TempDir(), "elsewhere")
+	os.WriteFile(target, []byte("/skiff-oci/c"), 0o644)
+	os.Remove(rec)
+	if err := os.Symlink(target, rec); err != nil {
+		t.Fatal(err)
+	}
+	if cg, err := p.cgroup(); err == nil {
+		t.Errorf("a link at the record: cgroup() = %q; want an error", cg)
+	}
+}

@@ -508,13 +508,24 @@ func sendHalt(pid int) error {
 func (p *Pod) signal(sig unix.Signal, all bool) error {
 	st, pid := p.status()
 	if pid == 0 {
+		if all && p.appInit() {
+			// As runc: what the app left in the container's cgroup
+			// (in the host's pid namespace, its children outlive it).
+			if _, err := os.Lstat(filepath.Join(p.Dir, abi.OCICgroupFile)); errors.Is(err, os.ErrNotExist) {
+				return nil // a create that failed before the stage1 made one
+			}
+			return p.killCgroup(0, sig)
+		}
+		if all {
+			return nil // the init was PID 1 of the container's pid namespace: nothing is left
+		}
 		return fmt.Errorf("container %s: %w", p.ID, ErrNotRunning)
 	}
 	switch {
 	case p.appInit():
 		// The app is the init, in the host's pid namespace (hostpid.go).
 		if sig == unix.SIGKILL || all {
-			return killCgroup(pid, sig)
+			return p.killCgroup(pid, sig)
 		}
 		if st == specs.StateRunning {
 			waitAppInit(pid)

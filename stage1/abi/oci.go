@@ -75,6 +75,16 @@ const (
 	OCIAppInitFile = "app-init"
 )
 
+// OCICgroupFile holds the container's cgroup: its path (absolute, clean,
+// the same in every hierarchy; cgroupsPath as given, or with
+// --systemd-cgroup the scope's slice path), written atomically by
+// oci-create before it makes the cgroup, out of the app's reach. gc kills
+// what is left there; the front end sends kill --all (and an app-as-init
+// container's SIGKILL) to every process in it and below, in each hierarchy
+// (never to a cgroup a process of the container names). The front end reads
+// it with no link followed, bounded. Since v2.
+const OCICgroupFile = Stage1Dir + "/oci-cgroup"
+
 // OCIProcessMarker, an empty file apps/NAME/oci-process written by the front
 // end, says that the app's config.json is an OCI bundle's as given: app-exec
 // then honours process.capabilities and process.noNewPrivileges exactly as

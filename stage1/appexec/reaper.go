@@ -109,7 +109,10 @@ func reap(args []string, guard int, ctty bool) error {
 	for {
 		select {
 		case ws := <-exited:
-			if told {
+			// The command may end because enter did (the hangup of
+			// enter's terminal) before the read of the guard returns:
+			// what it started goes then too.
+			if told || guardEnded(guard) {
 				killChildren(none)
 			}
 			if ws.Signaled() {
@@ -134,6 +137,14 @@ func reap(args []string, guard int, ctty bool) error {
 			}
 		}
 	}
+}
+
+// guardEnded says, without waiting, whether the guard pipe has no writer
+// left: enter has ended.
+func guardEnded(guard int) bool {
+	fds := []unix.PollFd{{Fd: int32(guard), Events: unix.POLLIN}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n > 0 && fds[0].Revents&(unix.POLLHUP|unix.POLLIN) != 0
 }
 
 // killChildren SIGKILLs this process's children until it has none (none is

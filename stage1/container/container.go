@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -22,6 +23,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/internal/atomicfile"
 	"github.com/skiff-project/skiff/stage1/podfs"
 
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // joins namespaces for enter
@@ -473,12 +475,9 @@ func ExecWith(stateRoot, id string, argv []string, o ExecOpts) (int, error) {
 	}
 	if o.PidFile != "" {
 		pid, _ := p.Pid()
-		tmp := o.PidFile + ".tmp"
-		err := os.WriteFile(tmp, []byte(fmt.Sprint(pid)), 0o644)
-		if err == nil {
-			err = os.Rename(tmp, o.PidFile)
-		}
-		if err != nil {
+		// The caller's path: never through a link planted there or at a
+		// temporary name next to it.
+		if err := atomicfile.WriteFile(o.PidFile, []byte(strconv.Itoa(pid)), 0o644); err != nil {
 			_ = p.Signal(unix.SIGKILL)
 			return 0, fmt.Errorf("write pid file: %w", err)
 		}

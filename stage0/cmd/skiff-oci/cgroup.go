@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -91,6 +92,12 @@ func freeze(pid int, on bool) error {
 	if err != nil {
 		return err
 	}
+	return freezePaths(paths, on)
+}
+
+// freezePaths freezes (or thaws) the cgroup whose directories are paths
+// (cgroupPaths) and waits until it is done.
+func freezePaths(paths map[string]string, on bool) error {
 	file, val, done := "", "", func() bool { return true }
 	if d, ok := paths["freezer"]; ok {
 		file, val = filepath.Join(d, "freezer.state"), "THAWED"
@@ -106,7 +113,7 @@ func freeze(pid int, on bool) error {
 		want := "frozen " + val
 		done = func() bool { return strings.Contains(readTrim(filepath.Join(d, "cgroup.events")), want) }
 	} else {
-		return fmt.Errorf("no freezer cgroup for pid %d (neither the v1 freezer nor cgroup2)", pid)
+		return errors.New("no freezer cgroup (neither the v1 freezer nor cgroup2)")
 	}
 	for i := 0; ; i++ {
 		if err := os.WriteFile(file, []byte(val), 0); err != nil {

@@ -480,16 +480,25 @@ func newKillCmd(g *globals) *cobra.Command {
 				return err
 			}
 			defer l.unlock()
-			if st.Status == specs.StateStopped && all {
-				// runc: --all of a stopped container signals what is
-				// left in its cgroup, here nothing (the init was PID 1
-				// of the container's pid namespace), and succeeds.
-				return nil
-			}
-			if st.Status == specs.StateStopped || st.Status == specs.StateCreating {
+			if st.Status == specs.StateCreating || st.Status == specs.StateStopped && !all {
 				return fmt.Errorf("container %s: %w", args[0], errNotRunning)
 			}
-			if err := c.Signal(sig, all); err != nil {
+			// runc: --all of a stopped container signals what is left in
+			// its cgroup (only an app that was the init leaves anything:
+			// the container's pid namespace otherwise ended with it).
+			// A paused container's processes take SIGKILL once thawed:
+			// thaw them, as runc does, or the container would not die.
+			var frozenPaths map[string]string
+			if st.Status == statePaused && sig == int(unix.SIGKILL) {
+				frozenPaths, _ = cgroupPaths(st.Pid) // before the init is gone
+			}
+			err = c.Signal(sig, all)
+			if frozenPaths != nil {
+				if terr := freezePaths(frozenPaths, false); terr != nil && err == nil {
+					err = fmt.Errorf("killed, but could not thaw it: %w; run 'skiff-oci resume %s'", terr, args[0])
+				}
+			}
+			if err != nil {
 				if errors.Is(err, unix.ESRCH) {
 					return fmt.Errorf("container %s: %w: no such process", args[0], errNotRunning)
 				}

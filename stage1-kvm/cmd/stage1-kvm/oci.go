@@ -36,8 +36,8 @@ import (
 
 // Files of OCI mode private to this flavor, in the pod directory.
 const (
-	s1QEMUPid   = abi.Stage1Dir + "/qemu-pid"   // QEMU's pid (pid is the supervisor's)
-	s1OCICgroup = abi.Stage1Dir + "/oci-cgroup" // the container's host cgroup, for gc
+	s1QEMUPid   = abi.Stage1Dir + "/qemu-pid" // QEMU's pid (pid is the supervisor's)
+	s1OCICgroup = abi.OCICgroupFile           // the container's host cgroup, for gc
 )
 
 // ociOpts are oci-create's (and oci-run's) flags.
@@ -103,7 +103,7 @@ func ociCreate(args []string) error {
 		return err
 	}
 	cg := ociCgroup(&spec, o)
-	if err := os.WriteFile(s1OCICgroup, []byte(cg), 0o644); err != nil {
+	if err := atomicfile.Write(s1OCICgroup, []byte(cg), 0o644); err != nil {
 		return err
 	}
 	if err := abi.WriteJSON(filepath.Join(abi.AppsDir, "app", abi.AppSpecFile), guestSpec(spec, string(bundle))); err != nil {

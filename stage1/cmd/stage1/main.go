@@ -51,6 +51,12 @@ func main() {
 		fmt.Fprintf(os.Stderr, "stage1: unknown command %q\n", name)
 		os.Exit(abi.ExitSkiffFailure)
 	}
+	if joiner(os.Args) {
+		if err := nonDumpable(); err != nil {
+			fmt.Fprintf(os.Stderr, "skiff: %s: %v\n", name, err)
+			os.Exit(abi.ExitSkiffFailure)
+		}
+	}
 	if err := cmd(args); err != nil {
 		code := abi.ExitSkiffFailure
 		var ee *appexec.ExitError

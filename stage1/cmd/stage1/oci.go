@@ -639,7 +639,7 @@ const envOCIListenFDs = abi.EnvOCIListenFDs
 
 // s1OCICgroup names the container's cgroup (written before libcontainer makes
 // it), for gc.
-const s1OCICgroup = abi.Stage1Dir + "/oci-cgroup"
+const s1OCICgroup = abi.OCICgroupFile
 
 // removeOCICgroup kills what is left in an OCI container's cgroup and
 // removes it in every hierarchy: libcontainer's state, which Destroy uses,

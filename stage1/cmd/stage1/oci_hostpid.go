@@ -21,6 +21,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"runtime"
@@ -30,6 +31,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/internal/atomicfile"
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/appexec"
 	"github.com/skiff-project/skiff/stage1/container"
@@ -154,8 +156,10 @@ func podInitOCIApp(spec string, args []string) error {
 
 // ociJoinMain is oci-join FD CMD...: the first step of an exec in an
 // app-as-init container, started by ociHostPIDExec in the sandbox's
-// namespaces; it waits until its starter has put it in the container's
-// cgroups (one byte on FD), then execs CMD (app-exec).
+// namespaces. Not dumpable since its first instruction (dumpable.go), it
+// says so to its starter (one byte on FD, a socket), which only then puts
+// it in the container's cgroups; it waits until that is done (one byte
+// back), then execs CMD (app-exec).
 func ociJoinMain(args []string) error {
 	if len(args) < 2 {
 		return errors.New("usage: oci-join FD CMD...")
@@ -164,7 +168,10 @@ func ociJoinMain(args []string) error {
 	if err != nil || fd < 3 {
 		return errors.New("usage: oci-join FD CMD...")
 	}
-	buf := make([]byte, 1)
+	buf := []byte{1}
+	if _, err := unix.Write(fd, buf); err != nil {
+		return fmt.Errorf("oci-join: tell its starter (stage1 enter) it runs: %w", err)
+	}
 	n, _ := unix.Read(fd, buf)
 	unix.Close(fd)
 	if n != 1 {
@@ -185,10 +192,13 @@ func ociHostPIDExec(stateRoot, id string, argv []string, o container.ExecOpts) (
 	if err != nil {
 		return 0, err
 	}
-	peer, release, err := os.Pipe()
+	// oci-join's end and ours: it says it runs (not dumpable), we say when
+	// it is in the container's cgroups.
+	pair, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return 0, err
 	}
+	peer, release := os.NewFile(uintptr(pair[0]), "oci-join"), os.NewFile(uintptr(pair[1]), "oci-join release")
 	defer release.Close()
 	extra := append(append([]*os.File{}, o.ExtraFiles...), peer)
 	joinFD := strconv.Itoa(3 + len(extra) - 1)
@@ -209,6 +219,12 @@ func ociHostPIDExec(stateRoot, id string, argv []string, o container.ExecOpts) (
 		_ = cmd.Wait()
 		return 0, fmt.Errorf("exec in pod: %w", err)
 	}
+	// Into the container's cgroups, where its processes see it, only once
+	// it is not dumpable: not in the instants between its exec and its
+	// constructor (EOF: it has ended).
+	if _, err := io.ReadFull(release, make([]byte, 1)); err != nil {
+		return fail(fmt.Errorf("oci-join ended before it ran (%v); see its message above", err))
+	}
 	for _, dir := range cgroups {
 		if err := os.WriteFile(dir+"/cgroup.procs", []byte(strconv.Itoa(pid)), 0); err != nil {
 			return fail(fmt.Errorf("join the container's cgroup %s: %w", dir, err))
@@ -218,12 +234,7 @@ func ociHostPIDExec(stateRoot, id string, argv []string, o container.ExecOpts) (
 		return fail(err)
 	}
 	if o.PidFile != "" {
-		tmp := o.PidFile + ".tmp"
-		err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644)
-		if err == nil {
-			err = os.Rename(tmp, o.PidFile)
-		}
-		if err != nil {
+		if err := atomicfile.WriteFile(o.PidFile, []byte(strconv.Itoa(pid)), 0o644); err != nil {
 			return fail(fmt.Errorf("write pid file: %w", err))
 		}
 	}
