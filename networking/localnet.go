@@ -53,7 +53,8 @@ func ensureLocalnetGuard() error {
 // ensureGuard installs chain with localnetRule, jumped to first from
 // INPUT, each exactly once however many Setups run at the same time.
 func ensureGuard(chain string) error {
-	if err := os.MkdirAll(filepath.Dir(localnetLock), 0o700); err != nil {
+	// 0711 as stage1 keeps it: a pod with private users walks through it.
+	if err := os.MkdirAll(filepath.Dir(localnetLock), 0o711); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(localnetLock, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)

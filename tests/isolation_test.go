@@ -488,6 +488,30 @@ func TestPrivateUsersSIGKILLedSkiffLeavesNothingAfterGC(t *testing.T) {
 
 // overlayMount mounts an empty overlay at a new directory and returns it: a
 // filesystem that cannot be idmapped.
+// TestPrivateUsersWhenRunSkiffIsPrivate: /run/skiff made 0700 by whatever
+// made it first (on a fresh host, the localnet lock of a pod with a port did)
+// must not keep a pod with private users from starting: its root walks from /
+// to its stage1 rootfs under /run/skiff/rootfs.
+func TestPrivateUsersWhenRunSkiffIsPrivate(t *testing.T) {
+	e := newEnv(t)
+	if err := os.MkdirAll("/run/skiff", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat("/run/skiff")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Chmod("/run/skiff", fi.Mode().Perm()) })
+	if err := os.Chmod("/run/skiff", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r := e.ok(e.runArgs("--private-users", "--net=none", e.image("busybox"), "--", "/bin/sh", "-c", "echo walked")...)
+	if !strings.Contains(r.stdout, "walked") {
+		t.Errorf("the app did not run: %+v", r)
+	}
+	e.ok("gc", "--grace-period=0s")
+}
+
 func overlayMount(t *testing.T) string {
 	t.Helper()
 	d := t.TempDir()

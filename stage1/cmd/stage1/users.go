@@ -204,8 +204,14 @@ func (u *podUsers) mountRootfs(m *abi.PodManifest) (rootfs string, err error) {
 	if err := os.MkdirAll(rootfs, 0o711); err != nil {
 		return "", err
 	}
-	if err := os.Chmod(rootfsUsersDir, 0o711); err != nil {
-		return "", err
+	// The pod's root must walk from / to rootfs: /run/skiff may have been made
+	// private (0700) by whatever made it first (the localnet lock, an older
+	// skiff), so both directories are made walkable here, not only when
+	// MkdirAll creates them.
+	for _, d := range []string{filepath.Dir(rootfsUsersDir), rootfsUsersDir} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			return "", err
+		}
 	}
 	defer func() {
 		if err != nil {
