@@ -32,11 +32,9 @@ import (
 	"strings"
 
 	"github.com/containernetworking/cni/libcni"
-	"github.com/containernetworking/cni/pkg/invoke"
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/utils"
-	"github.com/containernetworking/cni/pkg/version"
 )
 
 // Request is what a pod's network is made of.
@@ -320,6 +318,11 @@ func teardown(ctx context.Context, stateDir string, st *state, log io.Writer) er
 				fmt.Fprintf(log, "network %q: %v (already removed: taken as done)\n", a.Name, err)
 				err = nil
 			}
+			// What the DEL could not see (added by an ADD that outlived its
+			// caller, left by a DEL cut short) goes by name and pod.
+			if merr := dropMasqLeftovers(a.Name, st.PodUUID, a.Config); err == nil {
+				err = merr
+			}
 		}
 		if err != nil {
 			failed = append([]attached{a}, failed...)
@@ -376,8 +379,7 @@ func withPrevResult(l *libcni.NetworkConfigList, r types.Result) *libcni.Network
 }
 
 func newCNI(stateDir string, pluginDirs []string, log io.Writer) *libcni.CNIConfig {
-	exec := &invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: log}, PluginDecoder: version.PluginDecoder{}}
-	return libcni.NewCNIConfigWithCacheDir(pluginDirs, filepath.Join(stateDir, cacheDir), exec)
+	return libcni.NewCNIConfigWithCacheDir(pluginDirs, filepath.Join(stateDir, cacheDir), &pluginExec{stderr: log})
 }
 
 // cniArgs adds IgnoreUnknown=1 to args, as every runtime does: a plugin
