@@ -496,7 +496,11 @@ func (s *soak) checkHost(t errorer) {
 	}
 	s.mu.Unlock()
 	if left := s.e.podDirs(); len(left) > 0 {
-		t.Errorf("pod directories left after gc: %v", left)
+		var why []string
+		for _, u := range left {
+			why = append(why, describePodDir(s.e.dir, u))
+		}
+		t.Errorf("pod directories left after gc: %v\n%s", left, strings.Join(why, "\n"))
 	}
 	for _, m := range mountsUnder(s.e.dir) {
 		t.Errorf("mount left under --dir: %s", m)
@@ -905,4 +909,49 @@ func TestSoakHostChecksSeeALivePod(t *testing.T) {
 	if len(rec.msgs) > 0 {
 		t.Errorf("the pod was stopped and gc'd, yet checkHost reports:\n%s", strings.Join(rec.msgs, "\n"))
 	}
+}
+
+// describePodDir says, for a soak failure, where pod uuid is left and why gc
+// may have passed it by: its state directory, age, entries, and the
+// processes that hold a lock on it (from /proc/locks).
+func describePodDir(dataDir, uuid string) string {
+	matches, _ := filepath.Glob(filepath.Join(dataDir, "pods", "*", uuid))
+	if len(matches) == 0 {
+		return uuid + ": gone"
+	}
+	var b strings.Builder
+	for _, dir := range matches {
+		var st syscall.Stat_t
+		if err := syscall.Lstat(dir, &st); err != nil {
+			fmt.Fprintf(&b, "%s: %v\n", dir, err)
+			continue
+		}
+		fmt.Fprintf(&b, "%s: state %s, mtime %s ago", uuid, filepath.Base(filepath.Dir(dir)),
+			time.Since(time.Unix(st.Mtim.Sec, st.Mtim.Nsec)).Round(time.Millisecond))
+		ents, _ := os.ReadDir(dir)
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		fmt.Fprintf(&b, ", entries %v", names)
+		locks, _ := os.ReadFile("/proc/locks")
+		ino := ":" + strconv.FormatUint(st.Ino, 10) + " "
+		for _, l := range strings.Split(string(locks), "\n") {
+			f := strings.Fields(l)
+			if len(f) < 6 || !strings.HasSuffix(f[5], ino[:len(ino)-1]) {
+				continue
+			}
+			cmd, _ := os.ReadFile("/proc/" + f[4] + "/cmdline")
+			status, _ := os.ReadFile("/proc/" + f[4] + "/status")
+			state := ""
+			for _, sl := range strings.Split(string(status), "\n") {
+				if strings.HasPrefix(sl, "State:") {
+					state = strings.TrimSpace(strings.TrimPrefix(sl, "State:"))
+				}
+			}
+			fmt.Fprintf(&b, "; locked (%s %s) by pid %s %q [%s]", f[1], f[3], f[4], strings.ReplaceAll(string(cmd), "\x00", " "), state)
+		}
+		b.WriteString("\n")
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
