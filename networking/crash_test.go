@@ -97,17 +97,7 @@ func TestTeardownAfterCrashDuringAdd(t *testing.T) {
 	if _, err := Setup(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}
-	st, err := readState(r.StateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Networks[0].Result = nil
-	if err := st.write(r.StateDir); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(filepath.Join(r.StateDir, cacheDir)); err != nil {
-		t.Fatal(err)
-	}
+	forgetAdd(t, r.StateDir)
 	if err := Teardown(context.Background(), r.StateDir); err != nil {
 		t.Fatal(err)
 	}

@@ -103,29 +103,40 @@ func dropMasqLeftovers(name, id string, conf []byte) error {
 
 func dropMasqRules(tool, name, id string) error {
 	chain, comment := masqChain(name, id), masqComment(name, id)
-	out, err := exec.Command(tool, "-w", "-t", "nat", "-S", "POSTROUTING").Output()
+	out, err := xtables(tool, "-t", "nat", "-S", "POSTROUTING")
 	if err != nil {
-		return fmt.Errorf("%s -t nat -S POSTROUTING: %v", tool, err)
+		return err
 	}
 	for _, line := range strings.Split(string(out), "\n") {
 		args, err := splitRule(line)
 		if err != nil || len(args) < 2 || args[0] != "-A" || args[1] != "POSTROUTING" || !masqRuleOf(args[2:], chain, comment) {
 			continue
 		}
-		del := append([]string{"-w", "-t", "nat", "-D", "POSTROUTING"}, args[2:]...)
-		if b, err := exec.Command(tool, del...).CombinedOutput(); err != nil && !ruleGone(b) {
-			return fmt.Errorf("%s %s: %v: %s", tool, strings.Join(del, " "), err, strings.TrimSpace(string(b)))
+		del := append([]string{"-t", "nat", "-D", "POSTROUTING"}, args[2:]...)
+		if out, err := xtables(tool, del...); err != nil && !ruleGone(out) {
+			return err
 		}
 	}
-	if exec.Command(tool, "-w", "-t", "nat", "-S", chain).Run() != nil {
+	if _, err := xtables(tool, "-t", "nat", "-S", chain); err != nil {
 		return nil // no chain
 	}
 	for _, op := range []string{"-F", "-X"} {
-		if b, err := exec.Command(tool, "-w", "-t", "nat", op, chain).CombinedOutput(); err != nil && !ruleGone(b) {
-			return fmt.Errorf("%s -t nat %s %s: %v: %s", tool, op, chain, err, strings.TrimSpace(string(b)))
+		if out, err := xtables(tool, "-t", "nat", op, chain); err != nil && !ruleGone(out) {
+			return err
 		}
 	}
 	return nil
+}
+
+// xtables runs tool (iptables or ip6tables) with -w and args, and returns
+// what it printed (stdout and stderr together) and, when it failed, an error
+// that names the command and says what it printed.
+func xtables(tool string, args ...string) ([]byte, error) {
+	out, err := exec.Command(tool, append([]string{"-w"}, args...)...).CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("%s %s: %v: %s", tool, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return out, nil
 }
 
 // masqRuleOf says whether rule (the arguments after "-A POSTROUTING") jumps

@@ -83,17 +83,7 @@ func TestTeardownDropsMasqTheDelCannotSee(t *testing.T) {
 	if !found {
 		t.Fatalf("no POSTROUTING rule jumps to %s with comment %s:\n%s", chain, masqComment(NetDefault, r.PodUUID), rules)
 	}
-	st, err := readState(r.StateDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Networks[0].Result = nil
-	if err := st.write(r.StateDir); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.RemoveAll(filepath.Join(r.StateDir, cacheDir)); err != nil {
-		t.Fatal(err)
-	}
+	st := forgetAdd(t, r.StateDir)
 	if err := removeNetNS(st.NetNS); err != nil {
 		t.Fatal(err)
 	}
@@ -103,6 +93,55 @@ func TestTeardownDropsMasqTheDelCannotSee(t *testing.T) {
 	if err := exec.Command("iptables", "-w", "-t", "nat", "-S", chain).Run(); err == nil {
 		t.Errorf("chain %s left after teardown", chain)
 	}
+}
+
+// A DEL that follows one cut short (a gc SIGKILLed after the plugin removed
+// the pod's link, before it removed the masquerade rule) finds the link gone
+// and, as the plugins do, takes that for done without touching iptables,
+// although the result is recorded and the netns is there: teardown still
+// removes the rule and chain by name and pod.
+func TestTeardownDropsMasqAfterADelCutShort(t *testing.T) {
+	e := newEnv(t)
+	r := e.request(NetDefault)
+	if _, err := Setup(context.Background(), r); err != nil {
+		t.Fatal(err)
+	}
+	st, err := readState(r.StateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Networks[0].Result == nil || !netNSExists(st.NetNS) {
+		t.Fatalf("setup left no result or no netns: %+v", st)
+	}
+	if b, err := exec.Command("nsenter", "--net="+st.NetNS, "ip", "link", "del", st.Networks[0].IfName).CombinedOutput(); err != nil {
+		t.Fatalf("removing the pod's link: %v: %s", err, b)
+	}
+	chain := masqChain(NetDefault, r.PodUUID)
+	if err := Teardown(context.Background(), r.StateDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := exec.Command("iptables", "-w", "-t", "nat", "-S", chain).Run(); err == nil {
+		t.Errorf("chain %s left after teardown", chain)
+	}
+}
+
+// forgetAdd makes the state in stateDir look as after a caller that died
+// in the middle of ADD: the network named but no result recorded, and
+// libcni's cache empty. It returns that state.
+func forgetAdd(t *testing.T, stateDir string) *state {
+	t.Helper()
+	st, err := readState(stateDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Networks[0].Result = nil
+	if err := st.write(stateDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(stateDir, cacheDir)); err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 // slowPlugin is a CNI plugin whose ADD says its pid in PIDFILE and hangs.

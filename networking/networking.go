@@ -318,8 +318,14 @@ func teardown(ctx context.Context, stateDir string, st *state, log io.Writer) er
 				fmt.Fprintf(log, "network %q: %v (already removed: taken as done)\n", a.Name, err)
 				err = nil
 			}
-			// What the DEL could not see (added by an ADD that outlived its
-			// caller, left by a DEL cut short) goes by name and pod.
+			// What the DEL could not see goes by name and pod: with no
+			// recorded result (the ADD's caller died before recording it)
+			// or no netns, the plugins' DEL knows no address to remove a
+			// masquerade rule by; and even with both, a DEL after one cut
+			// short finds the link gone, takes that for done and leaves
+			// the rule and chain (bridge and ptp take the addresses from
+			// the link). So this runs after every DEL: two iptables -S
+			// when nothing is left.
 			if merr := dropMasqLeftovers(a.Name, st.PodUUID, a.Config); err == nil {
 				err = merr
 			}

@@ -27,6 +27,11 @@ import (
 // Pdeathsig fires when the thread that forked the child exits, not the
 // process; the goroutine stays locked to that thread until the plugin has
 // exited, so no Go thread exit can kill a plugin that is still wanted.
+//
+// Two things of RawExec are left out on purpose: its retry on "text file
+// busy" (it re-runs the same exec.Cmd, which fails with "exec: already
+// started", so it never retried anything), and its OpenTelemetry trace
+// context in the plugin's environment (skiff traces nothing).
 type pluginExec struct {
 	version.PluginDecoder
 	stderr io.Writer
