@@ -20,6 +20,17 @@ const Target = "skiff.target"
 // Dir is where the units live, relative to the stage1 rootfs.
 const Dir = "etc/systemd/system"
 
+// SearchPathEnv is the environment entry that gives the pod's systemd its
+// unit search path (SYSTEMD_UNIT_PATH; no ':' at the end, so nothing else is
+// searched): skiff's units, and the few of systemd's own that the stage1
+// image carries (the shutdown targets, the mount.d drop-in). systemd's
+// default path has seven directories (and /lib/systemd/system is /usr/lib's
+// again); for every unit it loads it looks in each, under every drop-in
+// directory name of the unit, and a pod has one mount unit per mount (about
+// 35 for one app): over 2,000 lookups of which all but a few fail. With two
+// directories systemd reaches the app's unit about a quarter sooner.
+const SearchPathEnv = "SYSTEMD_UNIT_PATH=/" + Dir + ":/usr/lib/systemd/system"
+
 // Paths of skiff's helpers inside the stage1 rootfs, run by the units.
 const (
 	AppExecPath   = "/usr/lib/skiff/app-exec"

@@ -39,6 +39,10 @@ var commands = map[string]func(args []string) error{
 
 func main() {
 	if container.IsInit() {
+		if err := initDeathSignal(); err != nil { // inpod.go
+			fmt.Fprintf(os.Stderr, "skiff: %v\n", err)
+			os.Exit(abi.ExitSkiffFailure)
+		}
 		container.Init() // libcontainer's re-exec of this binary; never returns
 	}
 	idmap.Hold() // the helper of idmap.UserNS; returns elsewhere

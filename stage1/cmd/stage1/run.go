@@ -265,9 +265,9 @@ func (r *runningPod) sandbox(rootfs string) (container.Pod, error) {
 		CgroupsPath: r.cgroup,
 		UserNS:      r.users.mapping(),
 		Mounts:      mounts,
-		Args: []string{"/usr/lib/skiff/stage1", "pod-init", "/usr/lib/systemd/systemd", "--unit=" + units.Target,
+		Args: []string{"/usr/lib/systemd/systemd", "--unit=" + units.Target, // dies with this process: initDeathSignal
 			"--log-target=" + logTarget, "--show-status=0"},
-		Env: []string{"container=skiff", "container_uuid=" + r.m.UUID,
+		Env: []string{"container=skiff", "container_uuid=" + r.m.UUID, units.SearchPathEnv,
 			"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
 		Stdio: [3]*os.File{null, stderr, stderr},
 	}, nil
