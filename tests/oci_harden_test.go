@@ -7,11 +7,13 @@ package tests
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -231,6 +233,71 @@ func TestOCIKillAllIsTheContainersCgroupNotTheInits(t *testing.T) {
 	waitFor(t, 30*time.Second, "kill --all KILL to end the app's child, left in the container's own group", func() bool { return !alive(child) })
 	o.ok("delete", "ka1")
 	o.nothingLeft("ka1", app, child)
+}
+
+// pause and ps act on the container's cgroup, the stage1's record of it:
+// an app that is the init (host pid namespace) and has moved itself into a
+// group of its own below the container's, in every hierarchy, narrows
+// neither to that group (skiff-oci took the group from the init's
+// /proc/PID/cgroup: pause froze the app alone and called the container
+// paused, ps listed the app alone). The test moves the app as the app, root
+// in a container given write access to its cgroups, could.
+func TestOCIPauseAndPsAreTheContainersCgroupNotTheInits(t *testing.T) {
+	o := newOCIEnv(t)
+	b := hostPIDBundle(o, "b", "/bin/sh", "-c", "sleep 4431 & exec sleep 4432")
+	o.forID(b, "pe1")
+	o.ok("create", "--bundle", b, "pe1")
+	o.ok("start", "pe1")
+	var child, app int
+	waitFor(t, 60*time.Second, "the app and its child to run", func() bool {
+		child, app = hostPidOf("sleep", "4431"), hostPidOf("sleep", "4432")
+		return child != 0 && app != 0
+	})
+	group := unifiedGroup(app)
+	if group == "" || !strings.HasSuffix(group, "/"+o.cgroup+"/pe1") {
+		t.Skipf("the app's cgroup2 group is %q, not the container's", group)
+	}
+	rel := group[strings.LastIndex(group, "/"+o.cgroup+"/pe1"):]
+	freezer := ""
+	for _, h := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup", "/sys/fs/cgroup/freezer", "/sys/fs/cgroup/pids"} {
+		if fi, err := os.Stat(h + rel); err != nil || !fi.IsDir() {
+			continue
+		}
+		if h == "/sys/fs/cgroup/freezer" {
+			freezer = h + rel
+		}
+		sub := filepath.Join(h+rel, "escaped")
+		if err := os.Mkdir(sub, 0o755); err != nil && !os.IsExist(err) {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(sub, "cgroup.procs"), []byte(strconv.Itoa(app)), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.ok("pause", "pe1")
+	if st := o.state("pe1"); st.Status != "paused" {
+		t.Errorf("after pause: %s; want paused", st.Status)
+	}
+	// The child, left in the container's own group, is frozen with it.
+	if freezer != "" {
+		if s := readTrimmed(t, filepath.Join(freezer, "freezer.state")); s != "FROZEN" {
+			t.Errorf("the container's freezer group %s after pause: %s; want FROZEN (the whole container)", freezer, s)
+		}
+	} else if ev := readTrimmed(t, filepath.Join(group, "cgroup.events")); !strings.Contains(ev, "frozen 1") {
+		t.Errorf("the container's group %s after pause: %q; want frozen 1 (the whole container)", group, ev)
+	}
+	o.ok("resume", "pe1")
+	var pids []int
+	if err := json.Unmarshal([]byte(o.ok("ps", "--format", "json", "pe1").stdout), &pids); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(pids, app) || !slices.Contains(pids, child) {
+		t.Errorf("ps --format json: %v; want the app %d and its child %d", pids, app, child)
+	}
+	o.ok("kill", "--all", "pe1", "KILL")
+	o.waitStatus("pe1", "stopped")
+	o.ok("delete", "pe1")
+	o.nothingLeft("pe1", app, child)
 }
 
 // kill KILL of a paused container kills it without a resume (runc thaws it

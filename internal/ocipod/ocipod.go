@@ -201,3 +201,9 @@ func (p *Pod) State() (specs.State, error) { return p.state() }
 // ExitCode is the init's exit status once stopped, as the app ended (128+N
 // for signal N), and false while it runs or when it is unknown.
 func (p *Pod) ExitCode() (int, bool) { return p.exitCode() }
+
+// Cgroup is the container's cgroup as its stage1 recorded it at create
+// (abi.OCICgroupFile): a path relative to each hierarchy's root, the same
+// in each. Never a process's own /proc/PID/cgroup, which the container's
+// root could change by moving the process.
+func (p *Pod) Cgroup() (string, error) { return p.cgroup() }

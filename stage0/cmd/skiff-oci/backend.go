@@ -39,6 +39,9 @@ type container interface {
 	State() (*specs.State, error)
 	// ExitCode is the app's exit status once the container has stopped.
 	ExitCode() (int, bool)
+	// Cgroup is the container's cgroup as its stage1 recorded it (the
+	// same path in each hierarchy).
+	Cgroup() (string, error)
 }
 
 // globalOpts are the global flags a backend needs.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,55 +13,68 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/skiff-project/skiff/internal/cgtree"
 	"github.com/spf13/cobra"
 )
 
-// The container's cgroups are found from its init's /proc/PID/cgroup: on
-// cgroup v1 the pod's cgroup in each hierarchy (systemd inside the pod
-// manages only its cgroup2 subtree), on cgroup2 the parent of the init's
-// init.scope. pause/resume, ps and update work on them directly, as runc
+// The container's cgroups are the stage1's record of them
+// (container.Cgroup: one path, the same in each hierarchy), never a
+// process's own /proc/PID/cgroup: the container's root, given write access
+// to its cgroupfs, could move its init into a group of its own below the
+// container's, and pause would then freeze, ps list and update limit only
+// that group. pause/resume, ps and update work on them directly, as runc
 // does; the stage1 is not involved.
 
 const cgroupRoot = "/sys/fs/cgroup"
 
 // cgroupPaths maps a v1 controller (and "" for cgroup2) to the host
-// directory of pid's cgroup.
-func cgroupPaths(pid int) (map[string]string, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/cgroup", pid))
+// directory of the container's cgroup in its hierarchy, for those that have
+// it.
+func cgroupPaths(c container) (map[string]string, error) {
+	cg, err := c.Cgroup()
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
+	return cgroupDirsOf(cgroupRoot, cg), nil
+}
+
+// cgroupDirsOf maps "" for cgroup2 and, on a v1 or hybrid host, each
+// controller of the v1 hierarchies under root to the directory of cgroup cg
+// there, when there is one. root is cgroup2 itself on a pure cgroup2 host
+// (its subdirectories are groups, not hierarchies), else cgroup2 is
+// root/unified (if mounted) and a v1 hierarchy is a directory named after
+// its controllers ("cpu,cpuacct"; its links "cpu" and "cpuacct" are
+// skipped).
+func cgroupDirsOf(root, cg string) map[string]string {
 	out := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		parts := strings.SplitN(sc.Text(), ":", 3)
-		if len(parts) != 3 {
+	isDir := func(p string) bool {
+		fi, err := os.Lstat(p)
+		return err == nil && fi.IsDir()
+	}
+	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err == nil {
+		if isDir(root + cg) {
+			out[""] = root + cg
+		}
+		return out
+	}
+	if _, err := os.Stat(filepath.Join(root, "unified", "cgroup.controllers")); err == nil && isDir(root+"/unified"+cg) {
+		out[""] = root + "/unified" + cg
+	}
+	entries, _ := os.ReadDir(root)
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || name == "unified" {
 			continue
 		}
-		if parts[1] == "" {
-			base := cgroupRoot
-			if _, err := os.Stat(filepath.Join(cgroupRoot, "unified", "cgroup.controllers")); err == nil {
-				base = filepath.Join(cgroupRoot, "unified")
-			}
-			p := parts[2]
-			if filepath.Base(p) == "init.scope" {
-				p = filepath.Dir(p)
-			}
-			out[""] = filepath.Join(base, p)
+		dir := filepath.Join(root, name)
+		if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil || !isDir(dir+cg) {
 			continue
 		}
-		for _, c := range strings.Split(parts[1], ",") {
-			for _, d := range []string{parts[1], c} {
-				dir := filepath.Join(cgroupRoot, d, parts[2])
-				if _, err := os.Stat(dir); err == nil {
-					out[c] = dir
-					break
-				}
-			}
+		for _, c := range strings.Split(name, ",") {
+			out[c] = dir + cg
 		}
 	}
-	return out, sc.Err()
+	return out
 }
 
 func readTrim(p string) string {
@@ -70,9 +82,9 @@ func readTrim(p string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// frozen tells whether pid's cgroup is frozen (or freezing).
-func frozen(pid int) bool {
-	paths, err := cgroupPaths(pid)
+// frozen tells whether the container's cgroup is frozen (or freezing).
+func frozen(c container) bool {
+	paths, err := cgroupPaths(c)
 	if err != nil {
 		return false
 	}
@@ -86,9 +98,10 @@ func frozen(pid int) bool {
 	return false
 }
 
-// freeze freezes (or thaws) pid's cgroup and waits until it is done.
-func freeze(pid int, on bool) error {
-	paths, err := cgroupPaths(pid)
+// freeze freezes (or thaws) the container's cgroup and waits until it is
+// done.
+func freeze(c container, on bool) error {
+	paths, err := cgroupPaths(c)
 	if err != nil {
 		return err
 	}
@@ -129,7 +142,7 @@ func freezePaths(paths map[string]string, on bool) error {
 	}
 }
 
-func thaw(pid int) { freeze(pid, false) }
+func thaw(c container) { freeze(c, false) }
 
 func newPauseCmd(g *globals, pause bool) *cobra.Command {
 	use, short := "pause ID", "Freeze every process of a container (cgroup freezer)"
@@ -141,7 +154,7 @@ func newPauseCmd(g *globals, pause bool) *cobra.Command {
 		Short: short,
 		Args:  exactArgs(1, "the container's id"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			_, l, st, err := g.openStatus(args[0])
+			c, l, st, err := g.openStatus(args[0])
 			if err != nil {
 				return err
 			}
@@ -152,7 +165,7 @@ func newPauseCmd(g *globals, pause bool) *cobra.Command {
 			case !pause && st.Status != statePaused:
 				return fmt.Errorf("container %s: container not paused (%s)", args[0], st.Status)
 			}
-			if err := freeze(st.Pid, pause); err != nil {
+			if err := freeze(c, pause); err != nil {
 				return wrapC(args[0], err)
 			}
 			return nil
@@ -160,9 +173,11 @@ func newPauseCmd(g *globals, pause bool) *cobra.Command {
 	}
 }
 
-// containerPids lists every process in the container's cgroup (recursively).
-func containerPids(pid int) ([]int, error) {
-	paths, err := cgroupPaths(pid)
+// containerPids lists every process in the container's cgroup and in the
+// groups below it (cgtree: a bounded part of a tree the container may have
+// grown, no symlink followed).
+func containerPids(c container) ([]int, error) {
+	paths, err := cgroupPaths(c)
 	if err != nil {
 		return nil, err
 	}
@@ -170,23 +185,11 @@ func containerPids(pid int) ([]int, error) {
 	if !ok {
 		if dir, ok = paths["freezer"]; !ok {
 			if dir, ok = paths["pids"]; !ok {
-				return nil, fmt.Errorf("no cgroup found for pid %d", pid)
+				return nil, errors.New("its cgroup is in no hierarchy (cgroup2, freezer or pids)")
 			}
 		}
 	}
-	var pids []int
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || !d.IsDir() {
-			return nil
-		}
-		for _, l := range strings.Fields(readTrim(filepath.Join(p, "cgroup.procs"))) {
-			if n, err := strconv.Atoi(l); err == nil {
-				pids = append(pids, n)
-			}
-		}
-		return nil
-	})
-	return pids, nil
+	return cgtree.Pids(dir)
 }
 
 func newPsCmd(g *globals) *cobra.Command {
@@ -204,7 +207,7 @@ func newPsCmd(g *globals) *cobra.Command {
 			if format != "table" && format != "json" {
 				return fmt.Errorf("--format %q: unknown format; use table or json", format)
 			}
-			_, l, st, err := g.openStatus(args[0])
+			c, l, st, err := g.openStatus(args[0])
 			if err != nil {
 				return err
 			}
@@ -212,7 +215,7 @@ func newPsCmd(g *globals) *cobra.Command {
 			if st.Status == specs.StateStopped || st.Pid <= 0 {
 				return fmt.Errorf("container %s: %w", args[0], errNotRunning)
 			}
-			pids, err := containerPids(st.Pid)
+			pids, err := containerPids(c)
 			if err != nil {
 				return wrapC(args[0], err)
 			}
@@ -289,7 +292,7 @@ func newUpdateCmd(g *globals) *cobra.Command {
 			if err := json.Unmarshal(b, &r); err != nil {
 				return fmt.Errorf("--resources %s: not linux.resources JSON: %v", resources, err)
 			}
-			_, l, st, err := g.openStatus(args[0])
+			c, l, st, err := g.openStatus(args[0])
 			if err != nil {
 				return err
 			}
@@ -297,7 +300,7 @@ func newUpdateCmd(g *globals) *cobra.Command {
 			if st.Status == specs.StateStopped || st.Pid <= 0 {
 				return fmt.Errorf("container %s: %w", args[0], errNotRunning)
 			}
-			paths, err := cgroupPaths(st.Pid)
+			paths, err := cgroupPaths(c)
 			if err != nil {
 				return wrapC(args[0], err)
 			}

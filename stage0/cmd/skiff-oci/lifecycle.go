@@ -142,7 +142,7 @@ func status(c container) (*specs.State, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st.Status == specs.StateRunning && st.Pid > 0 && frozen(st.Pid) {
+	if st.Status == specs.StateRunning && st.Pid > 0 && frozen(c) {
 		st.Status = statePaused
 	}
 	return st, nil
@@ -490,7 +490,7 @@ func newKillCmd(g *globals) *cobra.Command {
 			// thaw them, as runc does, or the container would not die.
 			var frozenPaths map[string]string
 			if st.Status == statePaused && sig == int(unix.SIGKILL) {
-				frozenPaths, _ = cgroupPaths(st.Pid) // before the init is gone
+				frozenPaths, _ = cgroupPaths(c)
 			}
 			err = c.Signal(sig, all)
 			if frozenPaths != nil {
@@ -583,7 +583,7 @@ func newDeleteCmd(g *globals) *cobra.Command {
 				}
 			}
 			if err == nil && st.Status == statePaused {
-				thaw(st.Pid) // a frozen init cannot be stopped
+				thaw(c) // a frozen init cannot be stopped
 			}
 			rl, err := lockRoot(g.root, true)
 			if err != nil {

@@ -60,7 +60,8 @@ func (c *fakeC) Delete(bool) error {
 func (c *fakeC) State() (*specs.State, error) {
 	return &specs.State{Version: specs.Version, ID: c.id, Status: c.status, Bundle: c.bundle}, nil
 }
-func (c *fakeC) ExitCode() (int, bool) { return 0, false }
+func (c *fakeC) ExitCode() (int, bool)   { return 0, false }
+func (c *fakeC) Cgroup() (string, error) { return "", os.ErrNotExist }
 
 var errNoExec = os.ErrInvalid
 

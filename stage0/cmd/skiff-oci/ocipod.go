@@ -82,6 +82,7 @@ func (c *pod) Start() error                   { return c.p.Start() }
 func (c *pod) Signal(sig int, all bool) error { return c.p.Signal(unix.Signal(sig), all) }
 func (c *pod) Delete(force bool) error        { return mapErr(c.p.Delete(force)) }
 func (c *pod) ExitCode() (int, bool)          { return c.p.ExitCode() }
+func (c *pod) Cgroup() (string, error)        { return c.p.Cgroup() }
 
 func (c *pod) Exec(p *specs.Process, o execOpts) (*os.Process, error) {
 	return c.p.Exec(p, ocipod.ExecOpts{ConsoleSocket: o.consoleSocket, PidFile: o.pidFile,
