@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -122,22 +121,43 @@ func walkBeneath(dirfd int, rel string, flags int) (int, error) {
 
 // ReadFileAt reads the regular file rel beneath dir (see OpenFileAt), at most
 // max bytes: a larger file is ErrTooLarge.
+//
+// It works on the bare descriptor: open, fstat, one read of the size fstat
+// gave, close (skiff list reads two or three files of each pod; through an
+// *os.File and io.ReadAll a read took twice as many system calls). What the
+// file holds is what it held at the fstat: a file that grows meanwhile (only
+// a hostile writer's; skiff's writers rename a whole file into place) is read
+// up to that size.
 func ReadFileAt(dir *os.File, rel string, max int64) ([]byte, error) {
-	f, err := OpenFileAt(dir, rel)
+	fd, err := openBeneath(int(dir.Fd()), rel, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
+	name := filepath.Join(dir.Name(), rel)
 	if err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
 	}
-	defer f.Close()
-	return readBounded(f, max)
-}
-
-func readBounded(f *os.File, max int64) ([]byte, error) {
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, err
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: name, Err: err}
 	}
-	if int64(len(b)) > max {
-		return nil, &os.PathError{Op: "read", Path: f.Name(), Err: fmt.Errorf("%w (more than %d bytes)", ErrTooLarge, max)}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, &os.PathError{Op: "open", Path: name, Err: ErrNotRegular}
+	}
+	if st.Size > max {
+		return nil, &os.PathError{Op: "read", Path: name, Err: fmt.Errorf("%w (more than %d bytes)", ErrTooLarge, max)}
+	}
+	b := make([]byte, st.Size)
+	for n := 0; n < len(b); {
+		m, err := unix.Read(fd, b[n:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, &os.PathError{Op: "read", Path: name, Err: err}
+		}
+		if m == 0 { // shrunk meanwhile
+			return b[:n], nil
+		}
+		n += m
 	}
 	return b, nil
 }

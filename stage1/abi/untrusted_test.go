@@ -1,6 +1,7 @@
 package abi
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
@@ -116,5 +117,25 @@ func TestOpenBeneathWalk(t *testing.T) {
 		if (err == nil) != ok {
 			t.Errorf("walk %s: %v, want ok=%v", rel, err, ok)
 		}
+	}
+}
+
+// ReadFileAt reads a file of up to max bytes whole, and refuses one byte more
+// before reading anything.
+func TestReadFileAtBound(t *testing.T) {
+	dir := t.TempDir()
+	for name, n := range map[string]int{"empty": 0, "max": 100, "over": 101} {
+		must(t, os.WriteFile(filepath.Join(dir, name), bytes.Repeat([]byte{'x'}, n), 0o644))
+	}
+	d, err := os.Open(dir)
+	must(t, err)
+	defer d.Close()
+	for name, want := range map[string]int{"empty": 0, "max": 100} {
+		if b, err := ReadFileAt(d, name, 100); err != nil || len(b) != want {
+			t.Errorf("ReadFileAt(%s, 100): %d bytes, %v; want %d", name, len(b), err, want)
+		}
+	}
+	if b, err := ReadFileAt(d, "over", 100); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("ReadFileAt(over, 100): %d bytes, %v; want ErrTooLarge", len(b), err)
 	}
 }
