@@ -200,6 +200,28 @@ func TestOCIExecJoinerIsNotDumpable(t *testing.T) {
 	}
 }
 
+// hostPIDAppAndChild creates and starts container id, whose app is its init
+// in the host's pid namespace (`sleep APPARG`) with a child (`sleep
+// CHILDARG`), and returns their host pids and the app's cgroup2 group,
+// which must be the container's (the test is skipped otherwise).
+func (o *ociEnv) hostPIDAppAndChild(id, childArg, appArg string) (child, app int, group string) {
+	t := o.t
+	t.Helper()
+	b := hostPIDBundle(o, "b", "/bin/sh", "-c", "sleep "+childArg+" & exec sleep "+appArg)
+	o.forID(b, id)
+	o.ok("create", "--bundle", b, id)
+	o.ok("start", id)
+	waitFor(t, 60*time.Second, "the app and its child to run", func() bool {
+		child, app = hostPidOf("sleep", childArg), hostPidOf("sleep", appArg)
+		return child != 0 && app != 0
+	})
+	group = unifiedGroup(app)
+	if group == "" || !strings.HasSuffix(group, "/"+o.cgroup+"/"+id) {
+		t.Skipf("the app's cgroup2 group is %q, not the container's", group)
+	}
+	return child, app, group
+}
+
 // kill --all reaches every process of the container's cgroup, the stage1's
 // record of it: an app that is the init (host pid namespace) and has moved
 // itself into a group of its own below the container's does not narrow it
@@ -208,19 +230,7 @@ func TestOCIExecJoinerIsNotDumpable(t *testing.T) {
 // to its cgroups, could.
 func TestOCIKillAllIsTheContainersCgroupNotTheInits(t *testing.T) {
 	o := newOCIEnv(t)
-	b := hostPIDBundle(o, "b", "/bin/sh", "-c", "sleep 4401 & exec sleep 4402")
-	o.forID(b, "ka1")
-	o.ok("create", "--bundle", b, "ka1")
-	o.ok("start", "ka1")
-	var child, app int
-	waitFor(t, 60*time.Second, "the app and its child to run", func() bool {
-		child, app = hostPidOf("sleep", "4401"), hostPidOf("sleep", "4402")
-		return child != 0 && app != 0
-	})
-	group := unifiedGroup(app)
-	if group == "" || !strings.HasSuffix(group, "/"+o.cgroup+"/ka1") {
-		t.Skipf("the app's cgroup2 group is %q, not the container's", group)
-	}
+	child, app, group := o.hostPIDAppAndChild("ka1", "4401", "4402")
 	sub := filepath.Join(group, "escaped")
 	if err := os.Mkdir(sub, 0o755); err != nil {
 		t.Fatal(err)
@@ -244,19 +254,7 @@ func TestOCIKillAllIsTheContainersCgroupNotTheInits(t *testing.T) {
 // in a container given write access to its cgroups, could.
 func TestOCIPauseAndPsAreTheContainersCgroupNotTheInits(t *testing.T) {
 	o := newOCIEnv(t)
-	b := hostPIDBundle(o, "b", "/bin/sh", "-c", "sleep 4431 & exec sleep 4432")
-	o.forID(b, "pe1")
-	o.ok("create", "--bundle", b, "pe1")
-	o.ok("start", "pe1")
-	var child, app int
-	waitFor(t, 60*time.Second, "the app and its child to run", func() bool {
-		child, app = hostPidOf("sleep", "4431"), hostPidOf("sleep", "4432")
-		return child != 0 && app != 0
-	})
-	group := unifiedGroup(app)
-	if group == "" || !strings.HasSuffix(group, "/"+o.cgroup+"/pe1") {
-		t.Skipf("the app's cgroup2 group is %q, not the container's", group)
-	}
+	child, app, group := o.hostPIDAppAndChild("pe1", "4431", "4432")
 	rel := group[strings.LastIndex(group, "/"+o.cgroup+"/pe1"):]
 	freezer := ""
 	for _, h := range []string{"/sys/fs/cgroup/unified", "/sys/fs/cgroup", "/sys/fs/cgroup/freezer", "/sys/fs/cgroup/pids"} {
