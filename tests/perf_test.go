@@ -3,7 +3,11 @@
 package tests
 
 import (
+	"fmt"
+	"io/fs"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -75,4 +79,40 @@ func TestPodMountUnitsAreNotUnmountedOneByOne(t *testing.T) {
 	if strings.Contains(string(out), "umount.target") || strings.Contains(string(out), "DefaultDependencies=yes") {
 		t.Errorf("the pod's mount units would be unmounted one by one at its end: %s", out)
 	}
+}
+
+// The stage1 rootfs's writable layer is a tmpfs (issue #18): the units
+// stage1 writes for the pod, and the mount points the sandbox makes in its
+// root, are in the pod but never on the host's disk, so neither a run nor gc
+// pays for them there; and the host has no mount of it while the pod runs
+// (it goes with the pod's mount namespace).
+func TestStage1WritableLayerIsNotOnDisk(t *testing.T) {
+	e := newEnv(t)
+	if e.flavor() != "default" {
+		t.Skip("the kvm stage1 has no stage1 overlay on the host")
+	}
+	uuid, wait := e.runningPod()
+	podDir := filepath.Join(e.dir, "pods", "run", uuid)
+	pid := e.status(uuid).PID
+	_, inPod := os.Stat(fmt.Sprintf("/proc/%d/root/etc/systemd/system/skiff.target", pid))
+	mounted := mountsUnder(podDir)
+	e.ok("stop", uuid)
+	wait()
+	if inPod != nil {
+		t.Errorf("the pod's systemd does not see its units: %v", inPod)
+	}
+	if len(mounted) > 0 {
+		t.Errorf("mounts of the running pod left on the host: %q", mounted)
+	}
+	var onDisk []string
+	filepath.WalkDir(podDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && (strings.HasSuffix(p, ".service") || strings.HasSuffix(p, ".target") || strings.Contains(p, "/opt/stage2")) {
+			onDisk = append(onDisk, strings.TrimPrefix(p, podDir))
+		}
+		return nil
+	})
+	if len(onDisk) > 0 {
+		t.Errorf("the stage1 rootfs's writes are on disk in the exited pod: %q", onDisk)
+	}
+	e.ok("gc", "--grace-period=0s")
 }

@@ -92,6 +92,7 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 	}
 	app := m.Apps[0]
 	r := &runningPod{o: ro, m: m, specs: map[string]*specs.Spec{}, gone: make(chan struct{}), exitWithApp: true}
+	defer dropScratch() // the overlay, if mounted, keeps it
 	if err := r.writeUnits(); err != nil {
 		return err
 	}

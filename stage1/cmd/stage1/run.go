@@ -33,8 +33,6 @@ import (
 // Paths in the pod directory private to this flavor.
 const (
 	s1Rootfs = abi.Stage1Dir + "/rootfs"
-	s1Upper  = abi.Stage1Dir + "/upper"
-	s1Work   = abi.Stage1Dir + "/work"
 	s1Run    = abi.Stage1Dir + "/run"
 	s1State  = abi.Stage1Dir + "/libcontainer"
 	s1Stop   = abi.Stage1Dir + "/stop-requested" // written by stop before it signals
@@ -107,6 +105,7 @@ func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 	if r.users, err = newPodUsers(o.PrivateUsers); err != nil {
 		return nil, err
 	}
+	defer dropScratch() // the overlay, if mounted, keeps it
 	if err := r.writeUnits(); err != nil {
 		return nil, err
 	}
@@ -180,6 +179,9 @@ func (r *runningPod) writeUnits() error {
 	if err := prepareDirs(r.m); err != nil {
 		return err
 	}
+	if err := mountScratch(); err != nil { // the caller drops it: dropScratch
+		return err
+	}
 	if err := podfs.MakeVolumes(r.m.Volumes, r.users.hostID); err != nil {
 		return err
 	}
@@ -210,7 +212,7 @@ func (r *runningPod) mountRootfs() (string, error) {
 }
 
 func prepareDirs(m *abi.PodManifest) error {
-	dirs := []string{s1Rootfs, s1Upper, s1Work, s1Run, s1State}
+	dirs := []string{s1Rootfs, s1Scratch, s1Run, s1State}
 	for _, a := range m.Apps {
 		d := filepath.Join(abi.AppsDir, a.Name)
 		dirs = append(dirs, filepath.Join(d, "upper"), filepath.Join(d, "work"))

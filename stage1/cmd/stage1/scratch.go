@@ -1,0 +1,54 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1/abi"
+)
+
+// The stage1 rootfs's writable layer lives in memory: s1Scratch is a tmpfs
+// holding the overlay's upper and work directories. What stage1 writes there
+// (the pod's units) and what the sandbox and the pod's systemd write in their
+// root (mount points, ...) never reaches the disk, and goes with the pod: the
+// host's mount of the tmpfs is detached once the overlay is mounted (the
+// overlay keeps the tmpfs), so the last reference is the pod's own mount
+// namespace. Nothing of it is left for gc to remove, and a run writes no
+// file of it through the disk's journal.
+const (
+	s1Scratch = abi.Stage1Dir + "/scratch"
+	s1Upper   = s1Scratch + "/upper"
+	s1Work    = s1Scratch + "/work"
+)
+
+// scratchOptions bound the tmpfs: the pod's units are a few kilobytes, and
+// nothing else of the pod writes to its stage1 rootfs but the mount points
+// libcontainer makes (an app's data is in its own overlay, on disk).
+const scratchOptions = "mode=0755,size=64m,nr_inodes=65536"
+
+// mountScratch mounts the tmpfs at s1Scratch (a directory prepareDirs made)
+// and makes the upper and work directories in it.
+func mountScratch() error {
+	if err := unix.Mount("tmpfs", s1Scratch, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, scratchOptions); err != nil {
+		return fmt.Errorf("mount the stage1 rootfs's writable layer (tmpfs) at %s: %w", s1Scratch, err)
+	}
+	for _, d := range []string{s1Upper, s1Work} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			dropScratch()
+			return err
+		}
+	}
+	return nil
+}
+
+// dropScratch detaches the host's mount of the tmpfs; a mounted overlay keeps
+// its own reference to it. Nothing mounted there is not an error: it may run
+// after a failed mountScratch.
+func dropScratch() {
+	if err := unix.Unmount(s1Scratch, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		fmt.Fprintf(os.Stderr, "stage1: unmount %s: %v\n", s1Scratch, err)
+	}
+}
