@@ -3,6 +3,7 @@
 package tests
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -113,6 +114,12 @@ func TestStage1WritableLayerIsNotOnDisk(t *testing.T) {
 	})
 	if len(onDisk) > 0 {
 		t.Errorf("the stage1 rootfs's writes are on disk in the exited pod: %q", onDisk)
+	}
+	// Nor are the directories stage1 no longer needs (gc would remove them).
+	for _, d := range []string{"scratch", "rootfs", "libcontainer", "run"} {
+		if _, err := os.Lstat(filepath.Join(podDir, "stage1", d)); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("the exited pod still has stage1/%s (%v)", d, err)
+		}
 	}
 	e.ok("gc", "--grace-period=0s")
 }

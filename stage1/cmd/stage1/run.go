@@ -360,6 +360,7 @@ func (r *runningPod) wait() int {
 	if err := errors.Join(errDestroy, errNet, errUsers); err != nil {
 		fmt.Fprintf(os.Stderr, "skiff: pod %s: %v; 'skiff gc' will retry\n", r.m.UUID, err)
 	} else {
+		removeEmptyStage1Dirs()
 		_ = os.WriteFile(abi.CleanFile, nil, 0o644) // gc has nothing left to undo
 	}
 	r.o.Debugf("sandbox destroyed")

@@ -52,3 +52,14 @@ func dropScratch() {
 		fmt.Fprintf(os.Stderr, "stage1: unmount %s: %v\n", s1Scratch, err)
 	}
 }
+
+// removeEmptyStage1Dirs removes, once the pod has ended and been cleaned up,
+// the directories of stage1 that are empty then and that nothing reads any
+// more: the mount points of the writable layer and of the stage1 rootfs,
+// libcontainer's state root and the stdio socket's directory. Each is an
+// entry less for gc to remove. One that is not empty stays (rmdir refuses).
+func removeEmptyStage1Dirs() {
+	for _, d := range []string{s1Scratch, s1Rootfs, s1State, s1Run} {
+		_ = unix.Rmdir(d)
+	}
+}
