@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"regexp"
 	"runtime"
 	"strings"
 
 	"golang.org/x/net/html"
 
 	"github.com/skiff-project/skiff/image/reference"
+	"github.com/skiff-project/skiff/internal/lazyre"
 )
 
 // ErrNotDiscovered is returned when no discovery page offers a template that
@@ -93,7 +93,7 @@ func Render(tmpl, name string, labels map[string]string) (Endpoint, int, bool) {
 	return Endpoint{ACI: strings.ReplaceAll(out, "{ext}", "aci"), ASC: strings.ReplaceAll(out, "{ext}", "aci.asc")}, used, true
 }
 
-var templateVarRE = regexp.MustCompile(`\{[^{}]*\}`)
+var templateVarRE = lazyre.New(`\{[^{}]*\}`)
 
 // Best returns the endpoints of the best-matching ac-discovery templates for
 // name (those filling the most labels, in page order) and the keys the

@@ -5,7 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"path"
-	"regexp"
+
+	"github.com/skiff-project/skiff/internal/lazyre"
 )
 
 // ErrDependencies is returned for an image manifest that lists dependencies:
@@ -77,9 +78,9 @@ type Port struct {
 
 // Grammars of spec/types.md.
 var (
-	acIdentifierRE = regexp.MustCompile(`^[a-z0-9]+(?:[-._~/][a-z0-9]+)*$`)
-	acNameRE       = regexp.MustCompile(`^[a-z0-9]+(?:-[a-z0-9]+)*$`)
-	envNameRE      = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	acIdentifierRE = lazyre.New(`^[a-z0-9]+(?:[-._~/][a-z0-9]+)*$`)
+	acNameRE       = lazyre.New(`^[a-z0-9]+(?:-[a-z0-9]+)*$`)
+	envNameRE      = lazyre.New(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // Label returns the value of the label name and whether it is set.
@@ -196,7 +197,7 @@ func (a *App) validate() error {
 }
 
 // checkPairs checks that names match re and are unique.
-func checkPairs(what string, pairs []NameValue, re *regexp.Regexp) error {
+func checkPairs(what string, pairs []NameValue, re *lazyre.Regexp) error {
 	seen := map[string]bool{}
 	for _, p := range pairs {
 		if !re.MatchString(p.Name) {

@@ -7,10 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/skiff-project/skiff/internal/lazyre"
 )
 
 // Transport names the way an image is brought into the store.
@@ -50,11 +51,11 @@ type Reference struct {
 
 var (
 	// OCI image-spec annotation grammar for org.opencontainers.image.ref.name.
-	refNameRE = regexp.MustCompile(`^[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)*$`)
+	refNameRE = lazyre.New(`^[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*(?:/[A-Za-z0-9]+(?:(?:[-._:@+]|--)[A-Za-z0-9]+)*)*$`)
 	// Distribution repository path and tag grammars.
-	repoRE = regexp.MustCompile(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
-	tagRE  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
-	hostRE = regexp.MustCompile(`^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$`)
+	repoRE = lazyre.New(`^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*$`)
+	tagRE  = lazyre.New(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+	hostRE = lazyre.New(`^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$`)
 )
 
 // Parse parses an image source string. Errors wrap ErrInvalid and name s.
@@ -182,7 +183,7 @@ func parseHTTPS(s string) (Reference, error) {
 }
 
 // acIdentifierRE is appc's AC Identifier grammar (spec/types.md).
-var acIdentifierRE = regexp.MustCompile(`^[a-z0-9]+(?:[-._~/][a-z0-9]+)*$`)
+var acIdentifierRE = lazyre.New(`^[a-z0-9]+(?:[-._~/][a-z0-9]+)*$`)
 
 // parseAppcName parses HOST[:PORT]/PATH[:VERSION]. The port only says where
 // discovery connects (e.g. a test server on 127.0.0.1:PORT); it is not part

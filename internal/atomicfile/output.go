@@ -4,10 +4,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/internal/lazyre"
 )
 
 // Output is where a verb writes a stream (an archive) a user named: a new or
@@ -21,7 +22,7 @@ type Output interface {
 }
 
 // fdLink matches the links that name one of this process's open files.
-var fdLink = regexp.MustCompile(`^/(?:dev/fd|proc/self/fd)/([0-9]{1,4})$`)
+var fdLink = lazyre.New(`^/(?:dev/fd|proc/self/fd)/([0-9]{1,4})$`)
 
 // CreateOutput opens path for a stream a user wants written there, as
 // podman save does: "-" is standard output; a fifo is written in place; so

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -15,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/skiff-project/skiff/image/store"
+	"github.com/skiff-project/skiff/internal/lazyre"
 	"github.com/skiff-project/skiff/internal/privdir"
 	"github.com/skiff-project/skiff/stage0/stage1img"
 	"github.com/skiff-project/skiff/stage1/abi"
@@ -30,7 +30,7 @@ const stage1Cache = ".stage1"
 
 // validID is runc's rule for container ids, less a leading "." (which would
 // clash with stage1Cache and hide the container from ls).
-var validID = regexp.MustCompile(`^[A-Za-z0-9_+\-][A-Za-z0-9_+\-.]*$`)
+var validID = lazyre.New(`^[A-Za-z0-9_+\-][A-Za-z0-9_+\-.]*$`)
 
 func checkID(id string) error {
 	if !validID.MatchString(id) || len(id) > 1024 {

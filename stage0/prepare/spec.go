@@ -3,13 +3,13 @@ package prepare
 import (
 	"fmt"
 	"path"
-	"regexp"
 	"strconv"
 	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/skiff-project/skiff/internal/lazyre"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
@@ -143,7 +143,7 @@ func mergeEnv(base, overrides []string) []string {
 	return env
 }
 
-var userRE = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*(:[A-Za-z0-9_.][A-Za-z0-9_.-]*)?$`)
+var userRE = lazyre.New(`^[A-Za-z0-9_.][A-Za-z0-9_.-]*(:[A-Za-z0-9_.][A-Za-z0-9_.-]*)?$`)
 
 // parseUser reads "", "uid", "uid:gid", "name", "name:group". Numbers go into
 // the spec; names are resolved by stage1 inside the app's rootfs (named=true).
@@ -168,7 +168,7 @@ func parseUser(s string) (u specs.User, named bool, err error) {
 	return u, !hasGroup, nil
 }
 
-var nameCleanRE = regexp.MustCompile(`[^a-z0-9-]+`)
+var nameCleanRE = lazyre.New(`[^a-z0-9-]+`)
 
 // AppName is the app's name: the user's, or one derived from the image
 // reference's last path element (rkt's habit).

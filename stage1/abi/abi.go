@@ -17,12 +17,12 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/skiff-project/skiff/internal/atomicfile"
+	"github.com/skiff-project/skiff/internal/lazyre"
 )
 
 // InterfaceVersion is the newest contract version this build speaks.
@@ -345,7 +345,7 @@ type NetworkStatus struct {
 	IPs    []string `json:"ips"` // CIDR notation
 }
 
-var appNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+var appNameRE = lazyre.New(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // ErrBadAppName is returned for an app name that cannot name a unit and a directory.
 var ErrBadAppName = errors.New("app names are 1 to 63 lowercase letters, digits and dashes, not starting or ending with a dash")

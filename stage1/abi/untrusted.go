@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/internal/lazyre"
 )
 
 // Reading what a pod may have written. Parts of a pod directory are writable
@@ -204,7 +205,7 @@ func ReadJSON(path string, v any) error {
 // writes: a code outside 0–255, a malformed signal name or app name.
 var ErrBadRecord = errors.New("malformed record")
 
-var signalRE = regexp.MustCompile(`^SIG[A-Z0-9+-]{1,16}$`)
+var signalRE = lazyre.New(`^SIG[A-Z0-9+-]{1,16}$`)
 
 // Validate checks an app's exit record as a pod may have forged it.
 func (x AppExit) Validate() error {

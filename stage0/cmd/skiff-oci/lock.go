@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/internal/lazyre"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
@@ -25,7 +25,7 @@ const (
 
 // validID is runc's rule for container IDs; it also keeps an ID a single
 // path component under --root.
-var validID = regexp.MustCompile(`^[\w+.-]+$`)
+var validID = lazyre.New(`^[\w+.-]+$`)
 
 func checkID(id string) error {
 	if id == "" {

@@ -7,13 +7,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/internal/atomicfile"
+	"github.com/skiff-project/skiff/internal/lazyre"
 	"github.com/skiff-project/skiff/stage0/prepare"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
@@ -127,7 +127,7 @@ func checkImageRef(image string, mustExist bool) error {
 }
 
 // hostnameLabelRE is one label of an RFC 1123 host name.
-var hostnameLabelRE = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$`)
+var hostnameLabelRE = lazyre.New(`^[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?$`)
 
 // checkHostname refuses what sethostname(2) or resolvers would: more than 64
 // bytes (HOST_NAME_MAX), or a label that is not letters, digits and inner dashes.

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/internal/atomicfile"
+	"github.com/skiff-project/skiff/internal/lazyre"
 )
 
 func newGenerateCmd(g *globals) *cobra.Command {
@@ -71,7 +71,7 @@ Without --output-dir the service is printed on stdout.`,
 	return c
 }
 
-var unitNameUnsafe = regexp.MustCompile(`[^A-Za-z0-9:_.\-]+`)
+var unitNameUnsafe = lazyre.New(`[^A-Za-z0-9:_.\-]+`)
 
 func generateUnit(cmd *cobra.Command, g *globals, f *runFlags, u *unitFlags, args []string) error {
 	if !slices.Contains(restartPolicies, u.restart) {

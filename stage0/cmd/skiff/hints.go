@@ -3,12 +3,12 @@ package main
 import (
 	"errors"
 	"fmt"
-	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/skiff-project/skiff/internal/lazyre"
 	"github.com/skiff-project/skiff/stage0/prepare"
 )
 
@@ -144,7 +144,7 @@ func appFlagHint(cmd *cobra.Command, err error) error {
 	return fmt.Errorf("%v: see the app flags in '%s --help'", err, cmd.CommandPath())
 }
 
-var unknownVerbRE = regexp.MustCompile(`^unknown command "([^"]*)" for "skiff"`)
+var unknownVerbRE = lazyre.New(`^unknown command "([^"]*)" for "skiff"`)
 
 // errorMessage is the one line skiff prints for err, cmd the verb it came
 // from: cobra's complaints about the command line get what skiff calls the
