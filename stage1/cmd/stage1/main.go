@@ -35,6 +35,7 @@ var commands = map[string]func(args []string) error{
 	abi.EntrypointOCICreate: ociCreateMain,
 	"oci-stdio":             ociStdioMain,
 	"oci-join":              ociJoinMain,
+	"systemd-shutdown":      podShutdownMain, // the pod's, as its PID 1 execs it (shutdown.go)
 }
 
 func main() {
