@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +27,9 @@ func TestParseShutdown(t *testing.T) {
 
 // Run by anything but the pod's PID 1, it refuses and kills nothing.
 func TestShutdownOnlyAsPID1(t *testing.T) {
+	if os.Getpid() == 1 {
+		t.Skip("this test process is PID 1 (in a container): the shutdown would end every process")
+	}
 	err := podShutdownMain([]string{"exit"})
 	if err == nil || !strings.Contains(err.Error(), "PID 1") {
 		t.Fatalf("podShutdownMain outside PID 1: %v", err)
