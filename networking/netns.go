@@ -1,7 +1,6 @@
 package networking
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -15,6 +14,8 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/internal/mnt"
 )
 
 // createNetNS makes a new network namespace that lives as long as its bind
@@ -68,11 +69,8 @@ func createNetNS(path string) (err error) {
 // removeNetNS unmounts and removes a netns made by createNetNS; the namespace
 // goes when its last user does. A missing or unmounted path is fine.
 func removeNetNS(path string) error {
-	if err := unix.Unmount(path, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount network namespace %s: %w", path, err)
-	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	if err := mnt.DetachAndRemove(path); err != nil {
+		return fmt.Errorf("network namespace: %w", err)
 	}
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1/appexec"
 )
 
 // Shutdown replaces systemd-shutdown, which the pod's systemd execs as PID 1
@@ -14,13 +16,8 @@ import (
 // has no disk, and the host undoes the mounts behind the shares.
 func Shutdown() {
 	unix.Sync()
-	_ = unix.Kill(-1, unix.SIGTERM)
-	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if _, err := unix.Wait4(-1, nil, unix.WNOHANG, nil); err == unix.ECHILD {
-			break
-		}
-	}
-	_ = unix.Kill(-1, unix.SIGKILL)
+	appexec.EndAll(unix.SIGTERM, time.Second, true)
+	appexec.EndAll(unix.SIGKILL, time.Second, true)
 	unix.Sync()
 	_ = unix.Reboot(unix.LINUX_REBOOT_CMD_POWER_OFF)
 	select {}

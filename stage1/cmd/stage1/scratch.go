@@ -1,12 +1,12 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/skiff-project/skiff/internal/mnt"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
@@ -48,8 +48,8 @@ func mountScratch() error {
 // its own reference to it. Nothing mounted there is not an error: it may run
 // after a failed mountScratch.
 func dropScratch() {
-	if err := unix.Unmount(s1Scratch, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		fmt.Fprintf(os.Stderr, "stage1: unmount %s: %v\n", s1Scratch, err)
+	if err := mnt.Detach(s1Scratch); err != nil {
+		fmt.Fprintf(os.Stderr, "stage1: %v\n", err)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1/appexec"
 )
 
 // podShutdownMain is the pod's systemd-shutdown: the stage1 image links
@@ -36,8 +38,8 @@ func podShutdownMain(args []string) error {
 	if err != nil {
 		return err
 	}
-	endProcesses(unix.SIGTERM, timeout)
-	endProcesses(unix.SIGKILL, timeout)
+	appexec.EndAll(unix.SIGTERM, timeout, false)
+	appexec.EndAll(unix.SIGKILL, timeout, false)
 	var cmd int
 	switch verb {
 	case "exit":
@@ -89,29 +91,4 @@ func parseShutdown(args []string) (verb string, timeout time.Duration, code int,
 		return verb, timeout, code, nil
 	}
 	return "", 0, 0, fmt.Errorf("systemd-shutdown: unknown verb %q (exit, halt, poweroff, reboot, kexec)", verb)
-}
-
-// endProcesses sends sig to every other process of the PID namespace (as
-// its init, kill(-1) reaches them all, those of nested namespaces too) and
-// reaps until none is left or timeout has passed. Orphans are this
-// process's children, so each one's end is seen here.
-func endProcesses(sig unix.Signal, timeout time.Duration) {
-	if unix.Kill(-1, sig) == unix.ESRCH {
-		return // nobody left
-	}
-	if sig != unix.SIGKILL {
-		_ = unix.Kill(-1, unix.SIGCONT) // a stopped process must run to end
-	}
-	deadline := time.Now().Add(timeout)
-	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
-		for {
-			if pid, _ := unix.Wait4(-1, nil, unix.WNOHANG, nil); pid <= 0 {
-				break
-			}
-		}
-		if unix.Kill(-1, 0) == unix.ESRCH || time.Now().After(deadline) {
-			return
-		}
-		time.Sleep(wait)
-	}
 }

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/internal/idmap"
+	"github.com/skiff-project/skiff/internal/mnt"
 	"github.com/skiff-project/skiff/internal/overlay"
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/appexec"
@@ -270,12 +271,5 @@ func (u *podUsers) removeRootfs(uuid string) error {
 // removeUsersRootfs removes a private-users pod's stage1 rootfs mount point
 // in rootfsUsersDir, and the mount itself if a crash left it.
 func removeUsersRootfs(uuid string) error {
-	rootfs := filepath.Join(rootfsUsersDir, uuid)
-	if err := unix.Unmount(rootfs, unix.MNT_DETACH); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount %s: %w", rootfs, err)
-	}
-	if err := os.Remove(rootfs); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
-	}
-	return nil
+	return mnt.DetachAndRemove(filepath.Join(rootfsUsersDir, uuid))
 }
