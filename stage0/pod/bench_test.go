@@ -63,16 +63,20 @@ func makeExitedPods(tb testing.TB, dataDir string, n int) {
 	}
 }
 
-// BenchmarkListStatus1000 is what skiff list reads of 1,000 exited pods.
+// BenchmarkListStatus1000 is what skiff list reads of 1,000 exited pods:
+// for its table (brief) and for --format=json (full).
 func BenchmarkListStatus1000(b *testing.B) {
 	dataDir := b.TempDir()
 	makeExitedPods(b, dataDir, benchPods)
-	b.ResetTimer()
-	for range b.N {
-		sts, err := ListStatus(dataDir, false)
-		if err != nil || len(sts) != benchPods || sts[0].State != Exited || sts[0].Manifest == nil {
-			b.Fatalf("ListStatus: %d pods, %v", len(sts), err)
-		}
+	for _, brief := range []bool{true, false} {
+		b.Run(map[bool]string{true: "table", false: "json"}[brief], func(b *testing.B) {
+			for range b.N {
+				sts, err := ListStatus(dataDir, brief)
+				if err != nil || len(sts) != benchPods || sts[0].State != Exited || sts[0].Manifest == nil {
+					b.Fatalf("ListStatus: %d pods, %v", len(sts), err)
+				}
+			}
+		})
 	}
 }
 
@@ -109,6 +113,13 @@ func TestListStatus(t *testing.T) {
 			if st.State != Exited || st.Manifest == nil || st.Created.IsZero() || st.Started.IsZero() || st.Exited.IsZero() ||
 				len(st.Apps) != 1 || st.Apps[0].Name != "app" {
 				t.Errorf("ListStatus(brief %t): %+v", brief, st)
+			}
+			if m := st.Manifest; len(m.Apps) != 1 || m.Apps[0].Name != "app" || m.Created.IsZero() ||
+				m.Apps[0].Image != (abi.Image{Name: "oci-archive:busybox.oci.tar", ID: "sha256:e8f3"}) {
+				t.Errorf("ListStatus(brief %t): the manifest's apps and images: %+v", brief, m)
+			}
+			if full := !brief; full != (st.Manifest.Stage1.Flavor == "default") {
+				t.Errorf("ListStatus(brief %t): stage1 flavor %q", brief, st.Manifest.Stage1.Flavor)
 			}
 			if full := !brief; full != (st.PID == 4242 && st.Ready && st.Apps[0].Exit != nil) {
 				t.Errorf("ListStatus(brief %t): pid %d ready %t app exit %v", brief, st.PID, st.Ready, st.Apps[0].Exit)

@@ -73,11 +73,18 @@ func (p *Pod) Status() (*Status, error) {
 
 // read fills st from the open pod directory dir. On an error, st keeps what
 // was read before it. brief reads only what skiff list's table shows:
-// the manifest, when the pod started (the pid file's mtime, its PID left
+// of the manifest its creation time and its apps' names and images (see
+// readBriefManifest), when the pod started (the pid file's mtime, its PID left
 // zero) and how it exited; not Ready, Networks or the apps' exits.
 func (st *Status) read(dir *os.File, brief bool) error {
 	var m abi.PodManifest
-	switch err := readJSONAt(dir, abi.PodManifestFile, &m); {
+	var err error
+	if brief {
+		m, err = readBriefManifest(dir)
+	} else {
+		err = readJSONAt(dir, abi.PodManifestFile, &m)
+	}
+	switch {
 	case err == nil:
 		st.Created, st.Manifest = m.Created, &m
 	case !errors.Is(err, os.ErrNotExist):
@@ -128,6 +135,32 @@ func (st *Status) read(dir *os.File, brief bool) error {
 		st.Apps = append(st.Apps, as)
 	}
 	return nil
+}
+
+// briefManifest is what skiff list's table shows of pod.json: decoding
+// only it leaves the larger part of the file (the stage1's and the apps'
+// rootfs layers, volumes, annotations) unparsed into Go values, which is
+// most of a listing's CPU time over many pods (issue #18).
+type briefManifest struct {
+	Created time.Time `json:"created"`
+	Apps    []struct {
+		Name  string    `json:"name"`
+		Image abi.Image `json:"image"`
+	} `json:"apps"`
+}
+
+// readBriefManifest reads the briefManifest part of dir's pod.json into a
+// PodManifest; its other fields are left zero.
+func readBriefManifest(dir *os.File) (abi.PodManifest, error) {
+	var b briefManifest
+	if err := readJSONAt(dir, abi.PodManifestFile, &b); err != nil {
+		return abi.PodManifest{}, err
+	}
+	m := abi.PodManifest{Created: b.Created, Apps: make([]abi.App, len(b.Apps))}
+	for i, a := range b.Apps {
+		m.Apps[i] = abi.App{Name: a.Name, Image: a.Image}
+	}
+	return m, nil
 }
 
 func readPID(dir *os.File, st *Status) error {
