@@ -6,12 +6,21 @@
 // a millisecond per start (issue #18). An expression is compiled once, by
 // the first caller, and is then safe for concurrent use as a
 // regexp.Regexp is; a bad expression panics on that first use (as
-// regexp.MustCompile would at start), so each one needs a test that uses it.
+// regexp.MustCompile would at start): each binary's tests call Check, which
+// compiles every expression the binary's packages declared.
 package lazyre
 
 import (
+	"fmt"
 	"regexp"
 	"sync"
+)
+
+// declared are the expressions of every New so far (package variables: all
+// of a binary's, once its packages are initialised).
+var (
+	mu       sync.Mutex
+	declared []string
 )
 
 // Regexp is a regular expression compiled on first use. Its methods are
@@ -22,6 +31,9 @@ type Regexp struct {
 
 // New returns expr, to be compiled on first use.
 func New(expr string) *Regexp {
+	mu.Lock()
+	declared = append(declared, expr)
+	mu.Unlock()
 	return &Regexp{get: sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(expr) })}
 }
 
@@ -42,4 +54,18 @@ func (r *Regexp) ReplaceAllString(src, repl string) string {
 // ReplaceAllStringFunc is regexp.Regexp's.
 func (r *Regexp) ReplaceAllStringFunc(src string, repl func(string) string) string {
 	return r.get().ReplaceAllStringFunc(src, repl)
+}
+
+// Check compiles every expression declared so far and returns how many
+// there were, or an error naming the first that does not compile. A
+// binary's test calls it to prove all of the binary's expressions good.
+func Check() (int, error) {
+	mu.Lock()
+	defer mu.Unlock()
+	for _, expr := range declared {
+		if _, err := regexp.Compile(expr); err != nil {
+			return 0, fmt.Errorf("lazyre: %q: %w", expr, err)
+		}
+	}
+	return len(declared), nil
 }

@@ -1,6 +1,7 @@
 package lazyre
 
 import (
+	"strings"
 	"sync"
 	"testing"
 )
@@ -37,4 +38,22 @@ func TestBadExpressionPanicsOnFirstUse(t *testing.T) {
 		}
 	}()
 	re.MatchString("x")
+}
+
+// Check compiles every declared expression and names a bad one.
+func TestCheck(t *testing.T) {
+	mu.Lock()
+	saved := declared
+	declared = nil
+	mu.Unlock()
+	defer func() { mu.Lock(); declared = saved; mu.Unlock() }()
+	New(`^a+$`)
+	New(`b|c`)
+	if n, err := Check(); n != 2 || err != nil {
+		t.Fatalf("Check with two good expressions: %d, %v", n, err)
+	}
+	New(`[unclosed`)
+	if _, err := Check(); err == nil || !strings.Contains(err.Error(), "[unclosed") {
+		t.Errorf("Check with a bad expression: %v", err)
+	}
 }
