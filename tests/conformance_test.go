@@ -291,10 +291,15 @@ func TestSIGTERMStopsThePodCleanly(t *testing.T) {
 // for gc: run exits with the killed pod's 137, recorded in status, with no
 // mount and no cgroup left before any gc. stage1 used to stop catching
 // signals once the pod's init exited, and the next SIGTERM killed it there.
+// The app ignores SIGTERM, so the first SIGTERM's clean halt cannot end it
+// before a later one kills the pod (with an app that ends on SIGTERM, a
+// loaded machine could delay the second signal until the app had stopped
+// cleanly, and the pod's code would rightly be 0).
 func TestSignalsDuringCleanupDoNotStopIt(t *testing.T) {
 	e := newEnv(t)
 	uf := filepath.Join(t.TempDir(), "uuid")
-	c, _, errb := e.startBackground(e.runArgs("--uuid-file-save="+uf, e.image("busybox"), "--", "/bin/sleep", "600")...)
+	c, _, errb := e.startBackground(e.runArgs("--uuid-file-save="+uf, e.image("busybox"), "--",
+		"/bin/sh", "-c", "trap '' TERM; sleep 600")...)
 	var uuid string
 	waitFor(t, 60*time.Second, "the pod to be ready", func() bool {
 		b, err := os.ReadFile(uf)
