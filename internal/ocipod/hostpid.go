@@ -15,6 +15,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -107,18 +108,14 @@ func (p *Pod) cgroup() (string, error) {
 }
 
 // cgroupDirs are the directories of the cgroup cg (an absolute clean path)
-// in the hierarchies killCgroup reads, those that have it.
+// in the hierarchies killCgroup reads, those that have it: cgroup2 and the
+// v1 pids, freezer and memory hierarchies.
 func cgroupDirs(cg string) []string {
+	all := cgtree.Dirs("/sys/fs/cgroup", cg)
 	var dirs []string
-	for _, h := range []struct{ base, marker string }{
-		{"/sys/fs/cgroup/unified", "cgroup.controllers"}, {"/sys/fs/cgroup", "cgroup.controllers"}, // cgroup2
-		{"/sys/fs/cgroup/pids", "cgroup.procs"}, {"/sys/fs/cgroup/freezer", "cgroup.procs"}, {"/sys/fs/cgroup/memory", "cgroup.procs"},
-	} {
-		if _, err := os.Stat(h.base + "/" + h.marker); err != nil {
-			continue
-		}
-		if fi, err := os.Lstat(h.base + cg); err == nil && fi.IsDir() {
-			dirs = append(dirs, h.base+cg)
+	for _, c := range []string{"", "pids", "freezer", "memory"} {
+		if d, ok := all[c]; ok && !slices.Contains(dirs, d) {
+			dirs = append(dirs, d)
 		}
 	}
 	return dirs

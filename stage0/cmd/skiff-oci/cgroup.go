@@ -13,8 +13,9 @@ import (
 	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-	"github.com/skiff-project/skiff/internal/cgtree"
 	"github.com/spf13/cobra"
+
+	"github.com/skiff-project/skiff/internal/cgtree"
 )
 
 // The container's cgroups are the stage1's record of them
@@ -35,46 +36,7 @@ func cgroupPaths(c container) (map[string]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	return cgroupDirsOf(cgroupRoot, cg), nil
-}
-
-// cgroupDirsOf maps "" for cgroup2 and, on a v1 or hybrid host, each
-// controller of the v1 hierarchies under root to the directory of cgroup cg
-// there, when there is one. root is cgroup2 itself on a pure cgroup2 host
-// (its subdirectories are groups, not hierarchies), else cgroup2 is
-// root/unified (if mounted) and a v1 hierarchy is a directory named after
-// its controllers ("cpu,cpuacct"; its links "cpu" and "cpuacct" are
-// skipped).
-func cgroupDirsOf(root, cg string) map[string]string {
-	out := map[string]string{}
-	isDir := func(p string) bool {
-		fi, err := os.Lstat(p)
-		return err == nil && fi.IsDir()
-	}
-	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err == nil {
-		if isDir(root + cg) {
-			out[""] = root + cg
-		}
-		return out
-	}
-	if _, err := os.Stat(filepath.Join(root, "unified", "cgroup.controllers")); err == nil && isDir(root+"/unified"+cg) {
-		out[""] = root + "/unified" + cg
-	}
-	entries, _ := os.ReadDir(root)
-	for _, e := range entries {
-		name := e.Name()
-		if !e.IsDir() || name == "unified" {
-			continue
-		}
-		dir := filepath.Join(root, name)
-		if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil || !isDir(dir+cg) {
-			continue
-		}
-		for _, c := range strings.Split(name, ",") {
-			out[c] = dir + cg
-		}
-	}
-	return out
+	return cgtree.Dirs(cgroupRoot, cg), nil
 }
 
 func readTrim(p string) string {

@@ -1,4 +1,4 @@
-package main
+package cgtree
 
 import (
 	"maps"
@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// cgroupDirsOf finds the container's cgroup in each hierarchy of a hybrid
+// Dirs finds the container's cgroup in each hierarchy of a hybrid
 // host by the recorded path: a v1 hierarchy of several controllers once
 // under its own name (its per-controller links skipped), cgroup2 in
 // unified, and nothing where the group is missing.
@@ -34,7 +34,7 @@ func TestCgroupDirsOf(t *testing.T) {
 	if err := os.Symlink("cpu,cpuacct", filepath.Join(root, "cpu")); err != nil {
 		t.Fatal(err)
 	}
-	got := cgroupDirsOf(root, cg)
+	got := Dirs(root, cg)
 	want := map[string]string{
 		"":        filepath.Join(root, "unified") + cg,
 		"cpu":     filepath.Join(root, "cpu,cpuacct") + cg,
@@ -42,7 +42,7 @@ func TestCgroupDirsOf(t *testing.T) {
 		"freezer": filepath.Join(root, "freezer") + cg,
 	}
 	if !maps.Equal(got, want) {
-		t.Errorf("cgroupDirsOf = %v\nwant %v", got, want)
+		t.Errorf("Dirs = %v\nwant %v", got, want)
 	}
 	// Pure cgroup2: the root is the hierarchy, and its subdirectories are
 	// groups (with their own cgroup.procs), not v1 hierarchies.
@@ -57,7 +57,7 @@ func TestCgroupDirsOf(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if got := cgroupDirsOf(root2, cg); !maps.Equal(got, map[string]string{"": root2 + cg}) {
-		t.Errorf("cgroupDirsOf (pure cgroup2) = %v", got)
+	if got := Dirs(root2, cg); !maps.Equal(got, map[string]string{"": root2 + cg}) {
+		t.Errorf("Dirs (pure cgroup2) = %v", got)
 	}
 }
