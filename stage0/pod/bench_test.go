@@ -3,6 +3,7 @@ package pod
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -29,9 +30,16 @@ func makeExitedPods(tb testing.TB, dataDir string, n int) {
 		if err != nil {
 			tb.Fatal(err)
 		}
+		// As skiff writes it: the stage1's entrypoints and layers, the app's.
+		layer := func(c string) string { return filepath.Join(dataDir, "images/layers/sha256", strings.Repeat(c, 64)) }
 		m := abi.PodManifest{Version: 2, UUID: p.UUID, Created: now,
-			Apps: []abi.App{{Name: "app", Image: abi.Image{Name: "oci-archive:busybox.oci.tar", ID: "sha256:e8f3"}}}}
-		m.Stage1.Name, m.Stage1.Flavor = "stage1-default.oci.tar", "default"
+			Apps: []abi.App{{Name: "app", Image: abi.Image{Name: "oci-archive:busybox.oci.tar", ID: "sha256:e8f3"},
+				Rootfs: abi.Rootfs{Layers: []string{layer("f")}}}}}
+		m.Stage1 = abi.Stage1{Name: "stage1-default.oci.tar", ImageID: "sha256:" + strings.Repeat("4", 64), Flavor: "default",
+			InterfaceVersion: 2, Rootfs: abi.Rootfs{Layers: []string{layer("9")}}, Entrypoints: map[string]string{}}
+		for _, e := range []string{"enter", "gc", "oci-create", "run", "stop"} {
+			m.Stage1.Entrypoints[e] = "/usr/lib/skiff/" + e
+		}
 		for _, d := range dirs {
 			if err := os.MkdirAll(filepath.Join(p.Dir, d), 0o755); err != nil {
 				tb.Fatal(err)
