@@ -25,6 +25,7 @@ import (
 	"github.com/skiff-project/skiff/stage1-kvm/guest"
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/appexec"
+	"github.com/skiff-project/skiff/stage1/joiner"
 )
 
 var commands = map[string]func(args []string) error{
@@ -61,6 +62,12 @@ func main() {
 	if !ok {
 		fmt.Fprintf(os.Stderr, "stage1-kvm: unknown command %q\n", name)
 		os.Exit(abi.ExitSkiffFailure)
+	}
+	if joiner.Is(os.Args) {
+		if err := joiner.NonDumpable(); err != nil {
+			fmt.Fprintf(os.Stderr, "skiff: %s: %v\n", name, err)
+			os.Exit(abi.ExitSkiffFailure)
+		}
 	}
 	if err := cmd(args); err != nil {
 		code := abi.ExitSkiffFailure

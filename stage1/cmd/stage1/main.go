@@ -16,6 +16,7 @@ import (
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/appexec"
 	"github.com/skiff-project/skiff/stage1/container"
+	"github.com/skiff-project/skiff/stage1/joiner"
 )
 
 // commands is the table of what this binary can be called as.
@@ -56,8 +57,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "stage1: unknown command %q\n", name)
 		os.Exit(abi.ExitSkiffFailure)
 	}
-	if joiner(os.Args) {
-		if err := nonDumpable(); err != nil {
+	if joiner.Is(os.Args) {
+		if err := joiner.NonDumpable(); err != nil {
 			fmt.Fprintf(os.Stderr, "skiff: %s: %v\n", name, err)
 			os.Exit(abi.ExitSkiffFailure)
 		}

@@ -1,10 +1,13 @@
-package main
-
-// The joiners (enter, oci-join, app-exec) are not dumpable from their first
-// instruction: a constructor, run by the C library before the Go runtime
-// starts (as runc's nsexec), sets it, so there is no window between the
-// exec (which made the process dumpable again) and main (see nonDumpable).
-// glibc hands constructors argc and argv, static binaries included.
+// Package joiner makes the stage1 binaries' joiners (enter, oci-join,
+// app-exec) not dumpable from their first instruction: a constructor, run by
+// the C library before the Go runtime starts (as runc's nsexec), sets it, so
+// there is no window between the exec (which made the process dumpable
+// again) and main. glibc hands constructors argc and argv, static binaries
+// included. Both stage1 flavors link it (import it, and call NonDumpable
+// again in main for a joiner, in case the C library gave the constructor no
+// argv): in the kvm guest, app-exec starts each app and each entered command
+// as the guest's root before it isolates them, beside the pod's apps.
+package joiner
 
 /*
 #include <stdlib.h>
@@ -17,12 +20,12 @@ static const char *skiff_base(const char *p) {
 }
 
 // skiff_joiner says whether argv calls one of the joiners: by its name, or
-// as "stage1 NAME".
+// as "stage1 NAME" or "stage1-kvm NAME".
 static int skiff_joiner(int argc, char **argv) {
 	if (argc < 1 || argv == NULL || argv[0] == NULL)
 		return 0;
 	const char *name = skiff_base(argv[0]);
-	if (strcmp(name, "stage1") == 0) {
+	if (strcmp(name, "stage1") == 0 || strcmp(name, "stage1-kvm") == 0) {
 		if (argc < 2 || argv[1] == NULL)
 			return 0;
 		name = argv[1];
@@ -45,9 +48,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// joiner says whether args (os.Args) call a joiner, as the constructor
-// decides it.
-func joiner(args []string) bool {
+// Is says whether args (os.Args) call a joiner, as the constructor decides
+// it: by the program's name, or as "stage1 NAME" or "stage1-kvm NAME".
+func Is(args []string) bool {
+	if len(args) == 0 {
+		return false
+	}
 	cargs := make([]*C.char, len(args)+1)
 	for i, a := range args {
 		cargs[i] = C.CString(a)
@@ -56,7 +62,7 @@ func joiner(args []string) bool {
 	return C.skiff_joiner(C.int(len(args)), &cargs[0]) != 0
 }
 
-// nonDumpable makes this process not dumpable (PR_SET_DUMPABLE 0), as runc's
+// NonDumpable makes this process not dumpable (PR_SET_DUMPABLE 0), as runc's
 // nsexec makes its init (CVE-2016-9962): a process of the pod with the same
 // uid and no CAP_SYS_PTRACE can then neither ptrace it nor open its
 // /proc/PID/{mem,environ,fd,root}, which reach the host's descriptors and
@@ -68,7 +74,7 @@ func joiner(args []string) bool {
 // calls it again for a joiner, in case the C library gave the constructor
 // no argv. (app-exec in a pod with a user namespace is exec'd in it: the
 // pod's root keeps CAP_SYS_PTRACE over it there.)
-func nonDumpable() error {
+func NonDumpable() error {
 	if err := unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0); err != nil {
 		return fmt.Errorf("make the process not dumpable: %w", err)
 	}
