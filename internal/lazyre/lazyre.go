@@ -69,3 +69,21 @@ func Check() (int, error) {
 	}
 	return len(declared), nil
 }
+
+// T is what CheckIn needs of a *testing.T.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Logf(format string, args ...any)
+}
+
+// CheckIn is a binary's test of its expressions: it fails t unless Check
+// compiles every one.
+func CheckIn(t T) {
+	t.Helper()
+	n, err := Check()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d expressions compile", n)
+}
