@@ -153,3 +153,27 @@ func Dirs(root, cg string) map[string]string {
 	}
 	return out
 }
+
+// Dir is Dirs(root, cg)[controller] with a few stats instead of a read of
+// all of root, for a controller with a hierarchy of its own or a link to
+// its hierarchy named after it (freezer, pids, memory; "" is cgroup2).
+func Dir(root, cg, controller string) (string, bool) {
+	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
+	group := func(h string) (string, bool) {
+		fi, err := os.Lstat(h + cg)
+		return h + cg, err == nil && fi.IsDir()
+	}
+	switch {
+	case exists(filepath.Join(root, "cgroup.controllers")): // pure cgroup2
+		if controller == "" {
+			return group(root)
+		}
+	case controller == "":
+		if exists(filepath.Join(root, "unified", "cgroup.controllers")) {
+			return group(root + "/unified")
+		}
+	case exists(filepath.Join(root, controller, "cgroup.procs")):
+		return group(filepath.Join(root, controller))
+	}
+	return "", false
+}

@@ -45,16 +45,19 @@ func readTrim(p string) string {
 }
 
 // frozen tells whether the container's cgroup is frozen (or freezing).
+// state asks it of every running container an orchestrator polls: it
+// looks at the freezer's hierarchy and cgroup2 only (cgtree.Dir), not all
+// of them.
 func frozen(c container) bool {
-	paths, err := cgroupPaths(c)
+	cg, err := c.Cgroup()
 	if err != nil {
 		return false
 	}
-	if d, ok := paths["freezer"]; ok {
+	if d, ok := cgtree.Dir(cgroupRoot, cg, "freezer"); ok {
 		s := readTrim(filepath.Join(d, "freezer.state"))
 		return s == "FROZEN" || s == "FREEZING"
 	}
-	if d, ok := paths[""]; ok {
+	if d, ok := cgtree.Dir(cgroupRoot, cg, ""); ok {
 		return readTrim(filepath.Join(d, "cgroup.freeze")) == "1"
 	}
 	return false
