@@ -128,7 +128,9 @@ func walkBeneath(dirfd int, rel string, flags int) (int, error) {
 // *os.File and io.ReadAll a read took twice as many system calls). What the
 // file holds is what it held at the fstat: a file that grows meanwhile (only
 // a hostile writer's; skiff's writers rename a whole file into place) is read
-// up to that size.
+// up to that size. So it is not for procfs or sysfs files, whose size fstat
+// gives as 0 (or 4096): they would read as empty (or cut); its callers read
+// pod files only.
 func ReadFileAt(dir *os.File, rel string, max int64) ([]byte, error) {
 	fd, err := openBeneath(int(dir.Fd()), rel, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
 	name := filepath.Join(dir.Name(), rel)
