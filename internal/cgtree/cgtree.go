@@ -1,7 +1,7 @@
-// Package cgtree reads a cgroup tree that its processes may have grown
-// themselves (a --private-users pod's delegated cgroups, an OCI container
-// given write access to its cgroupfs): a bounded part of it, no symlink
-// followed.
+// Package cgtree finds a cgroup in the host's hierarchies (Dir, Dirs) and
+// reads the tree below it, which its processes may have grown themselves (a
+// --private-users pod's delegated cgroups, an OCI container given write
+// access to its cgroupfs): a bounded part of it, no symlink followed (Pids).
 package cgtree
 
 import (
@@ -121,34 +121,25 @@ func (w *walker) readProcs(dfd int) {
 // (its subdirectories are groups, not hierarchies), else cgroup2 is
 // root/unified (if mounted) and a v1 hierarchy is a directory named after
 // its controllers ("cpu,cpuacct"; its links "cpu" and "cpuacct" are
-// skipped).
+// skipped). It reads all of root; Dir looks up one controller.
 func Dirs(root, cg string) map[string]string {
 	out := map[string]string{}
-	isDir := func(p string) bool {
-		fi, err := os.Lstat(p)
-		return err == nil && fi.IsDir()
+	if d, ok := Dir(root, cg, ""); ok {
+		out[""] = d
 	}
-	if _, err := os.Stat(filepath.Join(root, "cgroup.controllers")); err == nil {
-		if isDir(root + cg) {
-			out[""] = root + cg
-		}
+	if pureV2(root) {
 		return out
-	}
-	if _, err := os.Stat(filepath.Join(root, "unified", "cgroup.controllers")); err == nil && isDir(root+"/unified"+cg) {
-		out[""] = root + "/unified" + cg
 	}
 	entries, _ := os.ReadDir(root)
 	for _, e := range entries {
 		name := e.Name()
-		if !e.IsDir() || name == "unified" {
+		if !e.IsDir() || name == "unified" || !exists(filepath.Join(root, name, "cgroup.procs")) {
 			continue
 		}
-		dir := filepath.Join(root, name)
-		if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil || !isDir(dir+cg) {
-			continue
-		}
-		for _, c := range strings.Split(name, ",") {
-			out[c] = dir + cg
+		if d, ok := group(filepath.Join(root, name), cg); ok {
+			for _, c := range strings.Split(name, ",") {
+				out[c] = d
+			}
 		}
 	}
 	return out
@@ -158,22 +149,32 @@ func Dirs(root, cg string) map[string]string {
 // all of root, for a controller with a hierarchy of its own or a link to
 // its hierarchy named after it (freezer, pids, memory; "" is cgroup2).
 func Dir(root, cg, controller string) (string, bool) {
-	exists := func(p string) bool { _, err := os.Stat(p); return err == nil }
-	group := func(h string) (string, bool) {
-		fi, err := os.Lstat(h + cg)
-		return h + cg, err == nil && fi.IsDir()
-	}
 	switch {
-	case exists(filepath.Join(root, "cgroup.controllers")): // pure cgroup2
+	case pureV2(root):
 		if controller == "" {
-			return group(root)
+			return group(root, cg)
 		}
 	case controller == "":
 		if exists(filepath.Join(root, "unified", "cgroup.controllers")) {
-			return group(root + "/unified")
+			return group(root+"/unified", cg)
 		}
 	case exists(filepath.Join(root, controller, "cgroup.procs")):
-		return group(filepath.Join(root, controller))
+		return group(filepath.Join(root, controller), cg)
 	}
 	return "", false
+}
+
+// pureV2 says whether root is itself cgroup2 (a pure cgroup2 host).
+func pureV2(root string) bool { return exists(filepath.Join(root, "cgroup.controllers")) }
+
+// group is cgroup cg in hierarchy h, when it is there: a directory, not
+// reached through a link.
+func group(h, cg string) (string, bool) {
+	fi, err := os.Lstat(h + cg)
+	return h + cg, err == nil && fi.IsDir()
+}
+
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

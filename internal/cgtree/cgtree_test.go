@@ -11,7 +11,7 @@ import (
 // host by the recorded path: a v1 hierarchy of several controllers once
 // under its own name (its per-controller links skipped), cgroup2 in
 // unified, and nothing where the group is missing.
-func TestCgroupDirsOf(t *testing.T) {
+func TestDirsAndDir(t *testing.T) {
 	root := t.TempDir()
 	cg := "/skiff-oci/c1"
 	mk := func(rel ...string) {

@@ -111,10 +111,9 @@ func (p *Pod) cgroup() (string, error) {
 // in the hierarchies killCgroup reads, those that have it: cgroup2 and the
 // v1 pids, freezer and memory hierarchies.
 func cgroupDirs(cg string) []string {
-	all := cgtree.Dirs("/sys/fs/cgroup", cg)
 	var dirs []string
 	for _, c := range []string{"", "pids", "freezer", "memory"} {
-		if d, ok := all[c]; ok && !slices.Contains(dirs, d) {
+		if d, ok := cgtree.Dir("/sys/fs/cgroup", cg, c); ok && !slices.Contains(dirs, d) {
 			dirs = append(dirs, d)
 		}
 	}
