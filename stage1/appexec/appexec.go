@@ -2,6 +2,8 @@
 // flavor that runs apps under the pod's systemd: Exec turns the app's service
 // into the app (stdio from stage1, a mount namespace of its own with the app's
 // rootfs as root (pivot_root), user, env, exec) and RecordExit, run by the service's ExecStopPost, writes how it ended.
+// EndAll is the pod's last step in both flavors: its init's systemd-shutdown
+// ends what is left of the apps.
 //
 // Paths are as seen inside the stage1 rootfs. The pod directory's apps/ and
 // stage1's run/ directories are bind-mounted under /skiff.
