@@ -261,10 +261,13 @@ func (e *Env) nspawnArgv(app []string) []string {
 
 // ---- big image ----
 
-const bigVersion = "big-v1: busybox + 4 layers x 5 files x 5 MiB random"
+const bigVersion = "big-v2: busybox + 4 layers x 5 files x 5 MiB random, 5 layers"
 
-// buildBig makes (once; cached under Cache) a ~100 MB OCI archive: the busybox
-// rootfs, then four layers of incompressible random files.
+// buildBig makes (once; cached under Cache) a ~100 MB OCI archive of five
+// layers: the busybox rootfs, then four layers of incompressible random files.
+// Each repack refreshes the bundle, so that the next one adds a layer of what
+// changed since (without --refresh-bundle umoci diffs against the unpacked
+// image every time: big-v1 was one layer of everything).
 func (e *Env) buildBig(ctx context.Context) error {
 	e.Big = filepath.Join(e.Cache, "big.oci.tar")
 	stamp := e.Big + ".stamp"
@@ -280,7 +283,7 @@ func (e *Env) buildBig(ctx context.Context) error {
 		{"umoci", "new", "--image", layout + ":latest"},
 		{"umoci", "unpack", "--image", layout + ":latest", bundle},
 		{"cp", "-a", e.Rootfs + "/.", filepath.Join(bundle, "rootfs")},
-		{"umoci", "repack", "--image", layout + ":latest", bundle},
+		{"umoci", "repack", "--refresh-bundle", "--image", layout + ":latest", bundle},
 	}
 	for _, s := range steps {
 		if _, err := must(ctx, s...); err != nil {
@@ -298,7 +301,7 @@ func (e *Env) buildBig(ctx context.Context) error {
 				return err
 			}
 		}
-		if _, err := must(ctx, "umoci", "repack", "--image", layout+":latest", bundle); err != nil {
+		if _, err := must(ctx, "umoci", "repack", "--refresh-bundle", "--image", layout+":latest", bundle); err != nil {
 			return err
 		}
 	}
