@@ -289,7 +289,8 @@ func (rm *Remote) Import(ctx context.Context, s *store.Store, top digest.Digest,
 }
 
 // open starts downloading blob d; the reader fails at its end if the content
-// does not match d.
+// does not match d (go-containerregistry hashes it as it is read), which
+// store.PutVerifiedBlob relies on (TestRegistryBlobReaderVerifies).
 func (r *registry) open(ctx context.Context, d digest.Digest) (io.ReadCloser, error) {
 	l, err := r.puller.Layer(ctx, r.repo.Digest(d.String()))
 	if err != nil {
@@ -308,7 +309,7 @@ func (r *registry) blob(ctx context.Context, desc ocispec.Descriptor) error {
 		return err
 	}
 	defer rc.Close()
-	return r.s.PutBlob(desc.Digest, desc.Size, rc)
+	return r.s.PutVerifiedBlob(desc.Digest, desc.Size, rc)
 }
 
 // layer stores the layer blob and its extracted directory, downloading it
@@ -341,21 +342,31 @@ func (r *registry) layer(ctx context.Context, l ocispec.Descriptor, diffID diges
 		return err
 	}
 	defer rc.Close()
-	err = storeStreaming(r.s, l, diffID, item.reader(rc), !extracted)
+	err = storeStreaming(r.s, l, diffID, verifiedBlob{item.reader(rc)}, !extracted)
 	item.finish("", err)
 	return err
 }
 
+// verifiedBlob is a blob's content read through a reader that verifies its
+// digest itself (registry.open's): storeStreaming stores it without hashing
+// it again (store.PutVerifiedBlob).
+type verifiedBlob struct{ io.Reader }
+
 // storeStreaming stores the blob read from src and, when extract is set,
 // extracts it at the same time through a pipe. The layer directory is
-// verified by its diffID, the blob by its digest; either failing fails both,
+// verified by its diffID, the blob by its digest (by the store as it writes
+// the blob, or by src itself when it is a verifiedBlob); either failing fails both,
 // and the layer is put in place only after the blob. The blob is read to its
 // end even when extraction fails first, so that content that does not match
 // its digest is reported as that (the cause), not as whatever the extraction
 // made of it.
 func storeStreaming(s *store.Store, l ocispec.Descriptor, diffID digest.Digest, src io.Reader, extract bool) error {
+	put := s.PutBlob
+	if _, ok := src.(verifiedBlob); ok {
+		put = s.PutVerifiedBlob
+	}
 	if !extract {
-		return s.PutBlob(l.Digest, l.Size, src)
+		return put(l.Digest, l.Size, src)
 	}
 	pr, pw := io.Pipe()
 	type extracted struct {
@@ -371,7 +382,7 @@ func storeStreaming(s *store.Store, l ocispec.Descriptor, diffID digest.Digest, 
 		pr.CloseWithError(err)
 		layerDone <- extracted{p, err}
 	}()
-	blobErr := s.PutBlob(l.Digest, l.Size, io.TeeReader(src, &untilFailed{w: pw}))
+	blobErr := put(l.Digest, l.Size, io.TeeReader(src, &untilFailed{w: pw}))
 	pw.CloseWithError(blobErr)
 	x := <-layerDone
 	if blobErr == nil && x.err == nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -47,6 +48,55 @@ func addImage(t *testing.T, s *Store, name string) *Image {
 		t.Fatal(err)
 	}
 	return img
+}
+
+// endCheck is a reader that verifies itself as PutVerifiedBlob needs: its
+// Read at the end fails when ok is false. reachedEnd records that it was asked.
+type endCheck struct {
+	r          io.Reader
+	ok         bool
+	reachedEnd bool
+}
+
+func (e *endCheck) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err == io.EOF {
+		e.reachedEnd = true
+		if !e.ok {
+			return n, errors.New("checksum mismatch")
+		}
+	}
+	return n, err
+}
+
+// PutVerifiedBlob stores nothing when the reader's own check fails at its
+// end, always reads that far (a reader of exactly the size, of less, of
+// more), and still checks the size.
+func TestPutVerifiedBlob(t *testing.T) {
+	s, _ := Open(t.TempDir())
+	d := digest.FromString("hello")
+	bad := &endCheck{r: strings.NewReader("hellO")}
+	if err := s.PutVerifiedBlob(d, 5, bad); err == nil || !strings.Contains(err.Error(), "checksum mismatch") || s.HasBlob(d) {
+		t.Errorf("content its reader refused: %v, stored %v", err, s.HasBlob(d))
+	}
+	if !bad.reachedEnd {
+		t.Error("the reader was not read to its end: its check never ran")
+	}
+	for _, tc := range []struct {
+		content string
+		size    int64
+	}{{"hell", 5}, {"hello!", 5}, {"hello", 4}, {"hello", -1}} {
+		if err := s.PutVerifiedBlob(d, tc.size, &endCheck{r: strings.NewReader(tc.content), ok: true}); err == nil || s.HasBlob(d) {
+			t.Errorf("%q with size %d stored: %v", tc.content, tc.size, err)
+		}
+	}
+	good := &endCheck{r: strings.NewReader("hello"), ok: true}
+	if err := s.PutVerifiedBlob(d, 5, good); err != nil || !s.HasBlob(d) || !good.reachedEnd {
+		t.Errorf("PutVerifiedBlob: %v, stored %v, read to its end %v", err, s.HasBlob(d), good.reachedEnd)
+	}
+	if tmp, _ := os.ReadDir(s.Dir() + "/tmp"); len(tmp) != 0 {
+		t.Errorf("tmp not cleaned: %v", tmp)
+	}
 }
 
 func TestPutBlobVerifies(t *testing.T) {
