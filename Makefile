@@ -101,7 +101,7 @@ KVM_TOO := $(KVM_TOO)|TestMountTargetsStayInAppRoot|TestVolumeTargetsThroughRoot
 KVM_TOO := $(KVM_TOO)|TestDefaultNetwork|TestPortForwardingAndPodToPod|TestDNSAndHosts|TestNamedNetworksAndBadInput
 KVM_TOO := $(KVM_TOO)|TestPortForwardKeepsHostLoopbackClosed
 KVM_TOO := $(KVM_TOO)|TestDevStdioLinks|TestDevConsoleOnATerminal|TestRealImageNginx|TestEnterPassesSignals
-KVM_TOO := $(KVM_TOO)|TestEnterEndedLeavesNothingInThePod|TestEnterRunsWhereTheFilterDeniesPrctl|TestEnterOnATerminalKeepsJobControl
+KVM_TOO := $(KVM_TOO)|TestEnterEndedLeavesNothingInThePod|TestEnterRunsWhereTheFilterDeniesPrctl|TestEnterOnATerminalKeepsJobControl|TestEnterArgsAppsAndTerminal
 test-kvm: all test-images
 	SKIFF_BIN=$(CURDIR)/$(BIN)/skiff SKIFF_TEST_IMAGES=$(CURDIR)/$(BUILD)/images \
 	SKIFF_STAGE1=$(CURDIR)/$(BIN)/stage1-kvm.oci.tar SKIFF_KVM_STAGE1=$(CURDIR)/$(BIN)/stage1-kvm.oci.tar \

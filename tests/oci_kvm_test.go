@@ -96,6 +96,15 @@ func TestOCIKVMLifecycle(t *testing.T) {
 	if r.code != 3 || !strings.Contains(r.stdout, "in-the-vm") {
 		t.Errorf("exec: exit %d, stdout %q, stderr %q; want 3 and the line", r.code, r.stdout, r.stderr)
 	}
+	// With a terminal (podman exec -t): the pty's master comes over the
+	// console socket, and in the VM the pty is the app's own /dev/pts/N.
+	sock, master := consoleReceiver(t)
+	if r := o.rt("exec", "--tty", "--console-socket", sock, "v1", "/bin/sh", "-c", "[ -t 0 ] && [ -t 1 ] && echo exec-on-a-tty $(tty)"); r.code != 0 {
+		t.Errorf("exec --tty: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	if text := readPty(t, master); !strings.Contains(text, "exec-on-a-tty /dev/pts/") {
+		t.Errorf("exec --tty printed %q, want exec-on-a-tty /dev/pts/N", text)
+	}
 	proc := filepath.Join(o.dir, "process.json")
 	os.WriteFile(proc, []byte(`{"args": ["/bin/sh", "-c", "echo user=$(id -u) cwd=$(pwd) x=$X; exit 4"], "cwd": "/tmp",
 		"env": ["PATH=/bin:/usr/bin", "X=from-the-spec"], "user": {"uid": 1000, "gid": 1000}}`), 0o644)

@@ -43,6 +43,14 @@ type CmdOptions struct {
 	// terminal (Setsid only: the reaper must not hold the session whose
 	// foreground group gets the terminal's signals).
 	Reaper *os.File
+	// Console, when not nil, makes a request's terminal the command's
+	// own: the command makes the pty in the devpts it sees (an app's
+	// /dev/pts: app-exec --console-fd) and sends its master over the
+	// console socket, whose Peer it holds (in cmd.ExtraFiles); RunCmd
+	// closes Peer once the command has started. Without it the pty is
+	// the agent's, a device of the guest's devpts that the app's
+	// /dev/pts does not show (ttyname fails in there).
+	Console *Console
 }
 
 // DefaultKillAfterSignal is CmdOptions.KillAfterSignal's default, the
@@ -97,9 +105,12 @@ func RunCmd(ctx context.Context, cmd *exec.Cmd, req ExecRequest, stdio Stdio, op
 	cmd.SysProcAttr = attr
 	var r *running
 	var err error
-	if req.TTY {
+	switch {
+	case req.TTY && opts.Console != nil:
+		r, err = startConsole(ctx, cmd, req.Window, stdio, opts.Console)
+	case req.TTY:
 		r, err = startPty(cmd, req.Window, stdio, opts.Reaper == nil)
-	} else {
+	default:
 		r, err = startPipes(cmd, stdio)
 	}
 	if err != nil {
@@ -171,7 +182,7 @@ func RunCmd(ctx context.Context, cmd *exec.Cmd, req ExecRequest, stdio Stdio, op
 type running struct {
 	outputs []*os.File      // read ends: stdout and stderr pipes, or the pty master
 	copied  []chan struct{} // closed when each output has been copied to its end
-	input   *os.File        // write end of the stdin pipe, or the pty master
+	input   *os.File        // write end of the stdin pipe, or the pty master (nil: none)
 	stop    chan struct{}   // ends the resize loop
 }
 
@@ -207,6 +218,40 @@ func startPipes(cmd *exec.Cmd, stdio Stdio) (*running, error) {
 	return r, nil
 }
 
+// startConsole starts cmd, which makes its pty itself and sends the master
+// over c (runc's console socket protocol), as the leader of a session of its
+// own. Until then, and if it fails first, the command's stdout and stderr are
+// a pipe whose output goes to stdio.Stdout too (it says there why it failed).
+func startConsole(ctx context.Context, cmd *exec.Cmd, ws Winsize, stdio Stdio, c *Console) (*running, error) {
+	defer c.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
+	cmd.SysProcAttr.Setsid, cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Setpgid = true, false, false
+	err = cmd.Start()
+	pw.Close()
+	c.Peer.Close() // the command has its copy: the socket ends with the command
+	if err != nil {
+		pr.Close()
+		return nil, err
+	}
+	r := &running{outputs: []*os.File{pr}, stop: make(chan struct{})}
+	master, err := c.receive(ctx)
+	if err != nil { // no terminal: the command ended (or hung) before making it
+		r.copyOutputs(stdio.Stdout)
+		return r, nil
+	}
+	if ws != (Winsize{}) {
+		_ = setWinsize(master, ws)
+	}
+	r.outputs, r.input = append(r.outputs, master), master
+	r.startTerminal(stdio)
+	r.copyOutputs(stdio.Stdout, stdio.Stdout)
+	return r, nil
+}
+
 func startPty(cmd *exec.Cmd, ws Winsize, stdio Stdio, ctty bool) (*running, error) {
 	master, slave, err := openPty(ws)
 	if err != nil {
@@ -228,6 +273,15 @@ func startPty(cmd *exec.Cmd, ws Winsize, stdio Stdio, ctty bool) (*running, erro
 		return nil, err
 	}
 	r := &running{outputs: []*os.File{master}, input: master, stop: make(chan struct{})}
+	r.startTerminal(stdio)
+	r.copyOutputs(stdio.Stdout)
+	return r, nil
+}
+
+// startTerminal copies stdio.Stdin to the pty master r.input (then its EOF
+// character) and applies stdio.Resize to it until r stops.
+func (r *running) startTerminal(stdio Stdio) {
+	master := r.input
 	go func() {
 		if copyInput(master, stdio.Stdin) == nil {
 			sendEOF(master)
@@ -243,8 +297,6 @@ func startPty(cmd *exec.Cmd, ws Winsize, stdio Stdio, ctty bool) (*running, erro
 			}
 		}
 	}()
-	r.copyOutputs(stdio.Stdout)
-	return r, nil
 }
 
 // copyInput copies src to the command's input; nil means src ended (EOF).
@@ -292,7 +344,9 @@ func (r *running) finish() {
 func (r *running) abandon() {
 	close(r.stop)
 	closeAll(r.outputs)
-	r.input.Close()
+	if r.input != nil { // nil: a console command that made no terminal
+		r.input.Close()
+	}
 }
 
 // copyOutput copies one output of the command to dst until its end, a pty's

@@ -1,8 +1,12 @@
 package agent
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -99,3 +103,82 @@ func sendEOF(master *os.File) {
 // gives an interactive app whose host stdin is a terminal the slave as its
 // stdio and relays the master.
 func OpenPty(ws Winsize) (master, slave *os.File, err error) { return openPty(ws) }
+
+// A Console is a socket over which a command sends the master of the pty it
+// made itself (CmdOptions.Console): Peer is the command's end.
+type Console struct {
+	sock *os.File
+	Peer *os.File
+}
+
+// consoleWait bounds the wait for a console command's pty master.
+const consoleWait = 30 * time.Second
+
+// NewConsole makes a console socket pair.
+func NewConsole() (*Console, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, fmt.Errorf("console socket: %w", err)
+	}
+	return &Console{sock: os.NewFile(uintptr(fds[0]), "console"), Peer: os.NewFile(uintptr(fds[1]), "console-peer")}, nil
+}
+
+// Close closes both ends (closing one twice is harmless).
+func (c *Console) Close() {
+	c.sock.Close()
+	c.Peer.Close()
+}
+
+// receive waits (until ctx ends, or consoleWait) for the pty master: the one
+// descriptor of the first message, which must be a pty master (a
+// descriptor of /dev/ptmx's device, ptmx or devpts's ptmx), not anything the
+// command chose to send. An end of the socket without one is an error.
+func (c *Console) receive(ctx context.Context) (*os.File, error) {
+	conn, err := net.FileConn(c.sock)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	uc, ok := conn.(*net.UnixConn)
+	if !ok {
+		return nil, errors.New("console: not a unix socket")
+	}
+	deadline := time.Now().Add(consoleWait)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	_ = uc.SetReadDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { _ = uc.SetReadDeadline(time.Now()) })
+	defer stop()
+	buf, oob := make([]byte, 64), make([]byte, unix.CmsgSpace(4*4))
+	_, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	if err != nil {
+		return nil, fmt.Errorf("console: %w", err)
+	}
+	var fds []int
+	for i := range msgs {
+		if got, err := unix.ParseUnixRights(&msgs[i]); err == nil {
+			fds = append(fds, got...)
+		}
+	}
+	if len(fds) != 1 {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		return nil, fmt.Errorf("console: %d descriptors sent, want the pty master", len(fds))
+	}
+	unix.CloseOnExec(fds[0])
+	if _, err := unix.IoctlGetInt(fds[0], unix.TIOCGPTN); err != nil {
+		unix.Close(fds[0])
+		return nil, fmt.Errorf("console: the descriptor sent is not a pty master: %w", err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		unix.Close(fds[0])
+		return nil, err
+	}
+	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
+}

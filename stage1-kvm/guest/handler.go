@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -72,6 +73,18 @@ func (a *podAgent) Exec(ctx context.Context, req agent.ExecRequest, stdio agent.
 		opts.Reaper = held
 		extra = []*os.File{guard}
 		args = append(args[:2:2], append([]string{"--reap-fd=3"}, args[2:]...)...)
+	}
+	if req.TTY {
+		// app-exec makes the pty on the app's devpts, so that it is the
+		// app's /dev/pts/N (ttyname, tty(1)), and sends its master here.
+		c, err := agent.NewConsole()
+		if err != nil {
+			return abi.ExitSkiffFailure, fmt.Errorf("exec: %w", err)
+		}
+		defer c.Close()
+		opts.Console = c
+		extra = append(extra, c.Peer)
+		args = append(args[:2:2], append([]string{"--console-fd=" + strconv.Itoa(2+len(extra))}, args[2:]...)...)
 	}
 	cmd := exec.Command(units.AppExecPath)
 	cmd.Args = args
