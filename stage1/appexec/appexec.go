@@ -38,6 +38,10 @@ const (
 	RunDir      = SkiffDir + "/run"      // stage1's socket directory
 	StdioSocket = RunDir + "/stdio.sock" // see stage1/stdio
 	Stage2Dir   = "/opt/stage2"
+	// AppsMountNSFile, where it exists (the kvm guest), is the mount
+	// namespace the apps' roots are mounted in, apart from the pod's
+	// systemd's: enterRoot starts from it.
+	AppsMountNSFile = RunDir + "/apps-mnt"
 )
 
 // AppRoot is where app's rootfs is mounted inside the stage1 rootfs.

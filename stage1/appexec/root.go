@@ -26,12 +26,37 @@ import (
 // link nor a /proc magic link (/proc/1/root is the pod's systemd's root)
 // leads out of it.
 
+// joinAppsMountNS moves this thread into the apps' mount namespace at p
+// (AppsMountNSFile) when there is one: nothing there, nothing to do.
+func joinAppsMountNS(p string) error {
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("the apps' mount namespace: %w", err)
+	}
+	defer unix.Close(fd)
+	// setns(CLONE_NEWNS) needs a thread that shares its root and cwd with
+	// no other: Go's threads share theirs.
+	if err := unix.Unshare(unix.CLONE_FS); err != nil {
+		return fmt.Errorf("unshare the thread's fs information: %w", err)
+	}
+	if err := unix.Setns(fd, unix.CLONE_NEWNS); err != nil {
+		return fmt.Errorf("join the apps' mount namespace %s: %w", p, err)
+	}
+	return nil
+}
+
 // enterRoot makes root this thread's root, in a mount namespace of its own
 // (the caller has locked its OS thread, and execs from it). The stage1's
 // mount tree is detached from that namespace. inRoot, when set, runs once
 // root is the root, before the root is made unbindable (a bind from it
 // would fail then).
 func enterRoot(root string, inRoot func() error) error {
+	if err := joinAppsMountNS(AppsMountNSFile); err != nil {
+		return err
+	}
 	// CLONE_NEWNS implies CLONE_FS: this thread gets its own root and cwd.
 	if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
 		return fmt.Errorf("new mount namespace: %w", err)

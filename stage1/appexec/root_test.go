@@ -1,11 +1,16 @@
 package appexec
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestOldestOther(t *testing.T) {
@@ -63,5 +68,99 @@ func TestSharedMounts(t *testing.T) {
 	got, err := sharedMounts(p)
 	if err != nil || len(got) != 2 || got[0] != "/opt/stage2/app/rootfs/vol" || got[1] != "/opt/stage2/app/rootfs/y" {
 		t.Errorf("sharedMounts = %q, %v", got, err)
+	}
+}
+
+// joinAppsMountNS joins the mount namespace bound at its path (where the kvm
+// guest keeps the apps' roots), does nothing without the file, and refuses
+// a file that is not a mount namespace. Each namespace lives on a thread of
+// its own, so nothing touches the test's mounts.
+func TestJoinAppsMountNS(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root: mount namespaces")
+	}
+	dir := t.TempDir()
+	marked, nsFile, plain := filepath.Join(dir, "m"), filepath.Join(dir, "ns"), filepath.Join(dir, "plain")
+	for _, d := range []string{marked} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, f := range []string{nsFile, plain} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	onThread := func(fn func() error) chan error { // a thread that ends with fn
+		done := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread()
+			done <- fn()
+		}()
+		return done
+	}
+	private := func() error {
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			return err
+		}
+		return unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
+	}
+	// The test's side, in a private copy made first: the apps' namespace
+	// must be the newer one to be bound into it.
+	made, start, joined := make(chan struct{}), make(chan int), make(chan struct{})
+	test := onThread(func() error {
+		err := private()
+		close(made)
+		if err != nil {
+			return err
+		}
+		tid, ok := <-start
+		if !ok {
+			return nil // the apps' side failed
+		}
+		defer close(joined)
+		if err := unix.Mount(fmt.Sprintf("/proc/self/task/%d/ns/mnt", tid), nsFile, "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind the namespace: %w", err)
+		}
+		if _, err := os.Stat(filepath.Join(marked, "app")); err == nil {
+			return errors.New("the apps' mount is visible before joining")
+		}
+		if err := joinAppsMountNS(filepath.Join(dir, "none")); err != nil {
+			return fmt.Errorf("no file: %w", err)
+		}
+		if err := joinAppsMountNS(plain); err == nil {
+			return errors.New("a plain file was joined as a mount namespace")
+		}
+		if err := joinAppsMountNS(nsFile); err != nil {
+			return err
+		}
+		if _, err := os.Stat(filepath.Join(marked, "app")); err != nil {
+			return fmt.Errorf("after joining, the apps' mount: %w", err)
+		}
+		return nil
+	})
+	apps := onThread(func() error { // the apps' namespace, with a tmpfs on marked
+		<-made
+		if err := private(); err != nil {
+			close(start)
+			return err
+		}
+		if err := unix.Mount("tmpfs", marked, "tmpfs", 0, ""); err != nil {
+			close(start)
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(marked, "app"), nil, 0o600); err != nil {
+			close(start)
+			return err
+		}
+		start <- unix.Gettid()
+		<-joined
+		return nil
+	})
+	if err := <-test; err != nil {
+		t.Error(err)
+	}
+	if err := <-apps; err != nil {
+		t.Error(err)
 	}
 }
