@@ -7,8 +7,9 @@ import (
 	"runtime"
 	"strings"
 
-	"github.com/skiff-project/skiff/stage1/abi"
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1/abi"
 )
 
 // The pod's first process, libcontainer's init (and then pod-init for
