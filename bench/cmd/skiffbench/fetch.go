@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -81,12 +82,17 @@ func (e *Env) fetchScenario(quick bool) *Scenario {
 		return err
 	}
 	skiffDir, layout := filepath.Join(e.Tmp, "fetch-skiff"), filepath.Join(e.Tmp, "fetch-oci")
+	// Each run starts with nothing dirty in the page cache: the previous
+	// run's writes (200 MB for skiff, which keeps the blobs and the
+	// extracted layers) must not be flushed during the next one's.
 	wipe := func(dir string) func() error {
 		return func() error {
 			if err := up(); err != nil {
 				return err
 			}
-			return os.RemoveAll(dir)
+			err := os.RemoveAll(dir)
+			syscall.Sync()
+			return err
 		}
 	}
 	return &Scenario{
@@ -114,6 +120,7 @@ func (e *Env) fetchScenario(quick bool) *Scenario {
 						return err
 					}
 					_, _, _ = run(context.Background(), append(append([]string{}, e.Podman...), "rmi", "-f", ref))
+					syscall.Sync()
 					return nil
 				},
 				Argv: func([]string) []string {

@@ -17,7 +17,7 @@ var (
 	itMem      = iters{1, 3}
 	itMany     = iters{1, 3} // start-50: each iteration starts and stops 50 pods per runtime
 	itRunBig   = iters{5, 20}
-	itFetchBig = iters{1, 3}
+	itFetchBig = iters{1, 7} // each well under a second; 3 were too few to see a tenth of one
 	itFirstRun = iters{1, 3}
 	itKVMBoot  = iters{2, 5} // each boot takes seconds under TCG
 	itKVMWarm  = iters{0, 1} // warm-ups after the probe (a full boot already)
