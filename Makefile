@@ -75,18 +75,20 @@ $(BIN)/stage1-default.oci.tar: $(BUILD)/stage1 scripts/build-stage1 scripts/lib.
 	@mkdir -p $(BIN)
 	scripts/build-stage1 --binary $(BUILD)/stage1 --out $@
 
-# The kvm stage1 (stage1-kvm/README.md): the same binary is the host entrypoints, the
-# guest's /init, its pod agent and the apps' helpers; static with cgo for libseccomp.
+# The kvm stage1 (stage1-kvm/README.md): one binary is the host entrypoints, the other
+# (guest) the guest's /init, its pod agent and the apps' helpers; static with cgo (libseccomp,
+# stage1/joiner's constructor).
 stage1-kvm: $(BIN)/stage1-kvm.oci.tar
 
-$(BUILD)/stage1-kvm: $(GO_SRC) | check-deps
+$(BUILD)/stage1-kvm $(BUILD)/stage1-kvm-guest: $(BUILD)/%: $(GO_SRC) | check-deps
 	@mkdir -p $(BUILD)
-	CGO_ENABLED=1 $(GO) build $(GOFLAGS_STATIC) -ldflags "$(LDFLAGS_STAGE1)" -o $@ ./stage1-kvm/cmd/stage1-kvm 2>$@.log; \
+	CGO_ENABLED=1 $(GO) build $(GOFLAGS_STATIC) -ldflags "$(LDFLAGS_STAGE1)" -o $@ \
+	  ./stage1-kvm/cmd/$(if $(filter stage1-kvm-guest,$*),guest,stage1-kvm) 2>$@.log; \
 	  rc=$$?; grep -v 'statically linked applications requires at runtime' $@.log >&2; rm -f $@.log; exit $$rc
 
-$(BIN)/stage1-kvm.oci.tar: $(BUILD)/stage1-kvm scripts/build-stage1-kvm scripts/lib.sh
+$(BIN)/stage1-kvm.oci.tar: $(BUILD)/stage1-kvm $(BUILD)/stage1-kvm-guest scripts/build-stage1-kvm scripts/lib.sh
 	@mkdir -p $(BIN)
-	scripts/build-stage1-kvm --binary $(BUILD)/stage1-kvm --out $@
+	scripts/build-stage1-kvm --binary $(BUILD)/stage1-kvm --guest-binary $(BUILD)/stage1-kvm-guest --out $@
 
 # The stage1 conformance suite (tests/conformance_test.go) against the kvm flavor, the
 # isolation and network tests that hold for any flavor (KVM_TOO), and the tests of what

@@ -33,9 +33,9 @@ const (
 // rootfs (systemd and this binary load from memory, not over 9p).
 const root = "/"
 
-// AgentPath is the stage1 binary in the guest's root; called "agent" it is
-// the pod agent.
-const AgentPath = "/usr/lib/skiff/stage1-kvm"
+// AgentPath is the guest's binary as the pod agent (a link to it: its name
+// picks the command).
+const AgentPath = "/usr/lib/skiff/agent"
 
 // 9p mount options: the configuration, the output and volumes uncached
 // (host and guest both see them), the rootfs cached (only the guest writes
@@ -366,7 +366,7 @@ func startAgent() error {
 		return err
 	}
 	defer r.Close()
-	cmd := exec.Command(AgentPath, "agent")
+	cmd := exec.Command(AgentPath)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.ExtraFiles = []*os.File{w}
 	err = cmd.Start()

@@ -1,8 +1,8 @@
-// Command stage1-kvm is the kvm stage1 flavor's one static binary. On the host
-// it is the run, stop, gc and enter entrypoints (installed at
-// /usr/lib/skiff/stage1-kvm with the entrypoints as symlinks; the name it is
-// called by picks the command). Inside the microVM it is /init, PID 1 of the
-// guest (package guest).
+// Command stage1-kvm is the kvm stage1 flavor's host binary: the run, stop,
+// gc, enter and oci-create entrypoints (installed at /usr/lib/skiff/stage1-kvm
+// with the entrypoints as symlinks; the name it is called by picks the
+// command). Inside the microVM, its own binary runs (../guest): /init, the
+// pod agent, app-exec and app-exited.
 //
 // The pod runs in a QEMU microvm booted from the image's own kernel
 // (an uncompressed vmlinux, PVH entry) and initramfs. The guest's
@@ -10,7 +10,7 @@
 // app's rootfs (overlays run mounts on the host, in a mount namespace of its
 // own so nothing outlives it) reach the guest over virtio-9p, never the pod
 // directory (shares.go); inside, systemd runs one unit per app as in the default flavor
-// (app-exec and app-exited are this binary too). Each app's stdout and
+// (app-exec and app-exited are the guest's binary). Each app's stdout and
 // stderr come back over virtio-serial ports into the same log tee as the
 // default flavor's (stage1/stdio); enter, stop, signals and stdin go through
 // the pod agent (package agent) on one more port.
@@ -22,7 +22,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/skiff-project/skiff/stage1-kvm/guest"
 	"github.com/skiff-project/skiff/stage1/abi"
 	"github.com/skiff-project/skiff/stage1/appexec"
 	"github.com/skiff-project/skiff/stage1/joiner"
@@ -36,25 +35,10 @@ var commands = map[string]func(args []string) error{
 	"qemu-exec":             qemuExecMain, // run's: QEMU with fewer privileges (qemu.go)
 	abi.EntrypointOCICreate: ociCreateMain,
 	"oci-run":               ociRunMain, // oci-create's: the container's supervisor (oci.go)
-	// In the guest: the pod agent, and the helpers of the apps' units.
-	"agent":    func([]string) error { return guest.RunAgent() },
-	"app-exec": appexec.Main,
-	"app-exited": func(args []string) error {
-		if len(args) != 1 {
-			return errors.New("usage: app-exited APP")
-		}
-		return appexec.Exited(args[0])
-	},
 }
 
 func main() {
 	name, args := filepath.Base(os.Args[0]), os.Args[1:]
-	if os.Getpid() == 1 { // the microVM's PID 1; neither returns
-		if name == "systemd-shutdown" {
-			guest.Shutdown()
-		}
-		guest.Init()
-	}
 	if name == "stage1-kvm" && len(args) > 0 {
 		name, args = args[0], args[1:]
 	}

@@ -25,16 +25,16 @@ func init() {
 // The kvm stage1's app-exec (each app's and each entered command's start in
 // the guest, as the guest's root) is not dumpable from its first
 // instruction, as the default stage1's joiners are: this binary, started as
-// app-exec (and as stage1-kvm app-exec), is not dumpable before any Go code
-// of it runs; started as anything else, it is.
+// app-exec, is not dumpable before any Go code of it runs; started as
+// anything else (the agent), it is.
 func TestAppExecIsNotDumpableFromTheStart(t *testing.T) {
 	for _, c := range []struct {
 		argv []string
 		want string
 	}{
 		{[]string{"app-exec", "web"}, "dumpable=0"},
-		{[]string{"/usr/lib/skiff/stage1-kvm", "app-exec", "web"}, "dumpable=0"},
-		{[]string{"/usr/lib/skiff/run"}, "dumpable=1"},
+		{[]string{"/usr/lib/skiff/app-exec", "web"}, "dumpable=0"},
+		{[]string{"/usr/lib/skiff/agent"}, "dumpable=1"},
 	} {
 		cmd := exec.Command("/proc/self/exe")
 		cmd.Args = c.argv
