@@ -3,8 +3,8 @@
 // the C library before the Go runtime starts (as runc's nsexec), sets it, so
 // there is no window between the exec (which made the process dumpable
 // again) and main. glibc hands constructors argc and argv, static binaries
-// included. Both stage1 flavors link it (import it, and call NonDumpable
-// again in main for a joiner, in case the C library gave the constructor no
+// included. The stage1 binaries link it (import it, and call Ensure
+// in main, in case the C library gave the constructor no
 // argv): in the kvm guest, app-exec starts each app and each entered command
 // as the guest's root before it isolates them, beside the pod's apps.
 package joiner
@@ -43,9 +43,12 @@ import "C"
 
 import (
 	"fmt"
+	"os"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1/abi"
 )
 
 // Is says whether args (os.Args) call a joiner, as the constructor decides
@@ -71,7 +74,7 @@ func Is(args []string) bool {
 // process is as under runc). It is per process and a fork inherits it until
 // its exec: oci-join, started by enter in the pod's namespaces, and
 // app-exec, exec'd there, are not dumpable by their own constructor. main
-// calls it again for a joiner, in case the C library gave the constructor
+// calls it again for a joiner (Ensure), in case the C library gave the constructor
 // no argv. (app-exec in a pod with a user namespace is exec'd in it: the
 // pod's root keeps CAP_SYS_PTRACE over it there.)
 func NonDumpable() error {
@@ -79,4 +82,17 @@ func NonDumpable() error {
 		return fmt.Errorf("make the process not dumpable: %w", err)
 	}
 	return nil
+}
+
+// Ensure makes this process not dumpable when os.Args call a joiner (Is),
+// as each stage1 binary's main does first: on failure it says so on stderr
+// and exits with 125, naming the command name.
+func Ensure(name string) {
+	if !Is(os.Args) {
+		return
+	}
+	if err := NonDumpable(); err != nil {
+		fmt.Fprintf(os.Stderr, "skiff: %s: %v\n", name, err)
+		os.Exit(abi.ExitSkiffFailure)
+	}
 }

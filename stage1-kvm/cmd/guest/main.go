@@ -50,12 +50,7 @@ func main() {
 		fmt.Fprintf(os.Stderr, "skiff guest: unknown command %q (the guest's binary runs as agent, app-exec or app-exited)\n", name)
 		os.Exit(abi.ExitSkiffFailure)
 	}
-	if joiner.Is(os.Args) {
-		if err := joiner.NonDumpable(); err != nil {
-			fmt.Fprintf(os.Stderr, "skiff: %s: %v\n", name, err)
-			os.Exit(abi.ExitSkiffFailure)
-		}
-	}
+	joiner.Ensure(name)
 	if err := cmd(args); err != nil {
 		code := abi.ExitSkiffFailure
 		var ee *appexec.ExitError
