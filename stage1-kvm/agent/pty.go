@@ -111,8 +111,11 @@ type Console struct {
 	Peer *os.File
 }
 
-// consoleWait bounds the wait for a console command's pty master.
-const consoleWait = 30 * time.Second
+// consoleWait bounds the wait for a console command's pty master: longer
+// than app-exec's own wait for a starting app (appexec's appStartWait, 30 s),
+// so that it fails first and says why. The command's end and the host's
+// hangup end the wait before that.
+const consoleWait = 2 * time.Minute
 
 // NewConsole makes a console socket pair.
 func NewConsole() (*Console, error) {

@@ -23,7 +23,6 @@ import (
 	"path/filepath"
 
 	"github.com/skiff-project/skiff/stage1/abi"
-	"github.com/skiff-project/skiff/stage1/appexec"
 	"github.com/skiff-project/skiff/stage1/joiner"
 )
 
@@ -49,17 +48,12 @@ func main() {
 	}
 	joiner.Ensure(name)
 	if err := cmd(args); err != nil {
-		code := abi.ExitSkiffFailure
 		var ce codeError
-		var ee *appexec.ExitError
-		switch {
-		case errors.As(err, &ce):
+		if errors.As(err, &ce) {
 			os.Exit(int(ce))
-		case errors.As(err, &ee):
-			code = ee.Code
 		}
 		fmt.Fprintf(os.Stderr, "skiff: %v\n", err)
-		os.Exit(code)
+		os.Exit(abi.ExitSkiffFailure)
 	}
 }
 
