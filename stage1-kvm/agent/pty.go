@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/stage1/stdio"
 )
 
 // openPty opens a new pseudo-terminal pair through /dev/ptmx, sized ws when
@@ -153,35 +155,19 @@ func (c *Console) receive(ctx context.Context) (*os.File, error) {
 	_ = uc.SetReadDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { _ = uc.SetReadDeadline(time.Now()) })
 	defer stop()
-	buf, oob := make([]byte, 64), make([]byte, unix.CmsgSpace(4*4))
-	_, oobn, _, _, err := uc.ReadMsgUnix(buf, oob)
+	buf, oob := make([]byte, 64), make([]byte, stdio.ConsoleOOB)
+	_, oobn, _, _, err := uc.ReadMsgUnix(buf, oob) // MSG_CMSG_CLOEXEC on Linux
 	if err != nil {
 		return nil, fmt.Errorf("console: %w", err)
 	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+	fd, err := stdio.PtyMaster(oob[:oobn])
 	if err != nil {
-		return nil, fmt.Errorf("console: %w", err)
-	}
-	var fds []int
-	for i := range msgs {
-		if got, err := unix.ParseUnixRights(&msgs[i]); err == nil {
-			fds = append(fds, got...)
-		}
-	}
-	if len(fds) != 1 {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		return nil, fmt.Errorf("console: %d descriptors sent, want the pty master", len(fds))
-	}
-	unix.CloseOnExec(fds[0])
-	if _, err := unix.IoctlGetInt(fds[0], unix.TIOCGPTN); err != nil {
-		unix.Close(fds[0])
-		return nil, fmt.Errorf("console: the descriptor sent is not a pty master: %w", err)
-	}
-	if err := unix.SetNonblock(fds[0], true); err != nil {
-		unix.Close(fds[0])
 		return nil, err
 	}
-	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
+	unix.CloseOnExec(fd)
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), "pty-master"), nil
 }

@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 	"golang.org/x/term"
+
+	"github.com/skiff-project/skiff/stage1/stdio"
 )
 
 // What enter does around the entered process (podman exec's behaviour):
@@ -235,26 +237,19 @@ func (c *enterConsole) finish() {
 	}
 }
 
-// recvFD receives one descriptor over the unix socket f.
+// recvFD receives the pty master over the console socket f: one
+// descriptor, a pty master (stdio.PtyMaster), or an error.
 func recvFD(f *os.File) (*os.File, error) {
-	buf := make([]byte, 64)
-	oob := make([]byte, unix.CmsgSpace(4))
-	_, oobn, _, _, err := unix.Recvmsg(int(f.Fd()), buf, oob, unix.MSG_CMSG_CLOEXEC)
+	oob := make([]byte, stdio.ConsoleOOB)
+	_, oobn, _, _, err := unix.Recvmsg(int(f.Fd()), make([]byte, 64), oob, unix.MSG_CMSG_CLOEXEC)
 	if err != nil {
 		return nil, err
 	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil || len(msgs) != 1 {
-		return nil, io.ErrUnexpectedEOF
+	fd, err := stdio.PtyMaster(oob[:oobn])
+	if err != nil {
+		return nil, err
 	}
-	fds, err := unix.ParseUnixRights(&msgs[0])
-	if err != nil || len(fds) != 1 {
-		for _, fd := range fds {
-			unix.Close(fd)
-		}
-		return nil, io.ErrUnexpectedEOF
-	}
-	return os.NewFile(uintptr(fds[0]), "pty-master"), nil
+	return os.NewFile(uintptr(fd), "pty-master"), nil
 }
 
 // termEnv is the TERM the entered process gets on a pty: enter's own, when
