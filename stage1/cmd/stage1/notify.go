@@ -47,6 +47,7 @@ type readiness struct {
 	started map[string]bool
 	ready   map[string]bool // notify apps that sent READY=1
 	done    bool
+	doneCh  chan struct{} // closed when done is set: the pod is ready
 	socks   []*net.UnixConn
 }
 
@@ -57,7 +58,7 @@ func notifyApp(s *specs.Spec) bool {
 // newReadiness opens the sockets of the notify apps.
 func newReadiness(o runOpts, m *abi.PodManifest, sp map[string]*specs.Spec) (*readiness, error) {
 	r := &readiness{o: o, apps: len(m.Apps), notify: map[string]bool{},
-		started: map[string]bool{}, ready: map[string]bool{}}
+		started: map[string]bool{}, ready: map[string]bool{}, doneCh: make(chan struct{})}
 	for _, a := range m.Apps {
 		if !notifyApp(sp[a.Name]) {
 			continue
@@ -256,6 +257,7 @@ func (r *readiness) mark(app string, ready bool) {
 		}
 	}
 	r.done = true
+	close(r.doneCh)
 	_ = os.WriteFile(abi.ReadyFile, nil, 0o644)
 	_, _ = daemon.SdNotify(false, fmt.Sprintf("READY=1\nMAINPID=%d", os.Getpid()))
 	go leanAfterStart() // start-up is over: the pod's apps run (and are ready)

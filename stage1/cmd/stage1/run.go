@@ -75,6 +75,7 @@ func runMain(args []string) error {
 		return fmt.Errorf("pod %s: %w", o.UUID, err)
 	}
 	leanAfterStart()
+	r.watchIdle()
 	code := r.wait()
 	return codeError(code)
 }
