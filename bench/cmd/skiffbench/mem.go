@@ -18,7 +18,7 @@ type memSample struct{ pss, rss float64 }
 
 // manyPods is the pod count of the pod-pss row that shows what each extra
 // pod costs (PSS splits the pages pods share: the stage1 binary, systemd's
-// and busybox's files).
+// and busybox's files). A row of 2 pods shows the first split.
 const manyPods = 10
 
 // memScenario measures one idle pod (/bin/sleep 60) per runtime, round-robin:
@@ -27,25 +27,32 @@ const manyPods = 10
 // It yields two result groups: pod-pss (PSS: shared pages split between
 // sharers, the fairer number) and pod-rss.
 func memScenario(ctx context.Context, e *Env, iters int) []*Result {
-	names := []string{"skiff", "podman", fmt.Sprintf("skiff, %d pods at once (per pod)", manyPods), "skiff's supervisor alone (stage1 run)"}
-	var sup memSample // the last skiff measurement's supervisor
+	// The rows, in the order they are printed.
+	const (
+		one = iota
+		podman
+		two
+		many
+		supervisor // the supervisor's share of the one-pod row: measured with it
+	)
+	names := []string{one: "skiff", podman: "podman", two: "skiff, 2 pods at once (per pod)",
+		many: fmt.Sprintf("skiff, %d pods at once (per pod)", manyPods), supervisor: "skiff's supervisor alone (stage1 run)"}
+	var sup memSample // the last one-pod measurement's supervisor
+	pods := func(n int) func(context.Context) (memSample, error) {
+		return func(ctx context.Context) (memSample, error) {
+			m, _, err := e.skiffMem(ctx, n)
+			return m, err
+		}
+	}
 	measure := []func(context.Context) (memSample, error){
-		func(ctx context.Context) (memSample, error) {
+		one: func(ctx context.Context) (memSample, error) {
 			m, s, err := e.skiffMem(ctx, 1)
 			sup = s
 			return m, err
 		},
-		func(ctx context.Context) (memSample, error) { return e.podmanMem(ctx) },
-		func(ctx context.Context) (memSample, error) {
-			m, _, err := e.skiffMem(ctx, manyPods)
-			return m, err
-		},
-		func(context.Context) (memSample, error) {
-			if sup.pss == 0 {
-				return sup, fmt.Errorf("no skiff measurement yet")
-			}
-			return sup, nil
-		},
+		podman: func(ctx context.Context) (memSample, error) { return e.podmanMem(ctx) },
+		two:    pods(2),
+		many:   pods(manyPods),
 	}
 	pss, rss := make([]*Result, len(names)), make([]*Result, len(names))
 	for i, n := range names {
@@ -56,7 +63,7 @@ func memScenario(ctx context.Context, e *Env, iters int) []*Result {
 	for it := 0; it < iters && ctx.Err() == nil; it++ {
 		for k := range names {
 			i := (it + k) % len(names)
-			if i == 3 { // the supervisor's share of the skiff row: measured with it
+			if i == supervisor {
 				continue
 			}
 			if !pss[i].ok() {
@@ -70,13 +77,13 @@ func memScenario(ctx context.Context, e *Env, iters int) []*Result {
 			}
 			pss[i].Samples = append(pss[i].Samples, m.pss)
 			rss[i].Samples = append(rss[i].Samples, m.rss)
-			if i == 0 {
-				pss[3].Samples = append(pss[3].Samples, sup.pss)
-				rss[3].Samples = append(rss[3].Samples, sup.rss)
+			if i == one {
+				pss[supervisor].Samples = append(pss[supervisor].Samples, sup.pss)
+				rss[supervisor].Samples = append(rss[supervisor].Samples, sup.rss)
 			}
 		}
 	}
-	noRatio := []*Runtime{{}, {}, {NoRatio: true}, {NoRatio: true}}
+	noRatio := []*Runtime{one: {}, podman: {}, two: {NoRatio: true}, many: {NoRatio: true}, supervisor: {NoRatio: true}}
 	for _, rs := range [][]*Result{pss, rss} {
 		for _, r := range rs {
 			summarize(r)
