@@ -78,10 +78,11 @@ const idleAfter = 10 * time.Second
 // pod's ~15 MB, which start-up faulted in (this kernel maps whole large folios)
 // and which an idle systemd does not touch. It is proactive reclaim of one
 // process, as Android compacts its cached apps (process_madvise
-// MADV_PAGEOUT): only clean file pages this systemd alone maps go (the kernel
-// keeps pages another pod's systemd also maps, and anonymous memory without
-// swap); systemd faults back what it needs (a stop, an app's exit) from the
-// page cache or the disk. Nothing is done once a stop has begun.
+// MADV_PAGEOUT) on its read-only file mappings: their pages this systemd alone
+// maps go (the kernel keeps pages another pod's systemd also maps; on a host
+// with swap, the libraries' relocated data in those mappings, a few hundred
+// KB, goes to swap); systemd faults back what it needs (a stop, an app's exit)
+// from the page cache, the disk or swap. Nothing is done once a stop has begun.
 //
 // The pidfd is taken now, before wait can reap the init: it names this
 // process for good, and the kernel refuses process_madvise once it is gone.
