@@ -113,7 +113,11 @@ func (r *runningPod) watchIdle() {
 			return
 		}
 		n, err := pageOutFiles(pidfd, r.c.Pid())
-		r.o.Debugf("idle pages: paged out %d KiB of the pod's systemd (%v)", n>>10, err)
+		if err != nil {
+			r.o.Debugf("idle pages: %d KiB of the pod's systemd paged out, then: %v", n>>10, err)
+		} else {
+			r.o.Debugf("idle pages: %d KiB of the pod's systemd paged out", n>>10)
+		}
 		leanAfterStart() // what this took of our own pages and heap
 	}()
 }
