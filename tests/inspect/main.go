@@ -450,6 +450,7 @@ func cmdAlloc(args []string) error {
 	if err != nil || n < 0 {
 		return errUsage
 	}
+	kv("locked", strconv.Itoa(lockOwnFile()))
 	for i := 0; i < n; i++ {
 		b := make([]byte, 1<<20)
 		for j := 0; j < len(b); j += 4096 {
@@ -459,6 +460,40 @@ func cmdAlloc(args []string) error {
 	}
 	kv("allocated", strconv.Itoa(n))
 	return nil
+}
+
+// lockOwnFile keeps the pages of this program's file in memory (mlock, within
+// RLIMIT_MEMLOCK; best effort) and returns how many bytes it locked. At a
+// cgroup's memory limit without swap, the kernel's reclaim would otherwise
+// evict them and the process fault them back in, over and over, before the OOM
+// killer ends it: in a kvm guest, whose app roots are 9p under TCG, that took
+// up to 12 minutes. With them locked, alloc meets the limit at once.
+func lockOwnFile() int {
+	exe, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return 0
+	}
+	maps, err := os.ReadFile("/proc/self/maps")
+	if err != nil {
+		return 0
+	}
+	locked := 0
+	for _, line := range strings.Split(string(maps), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || f[5] != exe {
+			continue
+		}
+		lo, hi, _ := strings.Cut(f[0], "-")
+		start, err1 := strconv.ParseUint(lo, 16, 64)
+		end, err2 := strconv.ParseUint(hi, 16, 64)
+		if err1 != nil || err2 != nil || end <= start {
+			continue
+		}
+		if _, _, e := syscall.Syscall(syscall.SYS_MLOCK, uintptr(start), uintptr(end-start), 0); e == 0 {
+			locked += int(end - start)
+		}
+	}
+	return locked
 }
 
 // stage1Paths are what a stage1 rootfs holds that an app must never reach:
