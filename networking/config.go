@@ -37,6 +37,10 @@ type builtinOptions struct {
 	ipamDir  string // host-local leases
 	ports    bool   // the pod forwards ports: chain portmap
 	firewall bool   // the host's FORWARD policy drops: chain the firewall plugin
+	// noProbe: do not ask iptables for the FORWARD policy (firewall stays
+	// as given). Check's way: an iptables run per `skiff run` for a
+	// plugin Setup checks again anyway.
+	noProbe bool
 }
 
 // builtin returns the conflist of a built-in network.
@@ -116,7 +120,7 @@ func loadNetworks(names, confDirs []string, bo builtinOptions) ([]netConfig, err
 	for _, name := range names {
 		c, ok := found[name]
 		if !ok {
-			if name == NetDefault && !bo.firewall {
+			if name == NetDefault && !bo.firewall && !bo.noProbe {
 				bo.firewall = forwardDrops()
 			}
 			b, isBuiltin := builtin(name, bo)

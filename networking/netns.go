@@ -161,6 +161,37 @@ func observedResult(path, ifName, cniVersion string) types.Result {
 	return v
 }
 
+// linkHasAddrs tells whether the namespace bound at path has a link ifName
+// that holds every address of ips.
+func linkHasAddrs(path, ifName string, ips []netip.Prefix) bool {
+	if len(ips) == 0 {
+		return false
+	}
+	has := false
+	_ = ns.WithNetNSPath(path, func(ns.NetNS) error {
+		l, err := netlink.LinkByName(ifName)
+		if err != nil {
+			return err
+		}
+		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			return err
+		}
+		held := map[netip.Addr]bool{}
+		for _, a := range addrs {
+			if ip, ok := netip.AddrFromSlice(a.IP); ok {
+				held[ip.Unmap()] = true
+			}
+		}
+		has = true
+		for _, p := range ips {
+			has = has && held[p.Addr().Unmap()]
+		}
+		return nil
+	})
+	return has
+}
+
 // SetSysctl writes value to the network sysctl key (dotted, "net.ipv4.X") in
 // the network namespace bound at path, from a thread that joins it for the
 // write (its /proc/sys/net is that namespace's).

@@ -52,7 +52,9 @@ type Request struct {
 
 // Check tells, without changing anything, whether Setup would find the
 // networks n names and their plugins: stage0 calls it to refuse a bad --net
-// before it writes a pod.
+// before it writes a pod. The default network's firewall plugin, which Setup
+// adds when the host's FORWARD policy drops, is not checked here (asking
+// iptables costs ~5 ms a run): Setup refuses its absence.
 func Check(n Net, confDirs, pluginDirs []string) error {
 	if n.Mode != ModeCNI {
 		return nil
@@ -61,7 +63,7 @@ func Check(n Net, confDirs, pluginDirs []string) error {
 	for i, a := range n.Networks {
 		names[i] = a.Name
 	}
-	confs, err := loadNetworks(names, confDirs, builtinOptions{})
+	confs, err := loadNetworks(names, confDirs, builtinOptions{noProbe: true})
 	if err != nil {
 		return err
 	}
@@ -81,6 +83,9 @@ type Result struct {
 	NetNS    string          `json:"netns"` // bind-mounted namespace: join it by path
 	Networks []NetworkResult `json:"networks"`
 	reserved []io.Closer     // the forwarded host ports, bound so nobody else takes them
+	// setUp: Setup returned this Result (every ADD completed, in this
+	// process); torn: its Teardown has begun. See Result.Teardown.
+	setUp, torn bool
 }
 
 // Release gives up the host ports the pod holds (as podman's conmon does, the
@@ -221,7 +226,7 @@ func Setup(ctx context.Context, req Request) (_ *Result, err error) {
 	}
 	defer func() {
 		if err != nil {
-			if cerr := teardown(context.WithoutCancel(ctx), req.StateDir, st, req.Log); cerr != nil {
+			if cerr := teardown(context.WithoutCancel(ctx), req.StateDir, st, req.Log, false); cerr != nil {
 				err = fmt.Errorf("%w; undoing it also failed, 'skiff gc' retries: %v", err, cerr)
 			}
 		}
@@ -254,6 +259,7 @@ func Setup(ctx context.Context, req Request) (_ *Result, err error) {
 	if err := st.write(req.StateDir); err != nil {
 		return nil, err
 	}
+	res.setUp = true
 	return res, nil
 }
 
@@ -270,7 +276,30 @@ func Teardown(ctx context.Context, stateDir string) error {
 	if err != nil {
 		return err
 	}
-	return teardown(ctx, stateDir, st, io.Discard)
+	return teardown(ctx, stateDir, st, io.Discard, false)
+}
+
+// Teardown is the package-level Teardown for the process that set the
+// network up, which knows more: every ADD completed (none can outlive it and
+// add after the DEL) and, the first time, no DEL has run before. A DEL that
+// then succeeds in the pod's namespace, with the ADD's result cached, has
+// removed what its plugins added (a masquerading plugin removes its rule and
+// chain by the link's addresses), so the search for leftovers
+// (dropMasqLeftovers: two iptables runs a network) is skipped; any other
+// time it runs, as after a crash.
+func (r *Result) Teardown(ctx context.Context, stateDir string) error {
+	st, err := readState(stateDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	first := r != nil && r.setUp && !r.torn
+	if r != nil {
+		r.torn = true
+	}
+	return teardown(ctx, stateDir, st, io.Discard, first)
 }
 
 // Load reads the result of a Setup from stateDir (for status).
@@ -288,7 +317,12 @@ func Load(stateDir string) (*Result, error) {
 	return res, nil
 }
 
-func teardown(ctx context.Context, stateDir string, st *state, log io.Writer) error {
+// sweepMasq is dropMasqLeftovers (a variable for the tests).
+var sweepMasq = dropMasqLeftovers
+
+// teardown undoes what st records. first: the caller set the network up
+// itself and this is its first teardown (Result.Teardown).
+func teardown(ctx context.Context, stateDir string, st *state, log io.Writer, first bool) error {
 	cni := newCNI(stateDir, st.PluginDirs, log)
 	netns := st.NetNS
 	if !netNSExists(netns) {
@@ -310,9 +344,13 @@ func teardown(ctx context.Context, stateDir string, st *state, log io.Writer) er
 		if err == nil {
 			rt := st.runtimeConf(a)
 			rt.NetNS = netns
-			if cached, _ := cni.GetNetworkListCachedResult(l, rt); cached == nil && netns != "" {
+			cached, _ := cni.GetNetworkListCachedResult(l, rt)
+			if cached == nil && netns != "" {
 				l = withPrevResult(l, observedResult(netns, a.IfName, l.CNIVersion))
 			}
+			// The plugins' DEL finds what to remove by the link's
+			// addresses, which the pod's root may have changed.
+			intact := first && netns != "" && cached != nil && a.Result != nil && linkHasAddrs(netns, a.IfName, a.Result.IPs)
 			err = cni.DelNetworkList(ctx, l, rt)
 			if err != nil && masqChainGone(err) {
 				fmt.Fprintf(log, "network %q: %v (already removed: taken as done)\n", a.Name, err)
@@ -324,10 +362,14 @@ func teardown(ctx context.Context, stateDir string, st *state, log io.Writer) er
 			// masquerade rule by; and even with both, a DEL after one cut
 			// short finds the link gone, takes that for done and leaves
 			// the rule and chain (bridge and ptp take the addresses from
-			// the link). So this runs after every DEL: two iptables -S
-			// when nothing is left.
-			if merr := dropMasqLeftovers(a.Name, st.PodUUID, a.Config); err == nil {
-				err = merr
+			// the link). So this runs after every DEL (two iptables -S when
+			// nothing is left) but the first DEL of the process that set
+			// the network up, with its result cached and the pod's link
+			// still holding the addresses the ADD gave it.
+			if !intact || err != nil {
+				if merr := sweepMasq(a.Name, st.PodUUID, a.Config); err == nil {
+					err = merr
+				}
 			}
 		}
 		if err != nil {

@@ -344,8 +344,6 @@ func copyUnits(from, to string) error {
 	return nil
 }
 
-// startAgent starts the pod agent and waits until it serves the apps'
-// stdio (it closes its end of a pipe then).
 // readOnlyRoot makes the guest's root (the stage1's files: systemd, the
 // units, app-exec and app-exited, which systemd runs as root) read-only, as
 // the default flavor's pod has it; /tmp gets a tmpfs (systemd mounts /run),
@@ -360,6 +358,8 @@ func readOnlyRoot() error {
 	return nil
 }
 
+// startAgent starts the pod agent and waits until it serves the apps'
+// stdio (it closes its end of a pipe then).
 func startAgent() error {
 	r, w, err := os.Pipe()
 	if err != nil {

@@ -163,7 +163,10 @@ func (n *Net) Teardown() error {
 		return nil
 	}
 	defer n.Result.Release()
-	return TeardownDir(".")
+	if err := n.Result.Teardown(context.Background(), abs(StateDir)); err != nil {
+		return fmt.Errorf("tear the pod's network down: %w", err)
+	}
+	return nil
 }
 
 // TeardownDir undoes the CNI setup of the pod whose directory is podDir, from
