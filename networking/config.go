@@ -46,7 +46,8 @@ type builtinOptions struct {
 // builtin returns the conflist of a built-in network.
 //
 //   - default: ptp veth, host-local in DefaultSubnet, a default route,
-//     masquerade (ipMasq); port forwarding (portmap with snat, so 127.0.0.1
+//     masquerade (SKIFF-MASQ for the subnet, not the plugin's ipMasq:
+//     subnetmasq.go); port forwarding (portmap with snat, so 127.0.0.1
 //     works) when the pod forwards ports; the firewall plugin (accepts the
 //     pod's traffic in FORWARD) when the host's FORWARD policy is DROP.
 //   - default-restricted: ptp, host-local in DefaultRestrictedSubnet, no
@@ -63,7 +64,8 @@ func builtin(name string, o builtinOptions) ([]byte, bool) {
 	var plugins []any
 	switch name {
 	case NetDefault:
-		plugins = []any{map[string]any{"type": "ptp", "ipMasq": true, "ipam": ipam(DefaultSubnet, map[string]string{"dst": "0.0.0.0/0"})}}
+		// Masqueraded by SKIFF-MASQ for the whole subnet (subnetmasq.go).
+		plugins = []any{map[string]any{"type": "ptp", "ipMasq": false, "ipam": ipam(DefaultSubnet, map[string]string{"dst": "0.0.0.0/0"})}}
 		if o.firewall {
 			plugins = append(plugins, map[string]any{"type": "firewall", "backend": "iptables"})
 		}

@@ -157,10 +157,19 @@ var localnetGuard = []string{
 	"iptables-save -A " + LocalnetChain + ` ! -s 127.0.0.0/8 -d 127.0.0.0/8 ! -i lo -m comment --comment "skiff: pods must not reach host loopback, CVE-2020-8558" -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT -j DROP`,
 }
 
+// The default network's masquerade of subnetmasq.go, as iptables-save
+// prints it: it stays, on purpose, once a pod used the built-in default.
+var subnetMasq = []string{
+	`iptables-save -A POSTROUTING -s 172.16.28.0/24 -m comment --comment "skiff: default network masquerade" -j SKIFF-MASQ`,
+	`iptables-save -A SKIFF-MASQ ! -d 224.0.0.0/4 -m comment --comment "skiff: default network masquerade" -j MASQUERADE`,
+	`iptables-save -A SKIFF-MASQ -d 172.16.28.0/24 -m comment --comment "skiff: default network masquerade" -j ACCEPT`,
+}
+
 // checkNoLeaks compares the host with before; shared CNI chains created on
 // first use (CNI-HOSTPORT-*, CNI-FORWARD, CNI-ADMIN) may stay, as they do
-// for every CNI runtime, and so may skiff's SKIFF-LOCALNET guard, but only
-// as exactly localnetGuard: one jump from INPUT and the one rule, no copies.
+// for every CNI runtime, and so may skiff's SKIFF-LOCALNET guard and
+// SKIFF-MASQ masquerade, but only as exactly localnetGuard and subnetMasq:
+// one jump and their rules, no copies.
 func (e *testEnv) checkNoLeaks(before snapshot) {
 	t := e.t
 	t.Helper()
@@ -172,7 +181,7 @@ func (e *testEnv) checkNoLeaks(before snapshot) {
 	}
 	shared := func(c string) bool {
 		return strings.Contains(c, "CNI-HOSTPORT-") || strings.HasSuffix(c, "CNI-FORWARD") || strings.HasSuffix(c, "CNI-ADMIN") ||
-			c == "iptables-save "+LocalnetChain
+			c == "iptables-save "+LocalnetChain || c == "iptables-save "+MasqChain
 	}
 	diff := func(what string, b, a []string, ignore func(string) bool) {
 		for _, x := range a {
@@ -185,7 +194,7 @@ func (e *testEnv) checkNoLeaks(before snapshot) {
 	diff("netns file", before.netns, after.netns, nil)
 	diff("iptables chain", before.chains, after.chains, shared)
 	diff("iptables rule", before.rules, after.rules, func(r string) bool {
-		if slices.Contains(localnetGuard, r) {
+		if slices.Contains(localnetGuard, r) || slices.Contains(subnetMasq, r) {
 			return true
 		}
 		for _, s := range []string{"-A CNI-HOSTPORT-MASQ ", "-A CNI-HOSTPORT-SETMARK ", "-j CNI-HOSTPORT-DNAT",
@@ -206,6 +215,17 @@ func (e *testEnv) checkNoLeaks(before snapshot) {
 	if len(guard) > 0 && !slices.Equal(guard, localnetGuard) {
 		t.Errorf("the %s guard is not exactly\n\t%s\nbut\n\t%s", LocalnetChain,
 			strings.Join(localnetGuard, "\n\t"), strings.Join(guard, "\n\t"))
+	}
+	var masq []string
+	for _, r := range after.rules {
+		if strings.Contains(r, MasqChain) {
+			masq = append(masq, r)
+		}
+	}
+	slices.Sort(masq)
+	if len(masq) > 0 && !slices.Equal(masq, subnetMasq) {
+		t.Errorf("the %s masquerade is not exactly\n\t%s\nbut\n\t%s", MasqChain,
+			strings.Join(subnetMasq, "\n\t"), strings.Join(masq, "\n\t"))
 	}
 	diff("IPAM lease", before.leases, after.leases, nil)
 	diff("nsfs mount", before.mounts, after.mounts, nil)

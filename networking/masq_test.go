@@ -53,19 +53,30 @@ func TestMasqFamilies(t *testing.T) {
 	}
 }
 
+// masqNet writes a network of the user's whose plugin masquerades each pod
+// (ptp with ipMasq, as the built-in default did before SKIFF-MASQ) and
+// returns its name.
+func (e *testEnv) masqNet() string {
+	e.writeConf("30-masq.conflist", `{"cniVersion":"1.0.0","name":"masq","plugins":[
+	  {"type":"ptp","ipMasq":true,
+	   "ipam":{"type":"host-local","subnet":"10.199.8.0/24","dataDir":"`+e.base.IPAMDir+`","routes":[{"dst":"0.0.0.0/0"}]}}]}`)
+	return "masq"
+}
+
 // A pod whose ADD completed but was not recorded (its caller died first) and
 // whose netns is gone: the ptp plugin's DEL then knows no address and leaves
 // the masquerade rule and chain it added; teardown removes them by name and
 // pod (newEnv's leak check sees them otherwise).
 func TestTeardownDropsMasqTheDelCannotSee(t *testing.T) {
 	e := newEnv(t)
-	r := e.request(NetDefault)
+	net := e.masqNet()
+	r := e.request(net)
 	if _, err := Setup(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}
 	// The names are the plugin's own: its chain, and its rule that jumps
 	// there with its comment.
-	chain := masqChain(NetDefault, r.PodUUID)
+	chain := masqChain(net, r.PodUUID)
 	if err := exec.Command("iptables", "-w", "-t", "nat", "-S", chain).Run(); err != nil {
 		t.Fatalf("the plugin made no chain %s: %v", chain, err)
 	}
@@ -76,12 +87,12 @@ func TestTeardownDropsMasqTheDelCannotSee(t *testing.T) {
 	found := false
 	for _, l := range strings.Split(string(rules), "\n") {
 		args, _ := splitRule(l)
-		if slices.Contains(args, chain) && slices.Contains(args, masqComment(NetDefault, r.PodUUID)) {
+		if slices.Contains(args, chain) && slices.Contains(args, masqComment(net, r.PodUUID)) {
 			found = true
 		}
 	}
 	if !found {
-		t.Fatalf("no POSTROUTING rule jumps to %s with comment %s:\n%s", chain, masqComment(NetDefault, r.PodUUID), rules)
+		t.Fatalf("no POSTROUTING rule jumps to %s with comment %s:\n%s", chain, masqComment(net, r.PodUUID), rules)
 	}
 	st := forgetAdd(t, r.StateDir)
 	if err := removeNetNS(st.NetNS); err != nil {
@@ -102,7 +113,8 @@ func TestTeardownDropsMasqTheDelCannotSee(t *testing.T) {
 // removes the rule and chain by name and pod.
 func TestTeardownDropsMasqAfterADelCutShort(t *testing.T) {
 	e := newEnv(t)
-	r := e.request(NetDefault)
+	net := e.masqNet()
+	r := e.request(net)
 	if _, err := Setup(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +128,7 @@ func TestTeardownDropsMasqAfterADelCutShort(t *testing.T) {
 	if b, err := exec.Command("nsenter", "--net="+st.NetNS, "ip", "link", "del", st.Networks[0].IfName).CombinedOutput(); err != nil {
 		t.Fatalf("removing the pod's link: %v: %s", err, b)
 	}
-	chain := masqChain(NetDefault, r.PodUUID)
+	chain := masqChain(net, r.PodUUID)
 	if err := Teardown(context.Background(), r.StateDir); err != nil {
 		t.Fatal(err)
 	}

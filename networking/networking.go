@@ -213,6 +213,13 @@ func Setup(ctx context.Context, req Request) (_ *Result, err error) {
 			return nil, &PortError{Port: req.Ports[0], Err: fmt.Errorf("cannot install the %s rule that keeps pods off the host's loopback: %w; check that iptables works", LocalnetChain, err)}
 		}
 	}
+	for i, c := range confs {
+		if names[i] == NetDefault && c.source == "built-in" {
+			if err := ensureSubnetMasq(DefaultSubnet); err != nil {
+				return nil, &NetworkError{Network: NetDefault, Err: fmt.Errorf("cannot install the %s rules that masquerade %s: %w; check that iptables works", MasqChain, DefaultSubnet, err)}
+			}
+		}
+	}
 	if err := os.MkdirAll(req.StateDir, 0o755); err != nil {
 		return nil, err
 	}

@@ -7,7 +7,8 @@ import (
 )
 
 // The process that set a pod's network up tears it down without searching
-// iptables for leftovers when its DEL could see everything the ADD made; when
+// iptables for leftovers when its DEL could see everything the ADD made (on a
+// network whose plugin masquerades each pod: masqNet); when
 // the pod's root changed its link (its addresses, by which the plugins' DEL
 // finds the masquerade rule, or the link itself), it searches, and nothing of
 // the pod stays either way (newEnv's leak check).
@@ -24,7 +25,7 @@ func TestResultTeardownSweepsOnlyWhenItMust(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
-			r := e.request(NetDefault)
+			r := e.request(e.masqNet())
 			res, err := Setup(context.Background(), r)
 			if err != nil {
 				t.Fatalf("Setup: %v", err)

@@ -8,9 +8,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // netLeaks lists per-pod network state left on the host for these pods: veth
@@ -72,6 +75,72 @@ func TestDefaultNetwork(t *testing.T) {
 	r = e.ok(e.runArgs("--net=default-restricted", e.image("busybox"), "--", "/bin/sh", "-c", "ip -4 -o addr show eth0; ip route | grep -c ^default; true")...)
 	if !strings.Contains(r.stdout, "172.16.29.") || !strings.HasSuffix(r.stdout, "0\n") {
 		t.Errorf("default-restricted: %s", r.stdout)
+	}
+}
+
+// A pod on the default network reaches a host beyond this one (a netns
+// behind a veth of its own, with no route back to the pods' subnet) as this
+// host: the SKIFF-MASQ masquerade of the default subnet.
+func TestDefaultNetworkMasqueradesToTheWorld(t *testing.T) {
+	e := newEnv(t)
+	name := fmt.Sprintf("skiffmq%d", os.Getpid()%100000)
+	hostEnd, remoteEnd := name+"h", name+"r"
+	ip := func(args ...string) {
+		t.Helper()
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v: %s", args, err, out)
+		}
+	}
+	ip("netns", "add", name)
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
+	ip("link", "add", hostEnd, "type", "veth", "peer", "name", remoteEnd, "netns", name)
+	t.Cleanup(func() { _ = exec.Command("ip", "link", "del", hostEnd).Run() })
+	ip("addr", "add", "198.51.100.1/30", "dev", hostEnd)
+	ip("link", "set", hostEnd, "up")
+	ip("-n", name, "addr", "add", "198.51.100.2/30", "dev", remoteEnd)
+	ip("-n", name, "link", "set", remoteEnd, "up")
+	// The remote host's server, in its netns: it answers with the address
+	// the connection came from.
+	var l net.Listener
+	func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		self, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer self.Close()
+		remote, err := os.Open("/run/netns/" + name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer remote.Close()
+		if err := unix.Setns(int(remote.Fd()), unix.CLONE_NEWNET); err != nil {
+			t.Fatal(err)
+		}
+		l, err = net.Listen("tcp", "198.51.100.2:0")
+		if err := unix.Setns(int(self.Fd()), unix.CLONE_NEWNET); err != nil {
+			panic(err) // this thread must not go back to the pool in the remote netns
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}()
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			fmt.Fprintf(c, "FROM %s\n", c.RemoteAddr().(*net.TCPAddr).IP)
+			c.Close()
+		}
+	}()
+	r := e.ok(e.runArgs(e.image("busybox"), "--", "/bin/sh", "-c",
+		fmt.Sprintf("nc -w 5 198.51.100.2 %d </dev/null", l.Addr().(*net.TCPAddr).Port))...)
+	if !strings.Contains(r.stdout, "FROM 198.51.100.1\n") {
+		t.Errorf("the pod's connection to a remote host: %q, want it to come FROM 198.51.100.1 (masqueraded)", r.stdout)
 	}
 }
 
