@@ -34,26 +34,29 @@ const MasqChain = "SKIFF-MASQ"
 
 const subnetMasqComment = "skiff: default network masquerade"
 
-// subnetMasqRules are the rules of MasqChain for subnet, then its jump from
-// POSTROUTING: each the chain's name and the rule's arguments.
-func subnetMasqRules(subnet string) [][]string {
+// subnetMasqRules are the rules of chain (MasqChain) for subnet, then its
+// jump from POSTROUTING: each the chain's name and the rule's arguments.
+func subnetMasqRules(chain, subnet string) [][]string {
 	c := []string{"-m", "comment", "--comment", subnetMasqComment}
 	return [][]string{
-		append([]string{MasqChain, "-d", subnet}, append(c, "-j", "ACCEPT")...),
-		append([]string{MasqChain, "!", "-d", "224.0.0.0/4"}, append(c, "-j", "MASQUERADE")...),
-		append([]string{"POSTROUTING", "-s", subnet}, append(c, "-j", MasqChain)...),
+		append([]string{chain, "-d", subnet}, append(c, "-j", "ACCEPT")...),
+		append([]string{chain, "!", "-d", "224.0.0.0/4"}, append(c, "-j", "MASQUERADE")...),
+		append([]string{"POSTROUTING", "-s", subnet}, append(c, "-j", chain)...),
 	}
 }
 
 // ensureSubnetMasq installs MasqChain for subnet and its jump if any of it is
 // missing.
-func ensureSubnetMasq(subnet string) error {
-	rules := subnetMasqRules(subnet)
+func ensureSubnetMasq(subnet string) error { return ensureMasq(MasqChain, subnet) }
+
+// ensureMasq is ensureSubnetMasq with the chain's name (the tests' own).
+func ensureMasq(chain, subnet string) error {
+	rules := subnetMasqRules(chain, subnet)
 	// The common case: two iptables runs (POSTROUTING and the chain, not
 	// the whole nat table, which on a Kubernetes node is thousands of rules).
 	post, err1 := xtables("iptables", "-t", "nat", "-S", "POSTROUTING")
-	chain, err2 := xtables("iptables", "-t", "nat", "-S", MasqChain)
-	if err1 == nil && err2 == nil && hasRules(string(post)+"\n"+string(chain), rules) {
+	listed, err2 := xtables("iptables", "-t", "nat", "-S", chain)
+	if err1 == nil && err2 == nil && hasRules(string(post)+"\n"+string(listed), rules) {
 		return nil
 	}
 	if err := os.MkdirAll(filepath.Dir(localnetLock), 0o711); err != nil {
@@ -67,8 +70,8 @@ func ensureSubnetMasq(subnet string) error {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		return err
 	}
-	if _, err := xtables("iptables", "-t", "nat", "-S", MasqChain); err != nil {
-		if _, err := xtables("iptables", "-t", "nat", "-N", MasqChain); err != nil {
+	if _, err := xtables("iptables", "-t", "nat", "-S", chain); err != nil {
+		if _, err := xtables("iptables", "-t", "nat", "-N", chain); err != nil {
 			return err
 		}
 	}

@@ -7,13 +7,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/vishvananda/netlink"
 )
 
 func TestHasRules(t *testing.T) {
-	rules := subnetMasqRules("172.16.28.0/24")
+	rules := subnetMasqRules(MasqChain, "172.16.28.0/24")
 	listing := `-P POSTROUTING ACCEPT
 -N SKIFF-MASQ
 -A POSTROUTING -s 10.0.0.0/8 -j MASQUERADE
@@ -48,6 +50,66 @@ func TestHasRules(t *testing.T) {
 	} {
 		if hasRules(missing, rules) {
 			t.Errorf("found in a listing without them:\n%s", missing)
+		}
+	}
+}
+
+// Concurrent Setups on the default network (goroutines: the flock is per
+// open file, so they contend as processes do) add the chain's rules and the
+// jump once each, and a chain emptied by hand is filled again. A chain and a
+// subnet of the test's own stand in for SKIFF-MASQ's.
+func TestSubnetMasqOnceUnderConcurrency(t *testing.T) {
+	requireRoot(t)
+	chain, subnet := fmt.Sprintf("SKIFF-MQTEST-%d", os.Getpid()), "198.18.7.0/24"
+	nat := func(args ...string) error {
+		_, err := xtables("iptables", append([]string{"-t", "nat"}, args...)...)
+		return err
+	}
+	t.Cleanup(func() {
+		for nat("-D", "POSTROUTING", "-s", subnet, "-m", "comment", "--comment", subnetMasqComment, "-j", chain) == nil {
+		}
+		_ = nat("-F", chain)
+		_ = nat("-X", chain)
+	})
+	count := func() (jumps, rules int) {
+		out, err := exec.Command("iptables", "-w", "-t", "nat", "-S").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(out), "\n") {
+			switch {
+			case strings.HasPrefix(l, "-A POSTROUTING ") && strings.HasSuffix(l, "-j "+chain):
+				jumps++
+			case strings.HasPrefix(l, "-A "+chain+" "):
+				rules++
+			}
+		}
+		return jumps, rules
+	}
+	for round := 0; round < 3; round++ {
+		if round == 2 {
+			if err := nat("-F", chain); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 8)
+		for i := 0; i < 8; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- ensureMasq(chain, subnet)
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if jumps, rules := count(); jumps != 1 || rules != 2 {
+			t.Errorf("round %d: %d jumps to %s and %d rules in it, want 1 and 2", round, jumps, chain, rules)
 		}
 	}
 }
