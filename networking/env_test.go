@@ -205,27 +205,21 @@ func (e *testEnv) checkNoLeaks(before snapshot) {
 		}
 		return false
 	})
-	var guard []string
-	for _, r := range after.rules {
-		if strings.Contains(r, LocalnetChain) {
-			guard = append(guard, r)
+	for _, c := range []struct {
+		chain string
+		want  []string
+	}{{LocalnetChain, localnetGuard}, {MasqChain, subnetMasq}} {
+		var got []string
+		for _, r := range after.rules {
+			if strings.Contains(r, c.chain) {
+				got = append(got, r)
+			}
 		}
-	}
-	slices.Sort(guard)
-	if len(guard) > 0 && !slices.Equal(guard, localnetGuard) {
-		t.Errorf("the %s guard is not exactly\n\t%s\nbut\n\t%s", LocalnetChain,
-			strings.Join(localnetGuard, "\n\t"), strings.Join(guard, "\n\t"))
-	}
-	var masq []string
-	for _, r := range after.rules {
-		if strings.Contains(r, MasqChain) {
-			masq = append(masq, r)
+		slices.Sort(got)
+		if len(got) > 0 && !slices.Equal(got, c.want) {
+			t.Errorf("the rules of %s are not exactly\n\t%s\nbut\n\t%s", c.chain,
+				strings.Join(c.want, "\n\t"), strings.Join(got, "\n\t"))
 		}
-	}
-	slices.Sort(masq)
-	if len(masq) > 0 && !slices.Equal(masq, subnetMasq) {
-		t.Errorf("the %s masquerade is not exactly\n\t%s\nbut\n\t%s", MasqChain,
-			strings.Join(subnetMasq, "\n\t"), strings.Join(masq, "\n\t"))
 	}
 	diff("IPAM lease", before.leases, after.leases, nil)
 	diff("nsfs mount", before.mounts, after.mounts, nil)

@@ -50,6 +50,13 @@ func ensureLocalnetGuard() error {
 // ensureGuard installs chain with localnetRule, jumped to first from
 // INPUT, each exactly once however many Setups run at the same time.
 func ensureGuard(chain string) error {
+	return withRulesLock(func() error { return addGuard(chain) })
+}
+
+// withRulesLock runs fn holding localnetLock, which serializes the
+// check-then-add of skiff's host-wide rules (SKIFF-LOCALNET, SKIFF-MASQ)
+// between processes.
+func withRulesLock(fn func() error) error {
 	// 0711 as stage1 keeps it: a pod with private users walks through it.
 	if err := os.MkdirAll(filepath.Dir(localnetLock), 0o711); err != nil {
 		return err
@@ -62,6 +69,10 @@ func ensureGuard(chain string) error {
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		return err
 	}
+	return fn()
+}
+
+func addGuard(chain string) error {
 	if iptables("-S", chain) != nil {
 		if err := iptables("-N", chain); err != nil {
 			return err

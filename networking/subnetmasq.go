@@ -1,12 +1,8 @@
 package networking
 
 import (
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // The built-in default network's traffic to the world is masqueraded by one
@@ -59,31 +55,22 @@ func ensureMasq(chain, subnet string) error {
 	if err1 == nil && err2 == nil && hasRules(string(post)+"\n"+string(listed), rules) {
 		return nil
 	}
-	if err := os.MkdirAll(filepath.Dir(localnetLock), 0o711); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(localnetLock, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
-		return err
-	}
-	if _, err := xtables("iptables", "-t", "nat", "-S", chain); err != nil {
-		if _, err := xtables("iptables", "-t", "nat", "-N", chain); err != nil {
-			return err
+	return withRulesLock(func() error {
+		if _, err := xtables("iptables", "-t", "nat", "-S", chain); err != nil {
+			if _, err := xtables("iptables", "-t", "nat", "-N", chain); err != nil {
+				return err
+			}
 		}
-	}
-	for _, r := range rules { // the jump last: no packet reaches a half-made chain
-		if _, err := xtables("iptables", append([]string{"-t", "nat", "-C"}, r...)...); err == nil {
-			continue
+		for _, r := range rules { // the jump last: no packet reaches a half-made chain
+			if _, err := xtables("iptables", append([]string{"-t", "nat", "-C"}, r...)...); err == nil {
+				continue
+			}
+			if _, err := xtables("iptables", append([]string{"-t", "nat", "-A"}, r...)...); err != nil {
+				return err
+			}
 		}
-		if _, err := xtables("iptables", append([]string{"-t", "nat", "-A"}, r...)...); err != nil {
-			return err
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // hasRules tells whether `iptables -S` output holds each of rules (a chain
