@@ -36,11 +36,7 @@ var ErrPluginNotFound = errors.New("plugin not found")
 type builtinOptions struct {
 	ipamDir  string // host-local leases
 	ports    bool   // the pod forwards ports: chain portmap
-	firewall bool   // the host's FORWARD policy drops: chain the firewall plugin
-	// noProbe: do not ask iptables for the FORWARD policy (firewall stays
-	// as given). Check's way: an iptables run per `skiff run` for a
-	// plugin Setup checks again anyway.
-	noProbe bool
+	firewall bool   // the host's FORWARD policy drops: chain the firewall plugin (Setup's prepareDefault asks)
 }
 
 // builtin returns the conflist of a built-in network.
@@ -122,9 +118,6 @@ func loadNetworks(names, confDirs []string, bo builtinOptions) ([]netConfig, err
 	for _, name := range names {
 		c, ok := found[name]
 		if !ok {
-			if name == NetDefault && !bo.firewall && !bo.noProbe {
-				bo.firewall = forwardDrops()
-			}
 			b, isBuiltin := builtin(name, bo)
 			if !isBuiltin {
 				return nil, &NetworkError{Network: name, Err: fmt.Errorf("%w: no .conflist or .conf named %q in %s and no built-in one (built-in: %s, %s)",

@@ -182,3 +182,52 @@ func TestSetSysctlOnlyNetworkKeys(t *testing.T) {
 		}
 	}
 }
+
+// Setup chains the firewall plugin to the built-in default network when the
+// host's FORWARD policy drops, and refuses the network when that plugin is
+// missing; a conflist of the user's named default is left as it is.
+func TestPrepareDefaultAddsTheFirewallWhenForwardDrops(t *testing.T) {
+	forwardPolicyDrops = func() bool { return true }
+	defer func() { forwardPolicyDrops = forwardDrops }()
+	plugins := func(confs []netConfig) (types []string) {
+		for _, p := range confs[0].list.Plugins {
+			types = append(types, p.Network.Type)
+		}
+		return types
+	}
+	fakePlugins := func(names ...string) string {
+		dir := t.TempDir()
+		for _, p := range names {
+			if err := os.WriteFile(filepath.Join(dir, p), []byte("#!/bin/sh\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	load := func(confDirs ...string) []netConfig {
+		confs, err := loadNetworks([]string{NetDefault}, confDirs, builtinOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return confs
+	}
+	confs := load()
+	if err := prepareDefault([]string{NetDefault}, confs, builtinOptions{}, []string{fakePlugins("ptp", "host-local", "firewall")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := plugins(confs); !reflect.DeepEqual(got, []string{"ptp", "firewall"}) {
+		t.Errorf("plugins %v, want ptp and firewall", got)
+	}
+	err := prepareDefault([]string{NetDefault}, load(), builtinOptions{}, []string{fakePlugins("ptp", "host-local")})
+	if !errors.Is(err, ErrPluginNotFound) || !strings.Contains(err.Error(), "firewall") {
+		t.Errorf("without the firewall plugin: %v", err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "10-default.conflist"), []byte(`{"cniVersion":"1.0.0","name":"default","plugins":[{"type":"bridge"}]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	confs = load(dir)
+	if err := prepareDefault([]string{NetDefault}, confs, builtinOptions{}, nil); err != nil || !reflect.DeepEqual(plugins(confs), []string{"bridge"}) {
+		t.Errorf("the user's default: %v, plugins %v", err, plugins(confs))
+	}
+}

@@ -137,20 +137,13 @@ func standInNetNS(path string, ifaces map[string][]netip.Prefix) error {
 func observedResult(path, ifName, cniVersion string) types.Result {
 	r := &current.Result{CNIVersion: current.ImplementedSpecVersion,
 		Interfaces: []*current.Interface{{Name: ifName, Sandbox: path}}}
-	_ = ns.WithNetNSPath(path, func(ns.NetNS) error {
-		l, err := netlink.LinkByName(ifName)
-		if err != nil {
-			return err
+	mac, addrs, _ := linkAddrs(path, ifName)
+	r.Interfaces[0].Mac = mac.String()
+	for _, a := range addrs {
+		if a.IP.IsGlobalUnicast() {
+			r.IPs = append(r.IPs, &current.IPConfig{Interface: current.Int(0), Address: *a.IPNet})
 		}
-		r.Interfaces[0].Mac = l.Attrs().HardwareAddr.String()
-		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
-		for _, a := range addrs {
-			if a.IP.IsGlobalUnicast() {
-				r.IPs = append(r.IPs, &current.IPConfig{Interface: current.Int(0), Address: *a.IPNet})
-			}
-		}
-		return err
-	})
+	}
 	if len(r.IPs) == 0 {
 		return nil
 	}
@@ -164,32 +157,39 @@ func observedResult(path, ifName, cniVersion string) types.Result {
 // linkHasAddrs tells whether the namespace bound at path has a link ifName
 // that holds every address of ips.
 func linkHasAddrs(path, ifName string, ips []netip.Prefix) bool {
-	if len(ips) == 0 {
+	_, addrs, err := linkAddrs(path, ifName)
+	if err != nil || len(ips) == 0 {
 		return false
 	}
-	has := false
-	_ = ns.WithNetNSPath(path, func(ns.NetNS) error {
+	held := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			held[ip.Unmap()] = true
+		}
+	}
+	for _, p := range ips {
+		if !held[p.Addr().Unmap()] {
+			return false
+		}
+	}
+	return true
+}
+
+// linkAddrs reads the hardware address and the addresses of link ifName in
+// the netns at path (what it could read of them, and the first error).
+func linkAddrs(path, ifName string) (net.HardwareAddr, []netlink.Addr, error) {
+	var mac net.HardwareAddr
+	var addrs []netlink.Addr
+	err := ns.WithNetNSPath(path, func(ns.NetNS) error {
 		l, err := netlink.LinkByName(ifName)
 		if err != nil {
 			return err
 		}
-		addrs, err := netlink.AddrList(l, netlink.FAMILY_ALL)
-		if err != nil {
-			return err
-		}
-		held := map[netip.Addr]bool{}
-		for _, a := range addrs {
-			if ip, ok := netip.AddrFromSlice(a.IP); ok {
-				held[ip.Unmap()] = true
-			}
-		}
-		has = true
-		for _, p := range ips {
-			has = has && held[p.Addr().Unmap()]
-		}
-		return nil
+		mac = l.Attrs().HardwareAddr
+		addrs, err = netlink.AddrList(l, netlink.FAMILY_ALL)
+		return err
 	})
-	return has
+	return mac, addrs, err
 }
 
 // SetSysctl writes value to the network sysctl key (dotted, "net.ipv4.X") in

@@ -28,6 +28,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -53,8 +54,8 @@ type Request struct {
 // Check tells, without changing anything, whether Setup would find the
 // networks n names and their plugins: stage0 calls it to refuse a bad --net
 // before it writes a pod. The default network's firewall plugin, which Setup
-// adds when the host's FORWARD policy drops, is not checked here (asking
-// iptables costs ~5 ms a run): Setup refuses its absence.
+// adds when the host's FORWARD policy drops (prepareDefault), is not checked
+// here (asking iptables costs ~5 ms a run): Setup refuses its absence.
 func Check(n Net, confDirs, pluginDirs []string) error {
 	if n.Mode != ModeCNI {
 		return nil
@@ -63,7 +64,7 @@ func Check(n Net, confDirs, pluginDirs []string) error {
 	for i, a := range n.Networks {
 		names[i] = a.Name
 	}
-	confs, err := loadNetworks(names, confDirs, builtinOptions{noProbe: true})
+	confs, err := loadNetworks(names, confDirs, builtinOptions{})
 	if err != nil {
 		return err
 	}
@@ -190,7 +191,8 @@ func Setup(ctx context.Context, req Request) (_ *Result, err error) {
 	for i, a := range req.Networks {
 		names[i] = a.Name
 	}
-	confs, err := loadNetworks(names, req.ConfDirs, builtinOptions{ipamDir: req.IPAMDir, ports: len(req.Ports) > 0})
+	bo := builtinOptions{ipamDir: req.IPAMDir, ports: len(req.Ports) > 0}
+	confs, err := loadNetworks(names, req.ConfDirs, bo)
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +200,9 @@ func Setup(ctx context.Context, req Request) (_ *Result, err error) {
 		if err := checkPlugins(c.list, req.PluginDirs); err != nil {
 			return nil, &NetworkError{Network: names[i], Err: err}
 		}
+	}
+	if err := prepareDefault(names, confs, bo, req.PluginDirs); err != nil {
+		return nil, err
 	}
 	portNet, reserved, err := reservePorts(req.Ports, confs)
 	if err != nil {
@@ -213,11 +218,9 @@ func Setup(ctx context.Context, req Request) (_ *Result, err error) {
 			return nil, &PortError{Port: req.Ports[0], Err: fmt.Errorf("cannot install the %s rule that keeps pods off the host's loopback: %w; check that iptables works", LocalnetChain, err)}
 		}
 	}
-	for i, c := range confs {
-		if names[i] == NetDefault && c.source == "built-in" {
-			if err := ensureSubnetMasq(DefaultSubnet); err != nil {
-				return nil, &NetworkError{Network: NetDefault, Err: fmt.Errorf("cannot install the %s rules that masquerade %s: %w; check that iptables works", MasqChain, DefaultSubnet, err)}
-			}
+	if builtinDefault(names, confs) >= 0 {
+		if err := ensureSubnetMasq(DefaultSubnet); err != nil {
+			return nil, &NetworkError{Network: NetDefault, Err: fmt.Errorf("cannot install the %s rules that masquerade %s: %w; check that iptables works", MasqChain, DefaultSubnet, err)}
 		}
 	}
 	if err := os.MkdirAll(req.StateDir, 0o755); err != nil {
@@ -270,24 +273,50 @@ func Setup(ctx context.Context, req Request) (_ *Result, err error) {
 	return res, nil
 }
 
+// forwardPolicyDrops is forwardDrops (a variable for the tests).
+var forwardPolicyDrops = forwardDrops
+
+// builtinDefault is the index in names of the built-in default network, or
+// -1 (not named, or a conflist of the user's named default).
+func builtinDefault(names []string, confs []netConfig) int {
+	if i := slices.Index(names, NetDefault); i >= 0 && confs[i].source == "built-in" {
+		return i
+	}
+	return -1
+}
+
+// prepareDefault chains the firewall plugin to the built-in default network,
+// if names has it, when the host's FORWARD policy drops (confs gets the
+// network again with it, its plugin checked).
+func prepareDefault(names []string, confs []netConfig, bo builtinOptions, pluginDirs []string) error {
+	i := builtinDefault(names, confs)
+	if i < 0 || !forwardPolicyDrops() {
+		return nil
+	}
+	bo.firewall = true
+	b, _ := builtin(NetDefault, bo)
+	l, err := libcni.NetworkConfFromBytes(b)
+	if err == nil {
+		err = checkPlugins(l, pluginDirs)
+	}
+	if err != nil {
+		return &NetworkError{Network: NetDefault, Err: err}
+	}
+	confs[i].list = l
+	return nil
+}
+
 // Teardown undoes Setup from what StateDir records: CNI DEL for each network
 // in reverse order, then the network namespace. It works after a crash of the
 // process that called Setup, when the namespace is already gone, and when
 // there is nothing to do (no state); running it twice is fine. What fails
 // stays recorded, so a later Teardown retries it.
 func Teardown(ctx context.Context, stateDir string) error {
-	st, err := readState(stateDir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	return teardown(ctx, stateDir, st, io.Discard, false)
+	return (*Result)(nil).Teardown(ctx, stateDir)
 }
 
-// Teardown is the package-level Teardown for the process that set the
-// network up, which knows more: every ADD completed (none can outlive it and
+// Teardown is the package-level Teardown (a nil Result) for the process that
+// set the network up, which knows more: every ADD completed (none can outlive it and
 // add after the DEL) and, the first time, no DEL has run before. A DEL that
 // then succeeds in the pod's namespace, with the ADD's result cached, has
 // removed what its plugins added (a masquerading plugin removes its rule and

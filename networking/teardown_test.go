@@ -15,13 +15,13 @@ import (
 func TestResultTeardownSweepsOnlyWhenItMust(t *testing.T) {
 	for _, c := range []struct {
 		name  string
-		pod   []string // what the pod's root does to its link first (ip ARGS in its netns)
+		pod   [][]string // what the pod's root does to its link first (ip ARGS in its netns)
 		sweep bool
 	}{
 		{"untouched", nil, false},
-		{"addresses flushed", []string{"addr", "flush", "dev", "eth0"}, true},
-		{"link deleted", []string{"link", "del", "eth0"}, true},
-		{"link renamed", []string{"link", "set", "eth0", "name", "eth9"}, true},
+		{"addresses flushed", [][]string{{"addr", "flush", "dev", "eth0"}}, true},
+		{"link deleted", [][]string{{"link", "del", "eth0"}}, true},
+		{"link renamed", [][]string{{"link", "set", "eth0", "down"}, {"link", "set", "eth0", "name", "eth9"}}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newEnv(t)
@@ -30,15 +30,10 @@ func TestResultTeardownSweepsOnlyWhenItMust(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Setup: %v", err)
 			}
-			if c.pod != nil {
-				if c.name == "link renamed" {
-					if out, err := exec.Command("nsenter", "--net="+res.NetNS, "ip", "link", "set", "eth0", "down").CombinedOutput(); err != nil {
-						t.Fatalf("ip link set eth0 down: %v: %s", err, out)
-					}
-				}
-				args := append([]string{"--net=" + res.NetNS, "ip"}, c.pod...)
+			for _, ip := range c.pod {
+				args := append([]string{"--net=" + res.NetNS, "ip"}, ip...)
 				if out, err := exec.Command("nsenter", args...).CombinedOutput(); err != nil {
-					t.Fatalf("ip %v in the pod: %v: %s", c.pod, err, out)
+					t.Fatalf("ip %v in the pod: %v: %s", ip, err, out)
 				}
 			}
 			sweeps := 0
