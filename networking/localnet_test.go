@@ -23,22 +23,7 @@ func TestLocalnetGuardOnceUnderConcurrency(t *testing.T) {
 		_ = iptables("-X", chain)
 	})
 	for round := 0; round < 2; round++ {
-		var wg sync.WaitGroup
-		errs := make(chan error, 8)
-		for i := 0; i < 8; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs <- ensureGuard(chain)
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
+		concurrently(t, 8, func() error { return ensureGuard(chain) })
 	}
 	out, err := exec.Command("iptables-save").Output()
 	if err != nil {
@@ -58,5 +43,26 @@ func TestLocalnetGuardOnceUnderConcurrency(t *testing.T) {
 	}
 	if jumps != 1 || rules != 1 {
 		t.Errorf("%d jumps to %s and %d rules in it, want one each", jumps, chain, rules)
+	}
+}
+
+// concurrently runs fn n times at once and fails t on any error.
+func concurrently(t *testing.T, n int, fn func() error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- fn()
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }

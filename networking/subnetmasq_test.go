@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -92,22 +91,7 @@ func TestSubnetMasqOnceUnderConcurrency(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		var wg sync.WaitGroup
-		errs := make(chan error, 8)
-		for i := 0; i < 8; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs <- ensureMasq(chain, subnet)
-			}()
-		}
-		wg.Wait()
-		close(errs)
-		for err := range errs {
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
+		concurrently(t, 8, func() error { return ensureMasq(chain, subnet) })
 		if jumps, rules := count(); jumps != 1 || rules != 2 {
 			t.Errorf("round %d: %d jumps to %s and %d rules in it, want 1 and 2", round, jumps, chain, rules)
 		}
