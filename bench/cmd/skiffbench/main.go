@@ -27,6 +27,7 @@ func main() {
 	flag.StringVar(&e.Skiff, "skiff", "bin/skiff", "skiff binary")
 	flag.StringVar(&e.Stage1, "stage1", "bin/stage1-default.oci.tar", "stage1 image")
 	flag.StringVar(&e.Busybox, "busybox", "build/images/busybox.oci.tar", "busybox OCI archive")
+	flag.StringVar(&e.Nginx, "nginx", "build/images/nginx.oci.tar", "Debian nginx OCI archive (fetch-nginx; skipped when missing)")
 	flag.StringVar(&e.Cache, "cache", "build/bench", "cache directory (the big image)")
 	flag.StringVar(&e.KVMStage1, "stage1-kvm", "bin/stage1-kvm.oci.tar", "kvm stage1 image (kvm-boot; skipped when missing)")
 	flag.StringVar(&e.KVMInit, "kvminit", "build/bench/kvminit", "static init of kvm-boot's bare QEMU boot (bench/cmd/kvminit)")
@@ -35,7 +36,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "skiffbench: must run as root")
 		os.Exit(2)
 	}
-	for _, p := range []*string{&e.Skiff, &e.Stage1, &e.Busybox, &e.Cache, &e.KVMStage1, &e.KVMInit, out} {
+	for _, p := range []*string{&e.Skiff, &e.Stage1, &e.Busybox, &e.Nginx, &e.Cache, &e.KVMStage1, &e.KVMInit, out} {
 		a, err := filepath.Abs(*p)
 		if err != nil {
 			fatal(err)
@@ -93,7 +94,7 @@ func benchAll(ctx context.Context, e *Env, quick bool, only string) ([]*Result, 
 	var results []*Result
 	// The peers are built only for the scenarios that have peers, the big
 	// image only for those that use it.
-	start := want("run-true") || want("run-net") || want("fetch-big") || want("run-big") || want("first-run-big")
+	start := want("run-true") || want("run-net") || want("fetch-big") || want("fetch-nginx") || want("run-big") || want("first-run-big")
 	many := want(fmt.Sprintf("start-%d", startManyPods)) || want(fmt.Sprintf("stop-%d", startManyPods))
 	if start || many || want("pod-rss") || want("pod-pss") {
 		logf("building shared inputs in %s", e.Tmp)

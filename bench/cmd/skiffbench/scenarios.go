@@ -10,17 +10,18 @@ import (
 type iters struct{ quick, full int }
 
 var (
-	itRunTrue  = iters{5, 30}
-	itRunNet   = iters{5, 20}
-	itList     = iters{3, 10}
-	itGC       = iters{1, 5}
-	itMem      = iters{1, 3}
-	itMany     = iters{1, 3} // start-50: each iteration starts and stops 50 pods per runtime
-	itRunBig   = iters{5, 20}
-	itFetchBig = iters{1, 7} // each well under a second; 3 were too few to see a tenth of one
-	itFirstRun = iters{1, 3}
-	itKVMBoot  = iters{2, 5} // each boot takes seconds under TCG
-	itKVMWarm  = iters{0, 1} // warm-ups after the probe (a full boot already)
+	itRunTrue    = iters{5, 30}
+	itRunNet     = iters{5, 20}
+	itList       = iters{3, 10}
+	itGC         = iters{1, 5}
+	itMem        = iters{1, 3}
+	itMany       = iters{1, 3} // start-50: each iteration starts and stops 50 pods per runtime
+	itRunBig     = iters{5, 20}
+	itFetchBig   = iters{1, 7} // each well under a second; 3 were too few to see a tenth of one
+	itFetchNginx = iters{1, 5} // a second or two each
+	itFirstRun   = iters{1, 3}
+	itKVMBoot    = iters{2, 5} // each boot takes seconds under TCG
+	itKVMWarm    = iters{0, 1} // warm-ups after the probe (a full boot already)
 )
 
 func (i iters) n(quick bool) int {
@@ -64,7 +65,11 @@ func startScenarios(e *Env, quick bool) []*Scenario {
 			{Name: "podman (CNI bridge)", Argv: func(app []string) []string { return e.podmanArgv("", app) }},
 		},
 	}
-	fetchBig := e.fetchScenario(quick)
+	reg := &fetchRegistry{e: e}
+	fetchBig := e.fetchScenario(reg, "fetch-big", e.Big, "big", "~100 MB, 5 layers of random data (gzip stores it), from a loopback registry into an empty store",
+		"", itFetchBig.n(quick))
+	fetchNginx := e.fetchScenario(reg, "fetch-nginx", e.Nginx, "nginx", "Debian's nginx image (55 MB of gzip, 145 MB, 7,000 files), from the same registry",
+		"no "+e.Nginx+": make test-images builds it", itFetchNginx.n(quick))
 	runBig := &Scenario{
 		Name: "run-big", App: appTrue, Probe: probeOK, ProbeWant: marker, Warmup: 1, Iter: itRunBig.n(quick),
 		Note: "image already imported: rendering should not grow with image size",
@@ -89,7 +94,7 @@ func startScenarios(e *Env, quick bool) []*Scenario {
 	}
 	gc := func() { run(context.Background(), []string{e.Skiff, "--dir=" + e.SkiffDir, "gc", "--grace-period=0s"}) }
 	runTrue.After, runNet.After, runBig.After = gc, gc, gc
-	return []*Scenario{runTrue, runNet, fetchBig, runBig, firstRun}
+	return []*Scenario{runTrue, runNet, fetchBig, fetchNginx, runBig, firstRun}
 }
 
 // podScenarios time skiff list and gc over 1,000 exited pods (no peer).

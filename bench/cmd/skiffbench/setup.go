@@ -21,6 +21,7 @@ import (
 type Env struct {
 	Skiff, Stage1 string // bin/skiff, bin/stage1-default.oci.tar
 	Busybox       string // build/images/busybox.oci.tar
+	Nginx         string // build/images/nginx.oci.tar (fetch-nginx; may be missing)
 	KVMStage1     string // bin/stage1-kvm.oci.tar (kvm-boot; may be missing)
 	KVMInit       string // build/bench/kvminit, the bare boot's init (kvm-boot)
 	Big           string // Cache/big.oci.tar (~100 MB, 4 random layers + busybox)
