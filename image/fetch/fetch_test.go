@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/image/reference"
@@ -192,5 +193,43 @@ func TestUnchangedArchiveIsNotReadAgain(t *testing.T) {
 	// Another ref of the same file is not the cached one.
 	if cachedImport(s, mustParse(t, "oci-archive:"+fx.archive+":other")) != nil {
 		t.Fatal("the cache ignored the ref")
+	}
+}
+
+// A layout's layer blob that does not match its digest fails the import,
+// and nothing of that layer stays in the store: its layers are extracted
+// while their blobs are copied, and put in place only once the blob matched.
+func TestLayoutLayerWithWrongContent(t *testing.T) {
+	fx := makeFixture(t)
+	dir := t.TempDir()
+	s, err := store.Open(filepath.Join(dir, "images"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := filepath.Join(t.TempDir(), "L")
+	run(t, "/", "cp", "-a", fx.layout, broken)
+	blobs, _ := filepath.Glob(filepath.Join(broken, "blobs/sha256/*"))
+	var biggest string
+	var size int64
+	for _, b := range blobs {
+		if st, err := os.Stat(b); err == nil && st.Size() > size {
+			biggest, size = b, st.Size()
+		}
+	}
+	data, _ := os.ReadFile(biggest) // busybox's layer
+	data[len(data)/2] ^= 1          // same size, other content
+	os.WriteFile(biggest, data, 0o644)
+	_, err = Import(context.Background(), s, mustParse(t, "oci:"+broken+":latest"), Options{})
+	if err == nil || !strings.Contains(err.Error(), "content has digest") {
+		t.Fatalf("Import: %v, want the blob's digest mismatch", err)
+	}
+	// The image's other layer (etc/gone's removal) may be in place: it matched.
+	layers, _ := filepath.Glob(filepath.Join(dir, "images/layers/sha256/*/bin/busybox"))
+	tmp, _ := os.ReadDir(filepath.Join(dir, "images/tmp"))
+	if len(layers) != 0 || len(tmp) != 0 {
+		t.Errorf("left behind: busybox's layer %q, in tmp/ %v", layers, tmp)
+	}
+	if s.HasBlob(digest.NewDigestFromEncoded(digest.SHA256, filepath.Base(biggest))) {
+		t.Errorf("the wrong blob was stored")
 	}
 }

@@ -8,7 +8,9 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/skiff-project/skiff/image/reference"
 	"github.com/skiff-project/skiff/image/store"
@@ -178,7 +180,9 @@ func selectPlatform(idx ocispec.Index) (ocispec.Descriptor, error) {
 }
 
 // copyImage stores the config and layer blobs of m and extracts each layer
-// not extracted yet. A layer already extracted is not copied at all.
+// not extracted yet, a layer per CPU at once, each while its blob is copied
+// (storeStreaming, as from a registry). A layer already extracted is
+// not copied at all.
 func copyImage(ctx context.Context, s *store.Store, src layoutSource, m ocispec.Manifest) error {
 	if err := copyBlob(s, src, m.Config); err != nil {
 		return err
@@ -194,24 +198,35 @@ func copyImage(ctx context.Context, s *store.Store, src layoutSource, m ocispec.
 	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
 		return fmt.Errorf("config %s lists %d diffIDs for %d layers", m.Config.Digest, len(cfg.RootFS.DiffIDs), len(m.Layers))
 	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(2, runtime.NumCPU()))
 	for i, l := range m.Layers {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		diffID := cfg.RootFS.DiffIDs[i]
-		if _, ok, err := s.LayerDir(diffID); err != nil {
-			return err
-		} else if ok {
-			continue
-		}
-		if err := copyBlob(s, src, l); err != nil {
-			return err
-		}
-		if _, err := s.EnsureLayer(l.Digest, diffID); err != nil {
-			return err
-		}
+		g.Go(func() error {
+			if err := gctx.Err(); err != nil {
+				return err
+			}
+			return copyLayer(s, src, l, cfg.RootFS.DiffIDs[i])
+		})
 	}
-	return nil
+	return g.Wait()
+}
+
+// copyLayer stores the layer blob l and extracts it, unless the store has
+// the layer extracted; from the store's blob if it has that.
+func copyLayer(s *store.Store, src layoutSource, l ocispec.Descriptor, diffID digest.Digest) error {
+	if _, ok, err := s.LayerDir(diffID); err != nil || ok {
+		return err
+	}
+	if s.HasBlob(l.Digest) {
+		_, err := s.EnsureLayer(l.Digest, diffID)
+		return err
+	}
+	f, err := openBlob(src, l)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return storeStreaming(s, l, diffID, f, true)
 }
 
 // copyBlob copies the blob desc names from the layout into the store,
@@ -220,14 +235,18 @@ func copyBlob(s *store.Store, src layoutSource, desc ocispec.Descriptor) error {
 	if s.HasBlob(desc.Digest) {
 		return nil
 	}
-	if err := desc.Digest.Validate(); err != nil {
-		return fmt.Errorf("digest %q: %w", desc.Digest, err)
-	}
-	name := "blobs/" + desc.Digest.Algorithm().String() + "/" + desc.Digest.Encoded()
-	f, err := src.Open(name)
+	f, err := openBlob(src, desc)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	return s.PutBlob(desc.Digest, desc.Size, f)
+}
+
+// openBlob opens the layout's blob desc names.
+func openBlob(src layoutSource, desc ocispec.Descriptor) (io.ReadCloser, error) {
+	if err := desc.Digest.Validate(); err != nil {
+		return nil, fmt.Errorf("digest %q: %w", desc.Digest, err)
+	}
+	return src.Open("blobs/" + desc.Digest.Algorithm().String() + "/" + desc.Digest.Encoded())
 }
