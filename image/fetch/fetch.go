@@ -10,7 +10,9 @@
 // copies and verifies the blobs into the store, extracts each layer once,
 // and records the image under its names. The registry importer downloads
 // layers in parallel, hashing and extracting while they stream, one blob at
-// a time per store (store.LockBlob), reporting progress (progress.go). An
+// a time per store (store.LockBlob), reporting progress (progress.go); the
+// layout importer extracts a layer per CPU at once, each while its blob is
+// copied. An
 // archive that has not changed since it was last imported is not read again
 // (cache.go). An import holds the store (store.Hold) so that image gc never
 // removes what it has written but not yet recorded. A stored image is used
