@@ -154,15 +154,15 @@ func decompress(r io.Reader) (io.Reader, func(), error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("layer gzip header: %w", err)
 		}
-		r, stop := readAhead(zr, func() { zr.Close() })
-		return bufio.NewReaderSize(r, 1<<16), stop, nil
+		r, stop := readAhead(zr, func() { zr.Close() }) // chunks of its own: no bufio on top
+		return r, stop, nil
 	case bytes.HasPrefix(magic, []byte{0x28, 0xb5, 0x2f, 0xfd}):
 		zr, err := zstd.NewReader(br, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxWindow(1<<27))
 		if err != nil {
 			return nil, nil, fmt.Errorf("layer zstd header: %w", err)
 		}
 		r, stop := readAhead(zr, zr.Close)
-		return bufio.NewReaderSize(r, 1<<16), stop, nil
+		return r, stop, nil
 	}
 	return br, func() {}, nil
 }
