@@ -237,6 +237,13 @@ func inNetNS(t *testing.T, path string, f func() error) {
 // writes greeting to each client.
 func listenIn(t *testing.T, netnsPath, addr, greeting string) net.Listener {
 	t.Helper()
+	return serveIn(t, netnsPath, addr, func(net.Conn) string { return greeting })
+}
+
+// serveIn starts a TCP server in a netns ("": the test's own) that writes
+// reply(client) to each client and closes the connection.
+func serveIn(t *testing.T, netnsPath, addr string, reply func(net.Conn) string) net.Listener {
+	t.Helper()
 	var l net.Listener
 	listen := func() (err error) { l, err = net.Listen("tcp", addr); return err }
 	if netnsPath == "" {
@@ -253,7 +260,7 @@ func listenIn(t *testing.T, netnsPath, addr, greeting string) net.Listener {
 			if err != nil {
 				return
 			}
-			fmt.Fprint(c, greeting)
+			fmt.Fprint(c, reply(c))
 			c.Close()
 		}
 	}()

@@ -141,18 +141,6 @@ func TestDefaultNetworkIsMasqueraded(t *testing.T) {
 		}
 		return nil
 	})
-	var srv net.Listener
-	inNetNS(t, remote, func() (err error) { srv, err = net.Listen("tcp", "198.51.100.2:0"); return err })
-	t.Cleanup(func() { srv.Close() })
-	go func() {
-		for {
-			c, err := srv.Accept()
-			if err != nil {
-				return
-			}
-			fmt.Fprint(c, c.RemoteAddr().(*net.TCPAddr).IP.String())
-			c.Close()
-		}
-	}()
+	srv := serveIn(t, remote, "198.51.100.2:0", func(c net.Conn) string { return c.RemoteAddr().(*net.TCPAddr).IP.String() })
 	mustReach(t, res.NetNS, srv.Addr().String(), "198.51.100.1")
 }
