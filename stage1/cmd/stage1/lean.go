@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -12,6 +13,15 @@ import (
 
 	"golang.org/x/sys/unix"
 )
+
+// The supervisor never writes a memory profile, yet at the runtime's default rate
+// it would sample about one allocation per 512 KiB allocated, and each sample
+// walks the allocating goroutine's stack through the binary's function tables:
+// pages of the binary an idle supervisor never needs otherwise, mapped again
+// (whole large folios) after leanAfterStart dropped them, ~1 MiB of an idle
+// pod's PSS whenever an allocation after start-up happened to be sampled
+// (bench/README.md, pod-pss). Every command of this binary goes without it.
+func init() { runtime.MemProfileRate = 0 }
 
 // leanAfterStart lets go of the memory the supervisor (this process, alive
 // for the pod's life) needed only to start the pod: the pages of its own

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,6 +13,14 @@ import (
 
 	"golang.org/x/sys/unix"
 )
+
+// TestMemProfilingOff: every command of the binary runs without the
+// allocation sampling (see the init in lean.go).
+func TestMemProfilingOff(t *testing.T) {
+	if runtime.MemProfileRate != 0 {
+		t.Fatalf("runtime.MemProfileRate = %d, want 0: the supervisor's sampled allocations map back pages of the binary", runtime.MemProfileRate)
+	}
+}
 
 func TestReadOnlyFileMappings(t *testing.T) {
 	maps := strings.Join([]string{
