@@ -74,6 +74,19 @@ func runMain(args []string) error {
 	if err != nil {
 		return fmt.Errorf("pod %s: %w", o.UUID, err)
 	}
+	go func() { // the pod's moves: its start's, and a short job's end
+		select {
+		case <-r.ready.doneCh:
+			t := time.NewTimer(warmAfterReady)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-r.gone:
+			}
+		case <-r.gone:
+		}
+		r.stopWarm()
+	}()
 	leanAfterStart()
 	r.watchIdle()
 	code := r.wait()
@@ -92,6 +105,8 @@ type runningPod struct {
 	cgroup string    // the pod's cgroup path (see cgroup.go)
 	users  *podUsers // nil without --private-users (see users.go)
 	hand   *handover
+	// stopWarm ends warmCgroupMoves, started for the pod's start.
+	stopWarm func()
 	// unregister undoes the registration with systemd-machined.
 	unregister func()
 	// exitWithApp: OCI mode, the pod's systemd exits with the app's status.
@@ -102,6 +117,13 @@ type runningPod struct {
 
 func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 	r := &runningPod{o: o, m: m, specs: map[string]*specs.Spec{}, cgroup: choosePodCgroup(o, m.UUID), gone: make(chan struct{})}
+	// After choosePodCgroup: the writes go to the cgroup run stays in.
+	r.stopWarm = warmCgroupMoves(o)
+	defer func() {
+		if r.c == nil {
+			r.stopWarm() // the pod never started
+		}
+	}()
 	var err error
 	if r.users, err = newPodUsers(o.PrivateUsers); err != nil {
 		return nil, err
