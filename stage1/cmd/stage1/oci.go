@@ -91,6 +91,10 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 		return fmt.Errorf("an OCI pod has one app, pod.json lists %d", len(m.Apps))
 	}
 	app := m.Apps[0]
+	// libcontainer's move of the pod's init into its cgroup (cgroupwarm.go);
+	// the pod's systemd's own moves come after start, when no skiff process
+	// is left on the host to do this.
+	defer warmCgroupMoves(ro)()
 	r := &runningPod{o: ro, m: m, specs: map[string]*specs.Spec{}, gone: make(chan struct{}), exitWithApp: true}
 	defer dropScratch() // the overlay, if mounted, keeps it
 	if err := r.writeUnits(); err != nil {
