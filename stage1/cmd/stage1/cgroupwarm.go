@@ -27,9 +27,11 @@ import (
 // cgroup.procs, a move to where it already is (the kernel finds nothing to
 // migrate). The first write pays the grace period here, off the pod's path;
 // the pod's own moves then find the semaphore ready. It stops when stop is
-// called, after warmMax, or at the first write that fails (a read-only
+// called, after max, or at the first write that fails (a read-only
 // /sys/fs/cgroup, a cgroup removed under us): it is an optimization only.
-func warmCgroupMoves(o runOpts) (stop func()) {
+// enter uses it too: its process joins the pod's cgroups, then app-exec
+// the app's.
+func warmCgroupMoves(o runOpts, max time.Duration) (stop func()) {
 	self, _ := os.ReadFile("/proc/self/cgroup")
 	var f *os.File
 	for _, p := range ownCgroupProcs(self) {
@@ -49,7 +51,7 @@ func warmCgroupMoves(o runOpts) (stop func()) {
 		pid := []byte(strconv.Itoa(os.Getpid()))
 		tick := time.NewTicker(warmPeriod)
 		defer tick.Stop()
-		deadline := time.NewTimer(warmMax)
+		deadline := time.NewTimer(max)
 		defer deadline.Stop()
 		for {
 			if _, err := f.Write(pid); err != nil {
@@ -80,6 +82,9 @@ const (
 	warmAfterReady = 250 * time.Millisecond
 	// warmMax bounds the writes when the pod takes long to start.
 	warmMax = 2 * time.Second
+	// warmEnter bounds them for enter, whose process's moves come right
+	// after its start.
+	warmEnter = 250 * time.Millisecond
 )
 
 // ownCgroupProcs returns the cgroup.procs files of this process's own cgroup

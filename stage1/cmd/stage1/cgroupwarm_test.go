@@ -39,7 +39,7 @@ func TestWarmCgroupMovesStaysPut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := warmCgroupMoves(runOpts{})
+	stop := warmCgroupMoves(runOpts{}, warmMax)
 	time.Sleep(20 * warmPeriod)
 	stop()
 	stop() // a second stop is harmless

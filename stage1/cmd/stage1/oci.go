@@ -94,7 +94,7 @@ func ociCreate(o ociOpts, ro runOpts, m *abi.PodManifest) error {
 	// libcontainer's move of the pod's init into its cgroup (cgroupwarm.go);
 	// the pod's systemd's own moves come after start, when no skiff process
 	// is left on the host to do this.
-	defer warmCgroupMoves(ro)()
+	defer warmCgroupMoves(ro, warmMax)()
 	r := &runningPod{o: ro, m: m, specs: map[string]*specs.Spec{}, gone: make(chan struct{}), exitWithApp: true}
 	defer dropScratch() // the overlay, if mounted, keeps it
 	if err := r.writeUnits(); err != nil {

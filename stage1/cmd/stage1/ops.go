@@ -112,6 +112,7 @@ func enterMain(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	defer warmCgroupMoves(runOpts{}, warmEnter)() // the process's moves (cgroupwarm.go)
 	var m abi.PodManifest
 	if err := abi.ReadJSON(abi.PodManifestFile, &m); err != nil {
 		return err

@@ -118,7 +118,7 @@ type runningPod struct {
 func startPod(o runOpts, m *abi.PodManifest) (*runningPod, error) {
 	r := &runningPod{o: o, m: m, specs: map[string]*specs.Spec{}, cgroup: choosePodCgroup(o, m.UUID), gone: make(chan struct{})}
 	// After choosePodCgroup: the writes go to the cgroup run stays in.
-	r.stopWarm = warmCgroupMoves(o)
+	r.stopWarm = warmCgroupMoves(o, warmMax)
 	defer func() {
 		if r.c == nil {
 			r.stopWarm() // the pod never started
