@@ -8,7 +8,10 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Moving a process to another cgroup (a write to a cgroup.procs file, v1 or
@@ -29,8 +32,8 @@ import (
 // the pod's own moves then find the semaphore ready. It stops when stop is
 // called, after max, or at the first write that fails (a read-only
 // /sys/fs/cgroup, a cgroup removed under us): it is an optimization only.
-// enter uses it too: its process joins the pod's cgroups, then app-exec
-// the app's.
+// One process at a time writes (warmLock); the others wait their turn. enter
+// uses it too: its process joins the pod's cgroups, then app-exec the app's.
 func warmCgroupMoves(o runOpts, max time.Duration) (stop func()) {
 	self, _ := os.ReadFile("/proc/self/cgroup")
 	var f *os.File
@@ -44,20 +47,38 @@ func warmCgroupMoves(o runOpts, max time.Duration) (stop func()) {
 		o.Debugf("cgroup moves not kept warm: no cgroup.procs of our own to write")
 		return func() {}
 	}
+	lock := openWarmLock()
 	done := make(chan struct{})
 	var once sync.Once
 	go func() {
 		defer f.Close()
+		deadline := time.NewTimer(max)
+		defer deadline.Stop()
+		if lock != nil {
+			defer lock.Close()
+			// Blocks while another process keeps the semaphore warm (for
+			// every pod), until it stops; then this one takes over, if it
+			// still has to.
+			if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+				return
+			}
+			select {
+			case <-done:
+				return
+			case <-deadline.C:
+				return
+			default:
+			}
+		}
 		pid := []byte(strconv.Itoa(os.Getpid()))
 		tick := time.NewTicker(warmPeriod)
 		defer tick.Stop()
-		deadline := time.NewTimer(max)
-		defer deadline.Stop()
 		for {
 			if _, err := f.Write(pid); err != nil {
 				o.Debugf("cgroup moves no longer kept warm: %v", err)
 				return
 			}
+			warmWrites.Add(1)
 			select {
 			case <-tick.C:
 			case <-done:
@@ -86,6 +107,30 @@ const (
 	// after its start.
 	warmEnter = 250 * time.Millisecond
 )
+
+// warmLock is held by the one process that keeps the semaphore warm: it is
+// the whole kernel's, so one writer serves every pod starting at once, and
+// fifty writers (fifty pods started together) made each other and the pods'
+// own forks wait (start-50 1.3x slower).
+var warmLock = "/run/skiff/cgroup-warm.lock"
+
+// warmWrites counts the writes (for tests).
+var warmWrites atomic.Int64
+
+// openWarmLock opens warmLock, or returns nil (the writes then go on
+// without it).
+func openWarmLock() *os.File {
+	// 0711 as for the other locks in /run/skiff: a pod with private users
+	// walks through it.
+	if err := os.MkdirAll(filepath.Dir(warmLock), 0o711); err != nil {
+		return nil
+	}
+	f, err := os.OpenFile(warmLock, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil
+	}
+	return f
+}
 
 // ownCgroupProcs returns the cgroup.procs files of this process's own cgroup
 // that a write may go to, from /proc/self/cgroup: in the cgroup2 tree (at

@@ -2,9 +2,12 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestOwnCgroupProcs(t *testing.T) {
@@ -49,5 +52,38 @@ func TestWarmCgroupMovesStaysPut(t *testing.T) {
 	}
 	if string(after) != string(before) {
 		t.Fatalf("cgroups changed:\n%s\nto\n%s", before, after)
+	}
+}
+
+// TestWarmCgroupMovesTakeTurns: while another process holds the lock, no
+// write; once it lets go, this one writes.
+func TestWarmCgroupMovesTakeTurns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("writes to cgroup.procs need root")
+	}
+	old := warmLock
+	warmLock = filepath.Join(t.TempDir(), "run", "cgroup-warm.lock")
+	defer func() { warmLock = old }()
+	other := openWarmLock()
+	if other == nil {
+		t.Fatal("cannot open the lock")
+	}
+	defer other.Close()
+	if err := unix.Flock(int(other.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	before := warmWrites.Load()
+	stop := warmCgroupMoves(runOpts{}, warmMax)
+	defer stop()
+	time.Sleep(20 * warmPeriod)
+	if n := warmWrites.Load() - before; n != 0 {
+		t.Fatalf("%d writes while another process held the lock", n)
+	}
+	other.Close()
+	for i := 0; i < 500 && warmWrites.Load() == before; i++ {
+		time.Sleep(warmPeriod)
+	}
+	if warmWrites.Load() == before {
+		t.Fatal("no write after the lock was let go")
 	}
 }
