@@ -35,6 +35,12 @@ import (
 // One process at a time writes (warmLock); the others wait their turn. enter
 // uses it too: its process joins the pod's cgroups, then app-exec the app's.
 func warmCgroupMoves(o runOpts, max time.Duration) (stop func()) {
+	return warmCounting(o, max, nil)
+}
+
+// warmCounting is warmCgroupMoves counting its writes in writes, if not nil
+// (for tests).
+func warmCounting(o runOpts, max time.Duration, writes *atomic.Int64) (stop func()) {
 	self, _ := os.ReadFile("/proc/self/cgroup")
 	var f *os.File
 	for _, p := range ownCgroupProcs(self) {
@@ -78,7 +84,9 @@ func warmCgroupMoves(o runOpts, max time.Duration) (stop func()) {
 				o.Debugf("cgroup moves no longer kept warm: %v", err)
 				return
 			}
-			warmWrites.Add(1)
+			if writes != nil {
+				writes.Add(1)
+			}
 			select {
 			case <-tick.C:
 			case <-done:
@@ -113,9 +121,6 @@ const (
 // fifty writers (fifty pods started together) made each other and the pods'
 // own forks wait (start-50 1.3x slower).
 var warmLock = "/run/skiff/cgroup-warm.lock"
-
-// warmWrites counts the writes (for tests).
-var warmWrites atomic.Int64
 
 // openWarmLock opens warmLock, or returns nil (the writes then go on
 // without it).
