@@ -64,9 +64,15 @@ func (s *Store) putBlob(d digest.Digest, size int64, r io.Reader, verify bool) e
 		r = io.LimitReader(r, size+1)
 	}
 	w, h := io.Writer(f), hash.Hash(nil)
+	var dw *directWriter
+	if size >= directChunk {
+		dw = newDirectWriter(f)
+		defer dw.release()
+		w = dw
+	}
 	if verify {
 		h = d.Algorithm().Hash() // s.path accepted d: sha256
-		w = io.MultiWriter(f, h)
+		w = io.MultiWriter(w, h)
 	}
 	n, err := io.Copy(w, r)
 	if err != nil {
@@ -74,6 +80,11 @@ func (s *Store) putBlob(d digest.Digest, size int64, r io.Reader, verify bool) e
 	}
 	if size >= 0 && n != size {
 		return fmt.Errorf("blob %s: size is %d, expected %d", d, n, size)
+	}
+	if dw != nil {
+		if err := dw.Finish(); err != nil {
+			return fmt.Errorf("blob %s: %w", d, err)
+		}
 	}
 	if h != nil {
 		if got := digest.NewDigest(d.Algorithm(), h); got != d {
