@@ -90,3 +90,36 @@ func TestPutBlobAroundPageCache(t *testing.T) {
 		}
 	}
 }
+
+// A direct write the kernel refuses (here: from a buffer that is not
+// aligned) is written through the page cache instead, and so is the rest.
+func TestDirectWriterRefusedWrite(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "blob-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := setDirect(f, true); err != nil {
+		t.Skipf("the filesystem of %s refuses O_DIRECT", f.Name())
+	}
+	mem := make([]byte, directChunk+8192)
+	w := &directWriter{f: f, buf: mem[1 : directChunk+1], direct: true} // never page-aligned
+	data := bytes.Repeat([]byte("skiff"), (2*directChunk+100)/5)
+	if _, err := w.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	if w.direct {
+		t.Error("still direct after the kernel refused a write")
+	}
+	if err := w.flush(); err != nil { // the tail (Finish would also unmap buf)
+		t.Fatal(err)
+	}
+	w.buf = nil
+	got, err := os.ReadFile(f.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("file has %d bytes, differs from the %d written", len(got), len(data))
+	}
+}
