@@ -116,11 +116,21 @@ func TestStage1WritableLayerIsNotOnDisk(t *testing.T) {
 	if len(onDisk) > 0 {
 		t.Errorf("the stage1 rootfs's writes are on disk in the exited pod: %q", onDisk)
 	}
-	// Nor are the directories stage1 no longer needs (gc would remove them).
-	for _, d := range []string{"scratch", "rootfs", "libcontainer", "run"} {
-		if _, err := os.Lstat(filepath.Join(podDir, "stage1", d)); !errors.Is(err, fs.ErrNotExist) {
-			t.Errorf("the exited pod still has stage1/%s (%v)", d, err)
+	// Nor is anything stage1 kept to undo or stop the pod, once it is clean:
+	// its directories, the network's state, the cgroup's path, the stop
+	// timeout, the stage1 directory itself (gc would remove them all).
+	if _, err := os.Stat(filepath.Join(podDir, "clean")); err != nil {
+		t.Fatalf("the stopped pod is not marked clean: %v", err)
+	}
+	var left []string
+	filepath.WalkDir(filepath.Join(podDir, "stage1"), func(p string, d fs.DirEntry, err error) error {
+		if !errors.Is(err, fs.ErrNotExist) {
+			left = append(left, strings.TrimPrefix(p, podDir))
 		}
+		return nil
+	})
+	if len(left) > 0 {
+		t.Errorf("the clean pod still has %q", left)
 	}
 	e.ok("gc", "--grace-period=0s")
 }

@@ -377,14 +377,14 @@ func (r *runningPod) wait() int {
 	r.ready.close()
 	r.hand.finish()
 	r.unregister()
+	clean := false
 	errDestroy := r.c.Destroy()
 	errNet := r.net.Teardown()
 	errUsers := r.users.removeRootfs(r.m.UUID)
 	if err := errors.Join(errDestroy, errNet, errUsers); err != nil {
 		fmt.Fprintf(os.Stderr, "skiff: pod %s: %v; 'skiff gc' will retry\n", r.m.UUID, err)
 	} else {
-		removeEmptyStage1Dirs()
-		_ = os.WriteFile(abi.CleanFile, nil, 0o644) // gc has nothing left to undo
+		clean = os.WriteFile(abi.CleanFile, nil, 0o644) == nil // gc has nothing left to undo
 	}
 	r.o.Debugf("sandbox destroyed")
 	timeline.Mark(r.o.Debug, "stage1", "cleaned up")
@@ -395,6 +395,9 @@ func (r *runningPod) wait() int {
 	}
 	_ = abi.WriteJSON(abi.PodExitFile, abi.PodExit{Code: code, ExitedAt: time.Now().UTC()})
 	timeline.Mark(r.o.Debug, "stage1", "exit recorded")
+	if clean {
+		dropUndoRecords() // after exitCode, which reads the stop markers
+	}
 	return code
 }
 
