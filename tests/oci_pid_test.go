@@ -61,11 +61,13 @@ func TestOCIAppIsPID1OfItsPidNamespace(t *testing.T) {
 	initPid := o.state("p1").Pid
 	// What the app and exec see: the app is PID 1 (critest's ContainerPID
 	// reads /proc/1/cmdline), with what it started; not systemd.
-	// (Once the app's shell has exec'd sleep: start does not wait for that.)
+	// (Once skiff's app-exec has exec'd the app's shell and the shell sleep:
+	// start does not wait for either.)
 	var r result
 	waitFor(t, 30*time.Second, "exec to see the app's sleep 4200 as PID 1", func() bool {
 		r = o.ok("exec", "p1", "/bin/cat", "/proc/1/cmdline")
-		return r.stdout == "sleep\x004200\x00" || r.stdout != "/bin/sh\x00-c\x00sleep 4201 & exec sleep 4200\x00"
+		starting := r.stdout == "/bin/sh\x00-c\x00sleep 4201 & exec sleep 4200\x00" || strings.HasPrefix(r.stdout, "app-exec\x00")
+		return !starting
 	})
 	if r.stdout != "sleep\x004200\x00" {
 		t.Errorf("exec: /proc/1/cmdline is %q; want the app's, sleep 4200", r.stdout)
