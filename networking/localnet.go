@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/internal/lockfile"
 )
 
 // The portmap plugin with snat (what makes a forwarded port answer on the
@@ -61,7 +63,7 @@ func withRulesLock(fn func() error) error {
 	if err := os.MkdirAll(filepath.Dir(localnetLock), 0o711); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(localnetLock, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	f, err := lockfile.Open(localnetLock)
 	if err != nil {
 		return err
 	}

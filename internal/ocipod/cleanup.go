@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/skiff-project/skiff/image/store"
+	"github.com/skiff-project/skiff/internal/lockfile"
 	"github.com/skiff-project/skiff/stage1/abi"
 )
 
@@ -80,7 +81,7 @@ func cleanStage1Cache(root string) {
 
 // flockFile opens (creating) p and locks it; closing releases the lock.
 func flockFile(p string, how int) (func(), error) {
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	f, err := lockfile.Open(p)
 	if err != nil {
 		return nil, err
 	}

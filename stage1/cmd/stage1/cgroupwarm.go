@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/internal/lockfile"
 )
 
 // Moving a process to another cgroup (a write to a cgroup.procs file, v1 or
@@ -130,7 +132,7 @@ func openWarmLock() *os.File {
 	if err := os.MkdirAll(filepath.Dir(warmLock), 0o711); err != nil {
 		return nil
 	}
-	f, err := os.OpenFile(warmLock, os.O_RDWR|os.O_CREATE|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	f, err := lockfile.Open(warmLock)
 	if err != nil {
 		return nil
 	}
