@@ -3,9 +3,10 @@ package layer
 import (
 	"io"
 	"os"
-	"sync"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/skiff-project/skiff/internal/directio"
 )
 
 // fsys is every filesystem operation extraction does. The paths it is given
@@ -41,8 +42,6 @@ type fsys interface {
 // osFS is the host's filesystem.
 type osFS struct{}
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
-
 func (osFS) Lstat(name string) (os.FileInfo, error) { return os.Lstat(name) }
 func (osFS) Readlink(name string) (string, error)   { return os.Readlink(name) }
 func (osFS) MkdirAll(name string) error             { return os.MkdirAll(name, 0o755) }
@@ -67,9 +66,15 @@ func (osFS) WriteFile(name string, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	bp := bufPool.Get().(*[]byte)
-	defer bufPool.Put(bp)
-	if _, err := io.CopyBuffer(f, r, *bp); err != nil {
+	// A file of a MiB or more is written around the page cache, as its
+	// layer's blob is: the layer is synced before its rename anyway.
+	w := directio.NewWriter(f)
+	if _, err := w.ReadFrom(r); err != nil {
+		w.Release()
+		f.Close()
+		return err
+	}
+	if err := w.Finish(); err != nil {
 		f.Close()
 		return err
 	}

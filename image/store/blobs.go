@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 
 	"github.com/opencontainers/go-digest"
+
+	"github.com/skiff-project/skiff/internal/directio"
 )
 
 // ErrBlobNotFound is returned for a blob the store does not have.
@@ -64,10 +66,10 @@ func (s *Store) putBlob(d digest.Digest, size int64, r io.Reader, verify bool) e
 		r = io.LimitReader(r, size+1)
 	}
 	w, h := io.Writer(f), hash.Hash(nil)
-	var dw *directWriter
-	if size >= directChunk {
-		dw = newDirectWriter(f)
-		defer dw.release()
+	var dw *directio.Writer
+	if size >= directio.Chunk { // a layer's: around the page cache
+		dw = directio.NewWriter(f)
+		defer dw.Release()
 		w = dw
 	}
 	if verify {
