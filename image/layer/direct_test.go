@@ -63,3 +63,14 @@ func TestExtractLargeFilesAroundPageCache(t *testing.T) {
 		}
 	}
 }
+
+// A layer whose large file ends before the size its header gives fails to
+// extract (the tar reader's io.ErrUnexpectedEOF is not taken for the file's end).
+func TestExtractTruncatedLargeFile(t *testing.T) {
+	root, _ := sandbox(t)
+	data := mkTar(t, file("big", string(make([]byte, 3*directio.Chunk))), file("after", "x"))
+	// The header and the first 2.5 MiB of the file's 3 MiB, nothing after.
+	if _, err := Extract(root, bytes.NewReader(data[:512+5*directio.Chunk/2])); err == nil {
+		t.Fatal("extracted a layer whose file was cut short")
+	}
+}

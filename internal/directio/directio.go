@@ -66,7 +66,9 @@ func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 	}
 	var total int64
 	for {
-		n, err := io.ReadFull(r, w.buf[w.n:])
+		// Read, not io.ReadFull: r's own io.ErrUnexpectedEOF (a tar
+		// whose file ends early) must stay an error.
+		n, err := r.Read(w.buf[w.n:])
 		w.n += n
 		total += int64(n)
 		if w.n == len(w.buf) {
@@ -74,10 +76,10 @@ func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
 				return total, ferr
 			}
 		}
-		switch {
-		case err == io.EOF || err == io.ErrUnexpectedEOF:
+		if err == io.EOF {
 			return total, nil
-		case err != nil:
+		}
+		if err != nil {
 			return total, err
 		}
 	}

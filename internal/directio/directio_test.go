@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"testing"
+	"testing/iotest"
 )
 
 func directOK(t *testing.T, f *os.File) {
@@ -99,5 +100,22 @@ func TestWriterRefusedWrite(t *testing.T) {
 	}
 	if !bytes.Equal(got, data) {
 		t.Fatalf("file has %d bytes, differs from the %d written", len(got), len(data))
+	}
+}
+
+// ReadFrom passes on the reader's errors, io.ErrUnexpectedEOF included (what
+// a tar reader says of a file cut short), and stops there.
+func TestWriterReadFromKeepsErrors(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "file-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w := NewWriter(f)
+	defer w.Release()
+	cut := io.MultiReader(bytes.NewReader(make([]byte, Chunk+100)), iotest.ErrReader(io.ErrUnexpectedEOF))
+	n, err := w.ReadFrom(cut)
+	if err != io.ErrUnexpectedEOF || n != Chunk+100 {
+		t.Fatalf("ReadFrom = %d, %v; want %d, %v", n, err, Chunk+100, io.ErrUnexpectedEOF)
 	}
 }
