@@ -1,8 +1,10 @@
 package layer
 
 import (
+	"bytes"
 	"io"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -66,17 +68,47 @@ func (osFS) WriteFile(name string, r io.Reader) error {
 	if err != nil {
 		return err
 	}
-	// A file of a MiB or more is written around the page cache, as its
-	// layer's blob is: the layer is synced before its rename anyway.
-	w := directio.NewWriter(f)
-	if _, err := w.ReadFrom(r); err != nil {
-		w.Release()
-		f.Close()
-		return err
-	}
-	if err := w.Finish(); err != nil {
+	if err := writeContent(f, r); err != nil {
 		f.Close()
 		return err
 	}
 	return f.Close()
+}
+
+// elfMagic starts every program and shared library.
+var elfMagic = []byte("\x7fELF")
+
+// elfWrite is the most writeContent writes of an ELF file at once: the page
+// cache makes folios no larger than the writes that fill them.
+const elfWrite = 32 << 10
+
+var elfBufs = sync.Pool{New: func() any { b := make([]byte, elfWrite); return &b }}
+
+// writeContent writes a file's content from r. A file of a MiB or more is
+// written around the page cache, as its layer's blob is (the layer is synced
+// before its rename anyway, and most of a big image's bytes are not read
+// soon), but for programs and shared libraries (ELF), which pods map as they
+// start: they are written through the page cache, elfWrite bytes at a time.
+// That also keeps their folios small: this kernel maps a file's whole folio at
+// a fault, and a process uses few of the pages of its binary and libraries
+// (written a MiB at a time, the stage1's binary took 4 MiB more of every pod's
+// supervisor; bench/README.md, fetch-big).
+func writeContent(f *os.File, r io.Reader) error {
+	// r's own errors (a tar's io.ErrUnexpectedEOF for a file cut short) come
+	// again from the reads after the head's: they are its reader's, sticky.
+	var head [4]byte
+	n, _ := io.ReadFull(r, head[:])
+	r = io.MultiReader(bytes.NewReader(head[:n]), r)
+	if bytes.Equal(head[:n], elfMagic) {
+		bp := elfBufs.Get().(*[]byte)
+		defer elfBufs.Put(bp)
+		_, err := io.CopyBuffer(struct{ io.Writer }{f}, r, *bp)
+		return err
+	}
+	w := directio.NewWriter(f)
+	if _, err := w.ReadFrom(r); err != nil {
+		w.Release()
+		return err
+	}
+	return w.Finish()
 }
