@@ -11,6 +11,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"runtime"
 
 	"golang.org/x/sys/unix"
 )
@@ -131,9 +132,11 @@ func (w *Writer) Release() {
 	}
 }
 
-// free keeps a few buffers for the next files (a fetch extracts a layer per
-// CPU at once): a new mapping's pages are faulted in on their first write.
-var free = make(chan []byte, 4)
+// free keeps buffers for the next files, one per CPU (a fetch extracts a
+// layer per CPU at once, and all its files but programs and libraries go
+// through a Writer): a new mapping costs an mmap, a munmap and its pages'
+// faults on their first write.
+var free = make(chan []byte, max(4, runtime.GOMAXPROCS(0)))
 
 func getBuf() []byte {
 	select {
