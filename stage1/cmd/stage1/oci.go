@@ -393,7 +393,7 @@ func (r *runningPod) ociSandbox(rootfs string, a abi.App, spec *specs.Spec, o oc
 	for i := 0; i < o.preserveFDs; i++ {
 		extra = append(extra, os.NewFile(uintptr(3+i), "preserved"))
 	}
-	env := []string{"container=skiff", units.SearchPathEnv, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+	env := []string{"container=skiff", units.SearchPathEnv, units.NoMountTrackingEnv, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
 	if n := os.Getenv(envOCIListenFDs); n != "" {
 		env = append(env, envOCIListenFDs+"="+n) // for the keeper; pod-init drops it
 	}

@@ -293,7 +293,7 @@ func (r *runningPod) sandbox(rootfs string) (container.Pod, error) {
 		Args: []string{"/usr/lib/systemd/systemd", "--unit=" + units.Target, // dies with this process: initDeathSignal
 			"--log-target=" + logTarget, "--show-status=0"},
 		Env: []string{"container=skiff", "container_uuid=" + r.m.UUID, units.SearchPathEnv,
-			"PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
+			units.NoMountTrackingEnv, "PATH=/usr/sbin:/usr/bin:/sbin:/bin"},
 		Stdio: [3]*os.File{null, stderr, stderr},
 	}, nil
 }
