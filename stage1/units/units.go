@@ -46,8 +46,9 @@ const SearchPathEnv = "SYSTEMD_UNIT_PATH=/" + Dir + ":/usr/lib/systemd/system"
 // 20 per app: its rootfs, /proc, /dev, ...), each loaded at start (8 ms of
 // a busybox pod's 25 from systemd's exec to the app's), kept in systemd's
 // heap (~0.2 MiB of an idle pod), and a live inotify watch (libmount's, on
-// /run) whose release at the pod's end waits for a kernel grace period
-// (fsnotify's SRCU; 2 to 40 ms here).
+// /run) whose release at the pod's end can wait for a kernel grace period
+// (fsnotify's SRCU; systemd's other inotify instances can wait for it
+// instead: bench/README.md).
 const NoMountTrackingEnv = "LIBMOUNT_UTAB=skiff-no-mount-tracking/utab"
 
 // Paths of skiff's helpers inside the stage1 rootfs, run by the units.
