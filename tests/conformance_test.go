@@ -362,14 +362,21 @@ func (e *env) runPID(uuid string) int {
 	return atoi(e.t, f[1])
 }
 
+// TestStopCommand: stop returns once the pod has exited, its run too (exit
+// recorded, the pod's lock released), so `skiff stop X && skiff rm X` needs
+// no wait in between.
 func TestStopCommand(t *testing.T) {
 	e := newEnv(t)
 	uuid, wait := e.runningPod()
 	e.ok("stop", uuid)
+	if st := e.status(uuid); st.State == "running" || st.ExitCode == nil || *st.ExitCode != 0 {
+		t.Errorf("the pod right after skiff stop returned: %+v", st)
+	}
+	e.fails(125, []string{uuid, "not running"}, "stop", uuid)
+	e.ok("rm", uuid)
 	if r := wait(); r.code != 0 {
 		t.Fatalf("skiff run after skiff stop: exit %d, stderr %q", r.code, r.stderr)
 	}
-	e.fails(125, []string{uuid, "not running"}, "stop", uuid)
 }
 
 // TestStopManyPods: one `skiff stop` of several pods stops every running one,

@@ -80,7 +80,7 @@ func waitGone(pid int, d time.Duration) bool {
 // stopMain: stop [--force] UUID. Asks the pod agent to power the VM off
 // through the pod's systemd (apps get SIGTERM, then SIGKILL after their stop
 // timeout) and waits for QEMU to end; kills QEMU when that takes too long,
-// or at once with --force.
+// or at once with --force. It returns once run has ended too.
 func stopMain(args []string) error {
 	fs := flag.NewFlagSet("stop", flag.ContinueOnError)
 	force := fs.Bool("force", false, "kill the pod at once")
@@ -141,6 +141,8 @@ func stopMain(args []string) error {
 		_ = unix.Kill(pid, unix.SIGKILL)
 		waitGone(pid, 5*time.Second)
 	}
+	// And for run's end: its cleanup, the exit record, the pod's lock.
+	abi.WaitRunEnded(10 * time.Second)
 	return nil
 }
 

@@ -23,6 +23,7 @@ import (
 
 // stopMain: stop [--force] UUID. Asks the pod's systemd to halt (apps get
 // SIGTERM, then SIGKILL after their stop timeout); --force kills the pod now.
+// It returns once the pod's run has ended (abi.WaitRunEnded).
 func stopMain(args []string) error {
 	fs := flag.NewFlagSet("stop", flag.ContinueOnError)
 	force := fs.Bool("force", false, "kill the pod at once")
@@ -65,11 +66,39 @@ func stopMain(args []string) error {
 		if err := unix.Kill(pid, unix.SIGKILL); err != nil && err != unix.ESRCH {
 			return fmt.Errorf("kill pod init %d: %w", pid, err)
 		}
+		abi.WaitRunEnded(runEndWait)
 		return nil
 	}
-	haltPod(pid, podHaltGrace(), nil) // returns once the pod's init is gone
+	haltPod(pid, podHaltGrace(), initGone(pid)) // returns once the pod's init is gone
+	abi.WaitRunEnded(runEndWait)
 	return nil
 }
+
+// initGone returns a channel closed once the process pid (the pod's init, not
+// our child) has exited, seen through its pidfd; nil when there is no pidfd
+// (haltPod then notices the end at its next resend of the signal).
+func initGone(pid int) <-chan struct{} {
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return nil
+	}
+	gone := make(chan struct{})
+	go func() {
+		defer close(gone)
+		defer unix.Close(fd)
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		for {
+			if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+				return // readable: the process has exited (or poll failed: haltPod goes on by signals)
+			}
+		}
+	}()
+	return gone
+}
+
+// runEndWait bounds how long stop waits, once the pod's init is gone, for its
+// run to end (its cleanup: the sandbox, the network, the exit record).
+const runEndWait = 10 * time.Second
 
 // stopStartWait bounds how long stop waits for a starting pod's pid.
 const stopStartWait = 30 * time.Second
