@@ -84,13 +84,17 @@ func initGone(pid int) <-chan struct{} {
 	}
 	gone := make(chan struct{})
 	go func() {
-		defer close(gone)
 		defer unix.Close(fd)
 		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
 		for {
-			if _, err := unix.Poll(fds, -1); err != unix.EINTR {
-				return // readable: the process has exited (or poll failed: haltPod goes on by signals)
+			n, err := unix.Poll(fds, -1)
+			if err == unix.EINTR {
+				continue
 			}
+			if err == nil && n == 1 {
+				close(gone) // readable: the process has exited
+			}
+			return // else haltPod goes on by its resends
 		}
 	}()
 	return gone
